@@ -1,0 +1,156 @@
+// Options are checked once, on entry, and frozen: nothing is clamped or guessed later.
+import type pg from 'pg';
+import { invalidArgument } from './errors.js';
+import type { RowMode, TypeParsers } from '../results/row-parser.js';
+import { planTask, type TaskPlan, type TaskSql } from '../sql/task-plan.js';
+import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
+import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject } from './validate.js';
+
+export const MIN_QUEUE_SIZE = 4096;
+export const MAX_QUEUE_SIZE = 268_435_456;
+export const MAX_GRACE_MS = 3_600_000;
+export const MAX_LABEL_BYTES = 64;
+const DEFAULT_APPLICATION_NAME = 'pg-background';
+
+export interface InstanceOptions {
+  readonly connection: Readonly<pg.ClientConfig>;
+  readonly maxWorkers: number;
+  readonly defaultQueueSize: number;
+  readonly workerTimeoutMs: number;
+  readonly whenFull: 'error' | 'queue';
+  readonly retentionMs: number;
+  readonly settings: Readonly<Record<string, string>>;
+  readonly role: string | null;
+  readonly rowMode: RowMode;
+  readonly types: TypeParsers | undefined;
+  readonly maxIdle: number;
+  readonly minIdle: number;
+  readonly idleTimeoutMs: number;
+  readonly cancelGraceMs: number;
+}
+
+const ownKeys = [
+  'maxWorkers',
+  'defaultQueueSize',
+  'workerTimeoutMs',
+  'whenFull',
+  'retentionMs',
+  'settings',
+  'role',
+  'rowMode',
+  'types',
+  'maxIdle',
+  'minIdle',
+  'idleTimeoutMs',
+  'cancelGraceMs',
+] as const;
+
+export function instanceOptions(input: unknown): InstanceOptions {
+  const options = (input === undefined ? {} : plainObject('options', input)) as PgBackgroundOptions & Record<string, unknown>;
+  const connection: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (!(ownKeys as readonly string[]).includes(key)) connection[key] = value;
+  }
+  if (connection.connectionString !== undefined && typeof connection.connectionString !== 'string') {
+    throw invalidArgument(`Expected \`connectionString\` to be a string, got ${describe(connection.connectionString)}`);
+  }
+  // Workers run one task at a time and cancel by connection: pg's pipeline mode would break both.
+  connection.pipeline = false;
+  if (connection.application_name === undefined && !/[?&]application_name=/.test(String(connection.connectionString ?? ''))) {
+    connection.application_name = DEFAULT_APPLICATION_NAME;
+  }
+
+  const maxWorkers = options.maxWorkers === undefined ? 16 : integer('maxWorkers', options.maxWorkers, 1, 1000);
+  const maxIdle = options.maxIdle === undefined ? maxWorkers : integer('maxIdle', options.maxIdle, 0, maxWorkers);
+  const retentionMs = options.retentionMs === undefined ? 900_000 : options.retentionMs === Infinity ? Infinity : integer('retentionMs', options.retentionMs, 0, Number.MAX_SAFE_INTEGER);
+  return Object.freeze({
+    connection: Object.freeze(connection as pg.ClientConfig),
+    maxWorkers,
+    defaultQueueSize: options.defaultQueueSize === undefined ? 65536 : integer('defaultQueueSize', options.defaultQueueSize, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE),
+    workerTimeoutMs: options.workerTimeoutMs === undefined ? 0 : integer('workerTimeoutMs', options.workerTimeoutMs, 0, MAX_TIMER_MS),
+    whenFull: options.whenFull === undefined ? 'error' : oneOf('whenFull', options.whenFull, ['error', 'queue'] as const),
+    retentionMs,
+    settings: options.settings === undefined ? Object.freeze({}) : settings('settings', options.settings),
+    role: options.role === undefined ? null : nonEmptyString('role', options.role, 63),
+    rowMode: options.rowMode === undefined ? 'object' : oneOf('rowMode', options.rowMode, ['object', 'array'] as const),
+    types: options.types === undefined ? undefined : typeParsers('types', options.types),
+    maxIdle,
+    minIdle: options.minIdle === undefined ? 0 : integer('minIdle', options.minIdle, 0, maxIdle),
+    idleTimeoutMs: options.idleTimeoutMs === undefined ? 10_000 : integer('idleTimeoutMs', options.idleTimeoutMs, 0, MAX_TIMER_MS),
+    cancelGraceMs: options.cancelGraceMs === undefined ? 5000 : integer('cancelGraceMs', options.cancelGraceMs, 0, MAX_GRACE_MS),
+  });
+}
+
+/** Everything a launch needs, checked before any connection is touched. */
+export interface LaunchPlan {
+  readonly sql: TaskSql;
+  readonly plan: TaskPlan;
+  readonly submitted: boolean;
+  readonly queueSize: number;
+  readonly label: string | null;
+  readonly signal: AbortSignal | null;
+  readonly settings: Readonly<Record<string, string>>;
+  readonly role: string | null;
+  readonly rowMode: RowMode;
+  readonly types: TypeParsers | undefined;
+  readonly timeoutMs: number;
+  readonly fresh: boolean;
+}
+
+const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh'] as const;
+
+export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean): LaunchPlan {
+  const options = (input === undefined ? {} : plainObject('options', input)) as LaunchOptions & Record<string, unknown>;
+  if (input !== undefined) knownKeys('options', options, launchKeys);
+  const plan = planTask(sql as TaskSql);
+  const label = options.label === undefined ? null : labelOption(options.label);
+  return {
+    sql: sql as TaskSql,
+    plan,
+    submitted,
+    queueSize: options.queueSize === undefined ? instance.defaultQueueSize : integer('queueSize', options.queueSize, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE),
+    label,
+    signal: options.signal === undefined ? null : abortSignal('signal', options.signal),
+    settings: options.settings === undefined ? instance.settings : { ...instance.settings, ...settings('settings', options.settings) },
+    role: options.role === undefined ? instance.role : nonEmptyString('role', options.role, 63),
+    rowMode: options.rowMode === undefined ? instance.rowMode : oneOf('rowMode', options.rowMode, ['object', 'array'] as const),
+    types: options.types === undefined ? instance.types : typeParsers('types', options.types),
+    timeoutMs: options.timeoutMs === undefined ? instance.workerTimeoutMs : integer('timeoutMs', options.timeoutMs, 0, MAX_TIMER_MS),
+    fresh: options.fresh === undefined ? false : boolean('fresh', options.fresh),
+  };
+}
+
+function labelOption(value: unknown): string {
+  if (typeof value !== 'string') throw invalidArgument(`Expected \`label\` to be a string, got ${describe(value)}`);
+  checkUtf8('label', value, MAX_LABEL_BYTES);
+  return value;
+}
+
+function settings(name: string, value: unknown): Readonly<Record<string, string>> {
+  const input = plainObject(name, value);
+  const out: Record<string, string> = {};
+  for (const [key, setting] of Object.entries(input)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/.test(key)) {
+      throw invalidArgument(`Expected the keys of \`${name}\` to be setting names, got ${describe(key)}`);
+    }
+    out[key] = settingValue(`${name}.${key}`, setting);
+  }
+  return Object.freeze(out);
+}
+
+function settingValue(name: string, value: unknown): string {
+  if (typeof value === 'string') {
+    checkUtf8(name, value, Infinity);
+    return value;
+  }
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value === 'boolean') return value ? 'on' : 'off';
+  throw invalidArgument(`Expected \`${name}\` to be a string, finite number or boolean, got ${describe(value as SettingValue)}`);
+}
+
+function typeParsers(name: string, value: unknown): TypeParsers {
+  if (value === null || typeof value !== 'object' || typeof (value as TypeParsers).getTypeParser !== 'function') {
+    throw invalidArgument(`Expected \`${name}\` to be an object with a getTypeParser(oid, format) function, got ${describe(value)}`);
+  }
+  return value as TypeParsers;
+}

@@ -1,0 +1,526 @@
+// PgBackground: pg_background's API for Node.js. Each worker runs its SQL on a dedicated
+// PostgreSQL connection, in its own transaction; this class tracks workers by handle, hands
+// out connections and slots, and turns what the connection reports into worker states.
+import { EventEmitter } from 'node:events';
+import { inspect } from 'node:util';
+import pg from 'pg';
+import type { ServerNotice } from '../pool/worker-connection.js';
+import { PgBackgroundError, type WorkerErrorInfo } from './errors.js';
+import { instanceOptions, launchPlan, MAX_GRACE_MS, type InstanceOptions } from './options.js';
+import { installProgressFunction, progressFromNotice } from './progress-function.js';
+import type {
+  CancelOptions,
+  CancelReason,
+  CloseOptions,
+  InstallOptions,
+  LaunchOptions,
+  PgBackgroundEvents,
+  PgBackgroundOptions,
+  ResultInfo,
+  WaitOptions,
+  WorkerHandle,
+  WorkerInfo,
+  WorkerProgress,
+  WorkerSql,
+  WorkerStats,
+} from './types.js';
+import { abortSignal, boolean, integer, MAX_TIMER_MS, nonEmptyString, plainObject, knownKeys } from './validate.js';
+import { Worker, type TerminalState } from './worker.js';
+import { WorkerRegistry } from './worker-registry.js';
+import { sendCancelRequest } from '../pool/cancel-request.js';
+import { ConnectionPool } from '../pool/connection-pool.js';
+import { ControlConnection } from '../pool/control-connection.js';
+import { WorkerConnection } from '../pool/worker-connection.js';
+import { WorkerSlots, type Slot } from '../pool/worker-slots.js';
+import { endsSession, errorInfo, syntheticError } from '../results/error-info.js';
+import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { WorkerResult } from '../results/worker-result.js';
+import { planTask } from '../sql/task-plan.js';
+
+/** SQLSTATEs a cancel or terminate produces. */
+const CANCEL_SQLSTATES = new Set(['57014', '57P01', '08006']);
+/** How long a terminated backend's connection may take to close before we drop it ourselves. */
+const TERMINATE_TIMEOUT_MS = 10_000;
+
+export class PgBackground extends EventEmitter<PgBackgroundEvents> {
+  readonly #options: InstanceOptions;
+  readonly #registry: WorkerRegistry;
+  readonly #slots: WorkerSlots;
+  readonly #pool: ConnectionPool;
+  readonly #control: ControlConnection;
+  /** The connection of each worker past its start (between attach and completion). */
+  readonly #running = new Map<Worker, WorkerConnection>();
+  #closing: Promise<void> | null = null;
+
+  constructor(options?: PgBackgroundOptions) {
+    super();
+    this.#options = instanceOptions(options);
+    const { connection, maxWorkers, maxIdle, minIdle, idleTimeoutMs, retentionMs } = this.#options;
+    this.#registry = new WorkerRegistry(retentionMs);
+    this.#slots = new WorkerSlots(maxWorkers);
+    this.#pool = new ConnectionPool({
+      maxConnections: maxWorkers,
+      maxIdle,
+      minIdle,
+      idleTimeoutMs,
+      connect: () => WorkerConnection.open(connection),
+    });
+    this.#control = new ControlConnection({ ...connection, application_name: 'pg-background control' });
+  }
+
+  /** Starts a worker running `sql`; resolves with its handle once the SQL is on its way. */
+  launch(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle> {
+    return this.#start(sql, options, false);
+  }
+
+  /** Like launch, but the worker's rows are discarded as they arrive: it never blocks. */
+  submit(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle> {
+    return this.#start(sql, options, true);
+  }
+
+  /** The worker's rows (the last statement's), as an async iterable that can be read once. */
+  result<R = Record<string, unknown>>(handle: WorkerHandle): WorkerResult<R> {
+    this.#assertOpen();
+    const worker = this.#registry.lookup(handle);
+    const { pid, cookie, label } = worker;
+    if (worker.launch.submitted) {
+      throw new PgBackgroundError('PGBG_RESULTS_DISABLED', `Worker pid ${pid} was started with submit(): its rows are discarded`, { pid, cookie, label });
+    }
+    if (worker.resultClaimed) {
+      throw new PgBackgroundError('PGBG_ALREADY_CONSUMED', `The result of worker pid ${pid} was already taken by an earlier result() call`, { pid, cookie, label });
+    }
+    worker.resultClaimed = true;
+    return new WorkerResult<R>(worker);
+  }
+
+  async resultInfo(handle: WorkerHandle): Promise<ResultInfo> {
+    this.#assertOpen();
+    return this.#registry.lookup(handle).resultInfo();
+  }
+
+  async errorInfo(handle: WorkerHandle): Promise<WorkerErrorInfo | null> {
+    this.#assertOpen();
+    const { error } = this.#registry.lookup(handle);
+    return error && { ...error };
+  }
+
+  /** Waits until the worker is finished (stopped, error or canceled). */
+  wait(handle: WorkerHandle): Promise<void>;
+  /** Waits at most `timeoutMs`: true if the worker finished, false on timeout. */
+  wait(handle: WorkerHandle, options: WaitOptions & { timeoutMs: number }): Promise<boolean>;
+  wait(handle: WorkerHandle, options?: WaitOptions): Promise<void | boolean>;
+  async wait(handle: WorkerHandle, options?: WaitOptions): Promise<void | boolean> {
+    this.#assertOpen();
+    const { timeoutMs, signal } = waitOptions(options);
+    const worker = this.#registry.lookup(handle);
+    const finished = await worker.waitTerminal(timeoutMs ?? Infinity, signal);
+    return timeoutMs === undefined ? undefined : finished;
+  }
+
+  /**
+   * Cancels the worker and resolves once it has stopped: a cancel request first, then, after
+   * `graceMs`, its backend is terminated. Its uncommitted work is rolled back (state
+   * 'canceled'), unless it had already committed (state 'stopped').
+   */
+  async cancel(handle: WorkerHandle, options?: CancelOptions): Promise<void> {
+    this.#assertOpen();
+    const graceMs = graceOption(options, this.#options.cancelGraceMs);
+    await this.#stop(this.#registry.lookup(handle), 'cancel', graceMs);
+  }
+
+  /** Stops tracking the worker; it keeps running and commits. */
+  async detach(handle: WorkerHandle): Promise<void> {
+    this.#assertOpen();
+    this.#detach(this.#registry.lookup(handle));
+  }
+
+  /** Detaches every tracked worker; resolves with how many. */
+  async detachAll(): Promise<number> {
+    this.#assertOpen();
+    const workers = this.#registry.list();
+    for (const worker of workers) this.#detach(worker);
+    return workers.length;
+  }
+
+  /** Cancels every tracked active worker and waits for them; resolves with how many. */
+  async cancelAll(options?: CancelOptions): Promise<number> {
+    this.#assertOpen();
+    const graceMs = graceOption(options, this.#options.cancelGraceMs);
+    const active = this.#registry.list().filter((worker) => worker.active);
+    await Promise.all(active.map((worker) => this.#stop(worker, 'cancel', graceMs)));
+    return active.length;
+  }
+
+  /** Tracked workers, newest first. */
+  async list(): Promise<WorkerInfo[]> {
+    this.#assertOpen();
+    const now = Date.now();
+    return this.#registry.list().map((worker) => worker.info(now));
+  }
+
+  async stats(): Promise<WorkerStats> {
+    this.#assertOpen();
+    return this.#registry.stats(this.#options.maxWorkers);
+  }
+
+  /** The last progress the worker's SQL reported with pg_background_progress(), or null. */
+  async getProgress(handle: WorkerHandle): Promise<WorkerProgress | null> {
+    this.#assertOpen();
+    const { progress } = this.#registry.lookup(handle);
+    return progress && { ...progress };
+  }
+
+  /** Creates pg_background_progress(pct, msg) in `schema` (default 'public'); idempotent. */
+  async install(options?: InstallOptions): Promise<void> {
+    this.#assertOpen();
+    let schema = 'public';
+    if (options !== undefined) {
+      const input = plainObject('options', options);
+      knownKeys('options', input, ['schema']);
+      if (input.schema !== undefined) schema = nonEmptyString('schema', input.schema, 63);
+    }
+    await installProgressFunction(this.#control, schema, pg.escapeIdentifier);
+  }
+
+  /**
+   * Waits for running workers (detached ones too) to finish and commit, discarding rows nobody
+   * will read, then closes every connection. `{ cancel: true }` cancels them instead;
+   * `{ timeoutMs }` waits that long before cancelling. Later calls reject with PGBG_CLOSED.
+   */
+  close(options?: CloseOptions): Promise<void> {
+    if (this.#closing) return this.#closing;
+    let cancel = false;
+    let timeoutMs: number | undefined;
+    if (options !== undefined) {
+      const input = plainObject('options', options);
+      knownKeys('options', input, ['cancel', 'timeoutMs']);
+      if (input.cancel !== undefined) cancel = boolean('cancel', input.cancel);
+      if (input.timeoutMs !== undefined) timeoutMs = integer('timeoutMs', input.timeoutMs, 0, MAX_TIMER_MS);
+    }
+    this.#closing = this.#shutdown(cancel, timeoutMs);
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  [inspect.custom](): string {
+    const stats = this.#registry.stats(this.#options.maxWorkers);
+    return `PgBackground { maxWorkers: ${stats.maxWorkers}, active: ${stats.workersActive}, launched: ${stats.workersLaunched}, connections: ${this.#pool.size}, closed: ${this.#closing !== null} }`;
+  }
+
+  override toString(): string {
+    return this[inspect.custom]();
+  }
+
+  // ---- launching ---------------------------------------------------------------------------
+
+  async #start(sql: WorkerSql, options: LaunchOptions | undefined, submitted: boolean): Promise<WorkerHandle> {
+    this.#assertOpen();
+    const launch = launchPlan(sql, options, this.#options, submitted);
+    if (launch.signal?.aborted) {
+      throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
+    }
+    if (this.#options.whenFull === 'error' && this.#slots.full) {
+      const max = this.#options.maxWorkers;
+      throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
+    }
+    const worker = new Worker(launch, this.#loginUser());
+    this.#registry.add(worker);
+    const signal = launch.signal;
+    if (signal) {
+      const onAbort = () => void this.#stop(worker, 'signal', this.#options.cancelGraceMs);
+      signal.addEventListener('abort', onAbort, { once: true });
+      void worker.whenTerminal.then(() => signal.removeEventListener('abort', onAbort));
+    }
+
+    let slot: Slot | undefined;
+    let connection: WorkerConnection | undefined;
+    try {
+      slot = await this.#slots.acquire(worker.startSignal);
+      connection = await abortable(this.#pool.acquire(launch.fresh), worker.startSignal, (late) => this.#pool.release(late, true));
+    } catch (error) {
+      slot?.release();
+      const aborted = worker.startSignal.aborted;
+      const info = aborted
+        ? syntheticError('57014', `worker was cancelled (${worker.canceledBy}) before it started`)
+        : errorInfo(error);
+      this.#finish(worker, aborted ? 'canceled' : 'error', info, null, 0);
+      if (aborted) {
+        throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, { cookie: worker.cookie, label: worker.label, cause: signal?.aborted ? signal.reason : undefined });
+      }
+      throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}`, {
+        cookie: worker.cookie,
+        label: worker.label,
+        sqlstate: info.sqlstate === '08006' ? undefined : info.sqlstate,
+      });
+    }
+
+    let query: TaskQuery | undefined;
+    this.#registry.started(worker, connection.pid, () => worker.start(connection.pid, connection.user, () => query?.rowCount ?? 0));
+    this.#running.set(worker, connection);
+    const sent = new Promise<void>((resolve) => {
+      void this.#execute(worker, connection, (q) => {
+        query = q;
+        resolve();
+      }).then((outcome) => {
+        resolve();
+        this.#complete(worker, connection, slot, outcome);
+      });
+    });
+    await sent;
+    return worker.handle;
+  }
+
+  /** Runs the worker's task; `onSent` is called once its SQL has been written. */
+  async #execute(worker: Worker, connection: WorkerConnection, onSent: (query: TaskQuery) => void): Promise<TaskOutcome> {
+    const { launch } = worker;
+    connection.onNotice = (notice) => this.#notice(worker, notice);
+    const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs), launch.timeoutMs) : null;
+    try {
+      const names = Object.keys(launch.settings);
+      if (names.length > 0 || launch.role !== null) {
+        // One round trip, only when asked for; DISCARD ALL undoes it before the next task.
+        const pairs: string[] = names.flatMap((name) => [name, launch.settings[name]!]);
+        if (launch.role !== null) pairs.push('role', launch.role);
+        const calls = Array.from({ length: pairs.length / 2 }, (_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`);
+        try {
+          await connection.query(`SELECT ${calls.join(', ')}`, pairs);
+        } catch (error) {
+          return { error: error as Error, commandTag: null, rowCount: 0 };
+        }
+      }
+      if (worker.cancelRequested) {
+        return { error: syntheticErrorObject('57014', 'canceling statement due to user request'), commandTag: null, rowCount: 0 };
+      }
+      const plan = connection.standardConformingStrings ? launch.plan : planTask(launch.sql, false);
+      if (plan.refusal !== null) {
+        return { error: refusal(plan.refusal), commandTag: null, rowCount: 0 };
+      }
+      const query = new TaskQuery(plan, worker.queue, { columns: (fields) => worker.columns(fields) });
+      connection.submit(query);
+      onSent(query);
+      return await query.done;
+    } catch (error) {
+      return { error: error as Error, commandTag: null, rowCount: 0 };
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
+    this.#running.delete(worker);
+    connection.onNotice = null;
+    const { error } = outcome;
+    let state: TerminalState = 'stopped';
+    let info: WorkerErrorInfo | null = null;
+    if (error) {
+      info = error instanceof SyntheticError ? error.info : errorInfo(error);
+      state = worker.cancelRequested && CANCEL_SQLSTATES.has(info.sqlstate) ? 'canceled' : 'error';
+    }
+    // A connection that saw a cancel request is never reused: the request could still land
+    // on its next task. One whose session ended (FATAL, terminate, lost socket) cannot be.
+    const reusable = !worker.cancelRequested && connection.failure === null && !(error && !(error instanceof SyntheticError) && endsSession(error));
+    this.#finish(worker, state, info, outcome.commandTag, outcome.rowCount);
+    this.#pool.release(connection, reusable);
+    slot.release();
+  }
+
+  #finish(worker: Worker, state: TerminalState, info: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
+    worker.finish(state, info, commandTag, rowCount);
+    this.#registry.finished(worker);
+    if (this.listenerCount('finished') > 0) {
+      this.emit('finished', { handle: worker.handle, label: worker.label, state, elapsedMs: worker.finishedAt! - worker.launchedAt });
+    }
+  }
+
+  #notice(worker: Worker, notice: ServerNotice): void {
+    const progress = progressFromNotice(notice);
+    if (progress) {
+      worker.progress = progress;
+      if (this.listenerCount('progress') > 0) this.emit('progress', { handle: worker.handle, label: worker.label, progress: { ...progress } });
+      return;
+    }
+    if (this.listenerCount('notice') === 0) return;
+    this.emit('notice', {
+      handle: worker.handle,
+      label: worker.label,
+      severity: notice.severity ?? 'NOTICE',
+      sqlstate: notice.code ?? '00000',
+      message: notice.message ?? '',
+      detail: notice.detail ?? null,
+      hint: notice.hint ?? null,
+      context: notice.where ?? null,
+    });
+  }
+
+  // ---- stopping ----------------------------------------------------------------------------
+
+  #detach(worker: Worker): void {
+    this.#registry.untrack(worker);
+    worker.discard('detach');
+  }
+
+  /** Cancels a worker (once; later calls join the first) and resolves when it is terminal. */
+  #stop(worker: Worker, reason: CancelReason, graceMs: number): Promise<void> {
+    if (!worker.active) return Promise.resolve();
+    worker.requestCancel(reason);
+    worker.stopping ??= this.#halt(worker, graceMs);
+    return worker.stopping;
+  }
+
+  async #halt(worker: Worker, graceMs: number): Promise<void> {
+    if (worker.state === 'pending') {
+      // requestCancel aborted its wait for a slot or a connection.
+      await worker.whenTerminal;
+      return;
+    }
+    const connection = this.#running.get(worker);
+    if (!connection) return;
+    const deadline = Date.now() + graceMs;
+    if (graceMs > 0) {
+      await this.#requestCancel(worker, connection, graceMs);
+      if (await worker.waitTerminal(Math.max(0, deadline - Date.now()))) return;
+    }
+    await this.#terminate(worker, connection);
+  }
+
+  async #requestCancel(worker: Worker, connection: WorkerConnection, timeoutMs: number): Promise<void> {
+    const target = connection.cancelTarget;
+    try {
+      if (!target) throw new Error('no cancel key');
+      await sendCancelRequest(target, Math.min(timeoutMs, 10_000));
+    } catch {
+      // The protocol cancel could not be delivered (a pooler, a proxy): ask the server directly.
+      await this.#control.query('SELECT pg_cancel_backend($1)', [worker.pid]).catch(() => {});
+    }
+  }
+
+  async #terminate(worker: Worker, connection: WorkerConnection): Promise<void> {
+    if (!worker.active) return;
+    try {
+      await withTimeout(this.#control.query('SELECT pg_terminate_backend($1)', [worker.pid]), TERMINATE_TIMEOUT_MS);
+    } catch {
+      connection.destroy(new Error('terminated by pg-background: the server could not be reached to terminate the backend'));
+    }
+    if (!(await worker.waitTerminal(TERMINATE_TIMEOUT_MS))) {
+      connection.destroy(new Error('terminated by pg-background: the backend did not close its connection'));
+      await worker.whenTerminal;
+    }
+  }
+
+  async #shutdown(cancel: boolean, timeoutMs: number | undefined): Promise<void> {
+    const active = [...this.#registry.active];
+    for (const worker of active) {
+      if (worker.state === 'pending') worker.requestCancel('close');
+      worker.discard('close');
+    }
+    for (const worker of this.#registry.list()) worker.discard('close');
+    if (cancel) {
+      await Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
+    } else {
+      const all = Promise.all(active.map((worker) => worker.whenTerminal));
+      if (timeoutMs === undefined || !(await withTimeout(all.then(() => true), timeoutMs).catch(() => false))) {
+        await Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
+      }
+      await all;
+    }
+    this.#registry.dispose();
+    await Promise.all([this.#pool.close(), this.#control.close()]);
+  }
+
+  #assertOpen(): void {
+    if (this.#closing) throw new PgBackgroundError('PGBG_CLOSED', 'This PgBackground instance is closed');
+  }
+
+  #loginUser(): string {
+    const { user, connectionString } = this.#options.connection;
+    if (user) return user;
+    if (connectionString) {
+      try {
+        const parsed = new URL(connectionString);
+        if (parsed.username) return decodeURIComponent(parsed.username);
+      } catch {
+        // Not a URL (a key=value string): the real user is known once connected.
+      }
+    }
+    return process.env.PGUSER ?? '';
+  }
+}
+
+/** An error we raise ourselves for a worker, already in WorkerErrorInfo form. */
+class SyntheticError extends Error {
+  readonly info: WorkerErrorInfo;
+  constructor(info: WorkerErrorInfo) {
+    super(info.message);
+    this.info = info;
+  }
+}
+
+function syntheticErrorObject(sqlstate: string, message: string): SyntheticError {
+  return new SyntheticError(syntheticError(sqlstate, message));
+}
+
+function refusal(message: string): SyntheticError {
+  return syntheticErrorObject('0A000', message);
+}
+
+function waitOptions(options: WaitOptions | undefined): { timeoutMs: number | undefined; signal: AbortSignal | null } {
+  if (options === undefined) return { timeoutMs: undefined, signal: null };
+  const input = plainObject('options', options);
+  knownKeys('options', input, ['timeoutMs', 'signal']);
+  return {
+    timeoutMs: input.timeoutMs === undefined ? undefined : integer('timeoutMs', input.timeoutMs, 0, MAX_TIMER_MS),
+    signal: input.signal === undefined ? null : abortSignal('signal', input.signal),
+  };
+}
+
+function graceOption(options: CancelOptions | undefined, fallback: number): number {
+  if (options === undefined) return fallback;
+  const input = plainObject('options', options);
+  knownKeys('options', input, ['graceMs']);
+  return input.graceMs === undefined ? fallback : integer('graceMs', input.graceMs, 0, MAX_GRACE_MS);
+}
+
+/** Resolves like `promise` unless `signal` aborts first; a late value goes to `onLate`. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal, onLate: (value: T) => void): Promise<T> {
+  if (signal.aborted) {
+    promise.then(onLate, () => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      promise.then(onLate, () => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) onLate(value);
+        else resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

@@ -1,0 +1,183 @@
+// The public shapes: options, handles, worker information, statistics and events.
+import type pg from 'pg';
+import type { RowMode, TypeParsers } from '../results/row-parser.js';
+import type { TaskSql } from '../sql/task-plan.js';
+
+export type { RowMode, TypeParsers, ResultField } from '../results/row-parser.js';
+export type { WorkerErrorInfo } from './errors.js';
+
+/** A value for a server setting, sent as text. */
+export type SettingValue = string | number | boolean;
+
+export interface PgBackgroundOptions extends Omit<pg.ClientConfig, 'types'> {
+  /** Concurrent active workers (pending, running or cancelling), 1..1000. Default 16. */
+  maxWorkers?: number;
+  /** Default byte budget of a worker's row queue, 4096..268435456. Default 65536. */
+  defaultQueueSize?: number;
+  /** Cancel a worker still running after this many ms; 0 = never. Default 0. */
+  workerTimeoutMs?: number;
+  /** What launch does when `maxWorkers` are active: throw PGBG_MAX_WORKERS, or wait for a slot. */
+  whenFull?: 'error' | 'queue';
+  /** How long a finished worker stays in `list()` (and its unread rows in memory). Default 900000. */
+  retentionMs?: number;
+  /** Server settings applied to every worker's task (`set_config`), e.g. `{ work_mem: '256MB' }`. */
+  settings?: Readonly<Record<string, SettingValue>>;
+  /** Role every worker's SQL runs as (`SET ROLE`); the login role must be a member of it. */
+  role?: string;
+  /** Rows as objects keyed by column name (default) or as arrays in column order. */
+  rowMode?: RowMode;
+  /** Type parsers for result columns (node-postgres' `types` hook); pg's globals are never changed. */
+  types?: TypeParsers;
+  /** Reset connections kept warm for the next launch, 0..maxWorkers. Default maxWorkers. */
+  maxIdle?: number;
+  /** Warm connections kept however long they idle, 0..maxIdle. Default 0. */
+  minIdle?: number;
+  /** Close a warm connection idle for this many ms; 0 = never. Default 10000. */
+  idleTimeoutMs?: number;
+  /** Grace period of `cancel()` before the worker's backend is terminated, ms. Default 5000. */
+  cancelGraceMs?: number;
+}
+
+export interface LaunchOptions {
+  /** Byte budget of this worker's row queue, 4096..268435456. Default: `defaultQueueSize`. */
+  queueSize?: number;
+  /** A name for operators, at most 64 bytes of UTF-8. */
+  label?: string;
+  /** Aborting it cancels the worker (or its wait for a slot). */
+  signal?: AbortSignal;
+  /** Server settings for this task, merged over the instance's `settings`. */
+  settings?: Readonly<Record<string, SettingValue>>;
+  /** Role this task's SQL runs as; overrides the instance's `role`. */
+  role?: string;
+  rowMode?: RowMode;
+  types?: TypeParsers;
+  /** Cancel this worker after this many ms; 0 = never. Default: `workerTimeoutMs`. */
+  timeoutMs?: number;
+  /** Run on a brand-new connection instead of a warm one. */
+  fresh?: boolean;
+}
+
+export interface WorkerHandle {
+  readonly pid: number;
+  readonly cookie: bigint;
+  readonly label?: string;
+}
+
+export type WorkerState = 'pending' | 'running' | 'cancelling' | 'stopped' | 'canceled' | 'error';
+
+/** Why a worker was cancelled. */
+export type CancelReason = 'cancel' | 'timeout' | 'signal' | 'close';
+
+export interface WorkerProgress {
+  pct: number;
+  message: string;
+}
+
+export interface WorkerInfo {
+  /** Backend pid of the worker's connection; 0 while pending. */
+  pid: number;
+  cookie: bigint;
+  label: string | null;
+  launchedAt: Date;
+  finishedAt: Date | null;
+  /** Time since launch; frozen when the worker finishes. */
+  elapsedMs: number;
+  /** Role the worker's SQL ran as. */
+  user: string;
+  queueSize: number;
+  state: WorkerState;
+  /** The first 120 characters (code points) of the SQL. */
+  sqlPreview: string;
+  /** The error message when state is 'error'. */
+  lastError: string | null;
+  /** result(h) was read to the end (or its reading stopped early and the rest was dropped). */
+  consumed: boolean;
+  progress: WorkerProgress | null;
+  /** Started with submit(): rows are discarded. */
+  submitted: boolean;
+  /** What cancelled it, when state is 'cancelling' or 'canceled'. */
+  canceledBy: CancelReason | null;
+}
+
+export interface WorkerStats {
+  workersLaunched: number;
+  workersCompleted: number;
+  workersFailed: number;
+  workersCanceled: number;
+  workersActive: number;
+  /** Mean launch-to-finish time of finished workers, ms (0 before any finished). */
+  avgExecutionMs: number;
+  maxWorkers: number;
+}
+
+export interface ResultInfo {
+  /** Rows the last statement returned or affected (so far, while running). */
+  rowCount: number;
+  /** The last statement's command, e.g. 'SELECT', 'INSERT', 'CREATE TABLE'; null until it completes. */
+  commandTag: string | null;
+  /** The worker has finished (stopped, error or canceled). */
+  completed: boolean;
+  /** It finished with an error or was cancelled. */
+  hasError: boolean;
+}
+
+export interface WaitOptions {
+  /** Give up after this many ms and return false; 0 checks once. */
+  timeoutMs?: number;
+  /** Aborting it rejects the wait with the signal's reason; the worker is not affected. */
+  signal?: AbortSignal;
+}
+
+export interface CancelOptions {
+  /** How long a cancel request may take before the backend is terminated, 0..3600000 ms. */
+  graceMs?: number;
+}
+
+export interface CloseOptions {
+  /** Cancel running workers instead of waiting for them. */
+  cancel?: boolean;
+  /** Wait at most this long for running workers, then cancel them. */
+  timeoutMs?: number;
+}
+
+export interface InstallOptions {
+  /** Schema to create pg_background_progress in. Default 'public'. */
+  schema?: string;
+}
+
+/** A notice (NOTICE, WARNING, INFO, ...) raised by a worker's SQL. */
+export interface WorkerNotice {
+  handle: WorkerHandle;
+  label: string | null;
+  severity: string;
+  sqlstate: string;
+  message: string;
+  detail: string | null;
+  hint: string | null;
+  context: string | null;
+}
+
+export interface WorkerProgressEvent {
+  handle: WorkerHandle;
+  label: string | null;
+  progress: WorkerProgress;
+}
+
+export interface WorkerFinishedEvent {
+  handle: WorkerHandle;
+  label: string | null;
+  state: 'stopped' | 'canceled' | 'error';
+  elapsedMs: number;
+}
+
+export interface PgBackgroundEvents {
+  notice: [notice: WorkerNotice];
+  progress: [event: WorkerProgressEvent];
+  finished: [event: WorkerFinishedEvent];
+}
+
+/** A worker's SQL: a string of one or more statements, or one statement with parameters. */
+export type WorkerSql = TaskSql;
+
+/** A result row in the default rowMode 'object'. */
+export type Row = Record<string, unknown>;

@@ -1,0 +1,147 @@
+// The instance's workers: those a handle can reach (tracked: launched here, not detached, not
+// pruned), those still active (detached ones included, for close() and stats), the counters of
+// stats(), and retention: a finished worker is forgotten `retentionMs` after it finished.
+import { PgBackgroundError, invalidArgument } from './errors.js';
+import type { WorkerHandle, WorkerStats } from './types.js';
+import { describe, MAX_TIMER_MS } from './validate.js';
+import type { Worker } from './worker.js';
+
+export class WorkerRegistry {
+  readonly #retentionMs: number;
+  readonly #tracked = new Map<bigint, Worker>(); // by cookie, oldest first
+  readonly #pids = new Map<number, number>(); // tracked workers per pid (connections are reused)
+  readonly #active = new Set<Worker>();
+  #finished: Worker[] = []; // in finishing order, for retention; read from #finishedHead
+  #finishedHead = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #launched = 0;
+  #completed = 0;
+  #failed = 0;
+  #canceled = 0;
+  #executionMs = 0;
+
+  constructor(retentionMs: number) {
+    this.#retentionMs = retentionMs;
+  }
+
+  add(worker: Worker): void {
+    this.prune();
+    this.#launched++;
+    this.#tracked.set(worker.cookie, worker);
+    this.#countPid(worker.pid, 1);
+    this.#active.add(worker);
+  }
+
+  /** The worker's connection is attached: its handle now names that backend pid. */
+  started(worker: Worker, pid: number, start: () => void): void {
+    if (worker.tracked) this.#countPid(worker.pid, -1);
+    start();
+    if (worker.tracked) this.#countPid(pid, 1);
+  }
+
+  finished(worker: Worker): void {
+    this.#active.delete(worker);
+    if (worker.state === 'stopped') this.#completed++;
+    else if (worker.state === 'canceled') this.#canceled++;
+    else this.#failed++;
+    this.#executionMs += worker.finishedAt! - worker.launchedAt;
+    if (worker.tracked && this.#retentionMs !== Infinity) {
+      this.#finished.push(worker);
+      this.#schedulePrune();
+    }
+  }
+
+  /** Forgets a worker (detach, prune): it is no longer listed or reachable by its handle. */
+  untrack(worker: Worker): void {
+    if (!worker.tracked) return;
+    worker.tracked = false;
+    this.#tracked.delete(worker.cookie);
+    this.#countPid(worker.pid, -1);
+  }
+
+  /** The tracked worker a handle names, or PGBG_UNKNOWN_WORKER / PGBG_COOKIE_MISMATCH. */
+  lookup(handle: unknown): Worker {
+    if (handle === null || typeof handle !== 'object') {
+      throw invalidArgument(`Expected a worker handle { pid, cookie }, got ${describe(handle)}`);
+    }
+    const { pid, cookie } = handle as Partial<WorkerHandle>;
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid < 0 || pid > 2 ** 31 - 1) {
+      throw invalidArgument(`Expected the handle's \`pid\` to be an integer from 0 to 2147483647, got ${describe(pid)}`);
+    }
+    if (typeof cookie !== 'bigint') {
+      throw invalidArgument(`Expected the handle's \`cookie\` to be a bigint, got ${describe(cookie)}`);
+    }
+    this.prune();
+    const worker = this.#tracked.get(cookie);
+    // A handle taken while the worker was pending (pid 0) still names it once it runs.
+    if (worker && (worker.pid === pid || pid === 0)) return worker;
+    if (this.#pids.has(pid)) {
+      throw new PgBackgroundError('PGBG_COOKIE_MISMATCH', `Cookie mismatch for worker pid ${pid}: the handle is stale (that pid now runs another worker)`, { pid, cookie });
+    }
+    throw new PgBackgroundError('PGBG_UNKNOWN_WORKER', `No worker with pid ${pid} is tracked by this instance (never launched here, detached, or pruned after retentionMs)`, { pid, cookie });
+  }
+
+  /** Tracked workers, newest first. */
+  list(): Worker[] {
+    this.prune();
+    return [...this.#tracked.values()].reverse();
+  }
+
+  /** Workers not yet terminal, detached ones included. */
+  get active(): ReadonlySet<Worker> {
+    return this.#active;
+  }
+
+  stats(maxWorkers: number): WorkerStats {
+    const finished = this.#completed + this.#failed + this.#canceled;
+    return {
+      workersLaunched: this.#launched,
+      workersCompleted: this.#completed,
+      workersFailed: this.#failed,
+      workersCanceled: this.#canceled,
+      workersActive: this.#active.size,
+      avgExecutionMs: finished === 0 ? 0 : this.#executionMs / finished,
+      maxWorkers,
+    };
+  }
+
+  /** Forgets finished workers older than retentionMs, with their unread rows. */
+  prune(now = Date.now()): void {
+    while (this.#finishedHead < this.#finished.length) {
+      const worker = this.#finished[this.#finishedHead]!;
+      if (worker.tracked && now - worker.finishedAt! < this.#retentionMs) break;
+      this.#finishedHead++;
+      if (worker.tracked) {
+        this.untrack(worker);
+        worker.discard('prune');
+      }
+    }
+    if (this.#finishedHead > 1024 && this.#finishedHead * 2 > this.#finished.length) {
+      this.#finished = this.#finished.slice(this.#finishedHead);
+      this.#finishedHead = 0;
+    }
+  }
+
+  dispose(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #schedulePrune(): void {
+    if (this.#timer || this.#finishedHead === this.#finished.length) return;
+    const due = this.#finished[this.#finishedHead]!.finishedAt! + this.#retentionMs - Date.now();
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.prune();
+      this.#schedulePrune();
+    }, Math.min(Math.max(due, 0), MAX_TIMER_MS));
+    // Pruning frees memory; it is no reason to keep the process alive.
+    this.#timer.unref();
+  }
+
+  #countPid(pid: number, delta: number): void {
+    const count = (this.#pids.get(pid) ?? 0) + delta;
+    if (count > 0) this.#pids.set(pid, count);
+    else this.#pids.delete(pid);
+  }
+}

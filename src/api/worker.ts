@@ -1,0 +1,193 @@
+// A worker as the caller sees it: its identity, its state machine
+//   pending → running → cancelling → stopped | canceled | error   (pending may end directly)
+// and what it produced. Every transition happens here; list(), stats(), wait() and events
+// read from it, never from connection internals.
+import { randomBytes } from 'node:crypto';
+import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from './errors.js';
+import type { LaunchPlan } from './options.js';
+import { RowParser, type ResultField } from '../results/row-parser.js';
+import { RowQueue } from '../results/row-queue.js';
+import type { CancelReason, ResultInfo, WorkerHandle, WorkerInfo, WorkerProgress, WorkerState } from './types.js';
+
+const PREVIEW_CODE_POINTS = 120;
+
+export type TerminalState = 'stopped' | 'canceled' | 'error';
+
+/** Why a worker's rows are being thrown away. */
+export type DiscardReason = 'submit' | 'consumer' | 'cancel' | 'detach' | 'close' | 'prune';
+
+export class Worker {
+  readonly cookie: bigint;
+  readonly launch: LaunchPlan;
+  readonly label: string | null;
+  readonly sqlPreview: string;
+  readonly launchedAt = Date.now();
+  readonly queue: RowQueue;
+  /** Aborted when the worker must not start after all (cancel, close, caller's signal). */
+  readonly #startAbort = new AbortController();
+  readonly whenTerminal: Promise<void>;
+  #resolveTerminal!: () => void;
+
+  pid = 0;
+  user: string;
+  state: WorkerState = 'pending';
+  finishedAt: number | null = null;
+  error: WorkerErrorInfo | null = null;
+  commandTag: string | null = null;
+  #rowCount = 0;
+  #liveRowCount: (() => number) | null = null;
+  progress: WorkerProgress | null = null;
+  canceledBy: CancelReason | null = null;
+  parser: RowParser | null = null;
+  discardReason: DiscardReason | null = null;
+  resultClaimed = false;
+  consumed = false;
+  /** Listed and addressable by handle (false once detached or pruned). */
+  tracked = true;
+  /** Set by the first cancel; later cancels join it. */
+  stopping: Promise<void> | null = null;
+  #handle: WorkerHandle | null = null;
+
+  constructor(launch: LaunchPlan, defaultUser: string) {
+    this.cookie = newCookie();
+    this.launch = launch;
+    this.label = launch.label;
+    this.sqlPreview = preview(launch.plan.text);
+    this.queue = new RowQueue(launch.queueSize);
+    this.user = launch.role ?? defaultUser;
+    this.whenTerminal = new Promise((resolve) => (this.#resolveTerminal = resolve));
+    if (launch.submitted) this.discard('submit');
+  }
+
+  get startSignal(): AbortSignal {
+    return this.#startAbort.signal;
+  }
+
+  get handle(): WorkerHandle {
+    this.#handle ??= Object.freeze(this.label === null ? { pid: this.pid, cookie: this.cookie } : { pid: this.pid, cookie: this.cookie, label: this.label });
+    return this.#handle;
+  }
+
+  get active(): boolean {
+    return this.state === 'pending' || this.state === 'running' || this.state === 'cancelling';
+  }
+
+  get cancelRequested(): boolean {
+    return this.canceledBy !== null;
+  }
+
+  get rowCount(): number {
+    return this.#liveRowCount?.() ?? this.#rowCount;
+  }
+
+  /** The connection is attached: the worker runs as backend `pid`. */
+  start(pid: number, user: string, liveRowCount: () => number): void {
+    this.pid = pid;
+    this.user = this.launch.role ?? user;
+    this.#liveRowCount = liveRowCount;
+    this.#handle = null;
+    this.state = this.cancelRequested ? 'cancelling' : 'running';
+  }
+
+  columns(fields: readonly ResultField[]): void {
+    if (!this.launch.submitted) this.parser = new RowParser(fields, this.launch.rowMode, this.launch.types);
+  }
+
+  /** First cancel request: stop rows (a full queue would block the cancel), or stop the start. */
+  requestCancel(reason: CancelReason): void {
+    if (this.cancelRequested || !this.active) return;
+    this.canceledBy = reason;
+    if (this.state === 'running') this.state = 'cancelling';
+    this.discard('cancel');
+    this.#startAbort.abort(new PgBackgroundError('PGBG_ABORTED', `worker was cancelled (${reason}) before it started`, { cookie: this.cookie, label: this.label }));
+  }
+
+  discard(reason: DiscardReason): void {
+    if (this.queue.discarding) return;
+    this.discardReason = reason;
+    this.queue.discard();
+  }
+
+  finish(state: TerminalState, error: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
+    if (!this.active) return;
+    this.state = state;
+    this.error = error;
+    this.commandTag = commandTag;
+    this.#rowCount = rowCount;
+    this.#liveRowCount = null;
+    this.finishedAt = Date.now();
+    if (state === 'stopped') this.canceledBy = null;
+    this.queue.close();
+    this.#resolveTerminal();
+  }
+
+  /** True once terminal, false if `timeoutMs` passes first. */
+  waitTerminal(timeoutMs: number, signal?: AbortSignal | null): Promise<boolean> {
+    if (!this.active) return Promise.resolve(true);
+    return new Promise((resolve, reject) => {
+      const done = (value: boolean) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(value);
+      };
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal!.reason);
+      };
+      const timer = timeoutMs === Infinity ? undefined : setTimeout(() => done(false), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      void this.whenTerminal.then(() => done(true));
+    });
+  }
+
+  /** The error result(h) throws for this (terminal) worker, if any. */
+  workerError(): WorkerError | null {
+    return this.error && new WorkerError(this.error, { pid: this.pid, cookie: this.cookie, label: this.label }, this.state === 'canceled');
+  }
+
+  resultInfo(): ResultInfo {
+    return {
+      rowCount: this.rowCount,
+      commandTag: this.commandTag,
+      completed: !this.active,
+      hasError: this.state === 'error' || this.state === 'canceled',
+    };
+  }
+
+  info(now: number): WorkerInfo {
+    return {
+      pid: this.pid,
+      cookie: this.cookie,
+      label: this.label,
+      launchedAt: new Date(this.launchedAt),
+      finishedAt: this.finishedAt === null ? null : new Date(this.finishedAt),
+      elapsedMs: (this.finishedAt ?? now) - this.launchedAt,
+      user: this.user,
+      queueSize: this.launch.queueSize,
+      state: this.state,
+      sqlPreview: this.sqlPreview,
+      lastError: this.state === 'error' ? this.error!.message : null,
+      consumed: this.consumed,
+      progress: this.progress && { ...this.progress },
+      submitted: this.launch.submitted,
+      canceledBy: this.canceledBy,
+    };
+  }
+}
+
+/** 64 random bits as a signed bigint (fits PostgreSQL's int8), never 0. */
+function newCookie(): bigint {
+  for (;;) {
+    const cookie = randomBytes(8).readBigInt64BE();
+    if (cookie !== 0n) return cookie;
+  }
+}
+
+/** The first 120 code points, never cutting one in half. */
+export function preview(text: string): string {
+  let end = 0;
+  for (let count = 0; count < PREVIEW_CODE_POINTS && end < text.length; count++) {
+    end += text.codePointAt(end)! > 0xffff ? 2 : 1;
+  }
+  return text.slice(0, end);
+}

@@ -1,0 +1,169 @@
+// Worker connections, kept warm between tasks. A finished task's connection is reset (open
+// transaction rolled back, then DISCARD ALL: settings, role, temp tables, prepared statements,
+// LISTENs, advisory locks, cursors, sequences) in the background, and only then serves another
+// task. A connection that failed, was terminated or hit a protocol error is never reused.
+//
+// Bound: the pool never holds more than `maxConnections` (the instance's maxWorkers)
+// connections. A launch takes a reset connection if one is ready; else it opens a new one while
+// under the bound; else it waits for the next reset to finish, which costs one round trip where
+// a new connection costs a fork and authentication.
+import type { WorkerConnection } from './worker-connection.js';
+
+export interface ConnectionPoolOptions {
+  readonly maxConnections: number;
+  /** Reset connections kept for reuse; 0 closes every connection after its task. */
+  readonly maxIdle: number;
+  /** Idle connections kept open whatever their age. */
+  readonly minIdle: number;
+  /** An idle connection older than this is closed (0: never). */
+  readonly idleTimeoutMs: number;
+  readonly connect: () => Promise<WorkerConnection>;
+}
+
+interface Waiter {
+  readonly fresh: boolean;
+  resolve(connection: WorkerConnection): void;
+  reject(error: Error): void;
+}
+
+interface IdleEntry {
+  readonly connection: WorkerConnection;
+  readonly since: number;
+}
+
+export class ConnectionPool {
+  readonly #options: ConnectionPoolOptions;
+  readonly #open = new Set<WorkerConnection>();
+  readonly #resetting = new Set<WorkerConnection>();
+  readonly #closing = new Set<Promise<void>>();
+  #idle: IdleEntry[] = []; // most recently used last
+  #waiters: Waiter[] = [];
+  #timer: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  constructor(options: ConnectionPoolOptions) {
+    this.#options = options;
+  }
+
+  /** Connections open now: running a task, resetting, or idle. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  get idleCount(): number {
+    return this.#idle.length;
+  }
+
+  async acquire(fresh = false): Promise<WorkerConnection> {
+    if (this.#closed) throw new Error('connection pool closed');
+    if (fresh) {
+      // A fresh connection replaces an idle one rather than exceed the bound.
+      if (this.#open.size >= this.#options.maxConnections && this.#idle.length) void this.#close(this.#idle.shift()!.connection);
+    } else {
+      for (let entry = this.#idle.pop(); entry; entry = this.#idle.pop()) {
+        if (!entry.connection.failure) return this.#checkout(entry.connection);
+        void this.#close(entry.connection);
+      }
+    }
+    if (this.#open.size >= this.#options.maxConnections && this.#resetting.size > this.#waiters.length) {
+      return new Promise((resolve, reject) => this.#waiters.push({ fresh, resolve, reject }));
+    }
+    return this.#connect();
+  }
+
+  async #connect(): Promise<WorkerConnection> {
+    const connection = await this.#options.connect();
+    if (this.#closed) {
+      await connection.close();
+      throw new Error('connection pool closed');
+    }
+    this.#open.add(connection);
+    return connection;
+  }
+
+  /** Takes back a connection after its task; `reusable` false closes it. */
+  release(connection: WorkerConnection, reusable: boolean): void {
+    if (!reusable || this.#closed || connection.failure || this.#options.maxIdle === 0) {
+      void this.#close(connection);
+      return;
+    }
+    this.#resetting.add(connection);
+    void this.#reset(connection).then(
+      () => {
+        this.#resetting.delete(connection);
+        const waiter = this.#waiters.shift();
+        if (waiter?.fresh) {
+          void this.#close(connection);
+          return void this.#connect().then(waiter.resolve, waiter.reject);
+        }
+        if (waiter) return waiter.resolve(this.#checkout(connection));
+        if (this.#closed || this.#idle.length >= this.#options.maxIdle) return void this.#close(connection);
+        this.#park(connection);
+      },
+      () => {
+        this.#resetting.delete(connection);
+        void this.#close(connection);
+        // Whoever waited for this connection opens a new one instead.
+        const waiter = this.#waiters.shift();
+        if (waiter) this.#connect().then(waiter.resolve, waiter.reject);
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(new Error('connection pool closed'));
+    this.#idle = [];
+    for (const connection of this.#open) void this.#close(connection);
+    while (this.#closing.size) await Promise.all(this.#closing);
+  }
+
+  async #reset(connection: WorkerConnection): Promise<void> {
+    if (connection.transactionStatus !== 'I') await connection.query('ROLLBACK');
+    await connection.query('DISCARD ALL');
+    if (connection.failure) throw connection.failure;
+  }
+
+  #checkout(connection: WorkerConnection): WorkerConnection {
+    connection.onFailure = null;
+    connection.ref();
+    return connection;
+  }
+
+  /** Idle connections do not keep the process alive; one that breaks while idle is dropped. */
+  #park(connection: WorkerConnection): void {
+    connection.unref();
+    connection.onFailure = () => {
+      this.#idle = this.#idle.filter((entry) => entry.connection !== connection);
+      void this.#close(connection);
+    };
+    this.#idle.push({ connection, since: Date.now() });
+    this.#scheduleSweep();
+  }
+
+  #scheduleSweep(): void {
+    const { idleTimeoutMs, minIdle } = this.#options;
+    if (this.#timer || idleTimeoutMs === 0 || this.#idle.length <= minIdle) return;
+    const oldest = this.#idle[0]!.since;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      const now = Date.now();
+      while (this.#idle.length > minIdle && now - this.#idle[0]!.since >= idleTimeoutMs) {
+        void this.#close(this.#idle.shift()!.connection);
+      }
+      if (this.#idle.length) this.#scheduleSweep();
+    }, Math.max(0, oldest + idleTimeoutMs - Date.now()) + 5);
+    this.#timer.unref();
+  }
+
+  #close(connection: WorkerConnection): Promise<void> {
+    this.#open.delete(connection);
+    connection.onFailure = null;
+    const closing = connection.close();
+    this.#closing.add(closing);
+    void closing.finally(() => this.#closing.delete(closing));
+    return closing;
+  }
+}

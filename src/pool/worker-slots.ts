@@ -1,0 +1,57 @@
+// At most `maxWorkers` workers hold a slot at once; a slot is held from launch until the worker
+// reaches a terminal state (not until its rows are read). With whenFull 'queue', launches wait
+// in FIFO order (p-limit's queue) and an aborted wait gives its turn back at once.
+import pLimit, { type LimitFunction } from 'p-limit';
+
+export interface Slot {
+  /** Gives the slot back; calling it more than once is harmless. */
+  release(): void;
+}
+
+export class WorkerSlots {
+  readonly #limit: LimitFunction;
+
+  constructor(maxWorkers: number) {
+    this.#limit = pLimit(maxWorkers);
+  }
+
+  /** Slots held plus launches waiting for one. */
+  get demand(): number {
+    return this.#limit.activeCount + this.#limit.pendingCount;
+  }
+
+  get full(): boolean {
+    return this.#limit.activeCount + this.#limit.pendingCount >= this.#limit.concurrency;
+  }
+
+  /** Resolves with a slot, or rejects with the signal's reason if it aborts first. */
+  acquire(signal: AbortSignal): Promise<Slot> {
+    return new Promise<Slot>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      let waiting = true;
+      const onAbort = () => {
+        waiting = false;
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      void this.#limit(
+        () =>
+          new Promise<void>((release) => {
+            signal.removeEventListener('abort', onAbort);
+            if (!waiting) return release();
+            let released = false;
+            resolve({
+              release() {
+                if (released) return;
+                released = true;
+                release();
+              },
+            });
+          }),
+      );
+    });
+  }
+}

@@ -1,0 +1,146 @@
+// The bounded queue between a worker connection (producer) and result(h) (consumer). Its budget
+// is in bytes of DataRow messages as they came off the wire, known exactly from the protocol.
+// When the budget is used up the producer is told to stop reading its socket; the server's
+// backend then blocks writing, as a pg_background worker blocks on its full shm_mq. Rows are
+// kept raw (text fields) and parsed only when consumed, so discarded rows cost no parsing.
+
+export type RawRow = readonly (string | null)[];
+
+export interface Flow {
+  /** Stop reading from the server. */
+  pause(): void;
+  /** Read from the server again. */
+  resume(): void;
+}
+
+export class RowQueue {
+  readonly budget: number;
+  #rows: RawRow[] = [];
+  #sizes: number[] = [];
+  #head = 0;
+  #bytes = 0;
+  #flow: Flow | null = null;
+  #paused = false;
+  #discarding = false;
+  #dropped = 0;
+  #closed = false;
+  #wake: (() => void) | null = null;
+
+  constructor(budget: number) {
+    this.budget = budget;
+  }
+
+  /** Rows waiting to be read. */
+  get length(): number {
+    return this.#rows.length - this.#head;
+  }
+
+  /** Bytes of rows waiting to be read. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** True once rows are being thrown away as they arrive (submit, detach, cancel, close). */
+  get discarding(): boolean {
+    return this.#discarding;
+  }
+
+  /** Rows thrown away unread since discard() (those waiting then, and those that came after). */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** True once no more rows will come. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Connects the producer's flow control; called when the worker's query starts. */
+  attach(flow: Flow): void {
+    this.#flow = flow;
+  }
+
+  /** Disconnects the producer (its query ended); a paused socket is let go first. */
+  detach(): void {
+    this.#setPaused(false);
+    this.#flow = null;
+  }
+
+  push(row: RawRow, bytes: number): void {
+    if (this.#discarding) {
+      this.#dropped++;
+      return;
+    }
+    this.#rows.push(row);
+    this.#sizes.push(bytes);
+    this.#bytes += bytes;
+    if (this.#bytes >= this.budget) this.#setPaused(true);
+    this.#notify();
+  }
+
+  /** The next row, or undefined when none is waiting. */
+  shift(): RawRow | undefined {
+    if (this.#head === this.#rows.length) return undefined;
+    const row = this.#rows[this.#head]!;
+    this.#bytes -= this.#sizes[this.#head]!;
+    this.#head++;
+    if (this.#head === this.#rows.length) {
+      this.#rows = [];
+      this.#sizes = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#rows.length) {
+      this.#rows = this.#rows.slice(this.#head);
+      this.#sizes = this.#sizes.slice(this.#head);
+      this.#head = 0;
+    }
+    // Resume at half the budget so a steady consumer does not toggle the socket on every row.
+    if (this.#paused && this.#bytes <= this.budget / 2) this.#setPaused(false);
+    return row;
+  }
+
+  /** No more rows will be pushed. */
+  close(): void {
+    this.#closed = true;
+    this.#notify();
+  }
+
+  /** Drops waiting rows and every row that arrives from now on; the producer never blocks again. */
+  discard(): void {
+    this.#discarding = true;
+    this.#dropped += this.length;
+    this.#rows = [];
+    this.#sizes = [];
+    this.#head = 0;
+    this.#bytes = 0;
+    this.#setPaused(false);
+    this.#notify();
+  }
+
+  /** Resolves when a row arrives, the queue closes or starts discarding. */
+  changed(): Promise<void> {
+    return new Promise((resolve) => {
+      const previous = this.#wake;
+      this.#wake = previous
+        ? () => {
+            previous();
+            resolve();
+          }
+        : resolve;
+    });
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    if (wake) {
+      this.#wake = null;
+      wake();
+    }
+  }
+
+  #setPaused(paused: boolean): void {
+    if (this.#paused === paused) return;
+    this.#paused = paused;
+    if (paused) this.#flow?.pause();
+    else this.#flow?.resume();
+  }
+}

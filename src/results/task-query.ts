@@ -1,0 +1,135 @@
+// One worker task on the wire: a node-postgres Submittable that sends the worker's SQL in a
+// single round trip and routes what comes back. Rows of every statement but the last are
+// dropped unparsed; the last statement's rows go into the bounded queue, whose budget pauses
+// the socket. The task is over at ReadyForQuery (success) or at the first ErrorResponse or
+// connection error, which covers errors raised at COMMIT after all rows were sent.
+import type { TaskPlan } from '../sql/task-plan.js';
+import type { ResultField } from './row-parser.js';
+import type { RowQueue } from './row-queue.js';
+
+/** What pg's Connection offers a Submittable (the parts we use). */
+export interface WireConnection {
+  readonly stream: { pause(): unknown; resume(): unknown; cork(): void; uncork(): void };
+  query(text: string): void;
+  parse(config: { text: string }): void;
+  bind(config: { values: unknown[] }): void;
+  describe(config: { type: 'P'; name: string }): void;
+  execute(config: Record<string, never>): void;
+  sync(): void;
+  sendCopyFail(message: string): void;
+}
+
+export interface TaskOutcome {
+  /** The server's ErrorResponse, a connection error, or null on success. */
+  readonly error: Error | null;
+  /** The last statement's command, such as 'SELECT' or 'CREATE TABLE' (null if it never completed). */
+  readonly commandTag: string | null;
+  /** Rows the last statement returned or affected. */
+  readonly rowCount: number;
+}
+
+export interface TaskListener {
+  /** The last statement's columns are known. */
+  columns(fields: readonly ResultField[]): void;
+}
+
+const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
+
+export class TaskQuery {
+  readonly done: Promise<TaskOutcome>;
+  #resolve!: (outcome: TaskOutcome) => void;
+  readonly #plan: TaskPlan;
+  readonly #queue: RowQueue;
+  readonly #listener: TaskListener;
+  #statement = 0;
+  #rows = 0;
+  #commandTag: string | null = null;
+  #tagCount: number | null = null;
+  #finished = false;
+
+  constructor(plan: TaskPlan, queue: RowQueue, listener: TaskListener) {
+    this.#plan = plan;
+    this.#queue = queue;
+    this.#listener = listener;
+    this.done = new Promise((resolve) => (this.#resolve = resolve));
+  }
+
+  /** Rows of the last statement seen so far. */
+  get rowCount(): number {
+    return this.#rows;
+  }
+
+  submit(connection: WireConnection): void {
+    const stream = connection.stream;
+    this.#queue.attach({ pause: () => stream.pause(), resume: () => stream.resume() });
+    const { text, values } = this.#plan;
+    if (values === null) {
+      connection.query(text);
+      return;
+    }
+    // Unnamed statement and portal, unlimited Execute, Sync: one round trip, nothing cached.
+    stream.cork();
+    connection.parse({ text });
+    connection.bind({ values: [...values] });
+    connection.describe({ type: 'P', name: '' });
+    connection.execute({});
+    connection.sync();
+    stream.uncork();
+  }
+
+  handleRowDescription(message: { fields: ResultField[] }): void {
+    if (this.#isLast()) this.#listener.columns(message.fields);
+  }
+
+  handleDataRow(message: { fields: (string | null)[]; length: number }): void {
+    if (!this.#isLast()) return;
+    this.#rows++;
+    this.#queue.push(message.fields, message.length);
+  }
+
+  handleCommandComplete(message: { text: string }): void {
+    if (this.#isLast()) {
+      const match = /^(.*?)((?: \d+)*)$/.exec(message.text)!;
+      this.#commandTag = match[1]!;
+      const counts = match[2]!.trim().split(' ');
+      this.#tagCount = match[2] ? Number(counts[counts.length - 1]) : null;
+    }
+    this.#statement++;
+  }
+
+  handleEmptyQuery(): void {}
+
+  handlePortalSuspended(): void {}
+
+  handleCopyInResponse(connection: WireConnection): void {
+    connection.sendCopyFail(COPY_IN_REFUSAL);
+  }
+
+  handleCopyData(): void {}
+
+  /** Terminal: pg drops the query after an ErrorResponse and calls nothing else on it. */
+  handleError(error: Error): void {
+    this.#finish(error);
+  }
+
+  handleReadyForQuery(): void {
+    if (this.#statement !== this.#plan.statementCount) {
+      // The server ran a different number of statements than we counted: the "last statement"
+      // rows may be the wrong ones. Never report such a result as a success.
+      this.#finish(new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`));
+      return;
+    }
+    this.#finish(null);
+  }
+
+  #isLast(): boolean {
+    return this.#statement === this.#plan.statementCount - 1;
+  }
+
+  #finish(error: Error | null): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#queue.detach();
+    this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
+  }
+}

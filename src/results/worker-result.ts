@@ -1,0 +1,114 @@
+// result(h): the worker's rows as an async iterable, read once. Rows are parsed as they are
+// read; reading frees queue budget, which lets the worker's connection read from the server
+// again. Stopping early (break, return, an exception in the loop body) drops the rest, and the
+// worker carries on to commit without blocking.
+import { PgBackgroundError } from '../api/errors.js';
+import type { RowParser, ResultField } from './row-parser.js';
+import type { RowQueue } from './row-queue.js';
+
+/** What a worker offers its result reader. */
+export interface ResultSource {
+  readonly pid: number;
+  readonly cookie: bigint;
+  readonly label: string | null;
+  readonly queue: RowQueue;
+  readonly parser: RowParser | null;
+  readonly discardReason: 'submit' | 'consumer' | 'cancel' | 'detach' | 'close' | 'prune' | null;
+  readonly whenTerminal: Promise<void>;
+  consumed: boolean;
+  discard(reason: 'consumer'): void;
+  /** The worker's own failure or cancellation, once terminal. */
+  workerError(): Error | null;
+}
+
+export class WorkerResult<R = Record<string, unknown>> implements AsyncIterable<R> {
+  readonly #source: ResultSource;
+  #iterated = false;
+
+  constructor(source: ResultSource) {
+    this.#source = source;
+  }
+
+  /** Column metadata of the last statement, once the server has described it (else null). */
+  get fields(): readonly ResultField[] | null {
+    return this.#source.parser?.fields ?? null;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<R> {
+    if (this.#iterated) {
+      const { pid, cookie, label } = this.#source;
+      throw new PgBackgroundError('PGBG_ALREADY_CONSUMED', `The result of worker pid ${pid} can be iterated only once`, { pid, cookie, label });
+    }
+    this.#iterated = true;
+    return new RowIterator<R>(this.#source);
+  }
+
+  /** Every row in an array. Memory grows with the result: prefer `for await` for large ones. */
+  async toArray(): Promise<R[]> {
+    const rows: R[] = [];
+    for await (const row of this) rows.push(row);
+    return rows;
+  }
+}
+
+class RowIterator<R> implements AsyncIterator<R> {
+  readonly #source: ResultSource;
+  #done = false;
+
+  constructor(source: ResultSource) {
+    this.#source = source;
+  }
+
+  next(): Promise<IteratorResult<R>> {
+    if (this.#done) return Promise.resolve({ done: true, value: undefined });
+    const { queue } = this.#source;
+    if (!queue.discarding) {
+      const raw = queue.shift();
+      if (raw !== undefined) {
+        try {
+          return Promise.resolve({ done: false, value: this.#source.parser!.parse(raw) as R });
+        } catch (error) {
+          // A type parser threw: the caller cannot go on, so treat it as an early stop.
+          this.#stop();
+          return Promise.reject(error);
+        }
+      }
+      if (!queue.closed) return queue.changed().then(() => this.next());
+    }
+    return this.#end();
+  }
+
+  return(): Promise<IteratorResult<R>> {
+    this.#stop();
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  async #end(): Promise<IteratorResult<R>> {
+    const source = this.#source;
+    const { pid, cookie, label } = source;
+    this.#done = true;
+    switch (source.discardReason) {
+      case 'detach':
+        throw new PgBackgroundError('PGBG_DETACHED', `Worker pid ${pid} was detached while its result was being read; the rest of its rows were dropped`, { pid, cookie, label });
+      case 'close':
+        throw new PgBackgroundError('PGBG_CLOSED', `The instance was closed while the result of worker pid ${pid} was being read`, { pid, cookie, label });
+      case 'prune':
+        throw new PgBackgroundError('PGBG_RESULT_DISCARDED', `The rows of worker pid ${pid} were dropped when it was pruned after retentionMs`, { pid, cookie, label });
+    }
+    await source.whenTerminal;
+    source.consumed = true;
+    const error = source.workerError();
+    if (error) throw error;
+    if (source.discardReason === 'cancel' && source.queue.dropped > 0) {
+      throw new PgBackgroundError('PGBG_RESULT_DISCARDED', `Worker pid ${pid} committed before the cancel reached it, but cancel() had already dropped ${source.queue.dropped} unread rows`, { pid, cookie, label });
+    }
+    return { done: true, value: undefined };
+  }
+
+  #stop(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#source.consumed = true;
+    this.#source.discard('consumer');
+  }
+}

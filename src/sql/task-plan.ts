@@ -1,0 +1,70 @@
+// What a worker will send for its SQL, decided before any connection is used: how many
+// statements the server will run (only the last one's rows are kept), whether parameters are
+// bound, and whether the SQL must be refused (transaction control, COPY to/from the client).
+import { invalidArgument } from '../api/errors.js';
+import { describe } from '../api/validate.js';
+import { splitStatements, type SqlStatement } from './statement-splitter.js';
+
+/** A worker's SQL: a string, or one statement with parameters. */
+export type TaskSql = string | { readonly text: string; readonly values?: readonly unknown[] };
+
+export interface TaskPlan {
+  readonly text: string;
+  /** Bound parameters (extended protocol), or null to send `text` as a simple query. */
+  readonly values: readonly unknown[] | null;
+  /** Statements the server will run; the rows of the last one are the result. */
+  readonly statementCount: number;
+  /** Set when the SQL must not run: the worker ends in `error` with this SQLSTATE 0A000 message. */
+  readonly refusal: string | null;
+}
+
+// Statements that begin, end or split a transaction (PostgreSQL's TransactionStmt).
+const transactionControl = new Set(['begin', 'start', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release']);
+
+export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPlan {
+  let text: string;
+  let values: readonly unknown[] | null = null;
+  if (typeof sql === 'string') {
+    text = sql;
+  } else if (sql !== null && typeof sql === 'object' && typeof sql.text === 'string') {
+    text = sql.text;
+    if (sql.values !== undefined) {
+      if (!Array.isArray(sql.values)) {
+        throw invalidArgument(`Expected \`sql.values\` to be an array, got ${describe(sql.values)}`);
+      }
+      if (sql.values.length > 65535) {
+        throw invalidArgument(`Expected \`sql.values\` to hold at most 65535 parameters, got ${sql.values.length}`);
+      }
+      if (sql.values.length > 0) values = sql.values;
+    }
+  } else {
+    throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
+  }
+
+  const statements = splitStatements(text, { standardConformingStrings });
+  if (statements.length === 0) {
+    throw invalidArgument('Expected `sql` to contain at least one statement, got ' + (text.length ? 'only comments or whitespace' : 'an empty string'));
+  }
+  if (values && statements.length > 1) {
+    throw invalidArgument(`Expected \`sql\` with \`values\` to be a single statement, got ${statements.length} statements: parameters bind to one statement only`);
+  }
+  return { text, values, statementCount: statements.length, refusal: refusalFor(statements) };
+}
+
+function refusalFor(statements: readonly SqlStatement[]): string | null {
+  for (const { words } of statements) {
+    const [first, second] = words;
+    if (first === undefined) continue;
+    if (transactionControl.has(first) || (first === 'prepare' && second === 'transaction')) {
+      return `transaction control statements are not allowed in pg-background workers (found ${first.toUpperCase()}): the worker's SQL already runs in its own transaction`;
+    }
+    if (first === 'copy') {
+      const direction = words.findIndex((w) => w === 'from' || w === 'to');
+      const target = direction === -1 ? undefined : words[direction + 1];
+      if (target === 'stdin' || target === 'stdout') {
+        return `COPY ${words[direction]!.toUpperCase()} ${target.toUpperCase()} is not supported in pg-background workers: copy to or from a server-side file, or use INSERT ... SELECT`;
+      }
+    }
+  }
+  return null;
+}
