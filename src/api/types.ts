@@ -85,6 +85,8 @@ export interface WorkerInfo {
   /** Role the worker's SQL ran as. */
   user: string;
   queueSize: number;
+  /** Bytes of unread rows in the worker's queue now (DataRow wire bytes). */
+  queuedBytes: number;
   state: WorkerState;
   /** The first 120 characters (code points) of the SQL. */
   sqlPreview: string;

@@ -164,6 +164,7 @@ export class Worker {
       elapsedMs: (this.finishedAt ?? now) - this.launchedAt,
       user: this.user,
       queueSize: this.launch.queueSize,
+      queuedBytes: this.queue.bytes,
       state: this.state,
       sqlPreview: this.sqlPreview,
       lastError: this.state === 'error' ? this.error!.message : null,

@@ -12,7 +12,7 @@ export interface WireConnection {
   readonly stream: { pause(): unknown; resume(): unknown; cork(): void; uncork(): void };
   query(text: string): void;
   parse(config: { text: string }): void;
-  bind(config: { values: unknown[] }): void;
+  bind(config: { values: (string | Buffer | null)[] }): void;
   describe(config: { type: 'P'; name: string }): void;
   execute(config: Record<string, never>): void;
   sync(): void;

@@ -3,6 +3,7 @@
 // bound, and whether the SQL must be refused (transaction control, COPY to/from the client).
 import { invalidArgument } from '../api/errors.js';
 import { describe } from '../api/validate.js';
+import pgUtils from 'pg/lib/utils.js';
 import { splitStatements, type SqlStatement } from './statement-splitter.js';
 
 /** A worker's SQL: a string, or one statement with parameters. */
@@ -10,8 +11,8 @@ export type TaskSql = string | { readonly text: string; readonly values?: readon
 
 export interface TaskPlan {
   readonly text: string;
-  /** Bound parameters (extended protocol), or null to send `text` as a simple query. */
-  readonly values: readonly unknown[] | null;
+  /** Bound parameters, serialised as node-postgres does (extended protocol); null: simple query. */
+  readonly values: readonly (string | Buffer | null)[] | null;
   /** Statements the server will run; the rows of the last one are the result. */
   readonly statementCount: number;
   /** Set when the SQL must not run: the worker ends in `error` with this SQLSTATE 0A000 message. */
@@ -23,7 +24,7 @@ const transactionControl = new Set(['begin', 'start', 'commit', 'end', 'rollback
 
 export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPlan {
   let text: string;
-  let values: readonly unknown[] | null = null;
+  let values: readonly (string | Buffer | null)[] | null = null;
   if (typeof sql === 'string') {
     text = sql;
   } else if (sql !== null && typeof sql === 'object' && typeof sql.text === 'string') {
@@ -35,7 +36,7 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
       if (sql.values.length > 65535) {
         throw invalidArgument(`Expected \`sql.values\` to hold at most 65535 parameters, got ${sql.values.length}`);
       }
-      if (sql.values.length > 0) values = sql.values;
+      if (sql.values.length > 0) values = sql.values.map(prepare);
     }
   } else {
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
@@ -67,4 +68,12 @@ function refusalFor(statements: readonly SqlStatement[]): string | null {
     }
   }
   return null;
+}
+
+function prepare(value: unknown, index: number): string | Buffer | null {
+  try {
+    return pgUtils.prepareValue(value);
+  } catch (error) {
+    throw invalidArgument(`Expected \`sql.values[${index}]\` to be a value node-postgres can send, got ${describe(value)}: ${(error as Error).message}`);
+  }
 }
