@@ -20,6 +20,7 @@ import type {
   WaitOptions,
   WorkerHandle,
   WorkerInfo,
+  WorkerRef,
   WorkerProgress,
   WorkerSql,
   WorkerStats,
@@ -79,7 +80,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   }
 
   /** The worker's rows (the last statement's), as an async iterable that can be read once. */
-  result<R = Record<string, unknown>>(handle: WorkerHandle): WorkerResult<R> {
+  result<R = Record<string, unknown>>(handle: WorkerRef): WorkerResult<R> {
     this.#assertOpen();
     const worker = this.#registry.lookup(handle);
     const { pid, cookie, label } = worker;
@@ -93,23 +94,23 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     return new WorkerResult<R>(worker);
   }
 
-  async resultInfo(handle: WorkerHandle): Promise<ResultInfo> {
+  async resultInfo(handle: WorkerRef): Promise<ResultInfo> {
     this.#assertOpen();
     return this.#registry.lookup(handle).resultInfo();
   }
 
-  async errorInfo(handle: WorkerHandle): Promise<WorkerErrorInfo | null> {
+  async errorInfo(handle: WorkerRef): Promise<WorkerErrorInfo | null> {
     this.#assertOpen();
     const { error } = this.#registry.lookup(handle);
     return error && { ...error };
   }
 
   /** Waits until the worker is finished (stopped, error or canceled). */
-  wait(handle: WorkerHandle): Promise<void>;
+  wait(handle: WorkerRef): Promise<void>;
   /** Waits at most `timeoutMs`: true if the worker finished, false on timeout. */
-  wait(handle: WorkerHandle, options: WaitOptions & { timeoutMs: number }): Promise<boolean>;
-  wait(handle: WorkerHandle, options?: WaitOptions): Promise<void | boolean>;
-  async wait(handle: WorkerHandle, options?: WaitOptions): Promise<void | boolean> {
+  wait(handle: WorkerRef, options: WaitOptions & { timeoutMs: number }): Promise<boolean>;
+  wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean>;
+  async wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean> {
     this.#assertOpen();
     const { timeoutMs, signal } = waitOptions(options);
     const worker = this.#registry.lookup(handle);
@@ -122,14 +123,14 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    * `graceMs`, its backend is terminated. Its uncommitted work is rolled back (state
    * 'canceled'), unless it had already committed (state 'stopped').
    */
-  async cancel(handle: WorkerHandle, options?: CancelOptions): Promise<void> {
+  async cancel(handle: WorkerRef, options?: CancelOptions): Promise<void> {
     this.#assertOpen();
     const graceMs = graceOption(options, this.#options.cancelGraceMs);
     await this.#stop(this.#registry.lookup(handle), 'cancel', graceMs);
   }
 
   /** Stops tracking the worker; it keeps running and commits. */
-  async detach(handle: WorkerHandle): Promise<void> {
+  async detach(handle: WorkerRef): Promise<void> {
     this.#assertOpen();
     this.#detach(this.#registry.lookup(handle));
   }
@@ -151,6 +152,12 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     return active.length;
   }
 
+  /** What list() says about one worker. */
+  async info(handle: WorkerRef): Promise<WorkerInfo> {
+    this.#assertOpen();
+    return this.#registry.lookup(handle).info(Date.now());
+  }
+
   /** Tracked workers, newest first. */
   async list(): Promise<WorkerInfo[]> {
     this.#assertOpen();
@@ -164,7 +171,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   }
 
   /** The last progress the worker's SQL reported with pg_background_progress(), or null. */
-  async getProgress(handle: WorkerHandle): Promise<WorkerProgress | null> {
+  async getProgress(handle: WorkerRef): Promise<WorkerProgress | null> {
     this.#assertOpen();
     const { progress } = this.#registry.lookup(handle);
     return progress && { ...progress };
@@ -421,7 +428,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       await Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
     } else {
       const all = Promise.all(active.map((worker) => worker.whenTerminal));
-      if (timeoutMs === undefined || !(await withTimeout(all.then(() => true), timeoutMs).catch(() => false))) {
+      if (timeoutMs !== undefined && !(await withTimeout(all, timeoutMs).then(() => true, () => false))) {
         await Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
       }
       await all;

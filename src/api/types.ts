@@ -63,6 +63,12 @@ export interface WorkerHandle {
   readonly label?: string;
 }
 
+/** What names a worker in calls: a WorkerHandle, or a WorkerInfo from list(). */
+export interface WorkerRef {
+  readonly pid: number;
+  readonly cookie: bigint;
+}
+
 export type WorkerState = 'pending' | 'running' | 'cancelling' | 'stopped' | 'canceled' | 'error';
 
 /** Why a worker was cancelled. */

@@ -113,7 +113,8 @@ export class WorkerRegistry {
       this.#finishedHead++;
       if (worker.tracked) {
         this.untrack(worker);
-        worker.discard('prune');
+        // A reader already holding the result keeps its rows (they go when it does).
+        if (!worker.resultClaimed) worker.discard('prune');
       }
     }
     if (this.#finishedHead > 1024 && this.#finishedHead * 2 > this.#finished.length) {

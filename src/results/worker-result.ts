@@ -92,8 +92,6 @@ class RowIterator<R> implements AsyncIterator<R> {
         throw new PgBackgroundError('PGBG_DETACHED', `Worker pid ${pid} was detached while its result was being read; the rest of its rows were dropped`, { pid, cookie, label });
       case 'close':
         throw new PgBackgroundError('PGBG_CLOSED', `The instance was closed while the result of worker pid ${pid} was being read`, { pid, cookie, label });
-      case 'prune':
-        throw new PgBackgroundError('PGBG_RESULT_DISCARDED', `The rows of worker pid ${pid} were dropped when it was pruned after retentionMs`, { pid, cookie, label });
     }
     await source.whenTerminal;
     source.consumed = true;
