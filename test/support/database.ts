@@ -33,8 +33,15 @@ export function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
+export interface DatabaseHooks {
+  /** Runs once the database exists, before the file's tests. */
+  setup?(db: TestDatabase): Promise<void>;
+  /** Runs after the file's tests, before the leak check and the drop. */
+  teardown?(db: TestDatabase): Promise<void>;
+}
+
 /** Registers before/after hooks for this test file and returns its database. */
-export function useDatabase(file: string): TestDatabase {
+export function useDatabase(file: string, hooks: DatabaseHooks = {}): TestDatabase {
   const name = `pgbg_test_${basename(file).replace(/\.test\.[jt]s$/, '').replace(/\W/g, '_')}_${randomBytes(3).toString('hex')}`.toLowerCase();
   const url = withDatabase(serverUrl(), name);
   let admin: pg.Client | undefined;
@@ -51,10 +58,12 @@ export function useDatabase(file: string): TestDatabase {
     }
     admin = new pg.Client({ connectionString: url, application_name: 'pgbg-test-admin' });
     await admin.connect();
+    await hooks.setup?.(database);
   });
 
   after(async () => {
     await Promise.all(instances.map((bg) => bg.close({ cancel: true })));
+    await hooks.teardown?.(database);
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
     // Our connections end asynchronously on the server side: give them a moment to go.
     let left: unknown[] = [];
@@ -104,11 +113,11 @@ export function useDatabase(file: string): TestDatabase {
 }
 
 /** Polls `check` until it returns a truthy value (or throws after `timeoutMs`). */
-export async function until<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000): Promise<NonNullable<T>> {
+export async function until<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000): Promise<Exclude<T, false | null | undefined | 0 | ''>> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
     const value = await check();
-    if (value) return value as NonNullable<T>;
+    if (value) return value as Exclude<T, false | null | undefined | 0 | ''>;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, delay));
   }

@@ -1,0 +1,148 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { until, useDatabase, type TestDatabase } from './support/database.js';
+
+const db = useDatabase(import.meta.filename);
+
+const sleeping = (pid: number, database: TestDatabase = db) =>
+  until(async () => (await database.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [pid])).length, `backend ${pid} to sleep`);
+
+test('cancel stops a running worker, resolves once it has stopped, and its work rolls back', async () => {
+  await db.query('CREATE TABLE cancel_rollback (n int)');
+  const bg = db.background();
+  const h = await bg.launch('INSERT INTO cancel_rollback VALUES (1); SELECT pg_sleep(30)', { label: 'sleeper' });
+  await sleeping(h.pid);
+  await bg.cancel(h);
+  const [info] = await bg.list();
+  assert.deepEqual([info!.state, info!.canceledBy, info!.lastError], ['canceled', 'cancel', null]);
+  assert.ok(info!.finishedAt instanceof Date);
+  assert.equal((await bg.errorInfo(h))?.sqlstate, '57014');
+  await assert.rejects(bg.result(h).toArray(), { name: 'WorkerError', code: 'PGBG_WORKER_CANCELED', sqlstate: '57014', pid: h.pid, label: 'sleeper' });
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM cancel_rollback'), [{ n: 0 }]);
+  // The backend is idle again, or gone: it no longer runs the statement.
+  assert.deepEqual(await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [h.pid]), []);
+  await bg.close();
+});
+
+test('cancelling a finished worker is not an error and changes nothing; its result stays readable', async () => {
+  const bg = db.background();
+  const h = await bg.launch('SELECT 7 AS seven');
+  await bg.wait(h);
+  await bg.cancel(h);
+  assert.equal((await bg.list())[0]!.state, 'stopped');
+  assert.deepEqual(await bg.result(h).toArray(), [{ seven: 7 }]);
+  await bg.close();
+});
+
+test('a worker that ignores the cancel request is terminated after graceMs (57P01)', async () => {
+  const bg = db.background();
+  // This block swallows query_canceled and keeps sleeping: only a terminate stops it.
+  const h = await bg.launch(`DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(0.05); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`);
+  await sleeping(h.pid);
+  await bg.cancel(h, { graceMs: 200 });
+  const [info] = await bg.list();
+  assert.equal(info!.state, 'canceled');
+  assert.equal((await bg.errorInfo(h))?.sqlstate, '57P01');
+  await until(async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [h.pid])).length === 0, 'the backend to exit');
+  await bg.close();
+});
+
+test('graceMs 0 terminates at once', async () => {
+  await db.query('CREATE TABLE terminated (n int)');
+  const bg = db.background();
+  const h = await bg.launch('INSERT INTO terminated VALUES (1); SELECT pg_sleep(30)');
+  await sleeping(h.pid);
+  await bg.cancel(h, { graceMs: 0 });
+  assert.equal((await bg.list())[0]!.state, 'canceled');
+  assert.equal((await bg.errorInfo(h))?.sqlstate, '57P01');
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM terminated'), [{ n: 0 }]);
+  // The instance carries on with a new connection.
+  const next = await bg.launch('SELECT 1 AS ok');
+  assert.deepEqual(await bg.result(next).toArray(), [{ ok: 1 }]);
+  await bg.close();
+});
+
+test('cancel reaches a worker blocked on its full queue', async () => {
+  const bg = db.background();
+  const h = await bg.launch('SELECT g, md5(g::text) FROM generate_series(1, 5000000) g', { queueSize: 4096 });
+  await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length, 'the worker to block');
+  await bg.cancel(h);
+  assert.equal((await bg.list())[0]!.state, 'canceled');
+  assert.equal((await bg.errorInfo(h))?.sqlstate, '57014');
+  await bg.close();
+});
+
+test('a cancel that arrives after the commit leaves the worker stopped', async () => {
+  await db.query('CREATE TABLE committed_first (n int)');
+  const bg = db.background();
+  // The rows come after the INSERT has run; the commit follows the last row. Reading nothing,
+  // we let the worker finish before we cancel.
+  const h = await bg.launch('INSERT INTO committed_first VALUES (1)');
+  await until(async () => (await db.query('SELECT count(*)::int AS n FROM committed_first'))[0]!.n === 1, 'the commit');
+  await bg.cancel(h);
+  assert.equal((await bg.list())[0]!.state, 'stopped');
+  await bg.close();
+});
+
+test('concurrent cancels join one another', async () => {
+  const bg = db.background();
+  const h = await bg.launch('SELECT pg_sleep(30)');
+  await sleeping(h.pid);
+  await Promise.all([bg.cancel(h), bg.cancel(h, { graceMs: 0 }), bg.cancel(h)]);
+  assert.equal((await bg.list())[0]!.state, 'canceled');
+  assert.equal((await bg.stats()).workersCanceled, 1);
+  await bg.close();
+});
+
+test("the launch's AbortSignal cancels a running worker", async () => {
+  const bg = db.background();
+  const controller = new AbortController();
+  const h = await bg.launch('SELECT pg_sleep(30)', { signal: controller.signal });
+  await sleeping(h.pid);
+  controller.abort();
+  await bg.wait(h);
+  const [info] = await bg.list();
+  assert.deepEqual([info!.state, info!.canceledBy], ['canceled', 'signal']);
+  await bg.close();
+});
+
+test('workerTimeoutMs and per-launch timeoutMs cancel a worker that runs too long', async () => {
+  const bg = db.background({ workerTimeoutMs: 100 });
+  const h = await bg.launch('SELECT pg_sleep(30)');
+  await bg.wait(h);
+  assert.deepEqual([(await bg.list())[0]!.state, (await bg.list())[0]!.canceledBy], ['canceled', 'timeout']);
+  const quick = await bg.launch('SELECT 1 AS one');
+  assert.deepEqual(await bg.result(quick).toArray(), [{ one: 1 }]);
+  const long = await bg.launch('SELECT pg_sleep(30)', { timeoutMs: 0 });
+  assert.equal(await bg.wait(long, { timeoutMs: 300 }), false);
+  await bg.cancel(long);
+  assert.equal((await bg.list())[0]!.canceledBy, 'cancel');
+  const untimed = db.background();
+  const timed = await untimed.launch('SELECT pg_sleep(30)', { timeoutMs: 50 });
+  await untimed.wait(timed);
+  assert.deepEqual([(await untimed.list())[0]!.state, (await untimed.list())[0]!.canceledBy], ['canceled', 'timeout']);
+  await Promise.all([bg.close(), untimed.close()]);
+});
+
+test('cancelAll cancels every active tracked worker and says how many', async () => {
+  const bg = db.background();
+  const sleepers = await Promise.all([1, 2, 3].map(() => bg.launch('SELECT pg_sleep(30)')));
+  const done = await bg.launch('SELECT 1');
+  await bg.wait(done);
+  assert.equal(await bg.cancelAll(), 3);
+  for (const h of sleepers) assert.equal((await bg.errorInfo(h))?.sqlstate, '57014');
+  assert.equal(await bg.cancelAll(), 0);
+  await bg.close();
+});
+
+test('a cancelled connection never serves another task, so a late cancel cannot hit it', async () => {
+  const bg = db.background({ maxWorkers: 1 });
+  const h = await bg.launch('SELECT pg_sleep(30)');
+  await sleeping(h.pid);
+  await bg.cancel(h);
+  const next = await bg.launch('SELECT pg_sleep(0.2) AS slept, pg_backend_pid() AS pid');
+  const [row] = (await bg.result(next).toArray()) as { pid: number }[];
+  assert.notEqual(row!.pid, h.pid);
+  assert.equal((await bg.list())[0]!.state, 'stopped');
+  await bg.close();
+});

@@ -1,0 +1,145 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PgBackground, PgBackgroundError } from 'pg-background';
+import { until, useDatabase } from './support/database.js';
+
+const db = useDatabase(import.meta.filename);
+
+test("maxWorkers with whenFull 'error': the next launch throws PGBG_MAX_WORKERS; finished workers do not count", async () => {
+  const bg = db.background({ maxWorkers: 2 });
+  const a = await bg.launch('SELECT pg_sleep(30)');
+  const b = await bg.submit('SELECT pg_sleep(30)');
+  await assert.rejects(bg.launch('SELECT 1'), (error: PgBackgroundError) => {
+    assert.equal(error.code, 'PGBG_MAX_WORKERS');
+    assert.match(error.message, /limit is 2/);
+    return true;
+  });
+  await assert.rejects(bg.submit('SELECT 1'), { code: 'PGBG_MAX_WORKERS' });
+  await bg.cancel(a);
+  // 'a' is finished and still listed, but does not count: a new launch works.
+  const c = await bg.launch('SELECT 3 AS c');
+  assert.deepEqual(await bg.result(c).toArray(), [{ c: 3 }]);
+  assert.equal((await bg.list()).length, 3);
+  await bg.cancel(b);
+  await bg.close();
+});
+
+test("whenFull 'queue': launches wait as pending (pid 0) and start in order as slots free", async () => {
+  const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+  const first = await bg.launch('SELECT pg_sleep(30)');
+  const second = bg.launch('SELECT 2 AS n', { label: 'second' });
+  const third = bg.launch('SELECT 3 AS n', { label: 'third' });
+  const pending = await until(async () => {
+    const list = await bg.list();
+    return list.filter((w) => w.state === 'pending').length === 2 && list;
+  }, 'two pending workers');
+  assert.deepEqual(pending.map((w) => [w.label, w.state, w.pid]), [['third', 'pending', 0], ['second', 'pending', 0], [null, 'running', first.pid]]);
+  assert.equal((await bg.stats()).workersActive, 3);
+  await bg.cancel(first);
+  const h2 = await second;
+  const h3 = await third;
+  assert.deepEqual(await bg.result(h2).toArray(), [{ n: 2 }]);
+  assert.deepEqual(await bg.result(h3).toArray(), [{ n: 3 }]);
+  await bg.close();
+});
+
+test("whenFull 'queue' honours the launch's AbortSignal while pending", async () => {
+  const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+  const first = await bg.launch('SELECT pg_sleep(30)');
+  const controller = new AbortController();
+  const waiting = bg.launch('SELECT 2', { signal: controller.signal, label: 'waiting' });
+  await until(async () => (await bg.list()).some((w) => w.state === 'pending'), 'a pending worker');
+  controller.abort();
+  await assert.rejects(waiting, { code: 'PGBG_ABORTED' });
+  const [aborted] = await bg.list();
+  assert.deepEqual([aborted!.label, aborted!.state, aborted!.pid, aborted!.canceledBy], ['waiting', 'canceled', 0, 'signal']);
+  // The aborted launch gave its turn back: the next one starts as soon as the slot frees.
+  await bg.cancel(first);
+  const next = await bg.launch('SELECT 3 AS n');
+  assert.deepEqual(await bg.result(next).toArray(), [{ n: 3 }]);
+  const stats = await bg.stats();
+  assert.deepEqual([stats.workersLaunched, stats.workersCanceled, stats.workersCompleted, stats.workersActive], [3, 2, 1, 0]);
+  await bg.close();
+});
+
+test('an already-aborted signal rejects the launch with PGBG_ABORTED and starts nothing', async () => {
+  const bg = db.background();
+  await assert.rejects(bg.launch('SELECT 1', { signal: AbortSignal.abort() }), { code: 'PGBG_ABORTED' });
+  assert.deepEqual(await bg.list(), []);
+  assert.equal((await bg.stats()).workersLaunched, 0);
+  await bg.close();
+});
+
+test('bad arguments throw PGBG_INVALID_ARGUMENT before any connection is opened, naming the option', async () => {
+  const constructorCases: [unknown, RegExp][] = [
+    [{ maxWorkers: 0 }, /`maxWorkers` to be an integer from 1 to 1000, got 0/],
+    [{ maxWorkers: 1001 }, /`maxWorkers`/],
+    [{ maxWorkers: 2.5 }, /`maxWorkers`/],
+    [{ maxWorkers: '4' }, /`maxWorkers`.*got "4"/],
+    [{ defaultQueueSize: 100 }, /`defaultQueueSize` to be an integer from 4096 to 268435456, got 100/],
+    [{ defaultQueueSize: 268435457 }, /`defaultQueueSize`/],
+    [{ workerTimeoutMs: -1 }, /`workerTimeoutMs`/],
+    [{ whenFull: 'wait' }, /`whenFull` to be 'error' or 'queue'/],
+    [{ retentionMs: -5 }, /`retentionMs`/],
+    [{ rowMode: 'rows' }, /`rowMode`/],
+    [{ types: {} }, /`types`/],
+    [{ settings: { 'bad name': 1 } }, /`settings`/],
+    [{ settings: { work_mem: {} } }, /`settings.work_mem`/],
+    [{ role: '' }, /`role`/],
+    [{ maxWorkers: 4, maxIdle: 5 }, /`maxIdle` to be an integer from 0 to 4/],
+    [{ cancelGraceMs: 3600001 }, /`cancelGraceMs`/],
+    ['postgres://x', /`options` to be an object/],
+  ];
+  for (const [options, message] of constructorCases) {
+    assert.throws(() => new PgBackground(options as never), (error: PgBackgroundError) => {
+      assert.equal(error.code, 'PGBG_INVALID_ARGUMENT');
+      assert.match(error.message, message);
+      return true;
+    });
+  }
+
+  const bg = db.background();
+  const launchCases: [unknown, unknown, RegExp][] = [
+    [42, undefined, /`sql` to be a string or \{ text, values \}, got 42/],
+    [null, undefined, /`sql`/],
+    ['', undefined, /at least one statement, got an empty string/],
+    ['  -- nothing\n /* here */ ;', undefined, /only comments or whitespace/],
+    [{ text: 'SELECT $1', values: 'x' }, undefined, /`sql.values` to be an array/],
+    ['SELECT 1', { queueSize: 100 }, /`queueSize` to be an integer from 4096 to 268435456, got 100/],
+    ['SELECT 1', { queueSize: 268435457 }, /`queueSize`/],
+    ['SELECT 1', { label: 'x'.repeat(65) }, /`label` to be at most 64 bytes of UTF-8, got 65 bytes/],
+    ['SELECT 1', { label: 'ż'.repeat(33) }, /`label` to be at most 64 bytes of UTF-8, got 66 bytes/],
+    ['SELECT 1', { label: '\ud800' }, /`label` to be well-formed/],
+    ['SELECT 1', { label: 7 }, /`label` to be a string/],
+    ['SELECT 1', { signal: { aborted: false } }, /`signal` to be an AbortSignal/],
+    ['SELECT 1', { timeoutMs: -1 }, /`timeoutMs`/],
+    ['SELECT 1', { queuesize: 65536 }, /Unknown option `queuesize`/],
+    ['SELECT 1', 'fast', /`options` to be an object/],
+  ];
+  for (const [sql, options, message] of launchCases) {
+    for (const method of ['launch', 'submit'] as const) {
+      await assert.rejects(bg[method](sql as never, options as never), (error: PgBackgroundError) => {
+        assert.equal(error.code, 'PGBG_INVALID_ARGUMENT', `${method} ${String(sql)}`);
+        assert.match(error.message, message);
+        return true;
+      });
+    }
+  }
+  const h = await bg.launch('SELECT 1');
+  await assert.rejects(bg.cancel(h, { graceMs: 3600001 }), { code: 'PGBG_INVALID_ARGUMENT', message: /`graceMs` to be an integer from 0 to 3600000/ });
+  await assert.rejects(bg.cancel(h, { graceMs: -1 }), { code: 'PGBG_INVALID_ARGUMENT' });
+  await assert.rejects(bg.wait(h, { timeoutMs: -1 }), { code: 'PGBG_INVALID_ARGUMENT', message: /`timeoutMs`/ });
+  await bg.wait(h);
+  // Nothing was started by the rejected calls: one worker, one launch counted.
+  assert.equal((await bg.list()).length, 1);
+  assert.equal((await bg.stats()).workersLaunched, 1);
+  await bg.close();
+});
+
+test('a rejected call opens no connection', async () => {
+  const before = (await db.backends()).length;
+  const bg = db.background();
+  await assert.rejects(bg.launch('SELECT 1', { queueSize: 1 }), { code: 'PGBG_INVALID_ARGUMENT' });
+  assert.equal((await db.backends()).length, before);
+  await bg.close();
+});

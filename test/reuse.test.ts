@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useDatabase } from './support/database.js';
+
+const db = useDatabase(import.meta.filename);
+
+test('a warm connection is reset between tasks: nothing of one task is visible to the next', async () => {
+  await db.query('CREATE TABLE reuse_seq_owner (id serial)');
+  const bg = db.background({ maxWorkers: 1 });
+  const dirty = await bg.launch(`
+    SET work_mem = '99MB';
+    SET application_name = 'changed';
+    SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE;
+    CREATE TEMP TABLE scratch (n int);
+    LISTEN some_channel;
+    SELECT pg_advisory_lock(4242);
+    PREPARE stmt AS SELECT 1;
+    DECLARE held CURSOR WITH HOLD FOR SELECT 1;
+    SELECT nextval('reuse_seq_owner_id_seq');
+    SELECT pg_backend_pid() AS pid`);
+  const [{ pid: firstPid }] = (await bg.result(dirty).toArray()) as [{ pid: number }];
+  assert.equal((await bg.list())[0]!.state, 'stopped');
+
+  const probe = await bg.launch(`
+    SELECT pg_backend_pid() AS pid,
+           current_setting('work_mem') AS work_mem,
+           current_setting('application_name') AS application_name,
+           current_setting('default_transaction_isolation') AS isolation,
+           to_regclass('pg_temp.scratch') IS NULL AS no_temp_table,
+           (SELECT count(*)::int FROM pg_listening_channels()) AS listens,
+           (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS advisory_locks,
+           (SELECT count(*)::int FROM pg_prepared_statements) AS prepared,
+           (SELECT count(*)::int FROM pg_cursors) AS cursors`);
+  const [row] = (await bg.result(probe).toArray()) as Record<string, unknown>[];
+  assert.deepEqual(row, {
+    pid: firstPid, // the same backend served both tasks
+    work_mem: '4MB',
+    application_name: 'pg-background',
+    isolation: 'read committed',
+    no_temp_table: true,
+    listens: 0,
+    advisory_locks: 0,
+    prepared: 0,
+    cursors: 0,
+  });
+  // DISCARD ALL also forgets the sequence's session state.
+  const currval = await bg.launch("SELECT currval('reuse_seq_owner_id_seq')");
+  await bg.wait(currval);
+  assert.equal((await bg.errorInfo(currval))?.sqlstate, '55000');
+  await bg.close();
+});
+
+test('settings and role of one task do not leak into the next on the same connection', async () => {
+  const bg = db.background({ maxWorkers: 1 });
+  const first = await bg.launch('SELECT pg_backend_pid() AS pid, current_setting(\'work_mem\') AS wm', { settings: { work_mem: '64MB' } });
+  const [a] = (await bg.result(first).toArray()) as { pid: number; wm: string }[];
+  const second = await bg.launch("SELECT pg_backend_pid() AS pid, current_setting('work_mem') AS wm");
+  const [b] = (await bg.result(second).toArray()) as { pid: number; wm: string }[];
+  assert.deepEqual([a!.wm, b!.wm], ['64MB', '4MB']);
+  assert.equal(a!.pid, b!.pid);
+  await bg.close();
+});
+
+test('a task that failed leaves its connection reusable; a terminated one is replaced', async () => {
+  const bg = db.background({ maxWorkers: 1 });
+  const pidOf = async () => {
+    const h = await bg.launch('SELECT pg_backend_pid() AS pid');
+    return ((await bg.result(h).toArray()) as { pid: number }[])[0]!.pid;
+  };
+  const pid = await pidOf();
+  const failed = await bg.launch('SELECT 1/0');
+  await bg.wait(failed);
+  assert.equal(await pidOf(), pid);
+  const killed = await bg.launch('SELECT pg_sleep(30)');
+  await bg.cancel(killed, { graceMs: 0 });
+  assert.notEqual(await pidOf(), pid);
+  await bg.close();
+});
+
+test('fresh: true runs on a brand-new connection', async () => {
+  const bg = db.background({ maxWorkers: 2 });
+  const first = await bg.launch('SELECT pg_backend_pid() AS pid');
+  const [a] = (await bg.result(first).toArray()) as { pid: number }[];
+  await bg.wait(first);
+  const fresh = await bg.launch('SELECT pg_backend_pid() AS pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()', { fresh: true });
+  const [b] = (await bg.result(fresh).toArray()) as { pid: number }[];
+  assert.notEqual(b!.pid, a!.pid);
+  await bg.close();
+});
+
+test('idle connections close after idleTimeoutMs; maxIdle 0 keeps none', async () => {
+  const bg = db.background({ idleTimeoutMs: 100 });
+  const h = await bg.launch('SELECT 1');
+  await bg.wait(h);
+  const countOurs = async () => (await db.backends()).filter((b) => b.application_name === 'pg-background').length;
+  assert.equal(await countOurs(), 1);
+  const deadline = Date.now() + 5000;
+  while ((await countOurs()) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(await countOurs(), 0);
+  const none = db.background({ maxIdle: 0 });
+  const h2 = await none.launch('SELECT 1');
+  await none.wait(h2);
+  const deadline2 = Date.now() + 5000;
+  while ((await countOurs()) > 0 && Date.now() < deadline2) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(await countOurs(), 0);
+  await Promise.all([bg.close(), none.close()]);
+});

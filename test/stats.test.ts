@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useDatabase } from './support/database.js';
+
+const db = useDatabase(import.meta.filename);
+
+test('stats count every launched worker exactly once, detached ones included', async () => {
+  const bg = db.background({ maxWorkers: 8 });
+  const check = async () => {
+    const s = await bg.stats();
+    assert.equal(s.workersLaunched, s.workersCompleted + s.workersFailed + s.workersCanceled + s.workersActive, JSON.stringify(s));
+    return s;
+  };
+  assert.deepEqual(await check(), { workersLaunched: 0, workersCompleted: 0, workersFailed: 0, workersCanceled: 0, workersActive: 0, avgExecutionMs: 0, maxWorkers: 8 });
+  const ok = await bg.launch('SELECT 1');
+  const failed = await bg.launch('SELECT 1/0');
+  const canceled = await bg.launch('SELECT pg_sleep(30)');
+  const detached = await bg.launch('SELECT pg_sleep(0.2)');
+  const submitted = await bg.submit('SELECT 1/0');
+  await bg.detach(detached);
+  await check();
+  await bg.cancel(canceled);
+  await Promise.all([bg.wait(ok), bg.wait(failed), bg.wait(submitted)]);
+  await check();
+  await bg.close();
+  const s = await db.background().stats();
+  assert.equal(s.workersLaunched, 0);
+});
+
+test('stats after close: counts final, average execution time from finished workers', async () => {
+  const bg = db.background();
+  const handles = await Promise.all([bg.launch('SELECT pg_sleep(0.05)'), bg.launch('SELECT pg_sleep(0.05)'), bg.launch('SELECT 1/0')]);
+  for (const h of handles) await bg.wait(h);
+  const s = await bg.stats();
+  assert.deepEqual([s.workersLaunched, s.workersCompleted, s.workersFailed, s.workersCanceled, s.workersActive], [3, 2, 1, 0, 0]);
+  const elapsed = (await bg.list()).reduce((total, w) => total + w.elapsedMs, 0);
+  assert.equal(s.avgExecutionMs, elapsed / 3);
+  await bg.close();
+});
