@@ -27,6 +27,8 @@ export interface InstanceOptions {
   readonly minIdle: number;
   readonly idleTimeoutMs: number;
   readonly cancelGraceMs: number;
+  readonly livenessTimeoutMs: number;
+  readonly onCallerExit: 'finish' | 'rollback';
 }
 
 const ownKeys = [
@@ -43,6 +45,8 @@ const ownKeys = [
   'minIdle',
   'idleTimeoutMs',
   'cancelGraceMs',
+  'livenessTimeoutMs',
+  'onCallerExit',
 ] as const;
 
 export function instanceOptions(input: unknown): InstanceOptions {
@@ -61,6 +65,11 @@ export function instanceOptions(input: unknown): InstanceOptions {
   }
 
   const maxWorkers = options.maxWorkers === undefined ? 16 : integer('maxWorkers', options.maxWorkers, 1, 1000);
+  const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : integer('livenessTimeoutMs', options.livenessTimeoutMs, 0, MAX_TIMER_MS);
+  // A dead network must not hang a connect forever; keepalive lets the OS notice dead peers
+  // (and keeps NAT entries alive). The caller's own values win.
+  connection.connectionTimeoutMillis ??= livenessTimeoutMs || 30_000;
+  connection.keepAlive ??= true;
   const maxIdle = options.maxIdle === undefined ? maxWorkers : integer('maxIdle', options.maxIdle, 0, maxWorkers);
   const retentionMs = options.retentionMs === undefined ? 900_000 : options.retentionMs === Infinity ? Infinity : integer('retentionMs', options.retentionMs, 0, Number.MAX_SAFE_INTEGER);
   return Object.freeze({
@@ -78,6 +87,8 @@ export function instanceOptions(input: unknown): InstanceOptions {
     minIdle: options.minIdle === undefined ? 0 : integer('minIdle', options.minIdle, 0, maxIdle),
     idleTimeoutMs: options.idleTimeoutMs === undefined ? 10_000 : integer('idleTimeoutMs', options.idleTimeoutMs, 0, MAX_TIMER_MS),
     cancelGraceMs: options.cancelGraceMs === undefined ? 5000 : integer('cancelGraceMs', options.cancelGraceMs, 0, MAX_GRACE_MS),
+    livenessTimeoutMs,
+    onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
   });
 }
 

@@ -31,17 +31,18 @@ import { WorkerRegistry } from './worker-registry.js';
 import { sendCancelRequest } from '../pool/cancel-request.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
 import { ControlConnection } from '../pool/control-connection.js';
-import { WorkerConnection } from '../pool/worker-connection.js';
+import { LivenessMonitor, type BackendState } from '../pool/liveness-monitor.js';
+import { BACKEND_STARTED_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
 import { WorkerSlots, type Slot } from '../pool/worker-slots.js';
 import { endsSession, errorInfo, syntheticError } from '../results/error-info.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { WorkerResult } from '../results/worker-result.js';
 import { planTask } from '../sql/task-plan.js';
 
-/** SQLSTATEs a cancel or terminate produces. */
-const CANCEL_SQLSTATES = new Set(['57014', '57P01', '08006']);
-/** How long a terminated backend's connection may take to close before we drop it ourselves. */
-const TERMINATE_TIMEOUT_MS = 10_000;
+/** SQLSTATEs the server answers a cancel request or a terminate with. */
+const CANCEL_SQLSTATES = new Set(['57014', '57P01']);
+/** How often the server checks for our death with onCallerExit 'rollback'. */
+const CALLER_CHECK_INTERVAL_MS = 1000;
 
 export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   readonly #options: InstanceOptions;
@@ -49,6 +50,9 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   readonly #slots: WorkerSlots;
   readonly #pool: ConnectionPool;
   readonly #control: ControlConnection;
+  readonly #liveness: LivenessMonitor;
+  /** onCallerExit 'rollback' needs client_connection_check_interval (PostgreSQL 14+). */
+  #callerCheck: 'wanted' | 'unsupported' | 'off';
   /** The connection of each worker past its start (between attach and completion). */
   readonly #running = new Map<Worker, WorkerConnection>();
   #closing: Promise<void> | null = null;
@@ -56,6 +60,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   constructor(options?: PgBackgroundOptions) {
     super();
     this.#options = instanceOptions(options);
+    this.#callerCheck = this.#options.onCallerExit === 'rollback' ? 'wanted' : 'off';
     const { connection, maxWorkers, maxIdle, minIdle, idleTimeoutMs, retentionMs } = this.#options;
     this.#registry = new WorkerRegistry(retentionMs);
     this.#slots = new WorkerSlots(maxWorkers);
@@ -64,9 +69,11 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       maxIdle,
       minIdle,
       idleTimeoutMs,
-      connect: () => WorkerConnection.open(connection),
+      connect: () => this.#openConnection(),
     });
-    this.#control = new ControlConnection({ ...connection, application_name: 'pg-background control' });
+    const controlTimeoutMs = this.#options.livenessTimeoutMs || 30_000;
+    this.#control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
+    this.#liveness = new LivenessMonitor(this.#options.livenessTimeoutMs, (backends) => this.#probe(backends));
   }
 
   /** Starts a worker running `sql`; resolves with its handle once the SQL is on its way. */
@@ -306,12 +313,14 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
         return { error: refusal(plan.refusal), commandTag: null, rowCount: 0 };
       }
       const query = new TaskQuery(plan, worker.queue, { columns: (fields) => worker.columns(fields) });
+      this.#liveness.watch(connection, () => !worker.queue.paused);
       connection.submit(query);
       onSent(query);
       return await query.done;
     } catch (error) {
       return { error: error as Error, commandTag: null, rowCount: 0 };
     } finally {
+      this.#liveness.unwatch(connection);
       if (timer) clearTimeout(timer);
     }
   }
@@ -322,9 +331,15 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const { error } = outcome;
     let state: TerminalState = 'stopped';
     let info: WorkerErrorInfo | null = null;
-    if (error) {
-      info = error instanceof SyntheticError ? error.info : errorInfo(error);
-      state = worker.cancelRequested && CANCEL_SQLSTATES.has(info.sqlstate) ? 'canceled' : 'error';
+    if (error instanceof SyntheticError) {
+      info = error.info;
+      state = worker.cancelRequested && info.sqlstate === '57014' ? 'canceled' : 'error';
+    } else if (error) {
+      // Without an ErrorResponse the connection broke: say why, if we broke it ourselves.
+      info = errorInfo(error instanceof pg.DatabaseError ? error : (connection.failure ?? error));
+      // Canceled means the server confirmed the stop, so nothing committed. A lost connection
+      // proves nothing about the commit: that is an error, not a cancellation.
+      state = worker.cancelRequested && error instanceof pg.DatabaseError && CANCEL_SQLSTATES.has(info.sqlstate) ? 'canceled' : 'error';
     }
     // A connection that saw a cancel request is never reused: the request could still land
     // on its next task. One whose session ended (FATAL, terminate, lost socket) cannot be.
@@ -387,33 +402,65 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     if (!connection) return;
     const deadline = Date.now() + graceMs;
     if (graceMs > 0) {
-      await this.#requestCancel(worker, connection, graceMs);
+      await this.#requestCancel(connection, graceMs);
       if (await worker.waitTerminal(Math.max(0, deadline - Date.now()))) return;
     }
     await this.#terminate(worker, connection);
   }
 
-  async #requestCancel(worker: Worker, connection: WorkerConnection, timeoutMs: number): Promise<void> {
+  async #requestCancel(connection: WorkerConnection, timeoutMs: number): Promise<void> {
     const target = connection.cancelTarget;
     try {
       if (!target) throw new Error('no cancel key');
-      await sendCancelRequest(target, Math.min(timeoutMs, 10_000));
+      await sendCancelRequest(target, Math.min(timeoutMs, this.#controlTimeoutMs));
     } catch {
       // The protocol cancel could not be delivered (a pooler, a proxy): ask the server directly.
-      await this.#control.query('SELECT pg_cancel_backend($1)', [worker.pid]).catch(() => {});
+      await this.#control.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started], timeoutMs).catch(() => {});
     }
   }
 
+  /** Terminates the worker's backend (only that backend: pid and start time must match). */
   async #terminate(worker: Worker, connection: WorkerConnection): Promise<void> {
     if (!worker.active) return;
     try {
-      await withTimeout(this.#control.query('SELECT pg_terminate_backend($1)', [worker.pid]), TERMINATE_TIMEOUT_MS);
+      await this.#control.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started]);
     } catch {
-      connection.destroy(new Error('terminated by pg-background: the server could not be reached to terminate the backend'));
+      connection.destroy(new Error('the server could not be reached to terminate the worker; the connection was dropped and the outcome is unknown'));
     }
-    if (!(await worker.waitTerminal(TERMINATE_TIMEOUT_MS))) {
-      connection.destroy(new Error('terminated by pg-background: the backend did not close its connection'));
+    if (!(await worker.waitTerminal(this.#controlTimeoutMs))) {
+      connection.destroy(new Error('the worker was terminated but its connection did not close; it was dropped and the outcome is unknown'));
       await worker.whenTerminal;
+    }
+  }
+
+  get #controlTimeoutMs(): number {
+    return this.#options.livenessTimeoutMs || 30_000;
+  }
+
+  /** What the server says about backends (for the liveness monitor). */
+  async #probe(backends: readonly BackendIdentity[]): Promise<BackendState[]> {
+    const { rows } = await this.#control.query<{ pid: number; started: string; state: string | null; wait_event: string | null }>(
+      `SELECT pid, ${BACKEND_STARTED_SQL} AS started, state, wait_event FROM pg_stat_activity WHERE pid = ANY($1::int[])`,
+      [backends.map((b) => b.pid)],
+    );
+    return rows.map((row) => ({ pid: row.pid, started: row.started, state: row.state, waitEvent: row.wait_event }));
+  }
+
+  /** A new worker connection; with onCallerExit 'rollback', one the server watches for our death. */
+  async #openConnection(): Promise<WorkerConnection> {
+    const config = this.#options.connection;
+    if (this.#callerCheck !== 'wanted') return WorkerConnection.open(config);
+    const options = [config.options, `-c client_connection_check_interval=${CALLER_CHECK_INTERVAL_MS}`].filter(Boolean).join(' ');
+    try {
+      return await WorkerConnection.open({ ...config, options });
+    } catch (error) {
+      if (!(error instanceof pg.DatabaseError && error.code === '42704' && /client_connection_check_interval/.test(error.message))) throw error;
+      this.#callerCheck = 'unsupported';
+      process.emitWarning(
+        "onCallerExit: 'rollback' needs PostgreSQL 14 or later (client_connection_check_interval); on this server, workers of a process that dies finish and commit",
+        { code: 'PGBG_CALLER_CHECK_UNSUPPORTED' },
+      );
+      return WorkerConnection.open(config);
     }
   }
 
@@ -434,6 +481,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       await all;
     }
     this.#registry.dispose();
+    this.#liveness.close();
     await Promise.all([this.#pool.close(), this.#control.close()]);
   }
 

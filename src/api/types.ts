@@ -36,6 +36,18 @@ export interface PgBackgroundOptions extends Omit<pg.ClientConfig, 'types'> {
   idleTimeoutMs?: number;
   /** Grace period of `cancel()` before the worker's backend is terminated, ms. Default 5000. */
   cancelGraceMs?: number;
+  /**
+   * How long a worker's connection may stay silent before the server is asked whether the
+   * worker is still alive, and how long any such check or control request may take; a worker
+   * whose server cannot be reached ends in error (08006). 0 disables the checks. Default 30000.
+   */
+  livenessTimeoutMs?: number;
+  /**
+   * What happens to running workers if this process dies: 'finish' lets them run on and commit
+   * (pg_background's behaviour); 'rollback' has the server abort them within about a second
+   * (client_connection_check_interval, PostgreSQL 14+). Default 'finish'.
+   */
+  onCallerExit?: 'finish' | 'rollback';
 }
 
 export interface LaunchOptions {

@@ -1,51 +1,88 @@
 // The instance's one non-worker connection, opened on first use: it terminates workers that
 // ignore a cancel, falls back to pg_cancel_backend when a protocol cancel cannot be delivered,
-// and runs install(). Queries on it run one at a time; a broken connection is replaced.
+// checks on silent workers, and runs install(). Work on it runs one piece at a time, each with
+// a deadline: a connection that misses it is dropped and replaced, so a dead network can never
+// wedge the queue.
+import type { Socket } from 'node:net';
 import pg from 'pg';
 
 export class ControlConnection {
   readonly #config: pg.ClientConfig;
-  #client: Promise<pg.Client> | null = null;
+  readonly #timeoutMs: number;
+  #current: { client: pg.Client; ready: Promise<pg.Client> } | null = null;
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  constructor(config: pg.ClientConfig) {
+  constructor(config: pg.ClientConfig, timeoutMs: number) {
     this.#config = config;
+    this.#timeoutMs = timeoutMs;
   }
 
-  /** Runs `work` with the connection, after any work queued before it. */
-  use<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-    const run = this.#tail.then(async () => {
+  /** Runs `work` with the connection, after any work queued before it, within the deadline. */
+  use<T>(work: (client: pg.Client) => Promise<T>, timeoutMs = this.#timeoutMs): Promise<T> {
+    const run = this.#tail.then(() => {
       if (this.#closed) throw new Error('control connection closed');
-      return work(await this.#connect());
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          // The server did not answer in time: drop this connection; the next use opens another.
+          this.#drop();
+          reject(new Error(`the server did not answer within ${timeoutMs} ms`));
+        }, timeoutMs);
+        this.#connect()
+          .then(work)
+          .then(
+            (value) => {
+              clearTimeout(timer);
+              resolve(value);
+            },
+            (error: unknown) => {
+              clearTimeout(timer);
+              reject(error);
+            },
+          );
+      });
     });
     this.#tail = run.catch(() => {});
     return run;
   }
 
-  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.use((client) => client.query<R>(text, values));
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[], timeoutMs?: number): Promise<pg.QueryResult<R>> {
+    return this.use((client) => client.query<R>(text, values), timeoutMs);
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     await this.#tail;
-    const client = await this.#client?.catch(() => null);
-    this.#client = null;
-    await client?.end().catch(() => {});
+    const current = this.#current;
+    this.#current = null;
+    const client = await current?.ready.catch(() => null);
+    if (!client) return;
+    const timer = setTimeout(() => socketOf(client).destroy(), this.#timeoutMs);
+    await client.end().catch(() => {});
+    clearTimeout(timer);
   }
 
   #connect(): Promise<pg.Client> {
-    if (this.#client) return this.#client;
+    if (this.#current) return this.#current.ready;
     const client = new pg.Client(this.#config);
-    const connecting = client.connect().then(() => client);
-    this.#client = connecting;
+    const current = { client, ready: client.connect().then(() => client) };
+    this.#current = current;
     const forget = () => {
-      if (this.#client === connecting) this.#client = null;
+      if (this.#current === current) this.#current = null;
     };
     client.on('error', forget);
     client.on('end', forget);
-    connecting.catch(forget);
-    return connecting;
+    current.ready.catch(forget);
+    return current.ready;
   }
+
+  #drop(): void {
+    const current = this.#current;
+    this.#current = null;
+    if (current) socketOf(current.client).destroy();
+  }
+}
+
+function socketOf(client: pg.Client): Socket {
+  return (client as unknown as { connection: { stream: Socket } }).connection.stream;
 }

@@ -1,6 +1,8 @@
 // One dedicated PostgreSQL connection that runs worker tasks, one at a time. It knows its real
-// backend pid (read once, at connect), its cancel key, whether it is still fit to run another
-// task, and how to reset itself between tasks. It never decides a task's state.
+// backend pid and start time (read once, at connect), its cancel key, when it last heard from
+// the server, whether it is still fit to run another task, and how to close. It never decides a
+// task's state.
+import type { Socket } from 'node:net';
 import pg from 'pg';
 import type { WireConnection } from '../results/task-query.js';
 
@@ -10,7 +12,7 @@ interface ClientInternals {
   readonly secretKey: number | null;
   readonly host: string;
   readonly port: number;
-  readonly connection: WireConnection & NodeJS.EventEmitter & { stream: import('node:net').Socket };
+  readonly connection: WireConnection & NodeJS.EventEmitter & { stream: Socket };
   getTransactionStatus?(): 'I' | 'T' | 'E' | null;
   _txStatus?: 'I' | 'T' | 'E' | null;
   query(submittable: object): unknown;
@@ -26,10 +28,6 @@ export interface ServerNotice {
   where?: string | undefined;
 }
 
-export interface NoticeSink {
-  (notice: ServerNotice): void;
-}
-
 export interface CancelTarget {
   /** Host name or unix socket directory, and port, of the server this connection talks to. */
   readonly host: string;
@@ -39,61 +37,40 @@ export interface CancelTarget {
   readonly ssl: pg.ClientConfig['ssl'];
 }
 
-export class WorkerConnection {
-  /** Real backend pid, from pg_backend_pid() (poolers hand out their own BackendKeyData). */
+/** A backend is named by its pid and its start time: pids are reused, the pair is not. */
+export interface BackendIdentity {
   readonly pid: number;
-  /** Role the connection logged in as. */
-  readonly user: string;
+  /** backend_start in microseconds since the epoch, as text (exact). */
+  readonly started: string;
+}
+
+/** The backend_start of a pg_stat_activity row, in the form BackendIdentity.started uses. */
+export const BACKEND_STARTED_SQL = '(extract(epoch FROM backend_start) * 1000000)::int8::text';
+
+const IDENTITY_SQL = `SELECT pg_backend_pid() AS pid, current_user AS "user",
+  (SELECT ${BACKEND_STARTED_SQL} FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started`;
+
+export class WorkerConnection implements BackendIdentity {
+  #pid = 0;
+  #user = '';
+  #started = '';
   readonly #client: pg.Client;
   readonly #internals: ClientInternals;
   readonly #ssl: pg.ClientConfig['ssl'];
   #standardConformingStrings = true;
+  #lastReceivedAt = Date.now();
   #failure: Error | null = null;
   #ended = false;
-  #onNotice: NoticeSink | null = null;
+  #onNotice: ((notice: ServerNotice) => void) | null = null;
   #onFailure: ((error: Error) => void) | null = null;
   #closing: Promise<void> | null = null;
 
-  private constructor(client: pg.Client, pid: number, user: string, ssl: pg.ClientConfig['ssl']) {
-    this.#client = client;
-    this.#internals = client as unknown as ClientInternals;
-    this.pid = pid;
-    this.user = user;
-    this.#ssl = ssl;
-  }
-
-  static async open(config: pg.ClientConfig): Promise<WorkerConnection> {
-    const client = new pg.Client({ ...config, pipeline: false });
-    // From birth: a backend terminated under an idle client must never crash the process.
-    let early: Error | null = null;
-    const onEarlyError = (error: Error) => (early ??= error);
-    client.on('error', onEarlyError);
-    const internals = client as unknown as ClientInternals;
-    let scs = true;
-    const onParameter = (message: { parameterName: string; parameterValue: string }) => {
-      if (message.parameterName === 'standard_conforming_strings') scs = message.parameterValue === 'on';
-    };
-    internals.connection.on('parameterStatus', onParameter);
-    try {
-      await client.connect();
-      const { rows } = await client.query<{ pid: number; user: string }>('SELECT pg_backend_pid() AS pid, current_user AS "user"');
-      if (early) throw early;
-      const connection = new WorkerConnection(client, rows[0]!.pid, rows[0]!.user, config.ssl);
-      connection.#standardConformingStrings = scs;
-      client.off('error', onEarlyError);
-      internals.connection.off('parameterStatus', onParameter);
-      connection.#listen();
-      return connection;
-    } catch (error) {
-      client.off('error', onEarlyError);
-      client.on('error', () => {});
-      internals.connection.stream?.destroy();
-      await client.end().catch(() => {});
-      throw error;
-    }
-  }
-
-  #listen(): void {
+  private constructor(config: pg.ClientConfig) {
+    this.#client = new pg.Client({ ...config, pipeline: false });
+    this.#internals = this.#client as unknown as ClientInternals;
+    this.#ssl = config.ssl;
+    // Listeners from birth: a backend terminated under an idle client must never crash the
+    // process, and nothing the server says may go unheard.
     this.#client.on('error', (error: Error) => this.#fail(error));
     this.#client.on('end', () => {
       this.#ended = true;
@@ -105,17 +82,47 @@ export class WorkerConnection {
     });
   }
 
-  #fail(error: Error): void {
-    if (this.#failure) return;
-    this.#failure = error;
-    const onFailure = this.#onFailure;
-    this.#onFailure = null;
-    onFailure?.(error);
+  static async open(config: pg.ClientConfig): Promise<WorkerConnection> {
+    const connection = new WorkerConnection(config);
+    try {
+      await connection.#client.connect();
+      // After connect: with TLS the stream is replaced during the handshake.
+      connection.#internals.connection.stream.on('data', () => (connection.#lastReceivedAt = Date.now()));
+      const { rows } = await connection.#client.query<{ pid: number; user: string; started: string }>(IDENTITY_SQL);
+      if (connection.#failure) throw connection.#failure;
+      connection.#pid = rows[0]!.pid;
+      connection.#user = rows[0]!.user;
+      connection.#started = rows[0]!.started;
+      return connection;
+    } catch (error) {
+      connection.destroy();
+      await connection.close();
+      throw error;
+    }
+  }
+
+  /** Real backend pid, from pg_backend_pid() (poolers hand out their own BackendKeyData). */
+  get pid(): number {
+    return this.#pid;
+  }
+
+  get started(): string {
+    return this.#started;
+  }
+
+  /** Role the connection logged in as. */
+  get user(): string {
+    return this.#user;
   }
 
   /** The error that made this connection unusable, if any (fatal error, terminate, socket loss). */
   get failure(): Error | null {
     return this.#failure;
+  }
+
+  /** When a byte last came from the server (ms since the epoch). */
+  get lastReceivedAt(): number {
+    return this.#lastReceivedAt;
   }
 
   get standardConformingStrings(): boolean {
@@ -134,7 +141,7 @@ export class WorkerConnection {
   }
 
   /** Where notices raised while this connection runs a task go. */
-  set onNotice(sink: NoticeSink | null) {
+  set onNotice(sink: ((notice: ServerNotice) => void) | null) {
     this.#onNotice = sink;
   }
 
@@ -153,23 +160,6 @@ export class WorkerConnection {
     return this.#client.query<R>(text, values);
   }
 
-  /** Closes the connection politely (Terminate message); destroys the socket if that hangs. */
-  close(timeoutMs = 5000): Promise<void> {
-    this.#closing ??= (async () => {
-      if (this.#ended) return;
-      const socket = this.#internals.connection.stream;
-      const timer = setTimeout(() => socket.destroy(), timeoutMs);
-      try {
-        await this.#client.end();
-      } catch {
-        socket.destroy();
-      } finally {
-        clearTimeout(timer);
-      }
-    })();
-    return this.#closing;
-  }
-
   /** Lets the process exit while this connection is idle. */
   unref(): void {
     this.#internals.connection.stream.unref();
@@ -179,9 +169,38 @@ export class WorkerConnection {
     this.#internals.connection.stream.ref();
   }
 
+  /** Closes the connection politely (Terminate message); drops the socket if that hangs. */
+  close(timeoutMs = 5000): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      if (this.#ended) return resolve();
+      const socket = this.#internals.connection.stream;
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve();
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#client.end().then(done, () => {
+        socket.destroy();
+        done();
+      });
+    });
+    return this.#closing;
+  }
+
   /** Drops the socket at once, without telling the server (it notices on its own). */
-  destroy(error = new Error('Connection destroyed by pg-background')): void {
-    this.#fail(error);
+  destroy(reason = new Error('connection dropped by pg-background')): void {
+    this.#fail(reason);
     this.#internals.connection.stream.destroy();
+  }
+
+  #fail(error: Error): void {
+    if (this.#failure) return;
+    this.#failure = error;
+    const onFailure = this.#onFailure;
+    this.#onFailure = null;
+    onFailure?.(error);
   }
 }

@@ -50,6 +50,11 @@ export class RowQueue {
     return this.#dropped;
   }
 
+  /** True while the producer is told to stop reading (the budget is used up). */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
   /** True once no more rows will come. */
   get closed(): boolean {
     return this.#closed;
