@@ -61,13 +61,11 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
     if (isSpace(c)) {
       i++;
     } else if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
-      // -- comment, to the end of the line
-      const newline = sql.indexOf('\n', i + 2);
-      i = newline === -1 ? n : newline + 1;
+      i = skipLineComment(sql, i);
     } else if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
       i = skipBlockComment(sql, i);
     } else if (c === QUOTE) {
-      const to = skipQuoted(sql, i, QUOTE, backslashEscapes);
+      const to = skipString(sql, i, backslashEscapes);
       token(i, to);
       word("'");
       i = to;
@@ -88,8 +86,8 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
       const length = to - i;
       const lower = c | 0x20;
       if (length === 1 && next === QUOTE && (lower === 0x65 /* e */ || lower === 0x62 /* b */ || lower === 0x78 /* x */ || lower === 0x6e /* n */)) {
-        // E'...' has backslash escapes; B'', X'' and N'' follow the standard rules.
-        const end = skipQuoted(sql, to, QUOTE, lower === 0x65 || backslashEscapes);
+        // E'...' always has backslash escapes, N'...' as a plain string does, B'' and X'' never.
+        const end = skipString(sql, to, lower === 0x65 || (lower === 0x6e && backslashEscapes));
         token(i, end);
         word("'");
         i = end;
@@ -98,7 +96,8 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
       if (length === 1 && lower === 0x75 /* u */ && next === 0x26 /* & */) {
         const quote = sql.charCodeAt(to + 1);
         if (quote === QUOTE || quote === DOUBLE_QUOTE) {
-          const end = skipQuoted(sql, to + 1, quote, quote === QUOTE && backslashEscapes);
+          // U&'...' is only valid with standard_conforming_strings on: no backslash escapes.
+          const end = quote === QUOTE ? skipString(sql, to + 1, false) : skipQuoted(sql, to + 1, quote, false);
           token(i, end);
           word(quote === QUOTE ? "'" : '"');
           i = end;
@@ -113,8 +112,9 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
         routine = /^create (or replace )?(function|procedure)\b/.test(routineHead);
       }
       identifiers++;
-      if (routine) {
-        if (w === 'begin') beginDepth++;
+      if (routine && parenDepth === 0) {
+        // Only BEGIN ATOMIC opens a body (psql counts any BEGIN; a function named begin fools it).
+        if (w === 'begin' && nextWord(sql, to) === 'atomic') beginDepth++;
         else if (w === 'case' && beginDepth > 0) beginDepth++;
         else if (w === 'end' && beginDepth > 0) beginDepth--;
       }
@@ -149,6 +149,61 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
   }
   if (start !== -1) statements.push({ start, end, words });
   return statements;
+}
+
+/** The lower-cased word after `from`, past whitespace and comments ('' if something else follows). */
+function nextWord(sql: string, from: number): string {
+  let i = from;
+  while (i < sql.length) {
+    const c = sql.charCodeAt(i);
+    if (isSpace(c)) i++;
+    else if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) i = skipLineComment(sql, i);
+    else if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) i = skipBlockComment(sql, i);
+    else break;
+  }
+  if (!isIdentStart(sql.charCodeAt(i))) return '';
+  let end = i + 1;
+  while (end < sql.length && isIdentContinue(sql.charCodeAt(end))) end++;
+  return sql.slice(i, end).toLowerCase();
+}
+
+/** Offset just past a -- comment's line end (\n or \r, as in PostgreSQL), or the end of text. */
+function skipLineComment(sql: string, from: number): number {
+  for (let i = from + 2; i < sql.length; i++) {
+    const c = sql.charCodeAt(i);
+    if (c === 0x0a || c === 0x0d) return i + 1;
+  }
+  return sql.length;
+}
+
+/**
+ * A '...' literal, including its continuations: PostgreSQL joins string literals separated by
+ * whitespace (and -- comments) holding at least one newline, and the joined parts keep the
+ * first one's escaping rules (E'a' -- note\n'\'' is one E-string).
+ */
+function skipString(sql: string, from: number, backslashEscapes: boolean): number {
+  let end = skipQuoted(sql, from, QUOTE, backslashEscapes);
+  for (;;) {
+    let i = end;
+    let newline = false;
+    while (i < sql.length) {
+      const c = sql.charCodeAt(i);
+      if (c === 0x0a || c === 0x0d) {
+        newline = true;
+        i++;
+      } else if (c === 0x20 || c === 0x09 || c === 0x0c || c === 0x0b) {
+        i++;
+      } else if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
+        i = skipLineComment(sql, i);
+        const last = sql.charCodeAt(i - 1);
+        if (last === 0x0a || last === 0x0d) newline = true;
+      } else {
+        break;
+      }
+    }
+    if (!newline || sql.charCodeAt(i) !== QUOTE || i >= sql.length) return end;
+    end = skipQuoted(sql, i, QUOTE, backslashEscapes);
+  }
 }
 
 /** Offset just past the comment; block comments nest in PostgreSQL. Unterminated: end of text. */
