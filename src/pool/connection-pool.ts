@@ -34,7 +34,8 @@ interface IdleEntry {
 export class ConnectionPool {
   readonly #options: ConnectionPoolOptions;
   readonly #open = new Set<WorkerConnection>();
-  readonly #resetting = new Set<WorkerConnection>();
+  /** Connections being reset, with the reset under way. */
+  readonly #resetting = new Map<WorkerConnection, Promise<void>>();
   readonly #closing = new Set<Promise<void>>();
   #idle: IdleEntry[] = []; // most recently used last
   #waiters: Waiter[] = [];
@@ -87,8 +88,9 @@ export class ConnectionPool {
       void this.#close(connection);
       return;
     }
-    this.#resetting.add(connection);
-    void this.#reset(connection).then(
+    const reset = this.#reset(connection);
+    this.#resetting.set(connection, reset.catch(() => {}));
+    void reset.then(
       () => {
         this.#resetting.delete(connection);
         const waiter = this.#waiters.shift();
@@ -115,6 +117,11 @@ export class ConnectionPool {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     for (const waiter of this.#waiters.splice(0)) waiter.reject(new Error('connection pool closed'));
+    // Let resets in flight finish (one round trip) so their connections close politely, with a
+    // Terminate, rather than as a dropped socket the server only notices later.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.#resetting.values()), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
+    clearTimeout(timer);
     this.#idle = [];
     for (const connection of this.#open) void this.#close(connection);
     while (this.#closing.size) await Promise.all(this.#closing);
