@@ -313,7 +313,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
         return { error: refusal(plan.refusal), commandTag: null, rowCount: 0 };
       }
       const query = new TaskQuery(plan, worker.queue, { columns: (fields) => worker.columns(fields) });
-      this.#liveness.watch(connection, () => !worker.queue.paused);
+      this.#liveness.watch(connection, { reading: () => !worker.queue.paused, drain: () => worker.queue.unbound() });
       connection.submit(query);
       onSent(query);
       return await query.done;

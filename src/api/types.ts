@@ -115,7 +115,10 @@ export interface WorkerInfo {
   progress: WorkerProgress | null;
   /** Started with submit(): rows are discarded. */
   submitted: boolean;
-  /** What cancelled it, when state is 'cancelling' or 'canceled'. */
+  /**
+   * What asked for a cancel (null if nothing did). The state says how it ended: 'canceled', or
+   * 'stopped' if it committed before the cancel reached it, or 'error' if the connection was lost.
+   */
   canceledBy: CancelReason | null;
 }
 

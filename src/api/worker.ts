@@ -116,7 +116,6 @@ export class Worker {
     this.#rowCount = rowCount;
     this.#liveRowCount = null;
     this.finishedAt = Date.now();
-    if (state === 'stopped') this.canceledBy = null;
     this.queue.close();
     this.#resolveTerminal();
   }

@@ -1,10 +1,23 @@
-// Notices a worker connection that has gone silent because the network died. A silent
-// connection is normal (a long VACUUM says nothing for minutes), so silence alone proves
-// nothing: after `timeoutMs` without a byte we ask the server, on another connection, about the
-// worker's backend. If the server cannot be reached, or the backend is gone, or it is idle or
-// blocked writing to us while nothing arrives, the connection is dropped and its task fails.
+// Notices a worker connection that has gone silent because the network or the server died. A
+// silent connection is normal (a long VACUUM says nothing for minutes; a full queue stops our
+// reading on purpose), so silence alone proves nothing: after `timeoutMs` without a byte we ask
+// the server, on another connection, about the worker's backend.
+// - The server cannot be reached, or the backend is gone: a connection we were reading is
+//   dropped (its task fails with 08006); one we had paused is drained instead, because its
+//   last rows and its end may be sitting in the kernel's buffers (they are bounded: nothing new
+//   can come), and it is checked again as a reading connection.
+// - The backend is idle, or blocked sending to us, while nothing arrives although we read: the
+//   connection is dropped.
 // TCP keepalive alone cannot do this in bounded time (Node cannot set its probe interval).
 import type { BackendIdentity, WorkerConnection } from './worker-connection.js';
+
+/** How the monitor sees a watched connection. */
+export interface Watch {
+  /** False while a full queue has paused reading on purpose. */
+  reading(): boolean;
+  /** Read on regardless of the queue (the server side is gone). */
+  drain(): void;
+}
 
 export interface BackendState extends BackendIdentity {
   readonly state: string | null;
@@ -14,8 +27,7 @@ export interface BackendState extends BackendIdentity {
 export class LivenessMonitor {
   readonly #timeoutMs: number;
   readonly #probe: (backends: readonly BackendIdentity[]) => Promise<BackendState[]>;
-  /** Watched connections, with whether we are reading them (a full queue pauses reading). */
-  readonly #watched = new Map<WorkerConnection, () => boolean>();
+  readonly #watched = new Map<WorkerConnection, Watch>();
   #timer: NodeJS.Timeout | null = null;
   #checking = false;
 
@@ -24,9 +36,9 @@ export class LivenessMonitor {
     this.#probe = probe;
   }
 
-  watch(connection: WorkerConnection, reading: () => boolean): void {
+  watch(connection: WorkerConnection, watch: Watch): void {
     if (this.#timeoutMs === 0) return;
-    this.#watched.set(connection, reading);
+    this.#watched.set(connection, watch);
     if (!this.#timer) {
       this.#timer = setInterval(() => void this.#check(), Math.max(50, this.#timeoutMs / 2));
       this.#timer.unref();
@@ -46,29 +58,31 @@ export class LivenessMonitor {
   async #check(): Promise<void> {
     if (this.#checking) return;
     const now = Date.now();
-    const silent = [...this.#watched].filter(([connection, reading]) => reading() && !connection.failure && now - connection.lastReceivedAt >= this.#timeoutMs).map(([connection]) => connection);
+    const silent = [...this.#watched].filter(([connection]) => !connection.failure && now - connection.lastReceivedAt >= this.#timeoutMs);
     if (silent.length === 0) return;
     this.#checking = true;
     const asked = Date.now();
+    const lost = (connection: WorkerConnection, watch: Watch, why: string) => {
+      if (watch.reading()) connection.destroy(new Error(`lost the connection: ${why}; the worker's outcome is unknown`));
+      else watch.drain();
+    };
     try {
       let states: BackendState[];
       try {
-        states = await this.#probe(silent.map(({ pid, started }) => ({ pid, started })));
+        states = await this.#probe(silent.map(([{ pid, started }]) => ({ pid, started })));
       } catch (error) {
-        for (const connection of silent) {
-          if (connection.lastReceivedAt < asked) {
-            connection.destroy(new Error(`lost contact with the server: nothing arrived for ${this.#timeoutMs} ms and the server did not answer a check (${(error as Error).message}); the worker's outcome is unknown`));
-          }
+        for (const [connection, watch] of silent) {
+          if (connection.lastReceivedAt < asked) lost(connection, watch, `nothing arrived for ${this.#timeoutMs} ms and the server did not answer a check (${(error as Error).message})`);
         }
         return;
       }
-      for (const connection of silent) {
+      for (const [connection, watch] of silent) {
         if (connection.lastReceivedAt >= asked) continue; // it spoke meanwhile
         const backend = states.find((s) => s.pid === connection.pid && s.started === connection.started);
         if (!backend) {
-          connection.destroy(new Error(`lost the connection: the server no longer runs backend ${connection.pid}; the worker's outcome is unknown`));
-        } else if (backend.state === 'idle' || backend.waitEvent === 'ClientWrite') {
-          connection.destroy(new Error(`lost the connection: backend ${connection.pid} is ${backend.state === 'idle' ? 'idle' : 'blocked sending to us'} but nothing has arrived for ${this.#timeoutMs} ms; the worker's outcome is unknown`));
+          lost(connection, watch, `the server no longer runs backend ${connection.pid}`);
+        } else if (watch.reading() && (backend.state === 'idle' || backend.waitEvent === 'ClientWrite')) {
+          lost(connection, watch, `backend ${connection.pid} is ${backend.state === 'idle' ? 'idle' : 'blocked sending to us'} but nothing has arrived for ${this.#timeoutMs} ms`);
         }
       }
     } finally {

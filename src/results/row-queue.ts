@@ -21,6 +21,7 @@ export class RowQueue {
   #bytes = 0;
   #flow: Flow | null = null;
   #paused = false;
+  #unbounded = false;
   #discarding = false;
   #dropped = 0;
   #closed = false;
@@ -79,7 +80,7 @@ export class RowQueue {
     this.#rows.push(row);
     this.#sizes.push(bytes);
     this.#bytes += bytes;
-    if (this.#bytes >= this.budget) this.#setPaused(true);
+    if (this.#bytes >= this.budget && !this.#unbounded) this.#setPaused(true);
     this.#notify();
   }
 
@@ -107,6 +108,16 @@ export class RowQueue {
   close(): void {
     this.#closed = true;
     this.#notify();
+  }
+
+  /**
+   * Stops applying the budget: the producer reads on, whatever the consumer does. Only for a
+   * connection whose server side is gone, where what can still arrive is what the kernel already
+   * holds, so that its rows and its outcome are not stuck behind a paused socket.
+   */
+  unbound(): void {
+    this.#unbounded = true;
+    this.#setPaused(false);
   }
 
   /** Drops waiting rows and every row that arrives from now on; the producer never blocks again. */
