@@ -15,11 +15,11 @@ test('launch resolves while the SQL is still running, with the real backend pid 
   assert.ok(Object.isFrozen(h));
 
   // The handle's pid is the server's own pid for the backend running the SQL.
-  const [backend] = await until(
-    async () => (await db.query('SELECT state, query FROM pg_stat_activity WHERE pid = $1', [h.pid])).filter((b) => b.state === 'active'),
+  const backend = await until(
+    async () => (await db.query('SELECT state, query FROM pg_stat_activity WHERE pid = $1', [h.pid])).find((b) => b.state === 'active'),
     'the worker backend to be active',
   );
-  assert.equal(backend!.query, 'SELECT pg_sleep(30)');
+  assert.equal(backend.query, 'SELECT pg_sleep(30)');
   const [info] = await bg.list();
   assert.equal(info!.state, 'running');
   assert.equal(info!.pid, h.pid);
@@ -82,5 +82,33 @@ test('the worker runs as the login role and list() says so', async () => {
   const [{ u }] = (await bg.result(h).toArray()) as [{ u: string }];
   const [info] = await bg.list();
   assert.equal(info!.user, u);
+  await bg.close();
+});
+
+test('errors serialise to JSON (the bigint cookie as a string) for loggers', async () => {
+  const bg = db.background();
+  const h = await bg.launch('SELECT 1/0', { label: 'json' });
+  await bg.wait(h);
+  const error = await bg.result(h).toArray().catch((e: unknown) => e);
+  const json = JSON.parse(JSON.stringify(error)) as Record<string, unknown>;
+  assert.equal(json.name, 'WorkerError');
+  assert.equal(json.code, 'PGBG_WORKER_FAILED');
+  assert.equal(json.message, 'division by zero');
+  assert.equal(json.sqlstate, '22012');
+  assert.equal(json.cookie, String(h.cookie));
+  assert.equal(json.pid, h.pid);
+  assert.equal(json.label, 'json');
+  await bg.close();
+});
+
+test('sqlPreview keeps the first 120 code points and never cuts one in half', async () => {
+  const bg = db.background();
+  const sql = `SELECT '${'🐢'.repeat(200)}' AS turtles`;
+  const h = await bg.launch(sql);
+  await bg.wait(h);
+  const { sqlPreview } = await bg.info(h);
+  assert.equal([...sqlPreview].length, 120);
+  assert.equal(sqlPreview, [...sql].slice(0, 120).join(''));
+  assert.ok(sqlPreview.isWellFormed());
   await bg.close();
 });

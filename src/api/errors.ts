@@ -59,6 +59,13 @@ export class PgBackgroundError extends Error {
     this.label = details.label;
     this.sqlstate = details.sqlstate;
   }
+
+  /** JSON loggers can serialise it (a bigint cookie would make JSON.stringify throw). */
+  toJSON(): Record<string, unknown> {
+    const json: Record<string, unknown> = { name: this.name, code: this.code, message: this.message };
+    for (const [key, value] of Object.entries(this)) json[key] = typeof value === 'bigint' ? value.toString() : value;
+    return json;
+  }
 }
 
 /** The server's description of a worker's failure (`errorInfo(h)`, `WorkerError`). */

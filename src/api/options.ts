@@ -53,7 +53,11 @@ export function instanceOptions(input: unknown): InstanceOptions {
   const options = (input === undefined ? {} : plainObject('options', input)) as PgBackgroundOptions & Record<string, unknown>;
   const connection: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(options)) {
-    if (!(ownKeys as readonly string[]).includes(key)) connection[key] = value;
+    if ((ownKeys as readonly string[]).includes(key)) continue;
+    // Everything else goes to node-postgres, but a miscased option of ours is surely a typo.
+    const ours = ownKeys.find((own) => own.toLowerCase() === key.toLowerCase());
+    if (ours) throw invalidArgument(`Unknown option \`${key}\`; did you mean \`${ours}\`?`);
+    connection[key] = value;
   }
   if (connection.connectionString !== undefined && typeof connection.connectionString !== 'string') {
     throw invalidArgument(`Expected \`connectionString\` to be a string, got ${describe(connection.connectionString)}`);
@@ -139,14 +143,13 @@ function labelOption(value: unknown): string {
 
 function settings(name: string, value: unknown): Readonly<Record<string, string>> {
   const input = plainObject(name, value);
-  const out: Record<string, string> = {};
-  for (const [key, setting] of Object.entries(input)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/.test(key)) {
+  const entries = Object.entries(input).map(([key, setting]): [string, string] => {
+    if (!/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/.test(key) || key === '__proto__') {
       throw invalidArgument(`Expected the keys of \`${name}\` to be setting names, got ${describe(key)}`);
     }
-    out[key] = settingValue(`${name}.${key}`, setting);
-  }
-  return Object.freeze(out);
+    return [key, settingValue(`${name}.${key}`, setting)];
+  });
+  return Object.freeze(Object.fromEntries(entries));
 }
 
 function settingValue(name: string, value: unknown): string {

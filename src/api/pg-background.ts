@@ -538,18 +538,12 @@ function graceOption(options: CancelOptions | undefined, fallback: number): numb
   return input.graceMs === undefined ? fallback : integer('graceMs', input.graceMs, 0, MAX_GRACE_MS);
 }
 
-/** Resolves like `promise` unless `signal` aborts first; a late value goes to `onLate`. */
+/** Resolves like `promise` unless `signal` aborts first; then its value (if any) goes to `onLate`, once. */
 function abortable<T>(promise: Promise<T>, signal: AbortSignal, onLate: (value: T) => void): Promise<T> {
-  if (signal.aborted) {
-    promise.then(onLate, () => {});
-    return Promise.reject(signal.reason);
-  }
   return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      promise.then(onLate, () => {});
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
     promise.then(
       (value) => {
         signal.removeEventListener('abort', onAbort);

@@ -62,7 +62,7 @@ export async function installProgressFunction(control: ControlConnection, schema
       const existing = await client.query<ExistingFunction>(
         `SELECT p.oid::regprocedure::text AS signature,
                 pg_get_userbyid(p.proowner) AS owner,
-                pg_has_role(p.proowner, 'MEMBER') AS mine,
+                p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS mine,
                 obj_description(p.oid, 'pg_proc') AS comment,
                 (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
                   WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') AS extension
@@ -73,7 +73,10 @@ export async function installProgressFunction(control: ControlConnection, schema
       for (const fn of existing.rows) {
         const ours = fn.extension === null && fn.comment?.startsWith(MARKER) === true;
         if (!ours || !fn.mine) {
-          const whose = fn.extension !== null ? `belongs to extension "${fn.extension}"` : !ours ? `was not created by pg-background` : `is owned by role "${fn.owner}"`;
+          // Only the current user's own function may be replaced: one owned by another role (even
+          // one we are a member of, or any role for a superuser) could be changed behind our back
+          // and would run with the privileges of every worker that calls it.
+          const whose = fn.extension !== null ? `belongs to extension "${fn.extension}"` : !ours ? `was not created by pg-background` : `is owned by role "${fn.owner}", not by the current user`;
           throw new PgBackgroundError(
             'PGBG_INSTALL_CONFLICT',
             `install(): ${fn.signature} already exists and ${whose}; pg-background will not replace it. Install into another schema ({ schema }) or drop that function first.`,

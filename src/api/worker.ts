@@ -123,6 +123,7 @@ export class Worker {
   /** True once terminal, false if `timeoutMs` passes first. */
   waitTerminal(timeoutMs: number, signal?: AbortSignal | null): Promise<boolean> {
     if (!this.active) return Promise.resolve(true);
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       const done = (value: boolean) => {
         clearTimeout(timer);

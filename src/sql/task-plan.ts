@@ -28,6 +28,9 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
   if (typeof sql === 'string') {
     text = sql;
   } else if (sql !== null && typeof sql === 'object' && typeof sql.text === 'string') {
+    for (const key of Object.keys(sql)) {
+      if (key !== 'text' && key !== 'values') throw invalidArgument(`Unknown key \`${key}\` in \`sql\`; expected { text, values }`);
+    }
     text = sql.text;
     if (sql.values !== undefined) {
       if (!Array.isArray(sql.values)) {
@@ -42,6 +45,9 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
   }
 
+  if (!text.isWellFormed()) throw invalidArgument('Expected `sql` to be well-formed Unicode (it has a lone surrogate)');
+  // The protocol ends a query string at NUL: the server would see a truncated statement.
+  if (text.includes('\0')) throw invalidArgument('Expected `sql` to contain no NUL characters');
   const statements = splitStatements(text, { standardConformingStrings });
   if (statements.length === 0) {
     throw invalidArgument('Expected `sql` to contain at least one statement, got ' + (text.length ? 'only comments or whitespace' : 'an empty string'));
@@ -71,9 +77,14 @@ function refusalFor(statements: readonly SqlStatement[]): string | null {
 }
 
 function prepare(value: unknown, index: number): string | Buffer | null {
+  let prepared: string | Buffer | null;
   try {
-    return pgUtils.prepareValue(value);
+    prepared = pgUtils.prepareValue(value);
   } catch (error) {
     throw invalidArgument(`Expected \`sql.values[${index}]\` to be a value node-postgres can send, got ${describe(value)}: ${(error as Error).message}`);
   }
+  if (typeof prepared === 'string' && !prepared.isWellFormed()) {
+    throw invalidArgument(`Expected \`sql.values[${index}]\` to be well-formed Unicode (it has a lone surrogate)`);
+  }
+  return prepared;
 }
