@@ -84,6 +84,8 @@ export class ConnectionPool {
 
   /** Takes back a connection after its task; `reusable` false closes it. */
   release(connection: WorkerConnection, reusable: boolean): void {
+    // A connection is released once per checkout; a second release must not park it twice.
+    if (!this.#open.has(connection) || this.#resetting.has(connection) || this.#idle.some((entry) => entry.connection === connection)) return;
     if (!reusable || this.#closed || connection.failure || this.#options.maxIdle === 0) {
       void this.#close(connection);
       return;
