@@ -32,7 +32,7 @@ import { sendCancelRequest } from '../pool/cancel-request.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
 import { ControlConnection } from '../pool/control-connection.js';
 import { LivenessMonitor, type BackendState } from '../pool/liveness-monitor.js';
-import { BACKEND_STARTED_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
+import { BACKEND_STARTED_SQL, RESET_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
 import { WorkerSlots, type Slot } from '../pool/worker-slots.js';
 import { endsSession, errorInfo, syntheticError } from '../results/error-info.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
@@ -51,6 +51,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   readonly #pool: ConnectionPool;
   readonly #control: ControlConnection;
   readonly #liveness: LivenessMonitor;
+  /** Who workers run as until their connection says (the login role from the options). */
+  readonly #loginUser: string;
   /** onCallerExit 'rollback' needs client_connection_check_interval (PostgreSQL 14+). */
   #callerCheck: 'wanted' | 'unsupported' | 'off';
   /** The connection of each worker past its start (between attach and completion). */
@@ -61,6 +63,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     super();
     this.#options = instanceOptions(options);
     this.#callerCheck = this.#options.onCallerExit === 'rollback' ? 'wanted' : 'off';
+    this.#loginUser = loginUser(this.#options.connection);
     const { connection, maxWorkers, maxIdle, minIdle, idleTimeoutMs, retentionMs } = this.#options;
     this.#registry = new WorkerRegistry(retentionMs);
     this.#slots = new WorkerSlots(maxWorkers);
@@ -240,7 +243,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       const max = this.#options.maxWorkers;
       throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
     }
-    const worker = new Worker(launch, this.#loginUser());
+    const worker = new Worker(launch, this.#loginUser);
     this.#registry.add(worker);
     const signal = launch.signal;
     if (signal) {
@@ -252,16 +255,14 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     let slot: Slot | undefined;
     let connection: WorkerConnection | undefined;
     try {
-      slot = await this.#slots.acquire(worker.startSignal);
-      connection = await abortable(this.#pool.acquire(launch.fresh), worker.startSignal, (late) => this.#pool.release(late, true));
+      slot = await this.#slots.acquire(worker);
+      connection = await cancellable(this.#pool.acquire(launch.fresh), worker, (late) => this.#pool.release(late, true));
     } catch (error) {
       slot?.release();
-      const aborted = worker.startSignal.aborted;
-      const info = aborted
-        ? syntheticError('57014', `worker was cancelled (${worker.canceledBy}) before it started`)
-        : errorInfo(error);
-      this.#finish(worker, aborted ? 'canceled' : 'error', info, null, 0);
-      if (aborted) {
+      const cancelled = worker.startCancelled !== null;
+      const info = cancelled ? syntheticError('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : errorInfo(error);
+      this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
+      if (cancelled) {
         throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, { cookie: worker.cookie, label: worker.label, cause: signal?.aborted ? signal.reason : undefined });
       }
       throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}`, {
@@ -270,59 +271,66 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
         sqlstate: info.sqlstate === '08006' ? undefined : info.sqlstate,
       });
     }
-
-    let query: TaskQuery | undefined;
-    this.#registry.started(worker, connection.pid, () => worker.start(connection.pid, connection.user, () => query?.rowCount ?? 0));
-    this.#running.set(worker, connection);
-    const sent = new Promise<void>((resolve) => {
-      void this.#execute(worker, connection, (q) => {
-        query = q;
-        resolve();
-      }).then((outcome) => {
-        resolve();
-        this.#complete(worker, connection, slot, outcome);
-      });
-    });
-    await sent;
+    await this.#run(worker, connection, slot);
     return worker.handle;
   }
 
-  /** Runs the worker's task; `onSent` is called once its SQL has been written. */
-  async #execute(worker: Worker, connection: WorkerConnection, onSent: (query: TaskQuery) => void): Promise<TaskOutcome> {
+  /**
+   * Runs the worker's task on `connection`; resolves once its SQL is on its way (after the
+   * settings round trip, if settings or a role were asked for). Completion is handled later.
+   */
+  async #run(worker: Worker, connection: WorkerConnection, slot: Slot): Promise<void> {
     const { launch } = worker;
+    let query: TaskQuery | null = null;
+    this.#registry.started(worker, connection.pid, () => worker.start(connection.pid, connection.user, () => query?.rowCount ?? 0));
+    this.#running.set(worker, connection);
     connection.onNotice = (notice) => this.#notice(worker, notice);
     const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs), launch.timeoutMs) : null;
-    try {
-      const names = Object.keys(launch.settings);
-      if (names.length > 0 || launch.role !== null) {
-        // One round trip, only when asked for; DISCARD ALL undoes it before the next task.
-        const pairs: string[] = names.flatMap((name) => [name, launch.settings[name]!]);
-        if (launch.role !== null) pairs.push('role', launch.role);
-        const calls = Array.from({ length: pairs.length / 2 }, (_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`);
-        try {
-          await connection.query(`SELECT ${calls.join(', ')}`, pairs);
-        } catch (error) {
-          return { error: error as Error, commandTag: null, rowCount: 0 };
-        }
-      }
-      if (worker.cancelRequested) {
-        return { error: syntheticErrorObject('57014', 'canceling statement due to user request'), commandTag: null, rowCount: 0 };
-      }
-      const plan = connection.standardConformingStrings ? launch.plan : planTask(launch.sql, false);
-      if (plan.refusal !== null) {
-        return { error: refusal(plan.refusal), commandTag: null, rowCount: 0 };
-      }
-      const query = new TaskQuery(plan, worker.queue, { columns: (fields) => worker.columns(fields) });
-      this.#liveness.watch(connection, { reading: () => !worker.queue.paused, drain: () => worker.queue.unbound() });
-      connection.submit(query);
-      onSent(query);
-      return await query.done;
-    } catch (error) {
-      return { error: error as Error, commandTag: null, rowCount: 0 };
-    } finally {
-      this.#liveness.unwatch(connection);
+    const end = (outcome: TaskOutcome) => {
       if (timer) clearTimeout(timer);
+      this.#liveness.unwatch(connection);
+      this.#complete(worker, connection, slot, outcome);
+    };
+
+    if (Object.keys(launch.settings).length > 0 || launch.role !== null) {
+      try {
+        await this.#applySession(connection, launch.settings, launch.role);
+      } catch (error) {
+        return end(failed(error));
+      }
     }
+    if (worker.cancelRequested) return end(failed(syntheticErrorObject('57014', 'canceling statement due to user request')));
+    let plan = launch.plan;
+    if (!connection.standardConformingStrings) {
+      try {
+        plan = planTask(launch.sql, false);
+      } catch (error) {
+        return end(failed(error));
+      }
+    }
+    if (plan.refusal !== null) return end(failed(refusal(plan.refusal)));
+
+    // The reset for the next task rides in the same write as this one (no extra round trip,
+    // nothing on the caller's path); a connection that will not be kept needs none.
+    const trailer = this.#options.maxIdle > 0 ? RESET_SQL : null;
+    query = new TaskQuery(plan, worker.queue, {
+      columns: (fields) => worker.columns(fields),
+      trailer,
+      ended: () => {
+        if (trailer) connection.expectReset();
+      },
+    });
+    this.#liveness.watch(connection, { reading: () => !worker.queue.paused, drain: () => worker.queue.unbound() });
+    connection.submit(query);
+    void query.done.then(end);
+  }
+
+  /** One round trip, only when asked for: DISCARD ALL undoes it before the next task. */
+  async #applySession(connection: WorkerConnection, settings: Readonly<Record<string, string>>, role: string | null): Promise<void> {
+    const pairs: string[] = Object.entries(settings).flat();
+    if (role !== null) pairs.push('role', role);
+    const calls = Array.from({ length: pairs.length / 2 }, (_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`);
+    await connection.query(`SELECT ${calls.join(', ')}`, pairs);
   }
 
   #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
@@ -488,20 +496,19 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   #assertOpen(): void {
     if (this.#closing) throw new PgBackgroundError('PGBG_CLOSED', 'This PgBackground instance is closed');
   }
+}
 
-  #loginUser(): string {
-    const { user, connectionString } = this.#options.connection;
-    if (user) return user;
-    if (connectionString) {
-      try {
-        const parsed = new URL(connectionString);
-        if (parsed.username) return decodeURIComponent(parsed.username);
-      } catch {
-        // Not a URL (a key=value string): the real user is known once connected.
-      }
+function loginUser({ user, connectionString }: pg.ClientConfig): string {
+  if (user) return user;
+  if (connectionString) {
+    try {
+      const parsed = new URL(connectionString);
+      if (parsed.username) return decodeURIComponent(parsed.username);
+    } catch {
+      // Not a URL (a key=value string): the real user is known once connected.
     }
-    return process.env.PGUSER ?? '';
   }
+  return process.env.PGUSER ?? '';
 }
 
 /** An error we raise ourselves for a worker, already in WorkerErrorInfo form. */
@@ -538,24 +545,28 @@ function graceOption(options: CancelOptions | undefined, fallback: number): numb
   return input.graceMs === undefined ? fallback : integer('graceMs', input.graceMs, 0, MAX_GRACE_MS);
 }
 
-/** Resolves like `promise` unless `signal` aborts first; then its value (if any) goes to `onLate`, once. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal, onLate: (value: T) => void): Promise<T> {
+/** Resolves like `promise` unless the start is cancelled first; then its value (if any) goes to `onLate`, once. */
+function cancellable<T>(promise: Promise<T>, start: Worker, onLate: (value: T) => void): Promise<T> {
   return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
+    const unsubscribe = start.onStartCancelled(reject);
+    if (start.startCancelled) reject(start.startCancelled);
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
-        if (signal.aborted) onLate(value);
+        unsubscribe();
+        if (start.startCancelled) onLate(value);
         else resolve(value);
       },
       (error) => {
-        signal.removeEventListener('abort', onAbort);
+        unsubscribe();
         reject(error);
       },
     );
   });
+}
+
+/** A task that ended before (or instead of) reaching the server. */
+function failed(error: unknown): TaskOutcome {
+  return { error: error instanceof Error ? error : new Error(String(error)), commandTag: null, rowCount: 0 };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

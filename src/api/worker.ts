@@ -2,7 +2,7 @@
 //   pending → running → cancelling → stopped | canceled | error   (pending may end directly)
 // and what it produced. Every transition happens here; list(), stats(), wait() and events
 // read from it, never from connection internals.
-import { randomBytes } from 'node:crypto';
+import { getRandomValues } from 'node:crypto';
 import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from './errors.js';
 import type { LaunchPlan } from './options.js';
 import { RowParser, type ResultField } from '../results/row-parser.js';
@@ -23,10 +23,11 @@ export class Worker {
   readonly sqlPreview: string;
   readonly launchedAt = Date.now();
   readonly queue: RowQueue;
-  /** Aborted when the worker must not start after all (cancel, close, caller's signal). */
-  readonly #startAbort = new AbortController();
-  readonly whenTerminal: Promise<void>;
-  #resolveTerminal!: () => void;
+  /** Set when the worker must not start after all (cancel, close, caller's signal). */
+  #startCancelled: PgBackgroundError | null = null;
+  #startListeners: ((reason: PgBackgroundError) => void)[] | null = null;
+  #terminal: Promise<void> | null = null;
+  #resolveTerminal: (() => void) | null = null;
 
   pid = 0;
   user: string;
@@ -55,12 +56,29 @@ export class Worker {
     this.sqlPreview = preview(launch.plan.text);
     this.queue = new RowQueue(launch.queueSize);
     this.user = launch.role ?? defaultUser;
-    this.whenTerminal = new Promise((resolve) => (this.#resolveTerminal = resolve));
     if (launch.submitted) this.discard('submit');
   }
 
-  get startSignal(): AbortSignal {
-    return this.#startAbort.signal;
+  /** Why the worker must not start after all, or null. */
+  get startCancelled(): PgBackgroundError | null {
+    return this.#startCancelled;
+  }
+
+  /** Calls `listener` if the start is cancelled; returns the unsubscribe function. */
+  onStartCancelled(listener: (reason: PgBackgroundError) => void): () => void {
+    (this.#startListeners ??= []).push(listener);
+    return () => {
+      const listeners = this.#startListeners;
+      const index = listeners ? listeners.indexOf(listener) : -1;
+      if (index !== -1) listeners!.splice(index, 1);
+    };
+  }
+
+  /** Resolves once the worker is terminal. */
+  get whenTerminal(): Promise<void> {
+    if (!this.active) return Promise.resolve();
+    this.#terminal ??= new Promise((resolve) => (this.#resolveTerminal = resolve));
+    return this.#terminal;
   }
 
   get handle(): WorkerHandle {
@@ -99,7 +117,8 @@ export class Worker {
     this.canceledBy = reason;
     if (this.state === 'running') this.state = 'cancelling';
     this.discard('cancel');
-    this.#startAbort.abort(new PgBackgroundError('PGBG_ABORTED', `worker was cancelled (${reason}) before it started`, { cookie: this.cookie, label: this.label }));
+    this.#startCancelled = new PgBackgroundError('PGBG_ABORTED', `worker was cancelled (${reason}) before it started`, { cookie: this.cookie, label: this.label });
+    for (const listener of this.#startListeners?.splice(0) ?? []) listener(this.#startCancelled);
   }
 
   discard(reason: DiscardReason): void {
@@ -117,7 +136,7 @@ export class Worker {
     this.#liveRowCount = null;
     this.finishedAt = Date.now();
     this.queue.close();
-    this.#resolveTerminal();
+    this.#resolveTerminal?.();
   }
 
   /** True once terminal, false if `timeoutMs` passes first. */
@@ -176,10 +195,18 @@ export class Worker {
   }
 }
 
+// Cookies are drawn from the CSPRNG in batches: one call per 256 workers, not one per worker.
+const cookies = new BigInt64Array(256);
+let nextCookie = cookies.length;
+
 /** 64 random bits as a signed bigint (fits PostgreSQL's int8), never 0. */
 function newCookie(): bigint {
   for (;;) {
-    const cookie = randomBytes(8).readBigInt64BE();
+    if (nextCookie === cookies.length) {
+      getRandomValues(cookies);
+      nextCookie = 0;
+    }
+    const cookie = cookies[nextCookie++]!;
     if (cookie !== 0n) return cookie;
   }
 }

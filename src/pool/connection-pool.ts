@@ -1,7 +1,6 @@
-// Worker connections, kept warm between tasks. A finished task's connection is reset (open
-// transaction rolled back, then DISCARD ALL: settings, role, temp tables, prepared statements,
-// LISTENs, advisory locks, cursors, sequences) in the background, and only then serves another
-// task. A connection that failed, was terminated or hit a protocol error is never reused.
+// Worker connections, kept warm between tasks. A finished task's connection is reset (DISCARD
+// ALL, usually already on the wire behind the task; see WorkerConnection.reset) and only then
+// serves another task. A connection that failed, was terminated or hit a protocol error is never reused.
 //
 // Bound: the pool never holds more than `maxConnections` (the instance's maxWorkers)
 // connections. A launch takes a reset connection if one is ready; else it opens a new one while
@@ -37,6 +36,8 @@ export class ConnectionPool {
   /** Connections being reset, with the reset under way. */
   readonly #resetting = new Map<WorkerConnection, Promise<void>>();
   readonly #closing = new Set<Promise<void>>();
+  /** Connections running a task: only these can be released. */
+  readonly #checkedOut = new Set<WorkerConnection>();
   #idle: IdleEntry[] = []; // most recently used last
   #waiters: Waiter[] = [];
   #timer: NodeJS.Timeout | null = null;
@@ -79,18 +80,19 @@ export class ConnectionPool {
       throw new Error('connection pool closed');
     }
     this.#open.add(connection);
+    this.#checkedOut.add(connection);
     return connection;
   }
 
   /** Takes back a connection after its task; `reusable` false closes it. */
   release(connection: WorkerConnection, reusable: boolean): void {
     // A connection is released once per checkout; a second release must not park it twice.
-    if (!this.#open.has(connection) || this.#resetting.has(connection) || this.#idle.some((entry) => entry.connection === connection)) return;
+    if (!this.#checkedOut.delete(connection)) return;
     if (!reusable || this.#closed || connection.failure || this.#options.maxIdle === 0) {
       void this.#close(connection);
       return;
     }
-    const reset = this.#reset(connection);
+    const reset = connection.reset();
     this.#resetting.set(connection, reset.catch(() => {}));
     void reset.then(
       () => {
@@ -129,15 +131,10 @@ export class ConnectionPool {
     while (this.#closing.size) await Promise.all(this.#closing);
   }
 
-  async #reset(connection: WorkerConnection): Promise<void> {
-    if (connection.transactionStatus !== 'I') await connection.query('ROLLBACK');
-    await connection.query('DISCARD ALL');
-    if (connection.failure) throw connection.failure;
-  }
-
   #checkout(connection: WorkerConnection): WorkerConnection {
     connection.onFailure = null;
     connection.ref();
+    this.#checkedOut.add(connection);
     return connection;
   }
 

@@ -50,6 +50,43 @@ export const BACKEND_STARTED_SQL = '(extract(epoch FROM backend_start) * 1000000
 const IDENTITY_SQL = `SELECT pg_backend_pid() AS pid, current_user AS "user",
   (SELECT ${BACKEND_STARTED_SQL} FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started`;
 
+/**
+ * Between tasks: settings, role, temp tables, prepared statements, cursors, LISTENs, advisory
+ * locks and sequence state all go. (It refuses to run inside a transaction; none is ever open
+ * after a task, and the explicit reset rolls back first.)
+ */
+export const RESET_SQL = 'DISCARD ALL';
+
+/** Reads the answers to a reset that was written right behind a task (see TaskQuery). */
+class ResetReader {
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+  #reject!: (error: Error) => void;
+
+  constructor() {
+    this.done = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    this.done.catch(() => {}); // the pool looks at it later, or never (a retired connection)
+  }
+
+  submit(): void {} // already on the wire
+  handleRowDescription(): void {}
+  handleDataRow(): void {}
+  handleCommandComplete(): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+  handleCopyInResponse(): void {}
+  handleCopyData(): void {}
+  handleReadyForQuery(): void {
+    this.#resolve();
+  }
+  handleError(error: Error): void {
+    this.#reject(error);
+  }
+}
+
 export class WorkerConnection implements BackendIdentity {
   #pid = 0;
   #user = '';
@@ -62,6 +99,7 @@ export class WorkerConnection implements BackendIdentity {
   #failure: Error | null = null;
   #ended = false;
   #onNotice: ((notice: ServerNotice) => void) | null = null;
+  #pendingReset: Promise<void> | null = null;
   #onFailure: ((error: Error) => void) | null = null;
   #closing: Promise<void> | null = null;
 
@@ -155,6 +193,29 @@ export class WorkerConnection implements BackendIdentity {
     this.#internals.query(query);
   }
 
+  /**
+   * A task that had RESET_SQL written behind it has ended: its answers come next, so a reader
+   * must be in place for them (called from the task's last handler, before pg looks for one).
+   */
+  expectReset(): void {
+    const reader = new ResetReader();
+    this.#pendingReset = reader.done;
+    this.submit(reader);
+  }
+
+  /** Makes the connection clean for another task: waits for a pipelined reset, or runs one. */
+  async reset(): Promise<void> {
+    const pending = this.#pendingReset;
+    this.#pendingReset = null;
+    if (pending) {
+      await pending;
+    } else {
+      if (this.transactionStatus !== 'I') await this.query('ROLLBACK');
+      await this.query(RESET_SQL);
+    }
+    if (this.#failure) throw this.#failure;
+  }
+
   /** A plain query on this connection (setup and reset, never user SQL). */
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
     return this.#client.query<R>(text, values);
@@ -171,7 +232,7 @@ export class WorkerConnection implements BackendIdentity {
 
   /** Closes the connection politely (Terminate message); drops the socket if that hangs. */
   close(timeoutMs = 5000): Promise<void> {
-    this.#closing ??= new Promise<void>((resolve) => {
+    this.#closing ??= this.#settle(timeoutMs).then(() => new Promise<void>((resolve) => {
       if (this.#ended) return resolve();
       const socket = this.#internals.connection.stream;
       const timer = setTimeout(() => {
@@ -186,8 +247,17 @@ export class WorkerConnection implements BackendIdentity {
         socket.destroy();
         done();
       });
-    });
+    }));
     return this.#closing;
+  }
+
+  /** Lets a reset on the wire finish (briefly), so close() ends the session with a Terminate. */
+  async #settle(timeoutMs: number): Promise<void> {
+    const pending = this.#pendingReset;
+    if (!pending || this.#failure) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([pending.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** Drops the socket at once, without telling the server (it notices on its own). */

@@ -24,24 +24,23 @@ export class WorkerSlots {
     return this.#limit.activeCount + this.#limit.pendingCount >= this.#limit.concurrency;
   }
 
-  /** Resolves with a slot, or rejects with the signal's reason if it aborts first. */
-  acquire(signal: AbortSignal): Promise<Slot> {
+  /** Resolves with a slot, or rejects with the reason if the start is cancelled first. */
+  acquire(start: StartCancellation): Promise<Slot> {
     return new Promise<Slot>((resolve, reject) => {
-      if (signal.aborted) {
-        reject(signal.reason);
+      if (start.startCancelled) {
+        reject(start.startCancelled);
         return;
       }
       let waiting = true;
-      const onAbort = () => {
+      const unsubscribe = start.onStartCancelled((reason) => {
         waiting = false;
-        reject(signal.reason);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
+        reject(reason);
+      });
       void this.#limit(
         () =>
           new Promise<void>((release) => {
-            signal.removeEventListener('abort', onAbort);
-            if (!waiting) return release();
+            unsubscribe();
+            if (!waiting) return release(); // cancelled while queued: give the turn back at once
             let released = false;
             resolve({
               release() {
@@ -54,4 +53,10 @@ export class WorkerSlots {
       );
     });
   }
+}
+
+/** What can cancel a start while it waits (a Worker). */
+export interface StartCancellation {
+  readonly startCancelled: Error | null;
+  onStartCancelled(listener: (reason: Error) => void): () => void;
 }

@@ -31,6 +31,14 @@ export interface TaskOutcome {
 export interface TaskListener {
   /** The last statement's columns are known. */
   columns(fields: readonly ResultField[]): void;
+  /**
+   * SQL to send right behind the task in the same write (the connection's reset), or null. Its
+   * answers come after the task's ReadyForQuery; `ended` must hand the connection to a reader
+   * for them.
+   */
+  readonly trailer: string | null;
+  /** The task is over (called once, from pg's message handlers). */
+  ended(): void;
 }
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
@@ -63,17 +71,20 @@ export class TaskQuery {
     const stream = connection.stream;
     this.#queue.attach({ pause: () => stream.pause(), resume: () => stream.resume() });
     const { text, values } = this.#plan;
+    const { trailer } = this.#listener;
+    // One write: the task, and the trailer (the reset for the next task) right behind it.
+    stream.cork();
     if (values === null) {
       connection.query(text);
-      return;
+    } else {
+      // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
+      connection.parse({ text });
+      connection.bind({ values: [...values] });
+      connection.describe({ type: 'P', name: '' });
+      connection.execute({});
+      connection.sync();
     }
-    // Unnamed statement and portal, unlimited Execute, Sync: one round trip, nothing cached.
-    stream.cork();
-    connection.parse({ text });
-    connection.bind({ values: [...values] });
-    connection.describe({ type: 'P', name: '' });
-    connection.execute({});
-    connection.sync();
+    if (trailer !== null) connection.query(trailer);
     stream.uncork();
   }
 
@@ -130,6 +141,7 @@ export class TaskQuery {
     if (this.#finished) return;
     this.#finished = true;
     this.#queue.detach();
+    this.#listener.ended();
     this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
   }
 }

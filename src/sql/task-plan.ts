@@ -45,6 +45,27 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
   }
 
+  const { statementCount, refusal } = analyse(text, standardConformingStrings);
+  if (values && statementCount > 1) {
+    throw invalidArgument(`Expected \`sql\` with \`values\` to be a single statement, got ${statementCount} statements: parameters bind to one statement only`);
+  }
+  return { text, values, statementCount, refusal };
+}
+
+interface Analysis {
+  readonly statementCount: number;
+  readonly refusal: string | null;
+}
+
+// Job layers launch the same SQL again and again: remember the analysis of recent short texts.
+const CACHE_ENTRIES = 256;
+const CACHE_MAX_TEXT = 4096;
+const analyses = [new Map<string, Analysis>(), new Map<string, Analysis>()] as const;
+
+function analyse(text: string, standardConformingStrings: boolean): Analysis {
+  const cache = analyses[standardConformingStrings ? 1 : 0];
+  const known = cache.get(text);
+  if (known) return known;
   if (!text.isWellFormed()) throw invalidArgument('Expected `sql` to be well-formed Unicode (it has a lone surrogate)');
   // The protocol ends a query string at NUL: the server would see a truncated statement.
   if (text.includes('\0')) throw invalidArgument('Expected `sql` to contain no NUL characters');
@@ -52,10 +73,12 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
   if (statements.length === 0) {
     throw invalidArgument('Expected `sql` to contain at least one statement, got ' + (text.length ? 'only comments or whitespace' : 'an empty string'));
   }
-  if (values && statements.length > 1) {
-    throw invalidArgument(`Expected \`sql\` with \`values\` to be a single statement, got ${statements.length} statements: parameters bind to one statement only`);
+  const analysis: Analysis = { statementCount: statements.length, refusal: refusalFor(statements) };
+  if (text.length <= CACHE_MAX_TEXT) {
+    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+    cache.set(text, analysis);
   }
-  return { text, values, statementCount: statements.length, refusal: refusalFor(statements) };
+  return analysis;
 }
 
 function refusalFor(statements: readonly SqlStatement[]): string | null {
