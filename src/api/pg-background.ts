@@ -316,12 +316,12 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     query = new TaskQuery(plan, worker.queue, {
       columns: (fields) => worker.columns(fields),
       trailer,
-      ended: () => {
-        if (trailer) connection.expectReset();
+      ended: (settled) => {
+        if (trailer) connection.taskEnded(settled);
       },
     });
     this.#liveness.watch(connection, { reading: () => !worker.queue.paused, drain: () => worker.queue.unbound() });
-    connection.submit(query);
+    connection.run(query);
     void query.done.then(end);
   }
 

@@ -1,6 +1,7 @@
-// Worker connections, kept warm between tasks. A finished task's connection is reset (DISCARD
-// ALL, usually already on the wire behind the task; see WorkerConnection.reset) and only then
-// serves another task. A connection that failed, was terminated or hit a protocol error is never reused.
+// Worker connections, kept warm between tasks. Every task is followed on the wire by DISCARD ALL
+// (written with it), so its connection can take the next task as soon as the task has ended:
+// the server runs the reset first. A connection whose task ended otherwise (an error before its
+// ReadyForQuery, a task that never reached the server) is reset explicitly first. A connection that failed, was terminated or hit a protocol error is never reused.
 //
 // Bound: the pool never holds more than `maxConnections` (the instance's maxWorkers)
 // connections. A launch takes a reset connection if one is ready; else it opens a new one while
@@ -92,19 +93,15 @@ export class ConnectionPool {
       void this.#close(connection);
       return;
     }
+    // The usual case: the reset is already on the wire behind the task, so the connection can
+    // take the next task now (the server runs the reset first).
+    if (connection.ready) return this.#available(connection);
     const reset = connection.reset();
     this.#resetting.set(connection, reset.catch(() => {}));
     void reset.then(
       () => {
         this.#resetting.delete(connection);
-        const waiter = this.#waiters.shift();
-        if (waiter?.fresh) {
-          void this.#close(connection);
-          return void this.#connect().then(waiter.resolve, waiter.reject);
-        }
-        if (waiter) return waiter.resolve(this.#checkout(connection));
-        if (this.#closed || this.#idle.length >= this.#options.maxIdle) return void this.#close(connection);
-        this.#park(connection);
+        this.#available(connection);
       },
       () => {
         this.#resetting.delete(connection);
@@ -114,6 +111,21 @@ export class ConnectionPool {
         if (waiter) this.#connect().then(waiter.resolve, waiter.reject);
       },
     );
+  }
+
+  /** A clean connection: to the first waiter, else to the idle set (or closed if that is full). */
+  #available(connection: WorkerConnection): void {
+    const waiter = this.#waiters.shift();
+    if (waiter?.fresh) {
+      void this.#close(connection);
+      void this.#connect().then(waiter.resolve, waiter.reject);
+    } else if (waiter) {
+      waiter.resolve(this.#checkout(connection));
+    } else if (this.#closed || this.#idle.length >= this.#options.maxIdle) {
+      void this.#close(connection);
+    } else {
+      this.#park(connection);
+    }
   }
 
   async close(): Promise<void> {

@@ -100,6 +100,8 @@ export class WorkerConnection implements BackendIdentity {
   #ended = false;
   #onNotice: ((notice: ServerNotice) => void) | null = null;
   #pendingReset: Promise<void> | null = null;
+  /** The last task ended at its ReadyForQuery, idle, with RESET_SQL already behind it. */
+  #clean = false;
   #onFailure: ((error: Error) => void) | null = null;
   #closing: Promise<void> | null = null;
 
@@ -188,32 +190,51 @@ export class WorkerConnection implements BackendIdentity {
     this.#onFailure = callback;
   }
 
-  /** Sends a Submittable (a TaskQuery); its handlers report the outcome. */
-  submit(query: object): void {
+  /**
+   * Runs a task (a TaskQuery): pg routes its answers to it, and it is written at once, even when
+   * pg still waits for the previous task's reset answers; the server takes them in order.
+   */
+  run(query: { submit(connection: WireConnection): void }): void {
+    this.#clean = false;
     this.#internals.query(query);
+    query.submit(this.#internals.connection);
   }
 
   /**
-   * A task that had RESET_SQL written behind it has ended: its answers come next, so a reader
-   * must be in place for them (called from the task's last handler, before pg looks for one).
+   * A task with RESET_SQL written behind it has ended (called from its last handler, before pg
+   * looks for a reader of what comes next). `settled`: it ended at its ReadyForQuery.
    */
-  expectReset(): void {
+  taskEnded(settled: boolean): void {
     const reader = new ResetReader();
     this.#pendingReset = reader.done;
-    this.submit(reader);
+    this.#internals.query(reader);
+    reader.done.catch((error: unknown) => this.destroy(new Error(`the connection's reset failed: ${(error as Error).message}`)));
+    // Idle at ReadyForQuery with the reset already on the wire: the next task may follow it at
+    // once. (After an error the ReadyForQuery is still to come; reset() waits for it.)
+    this.#clean = settled && this.transactionStatus === 'I';
   }
 
-  /** Makes the connection clean for another task: waits for a pipelined reset, or runs one. */
+  /** True when the next task can be written right away (its session will be clean). */
+  get ready(): boolean {
+    return this.#clean && this.#failure === null;
+  }
+
+  /** Makes the connection clean for another task: waits for a reset on the wire, or runs one. */
   async reset(): Promise<void> {
     const pending = this.#pendingReset;
     this.#pendingReset = null;
     if (pending) {
       await pending;
+      if (this.transactionStatus !== 'I') {
+        await this.query('ROLLBACK');
+        await this.query(RESET_SQL);
+      }
     } else {
       if (this.transactionStatus !== 'I') await this.query('ROLLBACK');
       await this.query(RESET_SQL);
     }
     if (this.#failure) throw this.#failure;
+    this.#clean = true;
   }
 
   /** A plain query on this connection (setup and reset, never user SQL). */

@@ -33,12 +33,14 @@ export interface TaskListener {
   columns(fields: readonly ResultField[]): void;
   /**
    * SQL to send right behind the task in the same write (the connection's reset), or null. Its
-   * answers come after the task's ReadyForQuery; `ended` must hand the connection to a reader
-   * for them.
+   * answers come after the task's ReadyForQuery; `ended` must put a reader in place for them.
    */
   readonly trailer: string | null;
-  /** The task is over (called once, from pg's message handlers). */
-  ended(): void;
+  /**
+   * The task is over (called once, from pg's message handlers): at its ReadyForQuery
+   * (`settled`), or earlier, at an error, with the ReadyForQuery still to come.
+   */
+  ended(settled: boolean): void;
 }
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
@@ -53,6 +55,7 @@ export class TaskQuery {
   #rows = 0;
   #commandTag: string | null = null;
   #tagCount: number | null = null;
+  #sent = false;
   #finished = false;
 
   constructor(plan: TaskPlan, queue: RowQueue, listener: TaskListener) {
@@ -67,7 +70,14 @@ export class TaskQuery {
     return this.#rows;
   }
 
+  /**
+   * Writes the task. pg calls this when the task's turn comes; WorkerConnection.run calls it at
+   * once, so a task queued behind the previous task's reset is already on the wire (the server
+   * answers in order, and pg hands the answers out in the same order).
+   */
   submit(connection: WireConnection): void {
+    if (this.#sent) return;
+    this.#sent = true;
     const stream = connection.stream;
     this.#queue.attach({ pause: () => stream.pause(), resume: () => stream.resume() });
     const { text, values } = this.#plan;
@@ -100,10 +110,16 @@ export class TaskQuery {
 
   handleCommandComplete(message: { text: string }): void {
     if (this.#isLast()) {
-      const match = /^(.*?)((?: \d+)*)$/.exec(message.text)!;
-      this.#commandTag = match[1]!;
-      const counts = match[2]!.trim().split(' ');
-      this.#tagCount = match[2] ? Number(counts[counts.length - 1]) : null;
+      // 'INSERT 0 5' -> INSERT, 5; 'SELECT 1000' -> SELECT, 1000; 'CREATE TABLE' -> CREATE TABLE.
+      const text = message.text;
+      let end = text.length;
+      let count: number | null = null;
+      for (let space = text.lastIndexOf(' '); space !== -1 && isDigits(text, space + 1, end); space = text.lastIndexOf(' ', end - 1)) {
+        count ??= Number(text.slice(space + 1, end));
+        end = space;
+      }
+      this.#commandTag = text.slice(0, end);
+      this.#tagCount = count;
     }
     this.#statement++;
   }
@@ -120,28 +136,37 @@ export class TaskQuery {
 
   /** Terminal: pg drops the query after an ErrorResponse and calls nothing else on it. */
   handleError(error: Error): void {
-    this.#finish(error);
+    this.#finish(error, false);
   }
 
   handleReadyForQuery(): void {
     if (this.#statement !== this.#plan.statementCount) {
       // The server ran a different number of statements than we counted: the "last statement"
       // rows may be the wrong ones. Never report such a result as a success.
-      this.#finish(new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`));
+      this.#finish(new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`), true);
       return;
     }
-    this.#finish(null);
+    this.#finish(null, true);
   }
 
   #isLast(): boolean {
     return this.#statement === this.#plan.statementCount - 1;
   }
 
-  #finish(error: Error | null): void {
+  #finish(error: Error | null, settled: boolean): void {
     if (this.#finished) return;
     this.#finished = true;
     this.#queue.detach();
-    this.#listener.ended();
+    this.#listener.ended(settled);
     this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
   }
+}
+
+function isDigits(text: string, from: number, to: number): boolean {
+  if (from >= to) return false;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
 }
