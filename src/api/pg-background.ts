@@ -32,7 +32,7 @@ import { sendCancelRequest } from '../pool/cancel-request.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
 import { ControlConnection } from '../pool/control-connection.js';
 import { LivenessMonitor, type BackendState } from '../pool/liveness-monitor.js';
-import { BACKEND_STARTED_SQL, RESET_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
+import { BACKEND_STARTED_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
 import { WorkerSlots, type Slot } from '../pool/worker-slots.js';
 import { endsSession, errorInfo, syntheticError } from '../results/error-info.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
@@ -281,8 +281,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    */
   async #run(worker: Worker, connection: WorkerConnection, slot: Slot): Promise<void> {
     const { launch } = worker;
-    let query: TaskQuery | null = null;
-    this.#registry.started(worker, connection.pid, () => worker.start(connection.pid, connection.user, () => query?.rowCount ?? 0));
+    this.#registry.started(worker, connection.pid, connection.user);
     this.#running.set(worker, connection);
     connection.onNotice = (notice) => this.#notice(worker, notice);
     const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs), launch.timeoutMs) : null;
@@ -312,15 +311,9 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
 
     // The reset for the next task rides in the same write as this one (no extra round trip,
     // nothing on the caller's path); a connection that will not be kept needs none.
-    const trailer = this.#options.maxIdle > 0 ? RESET_SQL : null;
-    query = new TaskQuery(plan, worker.queue, {
-      columns: (fields) => worker.columns(fields),
-      trailer,
-      ended: (settled) => {
-        if (trailer) connection.taskEnded(settled);
-      },
-    });
-    this.#liveness.watch(connection, { reading: () => !worker.queue.paused, drain: () => worker.queue.unbound() });
+    const query = new TaskQuery(plan, worker.queue, worker, this.#options.maxIdle > 0 ? connection : null);
+    worker.sent(query);
+    this.#liveness.watch(connection, worker.queue);
     connection.run(query);
     void query.done.then(end);
   }

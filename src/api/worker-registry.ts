@@ -33,9 +33,9 @@ export class WorkerRegistry {
   }
 
   /** The worker's connection is attached: its handle now names that backend pid. */
-  started(worker: Worker, pid: number, start: () => void): void {
+  started(worker: Worker, pid: number, user: string): void {
     if (worker.tracked) this.#countPid(worker.pid, -1);
-    start();
+    worker.start(pid, user);
     if (worker.tracked) this.#countPid(pid, 1);
   }
 

@@ -36,7 +36,8 @@ export class Worker {
   error: WorkerErrorInfo | null = null;
   commandTag: string | null = null;
   #rowCount = 0;
-  #liveRowCount: (() => number) | null = null;
+  /** The task on the wire, for its live row count. */
+  #task: { readonly rowCount: number } | null = null;
   progress: WorkerProgress | null = null;
   canceledBy: CancelReason | null = null;
   parser: RowParser | null = null;
@@ -95,16 +96,20 @@ export class Worker {
   }
 
   get rowCount(): number {
-    return this.#liveRowCount?.() ?? this.#rowCount;
+    return this.#task?.rowCount ?? this.#rowCount;
   }
 
   /** The connection is attached: the worker runs as backend `pid`. */
-  start(pid: number, user: string, liveRowCount: () => number): void {
+  start(pid: number, user: string): void {
     this.pid = pid;
     this.user = this.launch.role ?? user;
-    this.#liveRowCount = liveRowCount;
     this.#handle = null;
     this.state = this.cancelRequested ? 'cancelling' : 'running';
+  }
+
+  /** Its SQL is on the wire as `task`. */
+  sent(task: { readonly rowCount: number }): void {
+    this.#task = task;
   }
 
   columns(fields: readonly ResultField[]): void {
@@ -133,7 +138,7 @@ export class Worker {
     this.error = error;
     this.commandTag = commandTag;
     this.#rowCount = rowCount;
-    this.#liveRowCount = null;
+    this.#task = null;
     this.finishedAt = Date.now();
     this.queue.close();
     this.#resolveTerminal?.();

@@ -11,12 +11,12 @@
 // TCP keepalive alone cannot do this in bounded time (Node cannot set its probe interval).
 import type { BackendIdentity, WorkerConnection } from './worker-connection.js';
 
-/** How the monitor sees a watched connection. */
+/** How the monitor sees what reads a watched connection (the worker's row queue). */
 export interface Watch {
-  /** False while a full queue has paused reading on purpose. */
-  reading(): boolean;
-  /** Read on regardless of the queue (the server side is gone). */
-  drain(): void;
+  /** True while a full queue has paused reading on purpose. */
+  readonly paused: boolean;
+  /** Read on regardless of the budget (the server side is gone). */
+  unbound(): void;
 }
 
 export interface BackendState extends BackendIdentity {
@@ -63,8 +63,8 @@ export class LivenessMonitor {
     this.#checking = true;
     const asked = Date.now();
     const lost = (connection: WorkerConnection, watch: Watch, why: string) => {
-      if (watch.reading()) connection.destroy(new Error(`lost the connection: ${why}; the worker's outcome is unknown`));
-      else watch.drain();
+      if (!watch.paused) connection.destroy(new Error(`lost the connection: ${why}; the worker's outcome is unknown`));
+      else watch.unbound();
     };
     try {
       let states: BackendState[];
@@ -81,7 +81,7 @@ export class LivenessMonitor {
         const backend = states.find((s) => s.pid === connection.pid && s.started === connection.started);
         if (!backend) {
           lost(connection, watch, `the server no longer runs backend ${connection.pid}`);
-        } else if (watch.reading() && (backend.state === 'idle' || backend.waitEvent === 'ClientWrite')) {
+        } else if (!watch.paused && (backend.state === 'idle' || backend.waitEvent === 'ClientWrite')) {
           lost(connection, watch, `backend ${connection.pid} is ${backend.state === 'idle' ? 'idle' : 'blocked sending to us'} but nothing has arrived for ${this.#timeoutMs} ms`);
         }
       }

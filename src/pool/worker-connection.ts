@@ -4,7 +4,7 @@
 // task's state.
 import type { Socket } from 'node:net';
 import pg from 'pg';
-import type { WireConnection } from '../results/task-query.js';
+import type { TaskSession, WireConnection } from '../results/task-query.js';
 
 /** The node-postgres Client members we rely on that @types/pg does not declare. */
 interface ClientInternals {
@@ -87,7 +87,7 @@ class ResetReader {
   }
 }
 
-export class WorkerConnection implements BackendIdentity {
+export class WorkerConnection implements BackendIdentity, TaskSession {
   #pid = 0;
   #user = '';
   #started = '';
@@ -198,6 +198,11 @@ export class WorkerConnection implements BackendIdentity {
     this.#clean = false;
     this.#internals.query(query);
     query.submit(this.#internals.connection);
+  }
+
+  /** What a task writes behind itself so that this connection is clean for the next one. */
+  get trailer(): string {
+    return RESET_SQL;
   }
 
   /**

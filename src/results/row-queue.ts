@@ -6,11 +6,12 @@
 
 export type RawRow = readonly (string | null)[];
 
+/** The producer's flow control: the worker connection's socket. */
 export interface Flow {
   /** Stop reading from the server. */
-  pause(): void;
+  pause(): unknown;
   /** Read from the server again. */
-  resume(): void;
+  resume(): unknown;
 }
 
 export class RowQueue {
@@ -124,8 +125,10 @@ export class RowQueue {
   discard(): void {
     this.#discarding = true;
     this.#dropped += this.length;
-    this.#rows = [];
-    this.#sizes = [];
+    if (this.#rows.length) {
+      this.#rows = [];
+      this.#sizes = [];
+    }
     this.#head = 0;
     this.#bytes = 0;
     this.#setPaused(false);

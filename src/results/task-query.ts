@@ -28,19 +28,23 @@ export interface TaskOutcome {
   readonly rowCount: number;
 }
 
-export interface TaskListener {
-  /** The last statement's columns are known. */
+/** Where the last statement's column descriptions go (the worker). */
+export interface ColumnSink {
   columns(fields: readonly ResultField[]): void;
+}
+
+/** The connection, as a task sees it when the connection will be kept for another task. */
+export interface TaskSession {
   /**
-   * SQL to send right behind the task in the same write (the connection's reset), or null. Its
-   * answers come after the task's ReadyForQuery; `ended` must put a reader in place for them.
+   * SQL to send right behind the task in the same write (the connection's reset). Its answers
+   * come after the task's ReadyForQuery; `taskEnded` must put a reader in place for them.
    */
-  readonly trailer: string | null;
+  readonly trailer: string;
   /**
    * The task is over (called once, from pg's message handlers): at its ReadyForQuery
    * (`settled`), or earlier, at an error, with the ReadyForQuery still to come.
    */
-  ended(settled: boolean): void;
+  taskEnded(settled: boolean): void;
 }
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
@@ -50,7 +54,8 @@ export class TaskQuery {
   #resolve!: (outcome: TaskOutcome) => void;
   readonly #plan: TaskPlan;
   readonly #queue: RowQueue;
-  readonly #listener: TaskListener;
+  readonly #columns: ColumnSink;
+  readonly #session: TaskSession | null;
   #statement = 0;
   #rows = 0;
   #commandTag: string | null = null;
@@ -58,10 +63,12 @@ export class TaskQuery {
   #sent = false;
   #finished = false;
 
-  constructor(plan: TaskPlan, queue: RowQueue, listener: TaskListener) {
+  /** `session` null: no reset behind the task (the connection will not be reused). */
+  constructor(plan: TaskPlan, queue: RowQueue, columns: ColumnSink, session: TaskSession | null) {
     this.#plan = plan;
     this.#queue = queue;
-    this.#listener = listener;
+    this.#columns = columns;
+    this.#session = session;
     this.done = new Promise((resolve) => (this.#resolve = resolve));
   }
 
@@ -79,9 +86,8 @@ export class TaskQuery {
     if (this.#sent) return;
     this.#sent = true;
     const stream = connection.stream;
-    this.#queue.attach({ pause: () => stream.pause(), resume: () => stream.resume() });
+    this.#queue.attach(stream);
     const { text, values } = this.#plan;
-    const { trailer } = this.#listener;
     // One write: the task, and the trailer (the reset for the next task) right behind it.
     stream.cork();
     if (values === null) {
@@ -89,17 +95,17 @@ export class TaskQuery {
     } else {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
       connection.parse({ text });
-      connection.bind({ values: [...values] });
+      connection.bind({ values: values as (string | Buffer | null)[] }); // pg only reads them
       connection.describe({ type: 'P', name: '' });
       connection.execute({});
       connection.sync();
     }
-    if (trailer !== null) connection.query(trailer);
+    if (this.#session) connection.query(this.#session.trailer);
     stream.uncork();
   }
 
   handleRowDescription(message: { fields: ResultField[] }): void {
-    if (this.#isLast()) this.#listener.columns(message.fields);
+    if (this.#isLast()) this.#columns.columns(message.fields);
   }
 
   handleDataRow(message: { fields: (string | null)[]; length: number }): void {
@@ -157,7 +163,7 @@ export class TaskQuery {
     if (this.#finished) return;
     this.#finished = true;
     this.#queue.detach();
-    this.#listener.ended(settled);
+    this.#session?.taskEnded(settled);
     this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
   }
 }
