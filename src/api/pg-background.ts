@@ -256,7 +256,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     let connection: WorkerConnection | undefined;
     try {
       slot = await this.#slots.acquire(worker);
-      connection = await cancellable(this.#pool.acquire(launch.fresh), worker, (late) => this.#pool.release(late, true));
+      connection = (launch.fresh ? null : this.#pool.take()) ?? (await cancellable(this.#pool.acquire(launch.fresh), worker, (late) => this.#pool.release(late, true)));
     } catch (error) {
       slot?.release();
       const cancelled = worker.startCancelled !== null;

@@ -57,16 +57,24 @@ export class ConnectionPool {
     return this.#idle.length;
   }
 
+  /** A warm connection right now, or null (then use acquire()). */
+  take(): WorkerConnection | null {
+    if (this.#closed) return null;
+    for (let entry = this.#idle.pop(); entry; entry = this.#idle.pop()) {
+      if (!entry.connection.failure) return this.#checkout(entry.connection);
+      void this.#close(entry.connection);
+    }
+    return null;
+  }
+
   async acquire(fresh = false): Promise<WorkerConnection> {
     if (this.#closed) throw new Error('connection pool closed');
     if (fresh) {
       // A fresh connection replaces an idle one rather than exceed the bound.
       if (this.#open.size >= this.#options.maxConnections && this.#idle.length) void this.#close(this.#idle.shift()!.connection);
     } else {
-      for (let entry = this.#idle.pop(); entry; entry = this.#idle.pop()) {
-        if (!entry.connection.failure) return this.#checkout(entry.connection);
-        void this.#close(entry.connection);
-      }
+      const warm = this.take();
+      if (warm) return warm;
     }
     if (this.#open.size >= this.#options.maxConnections && this.#resetting.size > this.#waiters.length) {
       return new Promise((resolve, reject) => this.#waiters.push({ fresh, resolve, reject }));

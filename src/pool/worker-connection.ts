@@ -57,18 +57,15 @@ const IDENTITY_SQL = `SELECT pg_backend_pid() AS pid, current_user AS "user",
  */
 export const RESET_SQL = 'DISCARD ALL';
 
-/** Reads the answers to a reset that was written right behind a task (see TaskQuery). */
+/**
+ * Reads the answers to a reset written right behind a task (see TaskQuery), for pg, which hands
+ * every answer to the query whose turn it is. One per connection, used again for every task.
+ */
 class ResetReader {
-  readonly done: Promise<void>;
-  #resolve!: () => void;
-  #reject!: (error: Error) => void;
+  readonly #done: (error: Error | null) => void;
 
-  constructor() {
-    this.done = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
-    this.done.catch(() => {}); // the pool looks at it later, or never (a retired connection)
+  constructor(done: (error: Error | null) => void) {
+    this.#done = done;
   }
 
   submit(): void {} // already on the wire
@@ -80,10 +77,10 @@ class ResetReader {
   handleCopyInResponse(): void {}
   handleCopyData(): void {}
   handleReadyForQuery(): void {
-    this.#resolve();
+    this.#done(null);
   }
   handleError(error: Error): void {
-    this.#reject(error);
+    this.#done(error);
   }
 }
 
@@ -99,7 +96,10 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   #failure: Error | null = null;
   #ended = false;
   #onNotice: ((notice: ServerNotice) => void) | null = null;
-  #pendingReset: Promise<void> | null = null;
+  readonly #resetReader = new ResetReader((error) => this.#resetDone(error));
+  /** A reset is on the wire and its answers have not all come back yet. */
+  #resetInFlight = false;
+  #resetWaiters: (() => void)[] | null = null;
   /** The last task ended at its ReadyForQuery, idle, with RESET_SQL already behind it. */
   #clean = false;
   #onFailure: ((error: Error) => void) | null = null;
@@ -210,13 +210,25 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    * looks for a reader of what comes next). `settled`: it ended at its ReadyForQuery.
    */
   taskEnded(settled: boolean): void {
-    const reader = new ResetReader();
-    this.#pendingReset = reader.done;
-    this.#internals.query(reader);
-    reader.done.catch((error: unknown) => this.destroy(new Error(`the connection's reset failed: ${(error as Error).message}`)));
+    this.#resetInFlight = true;
+    this.#internals.query(this.#resetReader);
     // Idle at ReadyForQuery with the reset already on the wire: the next task may follow it at
     // once. (After an error the ReadyForQuery is still to come; reset() waits for it.)
     this.#clean = settled && this.transactionStatus === 'I';
+  }
+
+  #resetDone(error: Error | null): void {
+    this.#resetInFlight = false;
+    if (error) this.destroy(new Error(`the connection's reset failed: ${error.message}`));
+    const waiters = this.#resetWaiters;
+    this.#resetWaiters = null;
+    if (waiters) for (const wake of waiters) wake();
+  }
+
+  /** Resolves once no reset is in flight. */
+  #resetSettled(): Promise<void> {
+    if (!this.#resetInFlight) return Promise.resolve();
+    return new Promise((resolve) => (this.#resetWaiters ??= []).push(resolve));
   }
 
   /** True when the next task can be written right away (its session will be clean). */
@@ -226,18 +238,11 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   /** Makes the connection clean for another task: waits for a reset on the wire, or runs one. */
   async reset(): Promise<void> {
-    const pending = this.#pendingReset;
-    this.#pendingReset = null;
-    if (pending) {
-      await pending;
-      if (this.transactionStatus !== 'I') {
-        await this.query('ROLLBACK');
-        await this.query(RESET_SQL);
-      }
-    } else {
-      if (this.transactionStatus !== 'I') await this.query('ROLLBACK');
-      await this.query(RESET_SQL);
-    }
+    const onTheWire = this.#resetInFlight;
+    await this.#resetSettled();
+    if (this.#failure) throw this.#failure;
+    if (this.transactionStatus !== 'I') await this.query('ROLLBACK');
+    if (!onTheWire || this.transactionStatus !== 'I') await this.query(RESET_SQL);
     if (this.#failure) throw this.#failure;
     this.#clean = true;
   }
@@ -279,10 +284,9 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   /** Lets a reset on the wire finish (briefly), so close() ends the session with a Terminate. */
   async #settle(timeoutMs: number): Promise<void> {
-    const pending = this.#pendingReset;
-    if (!pending || this.#failure) return;
+    if (!this.#resetInFlight || this.#failure) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([pending.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    await Promise.race([this.#resetSettled(), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
   }
 
