@@ -50,6 +50,20 @@ test('a warm connection is reset between tasks: nothing of one task is visible t
   await bg.close();
 });
 
+test('a task that fails still leaves nothing behind for the next one', async () => {
+  const bg = db.background({ maxWorkers: 1 });
+  // Advisory locks are not transactional: the failure does not release it, the reset must.
+  const failed = await bg.launch('SELECT pg_advisory_lock(777); SELECT 1/0');
+  await bg.wait(failed);
+  assert.equal((await bg.errorInfo(failed))?.sqlstate, '22012');
+  const probe = await bg.launch(
+    "SELECT pg_backend_pid() AS pid, (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks",
+  );
+  const [row] = (await bg.result(probe).toArray()) as { pid: number; locks: number }[];
+  assert.deepEqual(row, { pid: failed.pid, locks: 0 });
+  await bg.close();
+});
+
 test('settings and role of one task do not leak into the next on the same connection', async () => {
   const bg = db.background({ maxWorkers: 1 });
   const first = await bg.launch('SELECT pg_backend_pid() AS pid, current_setting(\'work_mem\') AS wm', { settings: { work_mem: '64MB' } });

@@ -46,8 +46,8 @@ export class LivenessMonitor {
   }
 
   unwatch(connection: WorkerConnection): void {
+    // The timer stays (unref'd, cheap) until close(): busy instances would churn it otherwise.
     this.#watched.delete(connection);
-    if (this.#watched.size === 0) this.close();
   }
 
   close(): void {
@@ -56,7 +56,7 @@ export class LivenessMonitor {
   }
 
   async #check(): Promise<void> {
-    if (this.#checking) return;
+    if (this.#checking || this.#watched.size === 0) return;
     const now = Date.now();
     const silent = [...this.#watched].filter(([connection]) => !connection.failure && now - connection.lastReceivedAt >= this.#timeoutMs);
     if (silent.length === 0) return;
