@@ -69,27 +69,36 @@ const isLostConnection = (h: WorkerHandle) => (e: unknown) => {
   return true;
 };
 
+/**
+ * Streams a large result through `proxy`, cuts the network after 10,000 rows, and checks what
+ * every cut must give: the reading throws 08006 in bounded time, the worker ends in error and
+ * nothing hangs. Returns the handle for the case's own checks.
+ */
+async function cutDuringStream(bg: PgBackground, proxy: TcpProxy, cut: () => void, what: string): Promise<WorkerHandle> {
+  const h = await bg.launch(BIG, { label: 'stream' });
+  let faultAt = 0;
+  const counter = { rows: 0 };
+  const reading = read(bg, h, (n) => {
+    if (n === 10_000) {
+      cut();
+      faultAt = Date.now();
+    }
+  }, counter);
+  await assert.rejects(within(reading, 15_000, 'reading the result'), isLostConnection(h));
+  await logTerminal(bg, h, faultAt, what);
+  assert.ok(counter.rows >= 10_000 && counter.rows < 5_000_000, `rows read: ${counter.rows}`);
+  const info = await bg.info(h);
+  assert.deepEqual([info.state, info.canceledBy, info.consumed], ['error', null, true]);
+  assert.equal((await bg.errorInfo(h))?.sqlstate, '08006');
+  return h;
+}
+
 test('a freeze in the middle of a streamed result: 08006 within bounded time, the reading throws, nothing hangs', async () => {
   const proxy = await startProxy();
   const bg = behind(proxy);
   try {
-    const h = await bg.launch(BIG, { label: 'stream' });
-    let faultAt = 0;
-    const counter = { rows: 0 };
-    const reading = read(bg, h, (n) => {
-      if (n === 10_000) {
-        proxy.freeze();
-        faultAt = Date.now();
-      }
-    }, counter);
-    await assert.rejects(within(reading, 15_000, 'reading the result'), isLostConnection(h));
-    await logTerminal(bg, h, faultAt, 'freeze during a streamed result');
-    assert.ok(counter.rows >= 10_000 && counter.rows < 5_000_000, `rows read: ${counter.rows}`);
-    const info = await bg.info(h);
-    assert.deepEqual([info.state, info.canceledBy, info.consumed], ['error', null, true]);
-    assert.match(info.lastError!, /outcome is unknown/);
-    assert.equal((await bg.errorInfo(h))?.sqlstate, '08006');
-
+    const h = await cutDuringStream(bg, proxy, () => proxy.freeze(), 'freeze during a streamed result');
+    assert.match((await bg.info(h)).lastError!, /outcome is unknown/);
     proxy.resume();
     const next = await bg.launch('SELECT 1 AS ok');
     assert.deepEqual(await bg.result(next).toArray(), [{ ok: 1 }]);
@@ -104,22 +113,7 @@ test('connections dropped in the middle of a streamed result: 08006, the reading
   const proxy = await startProxy();
   const bg = behind(proxy);
   try {
-    const h = await bg.launch(BIG, { label: 'stream' });
-    let faultAt = 0;
-    const counter = { rows: 0 };
-    const reading = read(bg, h, (n) => {
-      if (n === 10_000) {
-        proxy.drop();
-        faultAt = Date.now();
-      }
-    }, counter);
-    await assert.rejects(within(reading, 15_000, 'reading the result'), isLostConnection(h));
-    await logTerminal(bg, h, faultAt, 'drop during a streamed result');
-    assert.ok(counter.rows >= 10_000 && counter.rows < 5_000_000, `rows read: ${counter.rows}`);
-    const info = await bg.info(h);
-    assert.deepEqual([info.state, info.canceledBy, info.consumed], ['error', null, true]);
-    assert.equal((await bg.errorInfo(h))?.sqlstate, '08006');
-
+    const h = await cutDuringStream(bg, proxy, () => proxy.drop(), 'drop during a streamed result');
     // The proxy still accepts connections: the instance carries on with a new one.
     const next = await bg.launch('SELECT pg_backend_pid() AS pid');
     const [row] = (await bg.result(next).toArray()) as { pid: number }[];
