@@ -1,7 +1,7 @@
 // Worker connections, kept warm between tasks. Every task is followed on the wire by DISCARD ALL
-// (written with it), so its connection can take the next task as soon as the task has ended:
-// the server runs the reset first. A connection whose task ended otherwise (an error before its
-// ReadyForQuery, a task that never reached the server) is reset explicitly first. A connection that failed, was terminated or hit a protocol error is never reused.
+// (written with it, so it costs no round trip of its own); the connection takes another task
+// once the server has confirmed that reset. One whose task never reached the server (refused
+// SQL, failed settings) is reset explicitly. A connection that failed, was terminated or hit a protocol error is never reused.
 //
 // Bound: the pool never holds more than `maxConnections` (the instance's maxWorkers)
 // connections. A launch takes a reset connection if one is ready; else it opens a new one while
@@ -89,6 +89,7 @@ export class ConnectionPool {
       throw new Error('connection pool closed');
     }
     this.#open.add(connection);
+    connection.checkedOut();
     this.#checkedOut.add(connection);
     return connection;
   }
@@ -101,8 +102,6 @@ export class ConnectionPool {
       void this.#close(connection);
       return;
     }
-    // The usual case: the reset is already on the wire behind the task, so the connection can
-    // take the next task now (the server runs the reset first).
     if (connection.ready) return this.#available(connection);
     const reset = connection.reset();
     this.#resetting.set(connection, reset.catch(() => {}));
@@ -154,6 +153,7 @@ export class ConnectionPool {
   #checkout(connection: WorkerConnection): WorkerConnection {
     connection.onFailure = null;
     connection.ref();
+    connection.checkedOut();
     this.#checkedOut.add(connection);
     return connection;
   }

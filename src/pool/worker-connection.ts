@@ -100,7 +100,10 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   /** A reset is on the wire and its answers have not all come back yet. */
   #resetInFlight = false;
   #resetWaiters: (() => void)[] | null = null;
-  /** The last task ended at its ReadyForQuery, idle, with RESET_SQL already behind it. */
+  /**
+   * The session is known to be as a new connection's: set by a reset the server confirmed, cleared
+   * whenever the connection is handed out (whatever runs on it may change the session).
+   */
   #clean = false;
   #onFailure: ((error: Error) => void) | null = null;
   #closing: Promise<void> | null = null;
@@ -195,9 +198,13 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    * pg still waits for the previous task's reset answers; the server takes them in order.
    */
   run(query: { submit(connection: WireConnection): void }): void {
-    this.#clean = false;
     this.#internals.query(query);
     query.submit(this.#internals.connection);
+  }
+
+  /** The connection is handed to a worker: from now on its session may change. */
+  checkedOut(): void {
+    this.#clean = false;
   }
 
   /** What a task writes behind itself so that this connection is clean for the next one. */
@@ -207,19 +214,20 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   /**
    * A task with RESET_SQL written behind it has ended (called from its last handler, before pg
-   * looks for a reader of what comes next). `settled`: it ended at its ReadyForQuery.
+   * looks for a reader of what comes next).
    */
-  taskEnded(settled: boolean): void {
+  taskEnded(): void {
     this.#resetInFlight = true;
     this.#internals.query(this.#resetReader);
-    // Idle at ReadyForQuery with the reset already on the wire: the next task may follow it at
-    // once. (After an error the ReadyForQuery is still to come; reset() waits for it.)
-    this.#clean = settled && this.transactionStatus === 'I';
   }
 
   #resetDone(error: Error | null): void {
     this.#resetInFlight = false;
+    // Only a reset the server confirmed makes the connection clean: had the next task been sent
+    // behind it, a failed reset (a statement_timeout the last task set, say) would have let it
+    // run in the last task's session.
     if (error) this.destroy(new Error(`the connection's reset failed: ${error.message}`));
+    else if (this.transactionStatus === 'I') this.#clean = true;
     const waiters = this.#resetWaiters;
     this.#resetWaiters = null;
     if (waiters) for (const wake of waiters) wake();
@@ -231,18 +239,18 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     return new Promise((resolve) => (this.#resetWaiters ??= []).push(resolve));
   }
 
-  /** True when the next task can be written right away (its session will be clean). */
+  /** True when another task can run now: the server has confirmed a reset since the last one. */
   get ready(): boolean {
     return this.#clean && this.#failure === null;
   }
 
-  /** Makes the connection clean for another task: waits for a reset on the wire, or runs one. */
+  /** Makes the connection clean for another task: waits for the reset on the wire, or runs one. */
   async reset(): Promise<void> {
-    const onTheWire = this.#resetInFlight;
     await this.#resetSettled();
     if (this.#failure) throw this.#failure;
+    if (this.#clean) return;
     if (this.transactionStatus !== 'I') await this.query('ROLLBACK');
-    if (!onTheWire || this.transactionStatus !== 'I') await this.query(RESET_SQL);
+    await this.query(RESET_SQL);
     if (this.#failure) throw this.#failure;
     this.#clean = true;
   }

@@ -41,10 +41,10 @@ export interface TaskSession {
    */
   readonly trailer: string;
   /**
-   * The task is over (called once, from pg's message handlers): at its ReadyForQuery
-   * (`settled`), or earlier, at an error, with the ReadyForQuery still to come.
+   * The task is over (called once, from pg's message handlers): at its ReadyForQuery, or
+   * earlier, at an error, with the ReadyForQuery still to come.
    */
-  taskEnded(settled: boolean): void;
+  taskEnded(): void;
 }
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
@@ -142,28 +142,28 @@ export class TaskQuery {
 
   /** Terminal: pg drops the query after an ErrorResponse and calls nothing else on it. */
   handleError(error: Error): void {
-    this.#finish(error, false);
+    this.#finish(error);
   }
 
   handleReadyForQuery(): void {
     if (this.#statement !== this.#plan.statementCount) {
       // The server ran a different number of statements than we counted: the "last statement"
       // rows may be the wrong ones. Never report such a result as a success.
-      this.#finish(new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`), true);
+      this.#finish(new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`));
       return;
     }
-    this.#finish(null, true);
+    this.#finish(null);
   }
 
   #isLast(): boolean {
     return this.#statement === this.#plan.statementCount - 1;
   }
 
-  #finish(error: Error | null, settled: boolean): void {
+  #finish(error: Error | null): void {
     if (this.#finished) return;
     this.#finished = true;
     this.#queue.detach();
-    this.#session?.taskEnded(settled);
+    this.#session?.taskEnded();
     this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
   }
 }
