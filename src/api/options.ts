@@ -28,6 +28,8 @@ export interface InstanceOptions {
   readonly idleTimeoutMs: number;
   readonly cancelGraceMs: number;
   readonly livenessTimeoutMs: number;
+  /** Deadline of every request to the server that is not a task: livenessTimeoutMs, or 30 s. */
+  readonly controlTimeoutMs: number;
   readonly onCallerExit: 'finish' | 'rollback';
 }
 
@@ -59,6 +61,11 @@ export function instanceOptions(input: unknown): InstanceOptions {
     if (ours) throw invalidArgument(`Unknown option \`${key}\`; did you mean \`${ours}\`?`);
     connection[key] = value;
   }
+  // pg's client-side read timer would fire on our long-lived internal readers and drop warm
+  // connections; worker and statement deadlines have their own options.
+  if (connection.query_timeout !== undefined) {
+    throw invalidArgument('Option `query_timeout` is not supported: use `workerTimeoutMs` (or a launch\'s `timeoutMs`) to cancel workers that run too long, or `statement_timeout` in `settings`');
+  }
   if (connection.connectionString !== undefined && typeof connection.connectionString !== 'string') {
     throw invalidArgument(`Expected \`connectionString\` to be a string, got ${describe(connection.connectionString)}`);
   }
@@ -72,7 +79,8 @@ export function instanceOptions(input: unknown): InstanceOptions {
   const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : integer('livenessTimeoutMs', options.livenessTimeoutMs, 0, MAX_TIMER_MS);
   // A dead network must not hang a connect forever; keepalive lets the OS notice dead peers
   // (and keeps NAT entries alive). The caller's own values win.
-  connection.connectionTimeoutMillis ??= livenessTimeoutMs || 30_000;
+  const controlTimeoutMs = livenessTimeoutMs || 30_000;
+  connection.connectionTimeoutMillis ??= controlTimeoutMs;
   connection.keepAlive ??= true;
   const maxIdle = options.maxIdle === undefined ? maxWorkers : integer('maxIdle', options.maxIdle, 0, maxWorkers);
   const retentionMs = options.retentionMs === undefined ? 900_000 : options.retentionMs === Infinity ? Infinity : integer('retentionMs', options.retentionMs, 0, Number.MAX_SAFE_INTEGER);
@@ -92,6 +100,7 @@ export function instanceOptions(input: unknown): InstanceOptions {
     idleTimeoutMs: options.idleTimeoutMs === undefined ? 10_000 : integer('idleTimeoutMs', options.idleTimeoutMs, 0, MAX_TIMER_MS),
     cancelGraceMs: options.cancelGraceMs === undefined ? 5000 : integer('cancelGraceMs', options.cancelGraceMs, 0, MAX_GRACE_MS),
     livenessTimeoutMs,
+    controlTimeoutMs,
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
   });
 }
@@ -147,10 +156,22 @@ function settings(name: string, value: unknown): Readonly<Record<string, string>
     if (!/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/.test(key) || key === '__proto__') {
       throw invalidArgument(`Expected the keys of \`${name}\` to be setting names, got ${describe(key)}`);
     }
+    const instead = settingsElsewhere[key.toLowerCase()];
+    if (instead) throw invalidArgument(`Setting \`${key}\` cannot go in \`${name}\`: ${instead}`);
     return [key, settingValue(`${name}.${key}`, setting)];
   });
   return Object.freeze(Object.fromEntries(entries));
 }
+
+// Settings are applied to the session before the task's own transaction starts: these would
+// apply to nothing (transaction_*) or bypass what the library tracks (role).
+const settingsElsewhere: Record<string, string> = {
+  transaction_isolation: 'it applies to one transaction only; use `default_transaction_isolation`',
+  transaction_read_only: 'it applies to one transaction only; use `default_transaction_read_only`',
+  transaction_deferrable: 'it applies to one transaction only; use `default_transaction_deferrable`',
+  role: 'use the `role` option',
+  session_authorization: 'use the `role` option',
+};
 
 function settingValue(name: string, value: unknown): string {
   if (typeof value === 'string') {

@@ -74,8 +74,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       idleTimeoutMs,
       connect: () => this.#openConnection(),
     });
-    const controlTimeoutMs = this.#options.livenessTimeoutMs || 30_000;
-    this.#control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
+    this.#control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, this.#options.controlTimeoutMs);
     this.#liveness = new LivenessMonitor(this.#options.livenessTimeoutMs, (backends) => this.#probe(backends));
   }
 
@@ -239,7 +238,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     if (launch.signal?.aborted) {
       throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
     }
-    if (this.#options.whenFull === 'error' && this.#slots.full) {
+    // Count active workers ourselves: p-limit frees a slot a microtask after the worker ended.
+    if (this.#options.whenFull === 'error' && this.#registry.active.size >= this.#options.maxWorkers) {
       const max = this.#options.maxWorkers;
       throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
     }
@@ -345,16 +345,31 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     // A connection that saw a cancel request is never reused: the request could still land
     // on its next task. One whose session ended (FATAL, terminate, lost socket) cannot be.
     const reusable = !worker.cancelRequested && connection.failure === null && !(error && !(error instanceof SyntheticError) && endsSession(error));
-    this.#finish(worker, state, info, outcome.commandTag, outcome.rowCount);
+    // Give back the connection and the slot first: a 'finished' listener may launch again.
     this.#pool.release(connection, reusable);
     slot.release();
+    this.#finish(worker, state, info, outcome.commandTag, outcome.rowCount);
   }
 
   #finish(worker: Worker, state: TerminalState, info: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
-    worker.finish(state, info, commandTag, rowCount);
+    if (!worker.finish(state, info, commandTag, rowCount)) return;
     this.#registry.finished(worker);
     if (this.listenerCount('finished') > 0) {
-      this.emit('finished', { handle: worker.handle, label: worker.label, state, elapsedMs: worker.finishedAt! - worker.launchedAt });
+      this.#emitSafely('finished', { handle: worker.handle, label: worker.label, state, elapsedMs: worker.finishedAt! - worker.launchedAt });
+    }
+  }
+
+  /**
+   * Emits from inside our own bookkeeping: a listener that throws must not leave it half done,
+   * so its error is rethrown on its own, like any other uncaught error of the caller's code.
+   */
+  #emitSafely<K extends keyof PgBackgroundEvents>(event: K, ...args: PgBackgroundEvents[K]): void {
+    try {
+      (this.emit as (event: K, ...args: PgBackgroundEvents[K]) => boolean)(event, ...args);
+    } catch (error) {
+      process.nextTick(() => {
+        throw error;
+      });
     }
   }
 
@@ -362,11 +377,11 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const progress = progressFromNotice(notice);
     if (progress) {
       worker.progress = progress;
-      if (this.listenerCount('progress') > 0) this.emit('progress', { handle: worker.handle, label: worker.label, progress: { ...progress } });
+      if (this.listenerCount('progress') > 0) this.#emitSafely('progress', { handle: worker.handle, label: worker.label, progress: { ...progress } });
       return;
     }
     if (this.listenerCount('notice') === 0) return;
-    this.emit('notice', {
+    this.#emitSafely('notice', {
       handle: worker.handle,
       label: worker.label,
       severity: notice.severity ?? 'NOTICE',
@@ -413,10 +428,11 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const target = connection.cancelTarget;
     try {
       if (!target) throw new Error('no cancel key');
-      await sendCancelRequest(target, Math.min(timeoutMs, this.#controlTimeoutMs));
+      await sendCancelRequest(target, Math.min(timeoutMs, this.#options.controlTimeoutMs));
     } catch {
       // The protocol cancel could not be delivered (a pooler, a proxy): ask the server directly.
-      await this.#control.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started], timeoutMs).catch(() => {});
+      const deadline = Math.min(timeoutMs, this.#options.controlTimeoutMs);
+      await this.#control.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started], deadline).catch(() => {});
     }
   }
 
@@ -428,14 +444,10 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     } catch {
       connection.destroy(new Error('the server could not be reached to terminate the worker; the connection was dropped and the outcome is unknown'));
     }
-    if (!(await worker.waitTerminal(this.#controlTimeoutMs))) {
+    if (!(await worker.waitTerminal(this.#options.controlTimeoutMs))) {
       connection.destroy(new Error('the worker was terminated but its connection did not close; it was dropped and the outcome is unknown'));
       await worker.whenTerminal;
     }
-  }
-
-  get #controlTimeoutMs(): number {
-    return this.#options.livenessTimeoutMs || 30_000;
   }
 
   /** What the server says about backends (for the liveness monitor). */
@@ -450,10 +462,17 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** A new worker connection; with onCallerExit 'rollback', one the server watches for our death. */
   async #openConnection(): Promise<WorkerConnection> {
     const config = this.#options.connection;
-    if (this.#callerCheck !== 'wanted') return WorkerConnection.open(config);
-    const options = [config.options, `-c client_connection_check_interval=${CALLER_CHECK_INTERVAL_MS}`].filter(Boolean).join(' ');
+    const timeoutMs = this.#options.controlTimeoutMs;
+    if (this.#callerCheck !== 'wanted') return WorkerConnection.open(config, timeoutMs);
     try {
-      return await WorkerConnection.open({ ...config, options });
+      const connection = await WorkerConnection.open(withStartupSetting(config, 'client_connection_check_interval', CALLER_CHECK_INTERVAL_MS), timeoutMs);
+      if (connection.callerCheckMs !== CALLER_CHECK_INTERVAL_MS && this.#callerCheck === 'wanted') {
+        this.#callerCheck = 'unsupported';
+        process.emitWarning(`onCallerExit: 'rollback' did not take effect (client_connection_check_interval is ${connection.callerCheckMs ?? 'missing'} on worker connections; a pooler or the server may drop startup options): workers of a process that dies finish and commit`, {
+          code: 'PGBG_CALLER_CHECK_UNSUPPORTED',
+        });
+      }
+      return connection;
     } catch (error) {
       if (!(error instanceof pg.DatabaseError && error.code === '42704' && /client_connection_check_interval/.test(error.message))) throw error;
       this.#callerCheck = 'unsupported';
@@ -461,7 +480,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
         "onCallerExit: 'rollback' needs PostgreSQL 14 or later (client_connection_check_interval); on this server, workers of a process that dies finish and commit",
         { code: 'PGBG_CALLER_CHECK_UNSUPPORTED' },
       );
-      return WorkerConnection.open(config);
+      return WorkerConnection.open(config, timeoutMs);
     }
   }
 
@@ -489,6 +508,27 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   #assertOpen(): void {
     if (this.#closing) throw new PgBackgroundError('PGBG_CLOSED', 'This PgBackground instance is closed');
   }
+}
+
+/**
+ * The config with `-c name=value` added to the startup options. node-postgres lets a
+ * connection string's own `options` override the config's, so they are merged there.
+ */
+function withStartupSetting(config: Readonly<pg.ClientConfig>, name: string, value: number): pg.ClientConfig {
+  const setting = `-c ${name}=${value}`;
+  if (config.connectionString) {
+    try {
+      const url = new URL(config.connectionString);
+      const own = url.searchParams.get('options');
+      if (own !== null) {
+        url.searchParams.set('options', `${own} ${setting}`);
+        return { ...config, connectionString: url.toString() };
+      }
+    } catch {
+      // A key=value connection string: its options (if any) win; the check after connect says so.
+    }
+  }
+  return { ...config, options: [config.options, setting].filter(Boolean).join(' ') };
 }
 
 function loginUser({ user, connectionString }: pg.ClientConfig): string {

@@ -132,8 +132,9 @@ export class Worker {
     this.queue.discard();
   }
 
-  finish(state: TerminalState, error: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
-    if (!this.active) return;
+  /** The terminal transition; false if the worker was already terminal (nothing changes). */
+  finish(state: TerminalState, error: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): boolean {
+    if (!this.active) return false;
     this.state = state;
     this.error = error;
     this.commandTag = commandTag;
@@ -142,6 +143,7 @@ export class Worker {
     this.finishedAt = Date.now();
     this.queue.close();
     this.#resolveTerminal?.();
+    return true;
   }
 
   /** True once terminal, false if `timeoutMs` passes first. */

@@ -1,12 +1,14 @@
 // Worker connections, kept warm between tasks. Every task is followed on the wire by DISCARD ALL
 // (written with it, so it costs no round trip of its own); the connection takes another task
 // once the server has confirmed that reset. One whose task never reached the server (refused
-// SQL, failed settings) is reset explicitly. A connection that failed, was terminated or hit a protocol error is never reused.
+// SQL, failed settings) is reset explicitly. A connection that failed, was terminated, saw a
+// cancel or hit a protocol error is never reused.
 //
-// Bound: the pool never holds more than `maxConnections` (the instance's maxWorkers)
-// connections. A launch takes a reset connection if one is ready; else it opens a new one while
-// under the bound; else it waits for the next reset to finish, which costs one round trip where
-// a new connection costs a fork and authentication.
+// Bound: workers hold at most `maxConnections` (the instance's maxWorkers) connections. A
+// launch takes a ready connection if there is one; else it opens a new one while the sessions
+// (in use, idle, being reset, opening, closing) are under the bound; else it waits for the next
+// reset to finish (one round trip, where a new connection costs a fork and authentication), or,
+// when only closing connections fill the bound, opens one anyway.
 import type { WorkerConnection } from './worker-connection.js';
 
 export interface ConnectionPoolOptions {
@@ -37,6 +39,8 @@ export class ConnectionPool {
   /** Connections being reset, with the reset under way. */
   readonly #resetting = new Map<WorkerConnection, Promise<void>>();
   readonly #closing = new Set<Promise<void>>();
+  /** Connections being opened (close() waits for them: none may outlive it). */
+  readonly #opening = new Set<Promise<WorkerConnection>>();
   /** Connections running a task: only these can be released. */
   readonly #checkedOut = new Set<WorkerConnection>();
   #idle: IdleEntry[] = []; // most recently used last
@@ -53,10 +57,6 @@ export class ConnectionPool {
     return this.#open.size;
   }
 
-  get idleCount(): number {
-    return this.#idle.length;
-  }
-
   /** A warm connection right now, or null (then use acquire()). */
   take(): WorkerConnection | null {
     if (this.#closed) return null;
@@ -71,21 +71,34 @@ export class ConnectionPool {
     if (this.#closed) throw new Error('connection pool closed');
     if (fresh) {
       // A fresh connection replaces an idle one rather than exceed the bound.
-      if (this.#open.size >= this.#options.maxConnections && this.#idle.length) void this.#close(this.#idle.shift()!.connection);
+      if (this.#sessions >= this.#options.maxConnections && this.#idle.length) void this.#close(this.#idle.shift()!.connection);
     } else {
       const warm = this.take();
       if (warm) return warm;
     }
-    if (this.#open.size >= this.#options.maxConnections && this.#resetting.size > this.#waiters.length) {
+    if (this.#sessions >= this.#options.maxConnections && this.#resetting.size > this.#waiters.length) {
       return new Promise((resolve, reject) => this.#waiters.push({ fresh, resolve, reject }));
     }
     return this.#connect();
   }
 
+  /** Server sessions of ours: in use, idle, being reset, opening or closing. */
+  get #sessions(): number {
+    return this.#open.size + this.#opening.size + this.#closing.size;
+  }
+
   async #connect(): Promise<WorkerConnection> {
-    const connection = await this.#options.connect();
+    const opening = this.#options.connect();
+    this.#opening.add(opening);
+    let connection: WorkerConnection;
+    try {
+      connection = await opening;
+    } finally {
+      this.#opening.delete(opening);
+    }
     if (this.#closed) {
-      await connection.close();
+      this.#open.add(connection);
+      void this.#close(connection);
       throw new Error('connection pool closed');
     }
     this.#open.add(connection);
@@ -145,6 +158,8 @@ export class ConnectionPool {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(this.#resetting.values()), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
     clearTimeout(timer);
+    // Connections still being opened are closed as soon as they are (see #connect).
+    await Promise.allSettled([...this.#opening]);
     this.#idle = [];
     for (const connection of this.#open) void this.#close(connection);
     while (this.#closing.size) await Promise.all(this.#closing);

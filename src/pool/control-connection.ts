@@ -28,8 +28,12 @@ export class ControlConnection {
           this.#drop();
           reject(new Error(`the server did not answer within ${timeoutMs} ms`));
         }, timeoutMs);
-        this.#connect()
-          .then(work)
+        const current = this.#connect();
+        current.ready
+          .then((client) => {
+            socketOf(client).ref();
+            return work(client);
+          })
           .then(
             (value) => {
               clearTimeout(timer);
@@ -39,7 +43,9 @@ export class ControlConnection {
               clearTimeout(timer);
               reject(error);
             },
-          );
+          )
+          // Idle, it does not keep the process alive (like idle worker connections).
+          .finally(() => socketOf(current.client).unref());
       });
     });
     this.#tail = run.catch(() => {});
@@ -62,8 +68,8 @@ export class ControlConnection {
     clearTimeout(timer);
   }
 
-  #connect(): Promise<pg.Client> {
-    if (this.#current) return this.#current.ready;
+  #connect(): { client: pg.Client; ready: Promise<pg.Client> } {
+    if (this.#current) return this.#current;
     const client = new pg.Client(this.#config);
     const current = { client, ready: client.connect().then(() => client) };
     this.#current = current;
@@ -73,7 +79,7 @@ export class ControlConnection {
     client.on('error', forget);
     client.on('end', forget);
     current.ready.catch(forget);
-    return current.ready;
+    return current;
   }
 
   #drop(): void {

@@ -27,7 +27,8 @@ export interface BackendState extends BackendIdentity {
 export class LivenessMonitor {
   readonly #timeoutMs: number;
   readonly #probe: (backends: readonly BackendIdentity[]) => Promise<BackendState[]>;
-  readonly #watched = new Map<WorkerConnection, Watch>();
+  /** Watched connections, with what reads them and when the watch began. */
+  readonly #watched = new Map<WorkerConnection, { readonly watch: Watch; readonly since: number }>();
   #timer: NodeJS.Timeout | null = null;
   #checking = false;
 
@@ -38,7 +39,7 @@ export class LivenessMonitor {
 
   watch(connection: WorkerConnection, watch: Watch): void {
     if (this.#timeoutMs === 0) return;
-    this.#watched.set(connection, watch);
+    this.#watched.set(connection, { watch, since: Date.now() });
     if (!this.#timer) {
       this.#timer = setInterval(() => void this.#check(), Math.max(50, this.#timeoutMs / 2));
       this.#timer.unref();
@@ -58,7 +59,10 @@ export class LivenessMonitor {
   async #check(): Promise<void> {
     if (this.#checking || this.#watched.size === 0) return;
     const now = Date.now();
-    const silent = [...this.#watched].filter(([connection]) => !connection.failure && now - connection.lastReceivedAt >= this.#timeoutMs);
+    // Silence counts from the task's start: a warm connection may have idled for long before.
+    const silent = [...this.#watched]
+      .filter(([connection, { since }]) => !connection.failure && now - Math.max(connection.lastReceivedAt, since) >= this.#timeoutMs)
+      .map(([connection, { watch }]) => [connection, watch] as const);
     if (silent.length === 0) return;
     this.#checking = true;
     const asked = Date.now();

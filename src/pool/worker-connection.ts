@@ -12,6 +12,7 @@ interface ClientInternals {
   readonly secretKey: number | null;
   readonly host: string;
   readonly port: number;
+  readonly ssl: pg.ClientConfig['ssl'];
   readonly connection: WireConnection & NodeJS.EventEmitter & { stream: Socket };
   getTransactionStatus?(): 'I' | 'T' | 'E' | null;
   _txStatus?: 'I' | 'T' | 'E' | null;
@@ -48,7 +49,8 @@ export interface BackendIdentity {
 export const BACKEND_STARTED_SQL = '(extract(epoch FROM backend_start) * 1000000)::int8::text';
 
 const IDENTITY_SQL = `SELECT pg_backend_pid() AS pid, current_user AS "user",
-  (SELECT ${BACKEND_STARTED_SQL} FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started`;
+  (SELECT ${BACKEND_STARTED_SQL} FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started,
+  (extract(epoch FROM current_setting('client_connection_check_interval', true)::interval) * 1000)::int AS caller_check`;
 
 /**
  * Between tasks: settings, role, temp tables, prepared statements, cursors, LISTENs, advisory
@@ -88,9 +90,9 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   #pid = 0;
   #user = '';
   #started = '';
+  #callerCheckMs: number | null = null;
   readonly #client: pg.Client;
   readonly #internals: ClientInternals;
-  readonly #ssl: pg.ClientConfig['ssl'];
   #standardConformingStrings = true;
   #lastReceivedAt = Date.now();
   #failure: Error | null = null;
@@ -108,10 +110,13 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   #onFailure: ((error: Error) => void) | null = null;
   #closing: Promise<void> | null = null;
 
-  private constructor(config: pg.ClientConfig) {
-    this.#client = new pg.Client({ ...config, pipeline: false });
+  /** Deadline of our own requests on this connection (setup, settings, reset). */
+  readonly #timeoutMs: number;
+
+  private constructor(config: pg.ClientConfig, timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+    this.#client = new pg.Client(config);
     this.#internals = this.#client as unknown as ClientInternals;
-    this.#ssl = config.ssl;
     // Listeners from birth: a backend terminated under an idle client must never crash the
     // process, and nothing the server says may go unheard.
     this.#client.on('error', (error: Error) => this.#fail(error));
@@ -125,23 +130,35 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     });
   }
 
-  static async open(config: pg.ClientConfig): Promise<WorkerConnection> {
-    const connection = new WorkerConnection(config);
+  /**
+   * Connects (within the config's connectionTimeoutMillis) and reads the backend's identity.
+   * `timeoutMs` bounds every request of ours on the connection: past it, the connection is dropped.
+   */
+  static async open(config: pg.ClientConfig, timeoutMs: number): Promise<WorkerConnection> {
+    const connection = new WorkerConnection(config, timeoutMs);
     try {
       await connection.#client.connect();
       // After connect: with TLS the stream is replaced during the handshake.
       connection.#internals.connection.stream.on('data', () => (connection.#lastReceivedAt = Date.now()));
-      const { rows } = await connection.#client.query<{ pid: number; user: string; started: string }>(IDENTITY_SQL);
+      const { rows } = await connection.query<{ pid: number; user: string; started: string; caller_check: number | null }>(IDENTITY_SQL);
       if (connection.#failure) throw connection.#failure;
-      connection.#pid = rows[0]!.pid;
-      connection.#user = rows[0]!.user;
-      connection.#started = rows[0]!.started;
+      const [identity] = rows;
+      connection.#pid = identity!.pid;
+      connection.#user = identity!.user;
+      connection.#started = identity!.started;
+      connection.#callerCheckMs = identity!.caller_check;
+      connection.#clean = true; // a new session
       return connection;
     } catch (error) {
       connection.destroy();
       await connection.close();
       throw error;
     }
+  }
+
+  /** client_connection_check_interval in ms on this session (null before PostgreSQL 14). */
+  get callerCheckMs(): number | null {
+    return this.#callerCheckMs;
   }
 
   /** Real backend pid, from pg_backend_pid() (poolers hand out their own BackendKeyData). */
@@ -178,9 +195,10 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   }
 
   get cancelTarget(): CancelTarget | null {
-    const { processID, secretKey, host, port } = this.#internals;
+    // pg's resolved TLS settings: from the config, the connection string or PGSSLMODE alike.
+    const { processID, secretKey, host, port, ssl } = this.#internals;
     if (processID === null || secretKey === null) return null;
-    return { host, port, processID, secretKey, ssl: this.#ssl };
+    return { host, port, processID, secretKey, ssl };
   }
 
   /** Where notices raised while this connection runs a task go. */
@@ -246,7 +264,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   /** Makes the connection clean for another task: waits for the reset on the wire, or runs one. */
   async reset(): Promise<void> {
-    await this.#resetSettled();
+    await this.#withinDeadline(this.#resetSettled());
     if (this.#failure) throw this.#failure;
     if (this.#clean) return;
     if (this.transactionStatus !== 'I') await this.query('ROLLBACK');
@@ -257,7 +275,28 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   /** A plain query on this connection (setup and reset, never user SQL). */
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.#client.query<R>(text, values);
+    return this.#withinDeadline(this.#client.query<R>(text, values));
+  }
+
+  /** `promise`, unless the server stays silent past the deadline: then the connection is dropped. */
+  #withinDeadline<T>(promise: Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const error = new Error(`the server did not answer within ${this.#timeoutMs} ms`);
+        this.destroy(error);
+        reject(error);
+      }, this.#timeoutMs);
+      promise.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
   }
 
   /** Lets the process exit while this connection is idle. */

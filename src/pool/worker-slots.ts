@@ -15,15 +15,6 @@ export class WorkerSlots {
     this.#limit = pLimit(maxWorkers);
   }
 
-  /** Slots held plus launches waiting for one. */
-  get demand(): number {
-    return this.#limit.activeCount + this.#limit.pendingCount;
-  }
-
-  get full(): boolean {
-    return this.#limit.activeCount + this.#limit.pendingCount >= this.#limit.concurrency;
-  }
-
   /** Resolves with a slot, or rejects with the reason if the start is cancelled first. */
   acquire(start: StartCancellation): Promise<Slot> {
     return new Promise<Slot>((resolve, reject) => {
