@@ -90,6 +90,9 @@ test('bad arguments throw PGBG_INVALID_ARGUMENT before any connection is opened,
     [{ cancelGraceMs: 3600001 }, /`cancelGraceMs`/],
     ['postgres://x', /`options` to be an object/],
     [{ maxworkers: 4 }, /Unknown option `maxworkers`; did you mean `maxWorkers`\?/],
+    [{ query_timeout: 1000 }, /Option `query_timeout` is not supported: use `workerTimeoutMs`/],
+    [{ settings: { transaction_read_only: 'on' } }, /Setting `transaction_read_only` cannot go in `settings`: .*default_transaction_read_only/],
+    [{ settings: { role: 'x' } }, /Setting `role` cannot go in `settings`: use the `role` option/],
     [{ settings: JSON.parse('{"__proto__": "x"}') }, /keys of `settings` to be setting names, got "__proto__"/],
   ];
   for (const [options, message] of constructorCases) {
@@ -147,5 +150,15 @@ test('a rejected call opens no connection', async () => {
   const bg = db.background();
   await assert.rejects(bg.launch('SELECT 1', { queueSize: 1 }), { code: 'PGBG_INVALID_ARGUMENT' });
   assert.equal((await db.backends()).length, before);
+  await bg.close();
+});
+
+test("a 'finished' listener can launch again at once, even at maxWorkers with whenFull 'error'", async () => {
+  const bg = db.background({ maxWorkers: 1 });
+  const next = new Promise<unknown>((resolve) => {
+    bg.once('finished', () => resolve(bg.launch('SELECT 2 AS n').then((h) => bg.result(h).toArray())));
+  });
+  await bg.launch('SELECT 1');
+  assert.deepEqual(await next, [{ n: 2 }]);
   await bg.close();
 });

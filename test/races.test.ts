@@ -8,6 +8,7 @@ import { setImmediate as nextMacrotask, setTimeout as sleep } from 'node:timers/
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { PgBackgroundError, type PgBackground, type PgBackgroundOptions, type WorkerFinishedEvent, type WorkerHandle, type WorkerInfo, type WorkerState } from 'pg-background';
+import { activeResources, resourcesGrownSince, type ResourceCounts } from './support/resources.js';
 import { until, useDatabase } from './support/database.js';
 import { random, seedFrom, type Random } from './support/random.js';
 
@@ -25,7 +26,7 @@ const db = useDatabase(import.meta.filename, {
 // ---- process resources, for the last test ------------------------------------------------------
 
 interface Snapshot {
-  resources: Map<string, number>;
+  resources: ResourceCounts;
   rss: number;
 }
 
@@ -42,12 +43,7 @@ function exposeGc(): () => void {
 
 function snapshot(): Snapshot {
   collectGarbage();
-  const resources = new Map<string, number>();
-  for (const type of process.getActiveResourcesInfo()) {
-    if (type === 'TTYWrap') continue;
-    resources.set(type, (resources.get(type) ?? 0) + 1);
-  }
-  return { resources, rss: process.memoryUsage().rss };
+  return { resources: activeResources(), rss: process.memoryUsage().rss };
 }
 
 let baseline: Snapshot | undefined;
@@ -508,14 +504,9 @@ test('d) after all of that and close(): no backend, no handle or timer, bounded 
   const start = takeBaseline();
   // Each test above closed its instance. Backends exit asynchronously after the Terminate message.
   await until(async () => (await db.backends()).length === 0, 'no backend of ours on the database');
-  const leftovers = await until(() => {
-    const now = snapshot();
-    const grown = [...now.resources].filter(([type, n]) => n > (start.resources.get(type) ?? 0));
-    return grown.length === 0 ? [] : false;
-  }, 'the active resources to return to the baseline').catch(() => {
-    const now = snapshot();
-    return [...now.resources].filter(([type, n]) => n > (start.resources.get(type) ?? 0)).map(([type, n]) => `${type}: ${start.resources.get(type) ?? 0} → ${n}`);
-  });
+  const leftovers = await until(() => resourcesGrownSince(start.resources).length === 0 && [], 'the active resources to return to the baseline').catch(() =>
+    resourcesGrownSince(start.resources),
+  );
   assert.deepEqual(leftovers, [], `resources that outlived close(): ${process.getActiveResourcesInfo().join(', ')}`);
   const growth = snapshot().rss - start.rss;
   console.log(`races d) rss growth ${(growth / 2 ** 20).toFixed(1)} MiB`);

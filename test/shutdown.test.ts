@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgBackgroundError, type PgBackground, type WorkerHandle } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { activeResources, resourcesGrownSince } from './support/resources.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -94,7 +95,7 @@ test('await using closes the instance at the end of the scope', async () => {
 });
 
 test('close leaves no connection, timer or socket behind', async () => {
-  const before = new Set(process.getActiveResourcesInfo());
+  const before = activeResources();
   const bg = db.background({ workerTimeoutMs: 60_000, retentionMs: 60_000 });
   await bg.install();
   const handles = await Promise.all([bg.launch('SELECT 1'), bg.submit('SELECT 2'), bg.launch('SELECT pg_sleep(0.1)')]);
@@ -103,6 +104,16 @@ test('close leaves no connection, timer or socket behind', async () => {
   for (const h of handles) await bg.wait(h);
   await bg.close();
   assert.deepEqual(await db.backends(), []);
-  const after = process.getActiveResourcesInfo().filter((r) => !before.has(r) && r !== 'TTYWrap');
-  assert.deepEqual(after, []);
+  assert.deepEqual(resourcesGrownSince(before), []);
+});
+
+test('close() while a worker connection is still being opened leaves nothing behind', async () => {
+  const before = activeResources();
+  const bg = db.background();
+  const launching = bg.launch('SELECT 1').catch((error: unknown) => error);
+  await new Promise((resolve) => setImmediate(resolve));
+  await bg.close();
+  assert.equal(((await launching) as { code?: string }).code, 'PGBG_ABORTED');
+  assert.deepEqual(resourcesGrownSince(before), []);
+  await until(async () => (await db.backends()).length === 0, 'no backend left');
 });
