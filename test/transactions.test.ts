@@ -130,3 +130,25 @@ test('a worker does not inherit the caller session: settings are explicit', asyn
   assert.deepEqual(await bg.result(h2).toArray(), [{ work_mem: '256MB' }]);
   await bg.close();
 });
+
+test('a single CALL may commit in batches (as with pg_cron); inside a multi-statement string it cannot', async () => {
+  await db.query(`
+    CREATE TABLE batches (n int);
+    CREATE PROCEDURE fill_in_batches() LANGUAGE plpgsql AS $$
+    BEGIN
+      FOR i IN 1..3 LOOP
+        INSERT INTO batches VALUES (i);
+        COMMIT;
+      END LOOP;
+    END $$`);
+  const bg = db.background();
+  const alone = await bg.launch('CALL fill_in_batches()');
+  await bg.wait(alone);
+  assert.equal((await bg.info(alone)).state, 'stopped');
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM batches'), [{ n: 3 }]);
+  const inString = await bg.launch('SELECT 1; CALL fill_in_batches()');
+  await bg.wait(inString);
+  assert.equal((await bg.errorInfo(inString))?.sqlstate, '2D000');
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM batches'), [{ n: 3 }]);
+  await bg.close();
+});

@@ -14,7 +14,7 @@ export type PgBackgroundErrorCode =
   | 'PGBG_RESULTS_DISABLED'
   /** `maxWorkers` workers are active and `whenFull` is `'error'`. */
   | 'PGBG_MAX_WORKERS'
-  /** The launch's AbortSignal fired before the worker started. */
+  /** The launch was cancelled (its AbortSignal, cancel(), close()) before the worker started. */
   | 'PGBG_ABORTED'
   /** cancel() threw away unread rows of a worker that then committed anyway. */
   | 'PGBG_RESULT_DISCARDED'

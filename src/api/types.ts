@@ -97,6 +97,8 @@ export interface WorkerInfo {
   cookie: bigint;
   label: string | null;
   launchedAt: Date;
+  /** When its connection was attached and its SQL could go out (null while pending). */
+  startedAt: Date | null;
   finishedAt: Date | null;
   /** Time since launch; frozen when the worker finishes. */
   elapsedMs: number;
@@ -128,7 +130,7 @@ export interface WorkerStats {
   workersFailed: number;
   workersCanceled: number;
   workersActive: number;
-  /** Mean launch-to-finish time of finished workers, ms (0 before any finished). */
+  /** Mean execution time of finished workers, ms: from their connection's attach (a wait for a slot is not counted) to their end (0 before any finished). */
   avgExecutionMs: number;
   maxWorkers: number;
 }

@@ -44,7 +44,8 @@ export class WorkerRegistry {
     if (worker.state === 'stopped') this.#completed++;
     else if (worker.state === 'canceled') this.#canceled++;
     else this.#failed++;
-    this.#executionMs += worker.finishedAt! - worker.launchedAt;
+    // Execution time: from the connection's attach, not counting a wait for a slot.
+    this.#executionMs += worker.finishedAt! - (worker.startedAt ?? worker.finishedAt!);
     if (worker.tracked && this.#retentionMs !== Infinity) {
       this.#finished.push(worker);
       this.#schedulePrune();

@@ -7,14 +7,13 @@ import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from './errors.j
 import type { LaunchPlan } from './options.js';
 import { RowParser, type ResultField } from '../results/row-parser.js';
 import { RowQueue } from '../results/row-queue.js';
+import type { DiscardReason } from '../results/worker-result.js';
 import type { CancelReason, ResultInfo, WorkerHandle, WorkerInfo, WorkerProgress, WorkerState } from './types.js';
 
 const PREVIEW_CODE_POINTS = 120;
 
 export type TerminalState = 'stopped' | 'canceled' | 'error';
 
-/** Why a worker's rows are being thrown away. */
-export type DiscardReason = 'submit' | 'consumer' | 'cancel' | 'detach' | 'close' | 'prune';
 
 export class Worker {
   readonly cookie: bigint;
@@ -23,13 +22,18 @@ export class Worker {
   readonly sqlPreview: string;
   readonly launchedAt = Date.now();
   readonly queue: RowQueue;
-  /** Set when the worker must not start after all (cancel, close, caller's signal). */
+  /**
+   * Set by the first cancel request (cancel, timeout, close, caller's signal), whatever the
+   * state; only a start still under way (waiting for a slot or a connection) acts on it.
+   */
   #startCancelled: PgBackgroundError | null = null;
   #startListeners: ((reason: PgBackgroundError) => void)[] | null = null;
   #terminal: Promise<void> | null = null;
   #resolveTerminal: (() => void) | null = null;
 
   pid = 0;
+  /** When its connection was attached (null while pending, or if it never started). */
+  startedAt: number | null = null;
   user: string;
   state: WorkerState = 'pending';
   finishedAt: number | null = null;
@@ -101,6 +105,7 @@ export class Worker {
 
   /** The connection is attached: the worker runs as backend `pid`. */
   start(pid: number, user: string): void {
+    this.startedAt = Date.now();
     this.pid = pid;
     this.user = this.launch.role ?? user;
     this.#handle = null;
@@ -186,6 +191,7 @@ export class Worker {
       cookie: this.cookie,
       label: this.label,
       launchedAt: new Date(this.launchedAt),
+      startedAt: this.startedAt === null ? null : new Date(this.startedAt),
       finishedAt: this.finishedAt === null ? null : new Date(this.finishedAt),
       elapsedMs: (this.finishedAt ?? now) - this.launchedAt,
       user: this.user,

@@ -6,6 +6,9 @@ import { PgBackgroundError } from '../api/errors.js';
 import type { RowParser, ResultField } from './row-parser.js';
 import type { RowQueue } from './row-queue.js';
 
+/** Why a worker's rows are being thrown away. */
+export type DiscardReason = 'submit' | 'consumer' | 'cancel' | 'detach' | 'close' | 'prune';
+
 /** What a worker offers its result reader. */
 export interface ResultSource {
   readonly pid: number;
@@ -13,7 +16,7 @@ export interface ResultSource {
   readonly label: string | null;
   readonly queue: RowQueue;
   readonly parser: RowParser | null;
-  readonly discardReason: 'submit' | 'consumer' | 'cancel' | 'detach' | 'close' | 'prune' | null;
+  readonly discardReason: DiscardReason | null;
   readonly whenTerminal: Promise<void>;
   consumed: boolean;
   discard(reason: 'consumer'): void;
