@@ -30,6 +30,7 @@ import { Worker, type TerminalState } from './worker.js';
 import { WorkerRegistry } from './worker-registry.js';
 import { sendCancelRequest } from '../pool/cancel-request.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
+import { settlesWithin } from '../pool/deadline.js';
 import { ControlConnection } from '../pool/control-connection.js';
 import { LivenessMonitor, type BackendState } from '../pool/liveness-monitor.js';
 import { BACKEND_STARTED_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
@@ -495,7 +496,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       await Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
     } else {
       const all = Promise.all(active.map((worker) => worker.whenTerminal));
-      if (timeoutMs !== undefined && !(await withTimeout(all, timeoutMs).then(() => true, () => false))) {
+      if (timeoutMs !== undefined && !(await settlesWithin(all, timeoutMs))) {
         await Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
       }
       await all;
@@ -600,20 +601,4 @@ function cancellable<T>(promise: Promise<T>, start: Worker, onLate: (value: T) =
 /** A task that ended before (or instead of) reaching the server. */
 function failed(error: unknown): TaskOutcome {
   return { error: error instanceof Error ? error : new Error(String(error)), commandTag: null, rowCount: 0 };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }

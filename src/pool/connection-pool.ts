@@ -9,6 +9,7 @@
 // (in use, idle, being reset, opening, closing) are under the bound; else it waits for the next
 // reset to finish (one round trip, where a new connection costs a fork and authentication), or,
 // when only closing connections fill the bound, opens one anyway.
+import { settlesWithin } from './deadline.js';
 import type { WorkerConnection } from './worker-connection.js';
 
 export interface ConnectionPoolOptions {
@@ -155,9 +156,7 @@ export class ConnectionPool {
     for (const waiter of this.#waiters.splice(0)) waiter.reject(new Error('connection pool closed'));
     // Let resets in flight finish (one round trip) so their connections close politely, with a
     // Terminate, rather than as a dropped socket the server only notices later.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(this.#resetting.values()), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
-    clearTimeout(timer);
+    await settlesWithin(Promise.all(this.#resetting.values()), 5000);
     // Connections still being opened are closed as soon as they are (see #connect).
     await Promise.allSettled([...this.#opening]);
     this.#idle = [];

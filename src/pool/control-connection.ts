@@ -5,6 +5,7 @@
 // wedge the queue.
 import type { Socket } from 'node:net';
 import pg from 'pg';
+import { settlesWithin, withDeadline } from './deadline.js';
 
 export class ControlConnection {
   readonly #config: pg.ClientConfig;
@@ -22,30 +23,17 @@ export class ControlConnection {
   use<T>(work: (client: pg.Client) => Promise<T>, timeoutMs = this.#timeoutMs): Promise<T> {
     const run = this.#tail.then(() => {
       if (this.#closed) throw new Error('control connection closed');
-      return new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          // The server did not answer in time: drop this connection; the next use opens another.
-          this.#drop();
-          reject(new Error(`the server did not answer within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const current = this.#connect();
-        current.ready
-          .then((client) => {
-            socketOf(client).ref();
-            return work(client);
-          })
-          .then(
-            (value) => {
-              clearTimeout(timer);
-              resolve(value);
-            },
-            (error: unknown) => {
-              clearTimeout(timer);
-              reject(error);
-            },
-          )
-          // Idle, it does not keep the process alive (like idle worker connections).
-          .finally(() => socketOf(current.client).unref());
+      const current = this.#connect();
+      const done = current.ready.then((client) => {
+        socketOf(client).ref();
+        return work(client);
+      });
+      // Idle, it does not keep the process alive (like idle worker connections).
+      void done.finally(() => socketOf(current.client).unref()).catch(() => {});
+      return withDeadline(done, timeoutMs, () => {
+        // The server did not answer in time: drop this connection; the next use opens another.
+        this.#drop();
+        return new Error(`the server did not answer within ${timeoutMs} ms`);
       });
     });
     this.#tail = run.catch(() => {});
@@ -63,9 +51,7 @@ export class ControlConnection {
     this.#current = null;
     const client = await current?.ready.catch(() => null);
     if (!client) return;
-    const timer = setTimeout(() => socketOf(client).destroy(), this.#timeoutMs);
-    await client.end().catch(() => {});
-    clearTimeout(timer);
+    if (!(await settlesWithin(client.end(), this.#timeoutMs))) socketOf(client).destroy();
   }
 
   #connect(): { client: pg.Client; ready: Promise<pg.Client> } {

@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import pg from 'pg';
 import type { TaskSession, WireConnection } from '../results/task-query.js';
+import { settlesWithin, withDeadline } from './deadline.js';
 
 /** The node-postgres Client members we rely on that @types/pg does not declare. */
 interface ClientInternals {
@@ -280,22 +281,10 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   /** `promise`, unless the server stays silent past the deadline: then the connection is dropped. */
   #withinDeadline<T>(promise: Promise<T>): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const error = new Error(`the server did not answer within ${this.#timeoutMs} ms`);
-        this.destroy(error);
-        reject(error);
-      }, this.#timeoutMs);
-      promise.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
+    return withDeadline(promise, this.#timeoutMs, () => {
+      const error = new Error(`the server did not answer within ${this.#timeoutMs} ms`);
+      this.destroy(error);
+      return error;
     });
   }
 
@@ -310,31 +299,17 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   /** Closes the connection politely (Terminate message); drops the socket if that hangs. */
   close(timeoutMs = 5000): Promise<void> {
-    this.#closing ??= this.#settle(timeoutMs).then(() => new Promise<void>((resolve) => {
-      if (this.#ended) return resolve();
-      const socket = this.#internals.connection.stream;
-      const timer = setTimeout(() => {
-        socket.destroy();
-        resolve();
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      this.#client.end().then(done, () => {
-        socket.destroy();
-        done();
-      });
-    }));
+    this.#closing ??= (async () => {
+      await this.#settle(timeoutMs);
+      if (this.#ended) return;
+      if (!(await settlesWithin(this.#client.end(), timeoutMs))) this.#internals.connection.stream.destroy();
+    })();
     return this.#closing;
   }
 
   /** Lets a reset on the wire finish (briefly), so close() ends the session with a Terminate. */
   async #settle(timeoutMs: number): Promise<void> {
-    if (!this.#resetInFlight || this.#failure) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#resetSettled(), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
+    if (this.#resetInFlight && !this.#failure) await settlesWithin(this.#resetSettled(), timeoutMs);
   }
 
   /** Drops the socket at once, without telling the server (it notices on its own). */
