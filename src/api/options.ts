@@ -31,6 +31,8 @@ export interface InstanceOptions {
   /** Deadline of every request to the server that is not a task: livenessTimeoutMs, or 30 s. */
   readonly controlTimeoutMs: number;
   readonly onCallerExit: 'finish' | 'rollback';
+  /** Who workers run as until their connection says: the login role of the options. */
+  readonly loginUser: string;
 }
 
 const ownKeys = [
@@ -102,7 +104,21 @@ export function instanceOptions(input: unknown): InstanceOptions {
     livenessTimeoutMs,
     controlTimeoutMs,
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
+    loginUser: loginUser(connection as pg.ClientConfig),
   });
+}
+
+function loginUser({ user, connectionString }: pg.ClientConfig): string {
+  if (user) return user;
+  if (connectionString) {
+    try {
+      const parsed = new URL(connectionString);
+      if (parsed.username) return decodeURIComponent(parsed.username);
+    } catch {
+      // Not a URL (a key=value string): the real user is known once connected.
+    }
+  }
+  return process.env.PGUSER ?? '';
 }
 
 /** Everything a launch needs, checked before any connection is touched. */
@@ -113,7 +129,8 @@ export interface LaunchPlan {
   readonly queueSize: number;
   readonly label: string | null;
   readonly signal: AbortSignal | null;
-  readonly settings: Readonly<Record<string, string>>;
+  /** The settings and role to set on the session before the task (one round trip), or null. */
+  readonly session: { readonly text: string; readonly values: string[] } | null;
   readonly role: string | null;
   readonly rowMode: RowMode;
   readonly types: TypeParsers | undefined;
@@ -128,6 +145,8 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
   if (input !== undefined) knownKeys('options', options, launchKeys);
   const plan = planTask(sql as TaskSql);
   const label = options.label === undefined ? null : labelOption(options.label);
+  const role = options.role === undefined ? instance.role : nonEmptyString('role', options.role, 63);
+  const taskSettings = options.settings === undefined ? instance.settings : { ...instance.settings, ...settings('settings', options.settings) };
   return {
     sql: sql as TaskSql,
     plan,
@@ -135,13 +154,62 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     queueSize: options.queueSize === undefined ? instance.defaultQueueSize : integer('queueSize', options.queueSize, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE),
     label,
     signal: options.signal === undefined ? null : abortSignal('signal', options.signal),
-    settings: options.settings === undefined ? instance.settings : { ...instance.settings, ...settings('settings', options.settings) },
-    role: options.role === undefined ? instance.role : nonEmptyString('role', options.role, 63),
+    session: sessionSetup(taskSettings, role),
+    role,
     rowMode: options.rowMode === undefined ? instance.rowMode : oneOf('rowMode', options.rowMode, ['object', 'array'] as const),
     types: options.types === undefined ? instance.types : typeParsers('types', options.types),
     timeoutMs: options.timeoutMs === undefined ? instance.workerTimeoutMs : integer('timeoutMs', options.timeoutMs, 0, MAX_TIMER_MS),
     fresh: options.fresh === undefined ? false : boolean('fresh', options.fresh),
   };
+}
+
+/** `SELECT set_config(...)` for the settings and the role (last: settings need the login's rights). */
+function sessionSetup(settings: Readonly<Record<string, string>>, role: string | null): LaunchPlan['session'] {
+  const values = Object.entries(settings).flat();
+  if (role !== null) values.push('role', role);
+  if (values.length === 0) return null;
+  const calls = Array.from({ length: values.length / 2 }, (_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`);
+  return { text: `SELECT ${calls.join(', ')}`, values };
+}
+
+/** The options of wait(h, options). */
+export function waitOptions(input: unknown): { timeoutMs: number | undefined; signal: AbortSignal | null } {
+  if (input === undefined) return { timeoutMs: undefined, signal: null };
+  const options = methodOptions(input, ['timeoutMs', 'signal']);
+  return {
+    timeoutMs: options.timeoutMs === undefined ? undefined : integer('timeoutMs', options.timeoutMs, 0, MAX_TIMER_MS),
+    signal: options.signal === undefined ? null : abortSignal('signal', options.signal),
+  };
+}
+
+/** The graceMs of cancel(h, options) and cancelAll(options). */
+export function graceMs(input: unknown, instance: InstanceOptions): number {
+  if (input === undefined) return instance.cancelGraceMs;
+  const options = methodOptions(input, ['graceMs']);
+  return options.graceMs === undefined ? instance.cancelGraceMs : integer('graceMs', options.graceMs, 0, MAX_GRACE_MS);
+}
+
+/** The options of close(options). */
+export function closeOptions(input: unknown): { cancel: boolean; timeoutMs: number | undefined } {
+  if (input === undefined) return { cancel: false, timeoutMs: undefined };
+  const options = methodOptions(input, ['cancel', 'timeoutMs']);
+  return {
+    cancel: options.cancel === undefined ? false : boolean('cancel', options.cancel),
+    timeoutMs: options.timeoutMs === undefined ? undefined : integer('timeoutMs', options.timeoutMs, 0, MAX_TIMER_MS),
+  };
+}
+
+/** The schema of install(options). */
+export function installSchema(input: unknown): string {
+  if (input === undefined) return 'public';
+  const options = methodOptions(input, ['schema']);
+  return options.schema === undefined ? 'public' : nonEmptyString('schema', options.schema, 63);
+}
+
+function methodOptions(input: unknown, known: readonly string[]): Record<string, unknown> {
+  const options = plainObject('options', input);
+  knownKeys('options', options, known);
+  return options;
 }
 
 function labelOption(value: unknown): string {

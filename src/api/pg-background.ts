@@ -6,7 +6,7 @@ import { inspect } from 'node:util';
 import pg from 'pg';
 import type { ServerNotice } from '../pool/worker-connection.js';
 import { PgBackgroundError, type WorkerErrorInfo } from './errors.js';
-import { instanceOptions, launchPlan, MAX_GRACE_MS, type InstanceOptions } from './options.js';
+import { closeOptions, graceMs, installSchema, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
 import { installProgressFunction, progressFromNotice } from './progress-function.js';
 import type {
   CancelOptions,
@@ -25,7 +25,6 @@ import type {
   WorkerSql,
   WorkerStats,
 } from './types.js';
-import { abortSignal, boolean, integer, MAX_TIMER_MS, nonEmptyString, plainObject, knownKeys } from './validate.js';
 import { Worker, type TerminalState } from './worker.js';
 import { WorkerRegistry } from './worker-registry.js';
 import { sendCancelRequest } from '../pool/cancel-request.js';
@@ -35,13 +34,11 @@ import { ControlConnection } from '../pool/control-connection.js';
 import { LivenessMonitor, type BackendState } from '../pool/liveness-monitor.js';
 import { BACKEND_STARTED_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
 import { WorkerSlots, type Slot } from '../pool/worker-slots.js';
-import { endsSession, errorInfo, syntheticError } from '../results/error-info.js';
+import { confirmsCancel, CONNECTION_FAILURE, endsSession, errorInfo, WorkerFailure } from '../results/error-info.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { WorkerResult } from '../results/worker-result.js';
 import { planTask } from '../sql/task-plan.js';
 
-/** SQLSTATEs the server answers a cancel request or a terminate with. */
-const CANCEL_SQLSTATES = new Set(['57014', '57P01']);
 /** How often the server checks for our death with onCallerExit 'rollback'. */
 const CALLER_CHECK_INTERVAL_MS = 1000;
 
@@ -52,8 +49,6 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   readonly #pool: ConnectionPool;
   readonly #control: ControlConnection;
   readonly #liveness: LivenessMonitor;
-  /** Who workers run as until their connection says (the login role from the options). */
-  readonly #loginUser: string;
   /** onCallerExit 'rollback' needs client_connection_check_interval (PostgreSQL 14+). */
   #callerCheck: 'wanted' | 'unsupported' | 'off';
   /** The connection of each worker past its start (between attach and completion). */
@@ -64,7 +59,6 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     super();
     this.#options = instanceOptions(options);
     this.#callerCheck = this.#options.onCallerExit === 'rollback' ? 'wanted' : 'off';
-    this.#loginUser = loginUser(this.#options.connection);
     const { connection, maxWorkers, maxIdle, minIdle, idleTimeoutMs, retentionMs } = this.#options;
     this.#registry = new WorkerRegistry(retentionMs);
     this.#slots = new WorkerSlots(maxWorkers);
@@ -135,8 +129,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    */
   async cancel(handle: WorkerRef, options?: CancelOptions): Promise<void> {
     this.#assertOpen();
-    const graceMs = graceOption(options, this.#options.cancelGraceMs);
-    await this.#stop(this.#registry.lookup(handle), 'cancel', graceMs);
+    const grace = graceMs(options, this.#options);
+    await this.#stop(this.#registry.lookup(handle), 'cancel', grace);
   }
 
   /** Stops tracking the worker; it keeps running and commits. */
@@ -156,9 +150,9 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** Cancels every tracked active worker and waits for them; resolves with how many. */
   async cancelAll(options?: CancelOptions): Promise<number> {
     this.#assertOpen();
-    const graceMs = graceOption(options, this.#options.cancelGraceMs);
+    const grace = graceMs(options, this.#options);
     const active = this.#registry.list().filter((worker) => worker.active);
-    await Promise.all(active.map((worker) => this.#stop(worker, 'cancel', graceMs)));
+    await Promise.all(active.map((worker) => this.#stop(worker, 'cancel', grace)));
     return active.length;
   }
 
@@ -190,13 +184,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** Creates pg_background_progress(pct, msg) in `schema` (default 'public'); idempotent. */
   async install(options?: InstallOptions): Promise<void> {
     this.#assertOpen();
-    let schema = 'public';
-    if (options !== undefined) {
-      const input = plainObject('options', options);
-      knownKeys('options', input, ['schema']);
-      if (input.schema !== undefined) schema = nonEmptyString('schema', input.schema, 63);
-    }
-    await installProgressFunction(this.#control, schema, pg.escapeIdentifier);
+    await installProgressFunction(this.#control, installSchema(options), pg.escapeIdentifier);
   }
 
   /**
@@ -206,14 +194,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    */
   close(options?: CloseOptions): Promise<void> {
     if (this.#closing) return this.#closing;
-    let cancel = false;
-    let timeoutMs: number | undefined;
-    if (options !== undefined) {
-      const input = plainObject('options', options);
-      knownKeys('options', input, ['cancel', 'timeoutMs']);
-      if (input.cancel !== undefined) cancel = boolean('cancel', input.cancel);
-      if (input.timeoutMs !== undefined) timeoutMs = integer('timeoutMs', input.timeoutMs, 0, MAX_TIMER_MS);
-    }
+    const { cancel, timeoutMs } = closeOptions(options);
     this.#closing = this.#shutdown(cancel, timeoutMs);
     return this.#closing;
   }
@@ -244,7 +225,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       const max = this.#options.maxWorkers;
       throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
     }
-    const worker = new Worker(launch, this.#loginUser);
+    const worker = new Worker(launch, this.#options.loginUser);
     this.#registry.add(worker);
     const signal = launch.signal;
     if (signal) {
@@ -261,7 +242,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     } catch (error) {
       slot?.release();
       const cancelled = worker.startCancelled !== null;
-      const info = cancelled ? syntheticError('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : errorInfo(error);
+      const info = errorInfo(cancelled ? new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : error);
       this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
       if (cancelled) {
         throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, { cookie: worker.cookie, label: worker.label, cause: signal?.aborted ? signal.reason : undefined });
@@ -269,7 +250,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}`, {
         cookie: worker.cookie,
         label: worker.label,
-        sqlstate: info.sqlstate === '08006' ? undefined : info.sqlstate,
+        sqlstate: info.sqlstate === CONNECTION_FAILURE ? undefined : info.sqlstate,
       });
     }
     await this.#run(worker, connection, slot);
@@ -292,14 +273,15 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       this.#complete(worker, connection, slot, outcome);
     };
 
-    if (Object.keys(launch.settings).length > 0 || launch.role !== null) {
+    if (launch.session) {
+      // One round trip, only when asked for: the reset undoes it before the next task.
       try {
-        await this.#applySession(connection, launch.settings, launch.role);
+        await connection.query(launch.session.text, launch.session.values);
       } catch (error) {
         return end(failed(error));
       }
     }
-    if (worker.cancelRequested) return end(failed(syntheticErrorObject('57014', 'canceling statement due to user request')));
+    if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
     let plan = launch.plan;
     if (!connection.standardConformingStrings) {
       try {
@@ -308,7 +290,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
         return end(failed(error));
       }
     }
-    if (plan.refusal !== null) return end(failed(refusal(plan.refusal)));
+    if (plan.refusal !== null) return end(failed(new WorkerFailure('0A000', plan.refusal)));
 
     // The reset for the next task rides in the same write as this one (no extra round trip,
     // nothing on the caller's path); a connection that will not be kept needs none.
@@ -319,33 +301,17 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     void query.done.then(end);
   }
 
-  /** One round trip, only when asked for: DISCARD ALL undoes it before the next task. */
-  async #applySession(connection: WorkerConnection, settings: Readonly<Record<string, string>>, role: string | null): Promise<void> {
-    const pairs: string[] = Object.entries(settings).flat();
-    if (role !== null) pairs.push('role', role);
-    const calls = Array.from({ length: pairs.length / 2 }, (_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`);
-    await connection.query(`SELECT ${calls.join(', ')}`, pairs);
-  }
-
   #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
     this.#running.delete(worker);
     connection.onNotice = null;
     const { error } = outcome;
-    let state: TerminalState = 'stopped';
-    let info: WorkerErrorInfo | null = null;
-    if (error instanceof SyntheticError) {
-      info = error.info;
-      state = worker.cancelRequested && info.sqlstate === '57014' ? 'canceled' : 'error';
-    } else if (error) {
-      // Without an ErrorResponse the connection broke: say why, if we broke it ourselves.
-      info = errorInfo(error instanceof pg.DatabaseError ? error : (connection.failure ?? error));
-      // Canceled means the server confirmed the stop, so nothing committed. A lost connection
-      // proves nothing about the commit: that is an error, not a cancellation.
-      state = worker.cancelRequested && error instanceof pg.DatabaseError && CANCEL_SQLSTATES.has(info.sqlstate) ? 'canceled' : 'error';
-    }
+    // Without an ErrorResponse the connection broke: say why, if we broke it ourselves.
+    const info = error && errorInfo(error instanceof pg.DatabaseError || error instanceof WorkerFailure ? error : (connection.failure ?? error));
+    // Canceled means the stop is proven (nothing committed); a lost connection proves nothing.
+    const state: TerminalState = !error ? 'stopped' : worker.cancelRequested && confirmsCancel(error) ? 'canceled' : 'error';
     // A connection that saw a cancel request is never reused: the request could still land
     // on its next task. One whose session ended (FATAL, terminate, lost socket) cannot be.
-    const reusable = !worker.cancelRequested && connection.failure === null && !(error && !(error instanceof SyntheticError) && endsSession(error));
+    const reusable = !worker.cancelRequested && connection.failure === null && !(error && endsSession(error));
     // Give back the connection and the slot first: a 'finished' listener may launch again.
     this.#pool.release(connection, reusable);
     slot.release();
@@ -530,53 +496,6 @@ function withStartupSetting(config: Readonly<pg.ClientConfig>, name: string, val
     }
   }
   return { ...config, options: [config.options, setting].filter(Boolean).join(' ') };
-}
-
-function loginUser({ user, connectionString }: pg.ClientConfig): string {
-  if (user) return user;
-  if (connectionString) {
-    try {
-      const parsed = new URL(connectionString);
-      if (parsed.username) return decodeURIComponent(parsed.username);
-    } catch {
-      // Not a URL (a key=value string): the real user is known once connected.
-    }
-  }
-  return process.env.PGUSER ?? '';
-}
-
-/** An error we raise ourselves for a worker, already in WorkerErrorInfo form. */
-class SyntheticError extends Error {
-  readonly info: WorkerErrorInfo;
-  constructor(info: WorkerErrorInfo) {
-    super(info.message);
-    this.info = info;
-  }
-}
-
-function syntheticErrorObject(sqlstate: string, message: string): SyntheticError {
-  return new SyntheticError(syntheticError(sqlstate, message));
-}
-
-function refusal(message: string): SyntheticError {
-  return syntheticErrorObject('0A000', message);
-}
-
-function waitOptions(options: WaitOptions | undefined): { timeoutMs: number | undefined; signal: AbortSignal | null } {
-  if (options === undefined) return { timeoutMs: undefined, signal: null };
-  const input = plainObject('options', options);
-  knownKeys('options', input, ['timeoutMs', 'signal']);
-  return {
-    timeoutMs: input.timeoutMs === undefined ? undefined : integer('timeoutMs', input.timeoutMs, 0, MAX_TIMER_MS),
-    signal: input.signal === undefined ? null : abortSignal('signal', input.signal),
-  };
-}
-
-function graceOption(options: CancelOptions | undefined, fallback: number): number {
-  if (options === undefined) return fallback;
-  const input = plainObject('options', options);
-  knownKeys('options', input, ['graceMs']);
-  return input.graceMs === undefined ? fallback : integer('graceMs', input.graceMs, 0, MAX_GRACE_MS);
 }
 
 /** Resolves like `promise` unless the start is cancelled first; then its value (if any) goes to `onLate`, once. */

@@ -6,7 +6,17 @@ import type { WorkerErrorInfo } from '../api/errors.js';
 /** SQLSTATE for a connection that broke without an ErrorResponse (class 08: connection_failure). */
 export const CONNECTION_FAILURE = '08006';
 
+/** A worker's failure the library raises itself (a refusal, a cancel before the SQL went out). */
+export class WorkerFailure extends Error {
+  readonly info: WorkerErrorInfo;
+  constructor(sqlstate: string, message: string) {
+    super(message);
+    this.info = syntheticError(sqlstate, message);
+  }
+}
+
 export function errorInfo(error: unknown): WorkerErrorInfo {
+  if (error instanceof WorkerFailure) return error.info;
   if (error instanceof pg.DatabaseError && error.code) {
     return {
       sqlstate: error.code,
@@ -46,6 +56,17 @@ export function syntheticError(sqlstate: string, message: string, detail: string
 
 /** A FATAL or PANIC error (or no ErrorResponse at all) means the session is gone. */
 export function endsSession(error: unknown): boolean {
+  if (error instanceof WorkerFailure) return false; // raised here: the session never saw it
   if (!(error instanceof pg.DatabaseError)) return true;
   return error.severity === 'FATAL' || error.severity === 'PANIC';
+}
+
+/**
+ * The error proves that a requested cancel stopped the worker before it committed: the server
+ * answered with a cancel (57014) or a terminate (57P01), or the SQL never went out. A lost
+ * connection proves nothing about the commit.
+ */
+export function confirmsCancel(error: unknown): boolean {
+  if (error instanceof WorkerFailure) return error.info.sqlstate === '57014';
+  return error instanceof pg.DatabaseError && (error.code === '57014' || error.code === '57P01');
 }
