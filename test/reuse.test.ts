@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useDatabase } from './support/database.js';
+import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -135,14 +135,12 @@ test('idle connections close after idleTimeoutMs; maxIdle 0 keeps none', async (
   await bg.wait(h);
   const countOurs = async () => (await db.backends()).filter((b) => b.application_name === 'pg-background').length;
   assert.equal(await countOurs(), 1);
-  const deadline = Date.now() + 5000;
-  while ((await countOurs()) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await until(async () => (await countOurs()) === 0, 'the idle connection to close', 5000).catch(() => {});
   assert.equal(await countOurs(), 0);
   const none = db.background({ maxIdle: 0 });
   const h2 = await none.launch('SELECT 1');
   await none.wait(h2);
-  const deadline2 = Date.now() + 5000;
-  while ((await countOurs()) > 0 && Date.now() < deadline2) await new Promise((resolve) => setTimeout(resolve, 20));
+  await until(async () => (await countOurs()) === 0, 'the connection to close', 5000).catch(() => {});
   assert.equal(await countOurs(), 0);
   await Promise.all([bg.close(), none.close()]);
 });

@@ -103,9 +103,7 @@ export class ConnectionPool {
       throw new Error('connection pool closed');
     }
     this.#open.add(connection);
-    connection.checkedOut();
-    this.#checkedOut.add(connection);
-    return connection;
+    return this.#checkout(connection);
   }
 
   /** Takes back a connection after its task; `reusable` false closes it. */
