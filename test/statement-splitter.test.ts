@@ -1062,7 +1062,18 @@ describe('planTask', () => {
 
   test('the plan counts statements and keeps the text unchanged', () => {
     const sql = ' SELECT 1; /* x */ ;; SELECT 2 -- y';
-    assert.deepEqual(planTask(sql), { text: sql, values: null, statementCount: 2, refusal: null });
+    assert.deepEqual(planTask(sql), { text: sql, values: null, pieces: [' SELECT 1', ' /* x */ ;; SELECT 2 -- y'], statementCount: 2, refusal: null });
+  });
+
+  test('text with no `;` but a final one goes out whole; any other `;` cuts it into one piece per statement', () => {
+    for (const sql of ['SELECT 1', 'SELECT 1;', 'SELECT 1 ; \n\t', '/* c */ VACUUM t;']) assert.equal(planTask(sql).pieces, null, sql);
+    assert.deepEqual(planTask("SELECT ';'").pieces, ["SELECT ';'"]);
+    assert.deepEqual(planTask('SELECT 1; -- c').pieces, ['SELECT 1; -- c']);
+    // U+00A0 is no space to the server's lexer: a second statement (a syntax error there too).
+    assert.deepEqual(planTask('SELECT 1;\u00a0').pieces, ['SELECT 1', '\u00a0']);
+    assert.deepEqual(planTask('SELECT 1;; SELECT 2;').pieces, ['SELECT 1', '; SELECT 2;']);
+    const routine = 'CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case; END';
+    assert.deepEqual(planTask(`INSERT INTO t VALUES (1); ${routine}; SELECT 2`).pieces, ['INSERT INTO t VALUES (1)', ` ${routine}`, ' SELECT 2']);
   });
 
   test('{ text, values } binds to one statement; a trailing ; and comments are fine', () => {

@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import { invalidArgument } from './errors.js';
 import type { RowMode, TypeParsers } from '../results/row-parser.js';
+import { unreadableSetting } from '../pool/readable-settings.js';
 import { planTask, type TaskPlan, type TaskSql } from '../sql/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
 import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject } from './validate.js';
@@ -226,7 +227,10 @@ function settings(name: string, value: unknown): Readonly<Record<string, string>
     }
     const instead = settingsElsewhere[key.toLowerCase()];
     if (instead) throw invalidArgument(`Setting \`${key}\` cannot go in \`${name}\`: ${instead}`);
-    return [key, settingValue(`${name}.${key}`, setting)];
+    const text = settingValue(`${name}.${key}`, setting);
+    const unreadable = unreadableSetting(key, text);
+    if (unreadable) throw invalidArgument(`Setting \`${name}.${key}\` cannot be ${describe(text)}: ${unreadable}`);
+    return [key, text];
   });
   return Object.freeze(Object.fromEntries(entries));
 }

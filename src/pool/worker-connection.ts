@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import pg from 'pg';
 import type { TaskSession, WireConnection } from '../results/task-query.js';
 import { settlesWithin, withDeadline } from './deadline.js';
+import { CHECKED_SETTINGS, unreadableSetting } from './readable-settings.js';
 
 /** The node-postgres Client members we rely on that @types/pg does not declare. */
 interface ClientInternals {
@@ -95,6 +96,8 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   readonly #client: pg.Client;
   readonly #internals: ClientInternals;
   #standardConformingStrings = true;
+  /** The last value the server reported for each of CHECKED_SETTINGS. */
+  readonly #reported = new Map<string, string>();
   #lastReceivedAt = Date.now();
   #failure: Error | null = null;
   #ended = false;
@@ -128,6 +131,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     this.#client.on('notice', (notice: ServerNotice) => this.#onNotice?.(notice));
     this.#internals.connection.on('parameterStatus', (message: { parameterName: string; parameterValue: string }) => {
       if (message.parameterName === 'standard_conforming_strings') this.#standardConformingStrings = message.parameterValue === 'on';
+      else if ((CHECKED_SETTINGS as readonly string[]).includes(message.parameterName)) this.#reported.set(message.parameterName, message.parameterValue);
     });
   }
 
@@ -143,6 +147,12 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
       connection.#internals.connection.stream.on('data', () => (connection.#lastReceivedAt = Date.now()));
       const { rows } = await connection.query<{ pid: number; user: string; started: string; caller_check: number | null }>(IDENTITY_SQL);
       if (connection.#failure) throw connection.#failure;
+      for (const [name, value] of connection.#reported) {
+        const why = unreadableSetting(name, value);
+        if (why) {
+          throw new Error(`the session starts with ${name} = '${value}' (from the role, the database, the server or the connection's options): ${why}; set it for the role or database used by pg-background (ALTER ROLE ... SET ${name} = ...)`);
+        }
+      }
       const [identity] = rows;
       connection.#pid = identity!.pid;
       connection.#user = identity!.user;
@@ -216,7 +226,8 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    * Runs a task (a TaskQuery): pg routes its answers to it, and it is written at once, even when
    * pg still waits for the previous task's reset answers; the server takes them in order.
    */
-  run(query: { submit(connection: WireConnection): void }): void {
+  run(query: { submit(connection: WireConnection): void; enqueue: (reader: object) => void }): void {
+    query.enqueue = (reader) => this.#internals.query(reader);
     this.#internals.query(query);
     query.submit(this.#internals.connection);
   }

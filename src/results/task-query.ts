@@ -3,7 +3,9 @@
 // dropped unparsed; the last statement's rows go into the bounded queue, whose budget pauses
 // the socket. The task is over at ReadyForQuery (success) or at the first ErrorResponse or
 // connection error, which covers errors raised at COMMIT after all rows were sent.
+import pg from 'pg';
 import type { TaskPlan } from '../sql/task-plan.js';
+import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
 import type { ResultField } from './row-parser.js';
 import type { RowQueue } from './row-queue.js';
 
@@ -56,7 +58,19 @@ export class TaskQuery {
   readonly #queue: RowQueue;
   readonly #columns: ColumnSink;
   readonly #session: TaskSession | null;
+  /** CommandCompletes seen so far. */
   #statement = 0;
+  /** The index of the CommandComplete whose statement's rows are the result. */
+  readonly #resultIndex: number;
+  /** The statements run inside our own BEGIN ... COMMIT. */
+  readonly #wrapped: boolean;
+  /** A wrapped task past its first Sync, waiting for the answer to its COMMIT. */
+  #closing = false;
+  /** What the wrapped task's statements ended with, reported once the COMMIT answered. */
+  #failure: Error | null = null;
+  #enqueue: ((reader: object) => void) | null = null;
+  /** The tags of user statements that ended a transaction when the wrapper's block was open. */
+  #escaped: string | null = null;
   #rows = 0;
   #commandTag: string | null = null;
   #tagCount: number | null = null;
@@ -69,6 +83,10 @@ export class TaskQuery {
     this.#queue = queue;
     this.#columns = columns;
     this.#session = session;
+    // A wrapped pipeline: our BEGIN, the statements, Sync; our COMMIT, Sync.
+    const wrapped = plan.pieces !== null && plan.pieces.length > 1;
+    this.#wrapped = wrapped;
+    this.#resultIndex = plan.statementCount - (wrapped ? 0 : 1);
     this.done = new Promise((resolve) => (this.#resolve = resolve));
   }
 
@@ -87,21 +105,44 @@ export class TaskQuery {
     this.#sent = true;
     const stream = connection.stream;
     this.#queue.attach(stream);
-    const { text, values } = this.#plan;
+    const { text, values, pieces } = this.#plan;
     // One write: the task, and the trailer (the reset for the next task) right behind it.
     stream.cork();
-    if (values === null) {
-      connection.query(text);
-    } else {
+    if (values !== null) {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
       connection.parse({ text });
       connection.bind({ values: values as (string | Buffer | null)[] }); // pg only reads them
       connection.describe({ type: 'P', name: '' });
       connection.execute({});
       connection.sync();
+    } else if (pieces === null) {
+      connection.query(text);
+    } else if (pieces.length === 1) {
+      // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM).
+      statement(connection, pieces[0]!, true);
+      connection.sync();
+    } else {
+      // One Parse per statement, inside our own transaction block: every statement commits
+      // with the last, and a procedure or DO block cannot commit on its own (2D000), just as
+      // in a multi-statement simple query. The first error skips the rest up to the Sync and
+      // leaves the block aborted; the COMMIT behind the Sync then ends it either way, without
+      // a warning: it commits an open block and rolls back an aborted one.
+      statement(connection, 'BEGIN', false);
+      for (let i = 0; i < pieces.length; i++) statement(connection, pieces[i]!, i === pieces.length - 1);
+      connection.sync();
+      statement(connection, 'COMMIT', false);
+      connection.sync();
     }
     if (this.#session) connection.query(this.#session.trailer);
     stream.uncork();
+  }
+
+  /**
+   * How to be handed the answers after a ReadyForQuery or an ErrorResponse (pg drops the query at
+   * either): a wrapped task needs the answer to its COMMIT, which comes after its first Sync.
+   */
+  set enqueue(enqueue: (reader: object) => void) {
+    this.#enqueue = enqueue;
   }
 
   handleRowDescription(message: { fields: ResultField[] }): void {
@@ -115,6 +156,12 @@ export class TaskQuery {
   }
 
   handleCommandComplete(message: { text: string }): void {
+    if (this.#closing) return; // our COMMIT (or, after a failure, ROLLBACK)
+    if (this.#wrapped && this.#statement > 0 && endsTransaction(message.text)) {
+      // Refused before sending, so never expected: the lexer and the server disagreed on where
+      // a statement starts. What ran before it may have committed.
+      this.#escaped ??= message.text;
+    }
     if (this.#isLast()) {
       // 'INSERT 0 5' -> INSERT, 5; 'SELECT 1000' -> SELECT, 1000; 'CREATE TABLE' -> CREATE TABLE.
       const text = message.text;
@@ -140,32 +187,105 @@ export class TaskQuery {
 
   handleCopyData(): void {}
 
-  /** Terminal: pg drops the query after an ErrorResponse and calls nothing else on it. */
+  /**
+   * pg drops the query after an ErrorResponse. Terminal, but for a wrapped task's statement:
+   * then the task waits, queued again, for the answer to its COMMIT (the rollback).
+   */
   handleError(error: Error): void {
+    if (this.#closing) {
+      // The COMMIT failed (a deferred constraint), or the connection did after our failure.
+      this.#finish(this.#failure ?? error);
+      return;
+    }
+    const { pieces } = this.#plan;
+    const fromServer = error instanceof pg.DatabaseError;
+    if (pieces !== null && fromServer && error.position !== undefined) {
+      // The server counts from the start of the statement's own Parse: make it the caller's text.
+      const piece = this.#wrapped ? this.#statement - 1 : 0;
+      if (piece >= 0 && piece < pieces.length) {
+        let offset = 0;
+        for (let i = 0; i < piece; i++) offset += pieces[i]!.length + 1; // the `;` between
+        error.position = String(Number(error.position) + codePoints(this.#plan.text, offset));
+      }
+    }
+    if (this.#wrapped && fromServer && this.#enqueue) {
+      this.#failure = error;
+      this.#awaitCommit();
+      return;
+    }
     this.#finish(error);
   }
 
   handleReadyForQuery(): void {
-    if (this.#statement !== this.#plan.statementCount) {
-      // The server ran a different number of statements than we counted: the "last statement"
-      // rows may be the wrong ones. Never report such a result as a success.
-      this.#finish(new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`));
+    if (this.#closing) {
+      this.#finish(this.#failure);
       return;
     }
-    this.#finish(null);
+    const expected = this.#plan.statementCount + (this.#wrapped ? 1 : 0);
+    // The server ran a different number of statements than we counted: the "last statement"
+    // rows may be the wrong ones. Never report such a result as a success.
+    const mismatch =
+      this.#statement === expected ? null : new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`);
+    if (this.#wrapped && this.#enqueue) {
+      this.#failure = mismatch;
+      this.#awaitCommit();
+      return;
+    }
+    this.#finish(mismatch);
+  }
+
+  #awaitCommit(): void {
+    this.#closing = true;
+    this.#enqueue!(this); // pg calls submit() again: already sent, it does nothing
   }
 
   #isLast(): boolean {
-    return this.#statement === this.#plan.statementCount - 1;
+    return !this.#closing && this.#statement === this.#resultIndex;
   }
 
   #finish(error: Error | null): void {
     if (this.#finished) return;
+    if (error && this.#escaped !== null) {
+      // Never report a rollback that may not have happened (a cancel would otherwise say
+      // `canceled`): the statements before the escaped one may have committed.
+      error = new WorkerFailure(
+        CONNECTION_FAILURE,
+        `outcome unknown: the server ran a transaction control statement (${this.#escaped}) that pg-background did not see in the SQL, so statements before it may have committed; the task then failed: ${error.message}. Please report this SQL`,
+      );
+    }
     this.#finished = true;
     this.#queue.detach();
     this.#session?.taskEnded();
     this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
   }
+}
+
+/** Unnamed statement and portal, unlimited Execute; a Describe for the result's columns. */
+function statement(connection: WireConnection, text: string, describe: boolean): void {
+  connection.parse({ text });
+  connection.bind({ values: [] });
+  if (describe) connection.describe({ type: 'P', name: '' });
+  connection.execute({});
+}
+
+// Command tags of PostgreSQL's TransactionStmt.
+const TRANSACTION_TAGS = new Set(['BEGIN', 'START TRANSACTION', 'COMMIT', 'ROLLBACK', 'SAVEPOINT', 'RELEASE', 'PREPARE TRANSACTION', 'COMMIT PREPARED', 'ROLLBACK PREPARED']);
+
+function endsTransaction(tag: string): boolean {
+  return TRANSACTION_TAGS.has(tag);
+}
+
+/** PostgreSQL counts positions in characters: code points, where UTF-16 counts surrogate pairs twice. */
+function codePoints(text: string, end: number): number {
+  let count = end;
+  for (let i = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < end) {
+      count--;
+      i++;
+    }
+  }
+  return count;
 }
 
 function isDigits(text: string, from: number, to: number): boolean {

@@ -7,6 +7,8 @@ export interface SqlStatement {
   readonly start: number;
   /** Offset just past its last token (the terminating `;` is not included). */
   readonly end: number;
+  /** Offset of the `;` that ends it, or the text's length for a last statement without one. */
+  readonly terminator: number;
   /**
    * Its first words outside parentheses, lower-cased (at most {@link MAX_WORDS}). A quoted
    * identifier appears as `"`, a string literal as `'`, a parameter as `$`.
@@ -45,10 +47,14 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
   let identifiers = 0; // unquoted words seen in the current statement
   let routine = false; // the statement is CREATE [OR REPLACE] FUNCTION|PROCEDURE
   let routineHead = '';
+  // The previous token: a lower-cased word, '.' for a period, '' for anything else. A keyword
+  // after a period (p.end) or after AS (SELECT 1 AS case) is a name, not a keyword.
+  let previous = '';
 
   const token = (from: number, to: number) => {
     if (start === -1) start = from;
     end = to;
+    previous = '';
   };
   const word = (w: string) => {
     if (parenDepth === 0 && words.length < MAX_WORDS) words.push(w);
@@ -105,14 +111,16 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
         }
       }
       const w = sql.slice(i, to).toLowerCase();
+      const named = previous === '.' || previous === 'as';
       token(i, to);
       word(w);
+      previous = w;
       if (identifiers < 4) {
         routineHead += identifiers === 0 ? w : ' ' + w;
         routine = /^create (or replace )?(function|procedure)\b/.test(routineHead);
       }
       identifiers++;
-      if (routine && parenDepth === 0) {
+      if (routine && parenDepth === 0 && !named) {
         // Only BEGIN ATOMIC opens a body (psql counts any BEGIN; a function named begin fools it).
         if (w === 'begin' && nextWord(sql, to) === 'atomic') beginDepth++;
         else if (w === 'case' && beginDepth > 0) beginDepth++;
@@ -132,8 +140,9 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
       token(i, to);
       i = to;
     } else if (c === SEMICOLON && parenDepth === 0 && beginDepth === 0) {
-      if (start !== -1) statements.push({ start, end, words });
+      if (start !== -1) statements.push({ start, end, terminator: i, words });
       start = -1;
+      previous = '';
       words = [];
       identifiers = 0;
       routine = false;
@@ -144,10 +153,11 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
       if (c === 0x28) parenDepth++;
       else if (c === 0x29 && parenDepth > 0) parenDepth--;
       token(i, i + 1);
+      if (c === 0x2e) previous = '.';
       i++;
     }
   }
-  if (start !== -1) statements.push({ start, end, words });
+  if (start !== -1) statements.push({ start, end, terminator: n, words });
   return statements;
 }
 

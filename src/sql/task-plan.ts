@@ -11,8 +11,16 @@ export type TaskSql = string | { readonly text: string; readonly values?: readon
 
 export interface TaskPlan {
   readonly text: string;
-  /** Bound parameters, serialised as node-postgres does (extended protocol); null: simple query. */
+  /** Bound parameters, serialised as node-postgres does (extended protocol); null: none. */
   readonly values: readonly (string | Buffer | null)[] | null;
+  /**
+   * The statements as the server will receive them, each in a Parse message of its own, or null
+   * when `text` goes out whole as one simple Query. A Parse that holds two statements fails on
+   * the server (42601), so a boundary our lexer got wrong can only make the task fail, never run
+   * statements we did not count. Null only for text that holds no `;` but a final one: in that,
+   * the server cannot find a second statement whatever it believes about quotes and comments.
+   */
+  readonly pieces: readonly string[] | null;
   /** Statements the server will run; the rows of the last one are the result. */
   readonly statementCount: number;
   /** Set when the SQL must not run: the worker ends in `error` with this SQLSTATE 0A000 message. */
@@ -45,16 +53,18 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
   }
 
-  const { statementCount, refusal } = analyse(text, standardConformingStrings);
+  const { statementCount, refusal, pieces } = analyse(text, standardConformingStrings);
   if (values && statementCount > 1) {
     throw invalidArgument(`Expected \`sql\` with \`values\` to be a single statement, got ${statementCount} statements: parameters bind to one statement only`);
   }
-  return { text, values, statementCount, refusal };
+  // With parameters the text goes in one Parse anyway.
+  return { text, values, pieces: values ? null : pieces, statementCount, refusal };
 }
 
 interface Analysis {
   readonly statementCount: number;
   readonly refusal: string | null;
+  readonly pieces: readonly string[] | null;
 }
 
 // Job layers launch the same SQL again and again: remember the analysis of recent short texts.
@@ -73,12 +83,35 @@ function analyse(text: string, standardConformingStrings: boolean): Analysis {
   if (statements.length === 0) {
     throw invalidArgument('Expected `sql` to contain at least one statement, got ' + (text.length ? 'only comments or whitespace' : 'an empty string'));
   }
-  const analysis: Analysis = { statementCount: statements.length, refusal: refusalFor(statements) };
+  const analysis: Analysis = { statementCount: statements.length, refusal: refusalFor(statements), pieces: piecesOf(text, statements) };
   if (text.length <= CACHE_MAX_TEXT) {
     if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
     cache.set(text, analysis);
   }
   return analysis;
+}
+
+/** Only ASCII whitespace: the server's lexer takes any other character for part of a token. */
+const TRAILING_SPACE = /^[ \t\n\r\f\v]*$/;
+
+/**
+ * Null when the text holds no `;`, or one that only whitespace follows: one simple Query then
+ * (the cheapest message), and the server cannot run two statements from it. Otherwise the text
+ * cut at each statement's terminating `;`: a piece keeps the comments before its statement (a
+ * planner hint, say) and the last piece keeps whatever follows the last statement.
+ */
+function piecesOf(text: string, statements: readonly SqlStatement[]): readonly string[] | null {
+  const semicolon = text.indexOf(';');
+  if (semicolon === -1 || (semicolon === text.lastIndexOf(';') && TRAILING_SPACE.test(text.slice(semicolon + 1)))) return null;
+  const pieces: string[] = [];
+  let from = 0;
+  for (let i = 0; i < statements.length; i++) {
+    const last = i === statements.length - 1;
+    const to = last ? text.length : statements[i]!.terminator;
+    pieces.push(text.slice(from, to));
+    from = to + 1;
+  }
+  return pieces;
 }
 
 function refusalFor(statements: readonly SqlStatement[]): string | null {
