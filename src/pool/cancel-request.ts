@@ -27,6 +27,8 @@ export function sendCancelRequest(target: CancelTarget, timeoutMs: number): Prom
     // With TLS, pg swaps wire.stream for the TLS socket: keep the raw one to close both.
     const raw = wire.stream;
     let settled = false;
+    /** The request is on its way: written in clear, or behind a completed TLS handshake. */
+    let sent = false;
     const finish = (error?: Error) => {
       if (settled) return;
       settled = true;
@@ -40,13 +42,21 @@ export function sendCancelRequest(target: CancelTarget, timeoutMs: number): Prom
     const timer = setTimeout(() => finish(new Error(`cancel request to ${where} timed out after ${timeoutMs} ms`)), timeoutMs);
     // A failed handshake (certificate, refused TLS) is an error, never a delivered request.
     wire.on('error', (error: Error) => finish(error));
-    // pg reports the socket's close as 'end': the server has read the request and hung up.
-    wire.on('end', () => finish());
+    // pg reports the socket's close as 'end': after the request, the server read it and hung up;
+    // before it (a pooler or proxy closing on us), nothing was delivered.
+    wire.on('end', () => finish(sent ? undefined : new Error(`${where} closed the connection before the cancel request was sent`)));
     wire.once('connect', () => {
-      if (!target.ssl) wire.cancel(target.processID, target.secretKey);
-      else if (target.sslNegotiation !== 'direct') wire.requestSsl();
+      if (target.ssl) {
+        if (target.sslNegotiation !== 'direct') wire.requestSsl();
+        return;
+      }
+      wire.cancel(target.processID, target.secretKey);
+      sent = true;
     });
-    wire.once('sslconnect', () => wire.cancel(target.processID, target.secretKey));
+    wire.once('sslconnect', () => {
+      wire.stream.once('secureConnect', () => (sent = true));
+      wire.cancel(target.processID, target.secretKey);
+    });
     if (target.host.startsWith('/')) wire.connect(`${target.host}/.s.PGSQL.${target.port}`);
     else wire.connect(target.port, target.host);
   });
