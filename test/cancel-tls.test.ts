@@ -49,7 +49,8 @@ before(async () => {
   pem.clientKey = read('client.key');
   pem.clientCert = read('client.crt');
   server = await startLocalPostgres({
-    settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key', ssl_ca_file: 'ca.crt' },
+    // Few connections, so that a test can use them all up (53300) for the certificate's role.
+    settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key', ssl_ca_file: 'ca.crt', max_connections: 12 },
     files: { 'server.crt': read('server.crt'), 'server.key': read('server.key'), 'ca.crt': pem.ca, 'pg_hba.conf': HBA },
   });
   admin = new pg.Client({ connectionString: server.url, application_name: 'pgbg-test-admin' });
@@ -119,6 +120,38 @@ test('a client certificate (ssl.key and ssl.cert): cancel() still stops the work
   const ssl = { ca: pem.ca, key: pem.clientKey, cert: pem.clientCert };
   const bg = background({ host: '127.0.0.1', port: server.port, user: CERT_USER, database: 'postgres', ssl });
   await cancelsByProtocol(bg, 3);
+});
+
+test('every connection slot taken (53300): the TLS cancel request still stops the worker', async () => {
+  const ssl = { ca: pem.ca, key: pem.clientKey, cert: pem.clientCert };
+  const config = { host: '127.0.0.1', port: server.port, user: CERT_USER, database: 'postgres', ssl };
+  const bg = background(config);
+  const h = await bg.launch('INSERT INTO cancelled VALUES (5); SELECT pg_sleep(30)');
+  await sleeping(h.pid);
+  // Other clients of the role take every slot left: no control connection can be opened now.
+  const others: pg.Client[] = [];
+  try {
+    for (;;) {
+      const client = new pg.Client(config);
+      client.on('error', () => {});
+      try {
+        await client.connect();
+      } catch (error) {
+        assert.equal((error as { code?: string }).code, '53300');
+        break;
+      }
+      others.push(client);
+      assert.ok(others.length < 12, 'max_connections should have been reached');
+    }
+    await bg.cancel(h, { graceMs: 20_000 });
+    assert.equal((await bg.info(h)).state, 'canceled');
+    assert.equal((await bg.errorInfo(h))?.sqlstate, '57014');
+    assert.deepEqual(await query('SELECT n FROM cancelled WHERE n = 5'), []);
+    assert.deepEqual(await signalQueries(), []);
+  } finally {
+    await Promise.all(others.map((client) => client.end().catch(() => {})));
+  }
+  await bg.close();
 });
 
 test('a cancel that no path can deliver rejects with PGBG_CANCEL_FAILED; the worker says outcome unknown', async () => {
