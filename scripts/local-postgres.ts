@@ -36,6 +36,11 @@ export interface LocalPostgresOptions {
   settings?: Record<string, string | number>;
   /** Print the server's log lines to stderr. */
   verbose?: boolean;
+  /**
+   * Files written into the data directory after initdb (owned by the server's user, mode 0600):
+   * TLS keys and certificates, or a pg_hba.conf that replaces initdb's.
+   */
+  files?: Record<string, string>;
 }
 
 interface Binaries {
@@ -88,6 +93,11 @@ export async function startLocalPostgres(options: LocalPostgresOptions = {}): Pr
     ], runAs);
   } finally {
     await rm(pwDir, { recursive: true, force: true });
+  }
+  for (const [name, content] of Object.entries(options.files ?? {})) {
+    const file = join(dataDir, name);
+    await writeFile(file, content, { mode: 0o600 });
+    if (runAs.uid !== undefined) await chown(file, runAs.uid, runAs.gid!);
   }
 
   const port = await freePort();

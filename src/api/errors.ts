@@ -31,7 +31,12 @@ export type PgBackgroundErrorCode =
   /** The worker's SQL failed: see `sqlstate` and the other server fields. */
   | 'PGBG_WORKER_FAILED'
   /** The worker was cancelled (cancel, timeout, abort signal or close). */
-  | 'PGBG_WORKER_CANCELED';
+  | 'PGBG_WORKER_CANCELED'
+  /**
+   * cancel() could not stop the worker: no cancel request, pg_cancel_backend nor terminate
+   * reached its backend in time. Its connection was dropped; its outcome is unknown.
+   */
+  | 'PGBG_CANCEL_FAILED';
 
 export interface PgBackgroundErrorDetails {
   pid?: number | undefined;

@@ -41,6 +41,8 @@ import { planTask } from '../sql/task-plan.js';
 
 /** How often the server checks for our death with onCallerExit 'rollback'. */
 const CALLER_CHECK_INTERVAL_MS = 1000;
+/** Pause between attempts to reach a backend to cancel or terminate (unless it ends first). */
+const STOP_RETRY_MS = 100;
 
 export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   readonly #options: InstanceOptions;
@@ -125,7 +127,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /**
    * Cancels the worker and resolves once it has stopped: a cancel request first, then, after
    * `graceMs`, its backend is terminated. Its uncommitted work is rolled back (state
-   * 'canceled'), unless it had already committed (state 'stopped').
+   * 'canceled'), unless it had already committed (state 'stopped'). Rejects with
+   * PGBG_CANCEL_FAILED when no path reached the backend: the worker's outcome is then unknown.
    */
   async cancel(handle: WorkerRef, options?: CancelOptions): Promise<void> {
     this.#assertOpen();
@@ -152,7 +155,10 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     this.#assertOpen();
     const grace = graceMs(options, this.#options);
     const active = this.#registry.list().filter((worker) => worker.active);
-    await Promise.all(active.map((worker) => this.#stop(worker, 'cancel', grace)));
+    // Every stop runs to its end; then the first that could not be proven is the rejection.
+    const stops = await Promise.allSettled(active.map((worker) => this.#stop(worker, 'cancel', grace)));
+    const failure = stops.find((stop) => stop.status === 'rejected');
+    if (failure) throw failure.reason;
     return active.length;
   }
 
@@ -229,7 +235,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     this.#registry.add(worker);
     const signal = launch.signal;
     if (signal) {
-      const onAbort = () => void this.#stop(worker, 'signal', this.#options.cancelGraceMs);
+      // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
+      const onAbort = () => void this.#stop(worker, 'signal', this.#options.cancelGraceMs).catch(() => {});
       signal.addEventListener('abort', onAbort, { once: true });
       void worker.whenTerminal.then(() => signal.removeEventListener('abort', onAbort));
     }
@@ -266,7 +273,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     this.#registry.started(worker, connection.pid, connection.user);
     this.#running.set(worker, connection);
     connection.onNotice = (notice) => this.#notice(worker, notice);
-    const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs), launch.timeoutMs) : null;
+    const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs).catch(() => {}), launch.timeoutMs) : null;
     const end = (outcome: TaskOutcome) => {
       if (timer) clearTimeout(timer);
       this.#liveness.unwatch(connection);
@@ -384,37 +391,75 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const connection = this.#running.get(worker);
     if (!connection) return;
     const deadline = Date.now() + graceMs;
-    if (graceMs > 0) {
-      await this.#requestCancel(connection, graceMs);
-      if (await worker.waitTerminal(Math.max(0, deadline - Date.now()))) return;
+    let terminated = false;
+    if (graceMs > 0) await this.#requestCancel(worker, connection, deadline);
+    if (!(await worker.waitTerminal(Math.max(0, deadline - Date.now())))) terminated = await this.#terminate(worker, connection);
+    // The worker has ended; but a connection that broke without the server's answer (dropped
+    // here or by the liveness check) proves no stop, unless our terminate reached the backend.
+    const { error } = worker;
+    if (worker.state === 'error' && error?.sqlstate === CONNECTION_FAILURE && !terminated) {
+      throw new PgBackgroundError('PGBG_CANCEL_FAILED', `cancel() could not stop the worker: ${error.message}`, {
+        pid: worker.pid,
+        cookie: worker.cookie,
+        label: worker.label,
+        sqlstate: CONNECTION_FAILURE,
+      });
     }
-    await this.#terminate(worker, connection);
   }
 
-  async #requestCancel(connection: WorkerConnection, timeoutMs: number): Promise<void> {
+  /**
+   * Asks the server to cancel the worker's statement, by protocol request and else by
+   * pg_cancel_backend on the control connection, again and again until one is delivered, the
+   * worker ends or `deadline` passes.
+   */
+  async #requestCancel(worker: Worker, connection: WorkerConnection, deadline: number): Promise<void> {
     const target = connection.cancelTarget;
-    try {
-      if (!target) throw new Error('no cancel key');
-      await sendCancelRequest(target, Math.min(timeoutMs, this.#options.controlTimeoutMs));
-    } catch {
-      // The protocol cancel could not be delivered (a pooler, a proxy): ask the server directly.
-      const deadline = Math.min(timeoutMs, this.#options.controlTimeoutMs);
-      await this.#control.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started], deadline).catch(() => {});
+    const timeLeft = () => Math.min(deadline - Date.now(), this.#options.controlTimeoutMs);
+    while (worker.active && timeLeft() > 0) {
+      try {
+        if (!target) throw new Error('no cancel key');
+        return await sendCancelRequest(target, timeLeft());
+      } catch {
+        // Not delivered (a pooler, a proxy, a network fault): ask the server directly.
+      }
+      if (timeLeft() <= 0) return;
+      try {
+        await this.#control.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started], timeLeft());
+        return;
+      } catch {
+        // The control connection could not be had either: try both again shortly.
+      }
+      await worker.waitTerminal(Math.max(0, Math.min(STOP_RETRY_MS, deadline - Date.now())));
     }
   }
 
-  /** Terminates the worker's backend (only that backend: pid and start time must match). */
-  async #terminate(worker: Worker, connection: WorkerConnection): Promise<void> {
-    if (!worker.active) return;
-    try {
-      await this.#control.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started]);
-    } catch {
-      connection.destroy(new Error('the server could not be reached to terminate the worker; the connection was dropped and the outcome is unknown'));
+  /**
+   * Terminates the worker's backend (only that backend: pid and start time must match), trying
+   * until the control deadline passes; then its connection is dropped, the outcome unknown.
+   * True if the terminate reached the server (or the worker ended meanwhile).
+   */
+  async #terminate(worker: Worker, connection: WorkerConnection): Promise<boolean> {
+    const deadline = Date.now() + this.#options.controlTimeoutMs;
+    let reached = false;
+    while (worker.active && !reached && deadline - Date.now() > 0) {
+      try {
+        await this.#control.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started], deadline - Date.now());
+        reached = true;
+      } catch {
+        await worker.waitTerminal(Math.max(0, Math.min(STOP_RETRY_MS, deadline - Date.now())));
+      }
+    }
+    if (!worker.active) return reached;
+    if (!reached) {
+      connection.destroy(new Error('the server could not be reached to cancel or terminate the worker; the connection was dropped and the outcome is unknown'));
+      await worker.whenTerminal;
+      return false;
     }
     if (!(await worker.waitTerminal(this.#options.controlTimeoutMs))) {
       connection.destroy(new Error('the worker was terminated but its connection did not close; it was dropped and the outcome is unknown'));
       await worker.whenTerminal;
     }
+    return true;
   }
 
   /** What the server says about backends (for the liveness monitor). */
@@ -458,13 +503,13 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       worker.discard('close');
     }
     for (const worker of this.#registry.list()) worker.discard('close');
+    // A stop that cannot be proven leaves its worker in 'error', outcome unknown; close goes on.
+    const stopAll = () => Promise.allSettled(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
     if (cancel) {
-      await Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
+      await stopAll();
     } else {
       const all = Promise.all(active.map((worker) => worker.whenTerminal));
-      if (timeoutMs !== undefined && !(await settlesWithin(all, timeoutMs))) {
-        await Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
-      }
+      if (timeoutMs !== undefined && !(await settlesWithin(all, timeoutMs))) await stopAll();
       await all;
     }
     this.#registry.dispose();

@@ -1,68 +1,63 @@
 // PostgreSQL's protocol-level CancelRequest: a 16-byte packet on a fresh connection carrying the
 // target's process id and secret key. The server signals the backend and closes the socket; we
 // resolve on that close, so the caller knows the request was delivered (whether it had any
-// effect is only visible on the worker's own connection).
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+// effect is only visible on the worker's own connection). The connection is node-postgres' own
+// (pg.Connection), made from the worker connection's resolved settings, so it connects exactly
+// as the worker did: same stream factory, same TLS options (ssl.key included, which pg keeps
+// non-enumerable), same SSLRequest or direct negotiation, same certificate host and SNI rules.
+import pg from 'pg';
+import type { Socket } from 'node:net';
 import type { CancelTarget } from './worker-connection.js';
 
-const CANCEL_REQUEST_CODE = 80877102;
-const SSL_REQUEST_CODE = 80877103;
+/** The pg.Connection members used here that @types/pg does not declare. */
+interface CancelWire extends NodeJS.EventEmitter {
+  readonly stream: Socket;
+  connect(port: number | string, host?: string): void;
+  requestSsl(): void;
+  cancel(processID: number, secretKey: number): void;
+}
 
 export function sendCancelRequest(target: CancelTarget, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const packet = Buffer.alloc(16);
-    packet.writeInt32BE(16, 0);
-    packet.writeInt32BE(CANCEL_REQUEST_CODE, 4);
-    packet.writeInt32BE(target.processID, 8);
-    // The secret key is a signed int32 in node-postgres (it can be negative).
-    packet.writeInt32BE(target.secretKey, 12);
-
-    const socket: Socket = target.host.startsWith('/')
-      ? netConnect(`${target.host}/.s.PGSQL.${target.port}`)
-      : netConnect(target.port, target.host);
-    let current: Socket = socket;
-    const timer = setTimeout(() => finish(new Error(`cancel request to ${target.host}:${target.port} timed out after ${timeoutMs} ms`)), timeoutMs);
+    const wire = new pg.Connection({
+      stream: target.stream,
+      ssl: target.ssl,
+      sslNegotiation: target.sslNegotiation,
+    } as pg.ConnectionConfig) as unknown as CancelWire;
+    // With TLS, pg swaps wire.stream for the TLS socket: keep the raw one to close both.
+    const raw = wire.stream;
+    let settled = false;
+    /** The request is on its way: written in clear, or behind a completed TLS handshake. */
+    let sent = false;
     const finish = (error?: Error) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      current.destroy();
-      socket.destroy();
+      wire.stream.destroy();
+      raw.destroy();
       if (error) reject(error);
       else resolve();
     };
-    socket.once('error', finish);
-
-    socket.once('connect', () => {
-      if (!target.ssl || target.host.startsWith('/')) {
-        socket.once('close', () => finish());
-        socket.write(packet);
+    const where = target.host.startsWith('/') ? `${target.host}/.s.PGSQL.${target.port}` : `${target.host}:${target.port}`;
+    const timer = setTimeout(() => finish(new Error(`cancel request to ${where} timed out after ${timeoutMs} ms`)), timeoutMs);
+    // A failed handshake (certificate, refused TLS) is an error, never a delivered request.
+    wire.on('error', (error: Error) => finish(error));
+    // pg reports the socket's close as 'end': after the request, the server read it and hung up;
+    // before it (a pooler or proxy closing on us), nothing was delivered.
+    wire.on('end', () => finish(sent ? undefined : new Error(`${where} closed the connection before the cancel request was sent`)));
+    wire.once('connect', () => {
+      if (target.ssl) {
+        if (target.sslNegotiation !== 'direct') wire.requestSsl();
         return;
       }
-      // Encrypted connections get an encrypted cancel (managed services may refuse a plain one).
-      const sslRequest = Buffer.alloc(8);
-      sslRequest.writeInt32BE(8, 0);
-      sslRequest.writeInt32BE(SSL_REQUEST_CODE, 4);
-      socket.write(sslRequest);
-      socket.once('data', (answer: Buffer) => {
-        if (answer[0] !== 0x53 /* S */) {
-          // The server does not speak TLS here: a plain request on a new socket is all we can do.
-          socket.destroy();
-          sendCancelRequest({ ...target, ssl: false }, timeoutMs).then(() => finish(), finish);
-          return;
-        }
-        const tlsOptions: ConnectionOptions = typeof target.ssl === 'object' ? { ...target.ssl } : {};
-        const secure = tlsConnect({ ...tlsOptions, socket, servername: tlsOptions.servername ?? (isIp(target.host) ? undefined : target.host) });
-        current = secure;
-        secure.once('error', finish);
-        secure.once('secureConnect', () => {
-          secure.once('close', () => finish());
-          secure.write(packet);
-        });
-      });
+      wire.cancel(target.processID, target.secretKey);
+      sent = true;
     });
+    wire.once('sslconnect', () => {
+      wire.stream.once('secureConnect', () => (sent = true));
+      wire.cancel(target.processID, target.secretKey);
+    });
+    if (target.host.startsWith('/')) wire.connect(`${target.host}/.s.PGSQL.${target.port}`);
+    else wire.connect(target.port, target.host);
   });
-}
-
-function isIp(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
 }

@@ -15,6 +15,7 @@ interface ClientInternals {
   readonly host: string;
   readonly port: number;
   readonly ssl: pg.ClientConfig['ssl'];
+  readonly sslNegotiation: 'postgres' | 'direct';
   readonly connection: WireConnection & NodeJS.EventEmitter & { stream: Socket };
   getTransactionStatus?(): 'I' | 'T' | 'E' | null;
   _txStatus?: 'I' | 'T' | 'E' | null;
@@ -37,7 +38,10 @@ export interface CancelTarget {
   readonly port: number;
   readonly processID: number;
   readonly secretKey: number;
+  /** How the connection was made, as pg resolved it: the cancel connects the same way. */
   readonly ssl: pg.ClientConfig['ssl'];
+  readonly sslNegotiation: 'postgres' | 'direct';
+  readonly stream: pg.ClientConfig['stream'];
 }
 
 /** A backend is named by its pid and its start time: pids are reused, the pair is not. */
@@ -95,6 +99,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   #callerCheckMs: number | null = null;
   readonly #client: pg.Client;
   readonly #internals: ClientInternals;
+  readonly #stream: pg.ClientConfig['stream'];
   #standardConformingStrings = true;
   /** The last value the server reported for each of CHECKED_SETTINGS. */
   readonly #reported = new Map<string, string>();
@@ -119,6 +124,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   private constructor(config: pg.ClientConfig, timeoutMs: number) {
     this.#timeoutMs = timeoutMs;
+    this.#stream = config.stream;
     this.#client = new pg.Client(config);
     this.#internals = this.#client as unknown as ClientInternals;
     // Listeners from birth: a backend terminated under an idle client must never crash the
@@ -207,9 +213,10 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   get cancelTarget(): CancelTarget | null {
     // pg's resolved TLS settings: from the config, the connection string or PGSSLMODE alike.
-    const { processID, secretKey, host, port, ssl } = this.#internals;
+    // The ssl object itself, never a copy: pg keeps its `key` non-enumerable.
+    const { processID, secretKey, host, port, ssl, sslNegotiation } = this.#internals;
     if (processID === null || secretKey === null) return null;
-    return { host, port, processID, secretKey, ssl };
+    return { host, port, processID, secretKey, ssl, sslNegotiation, stream: this.#stream };
   }
 
   /** Where notices raised while this connection runs a task go. */
