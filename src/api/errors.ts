@@ -31,7 +31,13 @@ export type PgBackgroundErrorCode =
   /** The worker's SQL failed: see `sqlstate` and the other server fields. */
   | 'PGBG_WORKER_FAILED'
   /** The worker was cancelled (cancel, timeout, abort signal or close). */
-  | 'PGBG_WORKER_CANCELED';
+  | 'PGBG_WORKER_CANCELED'
+  /**
+   * A connection pooler stands between us and the server in a mode that cannot hold a task's
+   * transaction on one backend (PgBouncer's statement mode): use session or transaction mode, or
+   * the direct endpoint.
+   */
+  | 'PGBG_POOLER_UNSUPPORTED';
 
 export interface PgBackgroundErrorDetails {
   pid?: number | undefined;
