@@ -136,6 +136,45 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
     assert.equal(seen.filter((row) => row.user === 'pgbg_pooler_role' || row.work_mem === '7777kB').length, 0);
   });
 
+  test('cancel() by protocol stops the task and its backend is never handed on; failures roll back, a failed COMMIT is an error', async () => {
+    await db.query('CREATE TABLE tx_cancel (n int)');
+    const bg = behind('transaction', { maxWorkers: 2 });
+    const h = await bg.launch('INSERT INTO tx_cancel VALUES (1); SELECT pg_sleep(30)');
+    const [running] = await db.query<{ pid: number; xact: boolean }>('SELECT pid, xact_start IS NOT NULL AS xact FROM pg_stat_activity WHERE pid = $1', [h.pid]);
+    assert.deepEqual(running, { pid: h.pid, xact: true }); // the handle names the backend running it
+    await bg.cancel(h);
+    assert.deepEqual([(await bg.info(h)).state, (await bg.errorInfo(h))?.sqlstate], ['canceled', '57014']);
+    // Its backend is not handed to anyone after a cancel: the pooler closes it.
+    await until(async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [h.pid])).length === 0, 'the backend to go');
+    assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM tx_cancel'), [{ n: 0 }]);
+
+    // A failure rolls back; a COMMIT that fails (a deferred constraint) is the worker's error.
+    await db.query('CREATE TABLE tx_deferred (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)');
+    const failing = await bg.launch('INSERT INTO tx_cancel VALUES (2); SELECT 1/0');
+    const deferred = await bg.launch('INSERT INTO tx_deferred VALUES (1), (1)');
+    await Promise.all([bg.wait(failing), bg.wait(deferred)]);
+    assert.deepEqual([(await bg.info(failing)).state, (await bg.errorInfo(failing))?.sqlstate], ['error', '22012']);
+    assert.deepEqual([(await bg.info(deferred)).state, (await bg.errorInfo(deferred))?.sqlstate], ['error', '23505']);
+    assert.deepEqual(await db.query('SELECT (SELECT count(*)::int FROM tx_cancel) AS a, (SELECT count(*)::int FROM tx_deferred) AS b'), [{ a: 0, b: 0 }]);
+    const ok = await bg.launch('INSERT INTO tx_cancel VALUES (3) RETURNING n');
+    assert.deepEqual(await bg.result(ok).toArray(), [{ n: 3 }]);
+    assert.deepEqual(await db.query('SELECT n FROM tx_cancel'), [{ n: 3 }]);
+  });
+
+  test('default_transaction_* settings apply to the task; a statement that needs no transaction block is refused, saying why', async () => {
+    const bg = behind('transaction');
+    const h = await bg.launch(`SELECT current_setting('transaction_isolation') AS iso, current_setting('transaction_read_only') AS ro`, {
+      settings: { default_transaction_isolation: 'serializable', default_transaction_read_only: true },
+    });
+    assert.deepEqual(await bg.result(h).toArray(), [{ iso: 'serializable', ro: 'on' }]);
+    await db.query('CREATE TABLE tx_vacuum (n int)');
+    const v = await bg.launch('VACUUM tx_vacuum');
+    await bg.wait(v);
+    const error = await bg.errorInfo(v);
+    assert.deepEqual([(await bg.info(v)).state, error?.sqlstate], ['error', '25001']);
+    assert.match(error!.hint!, /direct endpoint/);
+  });
+
   test("onCallerExit 'rollback' warns and falls back (PgBouncer refuses the startup option)", async () => {
     const warnings: Error[] = [];
     const onWarning = (warning: Error) => warnings.push(warning);
