@@ -18,22 +18,25 @@ const poolers: { session?: PgBouncer; transaction?: PgBouncer; statement?: PgBou
 const instances: PgBackground[] = [];
 const clients: pg.Client[] = [];
 
+// Roles are the cluster's, not the database's: one of its own for this file's run.
+let ROLE = '';
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
     if (!('binary' in found)) return;
+    ROLE = `${db.name}_role`;
     [poolers.session, poolers.transaction, poolers.statement] = await Promise.all([
       startPgBouncer(found.binary, db.url, { mode: 'session' }),
       startPgBouncer(found.binary, db.url, { mode: 'transaction', poolSize: 4 }),
       startPgBouncer(found.binary, db.url, { mode: 'statement' }),
     ]);
-    await db.query('CREATE ROLE pgbg_pooler_role NOLOGIN');
-    await db.query('GRANT pgbg_pooler_role TO current_user');
+    await db.query(`CREATE ROLE ${ROLE} NOLOGIN`);
+    await db.query(`GRANT ${ROLE} TO current_user`);
   },
   async teardown(db) {
     await Promise.all(instances.map((bg) => bg.close({ cancel: true })));
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
     await Promise.all(Object.values(poolers).map((p) => p.stop()));
-    if (!skip) await db.query('DROP ROLE IF EXISTS pgbg_pooler_role');
+    if (!skip) await db.query(`DROP ROLE IF EXISTS ${ROLE}`);
   },
 });
 
@@ -111,7 +114,7 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
     const handles = await Promise.all(
       Array.from({ length: 30 }, () =>
         bg.launch(`SELECT current_user AS "user", current_setting('work_mem') AS work_mem, current_setting('application_name') AS app`, {
-          role: 'pgbg_pooler_role',
+          role: ROLE,
           settings: { work_mem: '7777kB' },
         }),
       ),
@@ -120,7 +123,7 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
     running = false;
     await Promise.all(churn);
     assert.deepEqual(
-      rows.filter((row) => row?.user !== 'pgbg_pooler_role' || row?.work_mem !== '7777kB'),
+      rows.filter((row) => row?.user !== ROLE || row?.work_mem !== '7777kB'),
       [],
     );
     await bg.close();
@@ -133,7 +136,7 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
       }),
     );
     for (const client of holders) await client.query('COMMIT');
-    assert.equal(seen.filter((row) => row.user === 'pgbg_pooler_role' || row.work_mem === '7777kB').length, 0);
+    assert.equal(seen.filter((row) => row.user === ROLE || row.work_mem === '7777kB').length, 0);
   });
 
   test('cancel() by protocol stops the task and its backend is never handed on; failures roll back, a failed COMMIT is an error', async () => {
@@ -198,11 +201,11 @@ describe('behind PgBouncer in session mode', { skip }, () => {
     const bg = behind('session', { maxWorkers: 2 });
     await bg.install();
     const h = await bg.launch(`SELECT pg_backend_pid() AS pid, current_user AS "user", current_setting('work_mem') AS work_mem`, {
-      role: 'pgbg_pooler_role',
+      role: ROLE,
       settings: { work_mem: '7777kB' },
     });
     const [row] = await bg.result(h).toArray();
-    assert.deepEqual(row, { pid: h.pid, user: 'pgbg_pooler_role', work_mem: '7777kB' });
+    assert.deepEqual(row, { pid: h.pid, user: ROLE, work_mem: '7777kB' });
 
     const p = await bg.launch("SELECT pg_background_progress(50, 'half'); SELECT pg_sleep(30)");
     await until(async () => (await bg.getProgress(p))?.pct === 50, 'progress');
