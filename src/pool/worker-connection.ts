@@ -1,7 +1,8 @@
 // One dedicated PostgreSQL connection that runs worker tasks, one at a time. It knows its real
 // backend pid and start time (read once, at connect), its cancel key, when it last heard from
 // the server, whether it is still fit to run another task, and how to close. It never decides a
-// task's state.
+// task's state. Behind a connection pooler (see pooler.ts) it also knows that it is pooled, and
+// while a task's transaction holds a backend, that backend's identity (pinned).
 import type { Socket } from 'node:net';
 import pg from 'pg';
 import type { TaskSession, WireConnection } from '../results/task-query.js';
