@@ -11,7 +11,8 @@ import { dirname, join, relative } from 'node:path';
 import { createRequire } from 'node:module';
 import pg from 'pg';
 
-const SERVER_USER = 'pgbackground';
+/** The unprivileged OS user servers run as when we are root (PgBouncer too, see test/support). */
+export const SERVER_USER = 'pgbackground';
 const SUPERUSER = 'postgres';
 
 export interface LocalPostgres {
@@ -48,7 +49,7 @@ interface Binaries {
   postgres: string;
 }
 
-interface RunAs {
+export interface RunAs {
   uid?: number;
   gid?: number;
 }
@@ -153,7 +154,7 @@ export async function startLocalPostgres(options: LocalPostgresOptions = {}): Pr
 }
 
 /** As root: the uid/gid of an unprivileged user to run the server as, created when missing. */
-function ensureServerUser(): RunAs {
+export function ensureServerUser(): RunAs {
   if (platform() === 'win32' || userInfo().uid !== 0) return {};
   const ids = (): RunAs | undefined => {
     const uid = spawnSync('id', ['-u', SERVER_USER], { encoding: 'utf8' });

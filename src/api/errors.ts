@@ -36,7 +36,13 @@ export type PgBackgroundErrorCode =
    * cancel() could not stop the worker: no cancel request, pg_cancel_backend nor terminate
    * reached its backend in time. Its connection was dropped; its outcome is unknown.
    */
-  | 'PGBG_CANCEL_FAILED';
+  | 'PGBG_CANCEL_FAILED'
+  /**
+   * A connection pooler stands between us and the server in a mode that cannot hold a task's
+   * transaction on one backend (PgBouncer's statement mode): use session or transaction mode, or
+   * the direct endpoint.
+   */
+  | 'PGBG_POOLER_UNSUPPORTED';
 
 export interface PgBackgroundErrorDetails {
   pid?: number | undefined;

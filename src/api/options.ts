@@ -132,6 +132,8 @@ export interface LaunchPlan {
   readonly signal: AbortSignal | null;
   /** The settings and role to set on the session before the task (one round trip), or null. */
   readonly session: { readonly text: string; readonly values: string[] } | null;
+  /** The settings as name/value pairs (behind a pooler they go in the task's own transaction). */
+  readonly settings: readonly (readonly [string, string])[];
   readonly role: string | null;
   readonly rowMode: RowMode;
   readonly types: TypeParsers | undefined;
@@ -156,6 +158,7 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     label,
     signal: options.signal === undefined ? null : abortSignal('signal', options.signal),
     session: sessionSetup(taskSettings, role),
+    settings: Object.entries(taskSettings),
     role,
     rowMode: options.rowMode === undefined ? instance.rowMode : oneOf('rowMode', options.rowMode, ['object', 'array'] as const),
     types: options.types === undefined ? instance.types : typeParsers('types', options.types),

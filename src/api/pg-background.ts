@@ -34,6 +34,7 @@ import { ControlConnection } from '../pool/control-connection.js';
 import { LivenessMonitor, type BackendState } from '../pool/liveness-monitor.js';
 import { BACKEND_STARTED_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
 import { WorkerSlots, type Slot } from '../pool/worker-slots.js';
+import { PINNED_HINT, pinSql, poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
 import { confirmsCancel, CONNECTION_FAILURE, endsSession, errorInfo, WorkerFailure } from '../results/error-info.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { WorkerResult } from '../results/worker-result.js';
@@ -270,17 +271,36 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    */
   async #run(worker: Worker, connection: WorkerConnection, slot: Slot): Promise<void> {
     const { launch } = worker;
-    this.#registry.started(worker, connection.pid, connection.user);
+    // Behind a pooler the worker's backend is known once its transaction holds one (below).
+    if (!connection.pooled) this.#registry.started(worker, connection.pid, connection.user);
     this.#running.set(worker, connection);
     connection.onNotice = (notice) => this.#notice(worker, notice);
     const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs).catch(() => {}), launch.timeoutMs) : null;
     const end = (outcome: TaskOutcome) => {
       if (timer) clearTimeout(timer);
       this.#liveness.unwatch(connection);
-      this.#complete(worker, connection, slot, outcome);
+      if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
+      void this.#unpin(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
-    if (launch.session) {
+    if (connection.pooled) {
+      // Behind a pooler: BEGIN, the role and settings for this transaction only, and the identity
+      // of the backend that now holds it, in one round trip (see pooler.ts).
+      try {
+        const results = (await connection.query(pinSql(launch.settings, launch.role, BACKEND_STARTED_SQL))) as unknown as pg.QueryResult[];
+        const backend = results.at(-1)!.rows[0] as { pid: number; started: string };
+        connection.pin(backend);
+      } catch (error) {
+        end(failed(error));
+        if (!refusesTransactions(error)) return;
+        throw poolerUnsupported(`The connection pooler refused to keep a transaction open (${(error as Error).message}); this is PgBouncer's statement mode`, {
+          cookie: worker.cookie,
+          label: worker.label,
+          cause: error,
+        });
+      }
+      this.#registry.started(worker, connection.pid, connection.user);
+    } else if (launch.session) {
       // One round trip, only when asked for: the reset undoes it before the next task.
       try {
         await connection.query(launch.session.text, launch.session.values);
@@ -301,7 +321,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
 
     // The reset for the next task rides in the same write as this one (no extra round trip,
     // nothing on the caller's path); a connection that will not be kept needs none.
-    const query = new TaskQuery(plan, worker.queue, worker, this.#options.maxIdle > 0 ? connection : null);
+    // Pooled connections are never reused: no reset of ours may land on another client's session.
+    const query = new TaskQuery(plan, worker.queue, worker, this.#options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
     worker.sent(query);
     this.#liveness.watch(connection, worker.queue);
     connection.run(query);
@@ -318,11 +339,40 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const state: TerminalState = !error ? 'stopped' : worker.cancelRequested && confirmsCancel(error) ? 'canceled' : 'error';
     // A connection that saw a cancel request is never reused: the request could still land
     // on its next task. One whose session ended (FATAL, terminate, lost socket) cannot be.
-    const reusable = !worker.cancelRequested && connection.failure === null && !(error && endsSession(error));
+    const reusable = !worker.cancelRequested && connection.failure === null && !(error && endsSession(error)) && !connection.pooled;
     // Give back the connection and the slot first: a 'finished' listener may launch again.
     this.#pool.release(connection, reusable);
     slot.release();
     this.#finish(worker, state, info, outcome.commandTag, outcome.rowCount);
+  }
+
+  /**
+   * Ends a pinned task's transaction (see pooler.ts): COMMIT after a task that succeeded and was
+   * not cancelled; ROLLBACK after one that failed; after a cancel request the session is dropped
+   * uncommitted, so the backend (a signal may be on its way to it) is never anyone else's.
+   */
+  async #unpin(worker: Worker, connection: WorkerConnection, outcome: TaskOutcome): Promise<TaskOutcome> {
+    connection.onNotice = null;
+    // Synchronously with the check below: a cancel from now on signals nothing.
+    connection.unpin();
+    if (connection.failure) return outcome;
+    if (worker.cancelRequested) {
+      connection.destroy(new Error('cancelled behind a connection pooler: the session was dropped before its transaction committed'));
+      if (outcome.error) return outcome;
+      return { ...outcome, error: new WorkerFailure('57014', 'canceling statement due to user request (the task had run but was never committed)') };
+    }
+    if (outcome.error) {
+      await connection.query('ROLLBACK').catch(() => {});
+      if (outcome.error instanceof pg.DatabaseError && outcome.error.code === '25001' && !outcome.error.hint) outcome.error.hint = PINNED_HINT;
+      return outcome;
+    }
+    try {
+      await connection.query('COMMIT');
+      return outcome;
+    } catch (error) {
+      if (error instanceof pg.DatabaseError) return { ...outcome, error };
+      return { ...outcome, error: new Error(`the COMMIT of the task's transaction got no answer (${(error as Error).message}); the worker's outcome is unknown`) };
+    }
   }
 
   #finish(worker: Worker, state: TerminalState, info: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
@@ -390,6 +440,12 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     }
     const connection = this.#running.get(worker);
     if (!connection) return;
+    if (!connection.signalSafe) {
+      // Behind a pooler, once its transaction is being ended: its COMMIT is on the way (an answer
+      // within the connection's deadline), and the backend may already serve someone else.
+      await worker.whenTerminal;
+      return;
+    }
     const deadline = Date.now() + graceMs;
     let terminated = false;
     if (graceMs > 0) await this.#requestCancel(worker, connection, deadline);
@@ -420,14 +476,17 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
         if (!target) throw new Error('no cancel key');
         return await sendCancelRequest(target, timeLeft());
       } catch {
-        // Not delivered (a pooler, a proxy, a network fault): ask the server directly.
+        // Not delivered (a pooler, a proxy, a network fault): ask the server directly, only
+        // while that pid is provably ours (see pooler.ts).
       }
       if (timeLeft() <= 0) return;
-      try {
-        await this.#control.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started], timeLeft());
-        return;
-      } catch {
-        // The control connection could not be had either: try both again shortly.
+      if (connection.signalSafe) {
+        try {
+          await this.#control.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`, [connection.pid, connection.started], timeLeft());
+          return;
+        } catch {
+          // The control connection could not be had either: try both again shortly.
+        }
       }
       await worker.waitTerminal(Math.max(0, Math.min(STOP_RETRY_MS, deadline - Date.now())));
     }
@@ -439,6 +498,11 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    * True if the terminate reached the server (or the worker ended meanwhile).
    */
   async #terminate(worker: Worker, connection: WorkerConnection): Promise<boolean> {
+    if (worker.active && !connection.signalSafe) {
+      // Behind a pooler, its transaction already being ended (see #halt): wait for that answer.
+      await worker.whenTerminal;
+      return true;
+    }
     const deadline = Date.now() + this.#options.controlTimeoutMs;
     let reached = false;
     while (worker.active && !reached && deadline - Date.now() > 0) {
@@ -486,12 +550,19 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       }
       return connection;
     } catch (error) {
-      if (!(error instanceof pg.DatabaseError && error.code === '42704' && /client_connection_check_interval/.test(error.message))) throw error;
-      this.#callerCheck = 'unsupported';
-      process.emitWarning(
-        "onCallerExit: 'rollback' needs PostgreSQL 14 or later (client_connection_check_interval); on this server, workers of a process that dies finish and commit",
-        { code: 'PGBG_CALLER_CHECK_UNSUPPORTED' },
-      );
+      const tooOld = error instanceof pg.DatabaseError && error.code === '42704' && /client_connection_check_interval/.test(error.message);
+      // PgBouncer refuses the startup packet's `options` unless told to ignore them.
+      const refused = error instanceof pg.DatabaseError && error.code === '08P01' && /unsupported startup parameter/i.test(error.message);
+      if (!tooOld && !refused) throw error;
+      if (this.#callerCheck === 'wanted') {
+        this.#callerCheck = 'unsupported';
+        process.emitWarning(
+          tooOld
+            ? "onCallerExit: 'rollback' needs PostgreSQL 14 or later (client_connection_check_interval); on this server, workers of a process that dies finish and commit"
+            : `onCallerExit: 'rollback' did not take effect (${error.message}: a connection pooler refuses startup options); workers of a process that dies finish and commit`,
+          { code: 'PGBG_CALLER_CHECK_UNSUPPORTED' },
+        );
+      }
       return WorkerConnection.open(config, timeoutMs);
     }
   }

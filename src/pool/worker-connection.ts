@@ -1,7 +1,8 @@
 // One dedicated PostgreSQL connection that runs worker tasks, one at a time. It knows its real
 // backend pid and start time (read once, at connect), its cancel key, when it last heard from
 // the server, whether it is still fit to run another task, and how to close. It never decides a
-// task's state.
+// task's state. Behind a connection pooler (see pooler.ts) it also knows that it is pooled, and
+// while a task's transaction holds a backend, that backend's identity (pinned).
 import type { Socket } from 'node:net';
 import pg from 'pg';
 import type { TaskSession, WireConnection } from '../results/task-query.js';
@@ -97,6 +98,10 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   #user = '';
   #started = '';
   #callerCheckMs: number | null = null;
+  /** A pooler stands in between (see pooler.ts): set at connect, never changes. */
+  #pooled = false;
+  /** Behind a pooler: a transaction of ours is open and holds backend #pid (see pooler.ts). */
+  #pinned = false;
   readonly #client: pg.Client;
   readonly #internals: ClientInternals;
   readonly #stream: pg.ClientConfig['stream'];
@@ -164,6 +169,8 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
       connection.#user = identity!.user;
       connection.#started = identity!.started;
       connection.#callerCheckMs = identity!.caller_check;
+      // The key a pooler hands out is its own, not the backend's: nothing else tells us it is there.
+      connection.#pooled = connection.#internals.processID !== identity!.pid;
       connection.#clean = true; // a new session
       return connection;
     } catch (error) {
@@ -176,6 +183,40 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   /** client_connection_check_interval in ms on this session (null before PostgreSQL 14). */
   get callerCheckMs(): number | null {
     return this.#callerCheckMs;
+  }
+
+  /**
+   * True when a pooler stands between us and the server: the BackendKeyData does not name the
+   * backend that answered (a direct connection always gets its own backend's). The backend may
+   * then change after every transaction: see pooler.ts.
+   */
+  get pooled(): boolean {
+    return this.#pooled;
+  }
+
+  /** Behind a pooler: a transaction of ours is open on backend `pid`, which only we can end. */
+  get pinned(): boolean {
+    return this.#pinned;
+  }
+
+  /**
+   * Signals by pid (pg_cancel_backend, pg_terminate_backend) and checks in pg_stat_activity can
+   * only reach our own session: always on a direct connection, behind a pooler only while pinned.
+   */
+  get signalSafe(): boolean {
+    return !this.#pooled || this.#pinned;
+  }
+
+  /** Our transaction is open on `backend` (read inside it): the task's pid is that backend's. */
+  pin(backend: { pid: number; started: string }): void {
+    this.#pid = backend.pid;
+    this.#started = backend.started;
+    this.#pinned = true;
+  }
+
+  /** About to end the pinned transaction: from now on the backend may serve someone else. */
+  unpin(): void {
+    this.#pinned = false;
   }
 
   /** Real backend pid, from pg_backend_pid() (poolers hand out their own BackendKeyData). */

@@ -66,6 +66,7 @@ export class TaskQuery {
   readonly #wrapped: boolean;
   /** A wrapped task past its first Sync, waiting for the answer to its COMMIT. */
   #closing = false;
+  readonly #inTransaction: boolean;
   /** What the wrapped task's statements ended with, reported once the COMMIT answered. */
   #failure: Error | null = null;
   #enqueue: ((reader: object) => void) | null = null;
@@ -77,15 +78,20 @@ export class TaskQuery {
   #sent = false;
   #finished = false;
 
-  /** `session` null: no reset behind the task (the connection will not be reused). */
-  constructor(plan: TaskPlan, queue: RowQueue, columns: ColumnSink, session: TaskSession | null) {
+  /**
+   * `session` null: no reset behind the task (the connection will not be reused).
+   * `inTransaction`: the task runs inside a transaction the caller opened and will end (behind a
+   * connection pooler, see pool/pooler.ts): its statements then go without our BEGIN/COMMIT.
+   */
+  constructor(plan: TaskPlan, queue: RowQueue, columns: ColumnSink, session: TaskSession | null, inTransaction = false) {
     this.#plan = plan;
     this.#queue = queue;
     this.#columns = columns;
     this.#session = session;
     // A wrapped pipeline: our BEGIN, the statements, Sync; our COMMIT, Sync.
-    const wrapped = plan.pieces !== null && plan.pieces.length > 1;
+    const wrapped = plan.pieces !== null && plan.pieces.length > 1 && !inTransaction;
     this.#wrapped = wrapped;
+    this.#inTransaction = inTransaction;
     this.#resultIndex = plan.statementCount - (wrapped ? 0 : 1);
     this.done = new Promise((resolve) => (this.#resolve = resolve));
   }
@@ -117,9 +123,10 @@ export class TaskQuery {
       connection.sync();
     } else if (pieces === null) {
       connection.query(text);
-    } else if (pieces.length === 1) {
-      // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM).
-      statement(connection, pieces[0]!, true);
+    } else if (pieces.length === 1 || this.#inTransaction) {
+      // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM);
+      // in the caller's transaction, the statements need no block of ours.
+      for (let i = 0; i < pieces.length; i++) statement(connection, pieces[i]!, i === pieces.length - 1);
       connection.sync();
     } else {
       // One Parse per statement, inside our own transaction block: every statement commits
@@ -157,7 +164,7 @@ export class TaskQuery {
 
   handleCommandComplete(message: { text: string }): void {
     if (this.#closing) return; // our COMMIT (or, after a failure, ROLLBACK)
-    if (this.#wrapped && this.#statement > 0 && endsTransaction(message.text)) {
+    if ((this.#wrapped ? this.#statement > 0 : this.#inTransaction) && endsTransaction(message.text)) {
       // Refused before sending, so never expected: the lexer and the server disagreed on where
       // a statement starts. What ran before it may have committed.
       this.#escaped ??= message.text;
@@ -201,7 +208,7 @@ export class TaskQuery {
     const fromServer = error instanceof pg.DatabaseError;
     if (pieces !== null && fromServer && error.position !== undefined) {
       // The server counts from the start of the statement's own Parse: make it the caller's text.
-      const piece = this.#wrapped ? this.#statement - 1 : 0;
+      const piece = this.#wrapped ? this.#statement - 1 : this.#statement;
       if (piece >= 0 && piece < pieces.length) {
         let offset = 0;
         for (let i = 0; i < piece; i++) offset += pieces[i]!.length + 1; // the `;` between

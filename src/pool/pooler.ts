@@ -1,0 +1,66 @@
+// Connection poolers (PgBouncer, pgcat, Supavisor, RDS Proxy...). A connection is *pooled* when
+// the BackendKeyData the server side sent us does not name the backend that answers our
+// queries (pg_backend_pid()): a pooler stands in between, and whatever its mode, it may hand us
+// another backend after every transaction (and ours to another client). That is a fact read at
+// connect, not a guess: a direct connection (or a plain TCP proxy) always gets its backend's key.
+//
+// Behind a pooler a task is *pinned*: it runs inside a transaction that we open (with its role,
+// settings and an identity probe, all in that transaction) and that only we end. While it is
+// open, every pooler must keep that backend ours, so its pid is the task's, and cancelling or
+// terminating it by pid touches nothing else. We end the transaction ourselves: COMMIT after a
+// task that succeeded and was not cancelled; after a cancel request the session is dropped
+// instead (never committed, and the backend, which a signal may still be on its way to, is never
+// handed to anyone: the pooler closes a server connection left in a transaction).
+// A pooler that cannot hold a transaction (PgBouncer's statement mode) is refused at launch.
+import pg from 'pg';
+import { PgBackgroundError } from '../api/errors.js';
+
+/** The identity of the backend that holds the pinned transaction. */
+export interface PinnedBackend {
+  readonly pid: number;
+  readonly started: string;
+}
+
+/** What `default_transaction_*` becomes inside the task's own transaction (BEGIN has used the defaults). */
+const transactionSettings: Record<string, string> = {
+  default_transaction_isolation: 'transaction_isolation',
+  default_transaction_read_only: 'transaction_read_only',
+  default_transaction_deferrable: 'transaction_deferrable',
+};
+
+/**
+ * One simple query: BEGIN, the settings and role for this transaction only (set_config(..., true),
+ * as SET LOCAL; the role last, settings may need the login's rights), and the identity of the
+ * backend. transaction_* first, as utility statements: they must come before any snapshot.
+ */
+export function pinSql(settings: readonly (readonly [string, string])[], role: string | null, startedSql: string): string {
+  const statements = ['BEGIN'];
+  for (const [name, value] of settings) {
+    const now = transactionSettings[name.toLowerCase()];
+    if (now) statements.push(`SET LOCAL ${now} TO ${pg.escapeLiteral(value)}`);
+  }
+  const calls = [...settings, ...(role === null ? [] : [['role', role] as const])].map(
+    ([name, value]) => `set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, true)`,
+  );
+  const identity = `pg_backend_pid() AS pid, (SELECT ${startedSql} FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started`;
+  // set_config runs before the identity is read (select-list order), in the same statement.
+  statements.push(`SELECT ${[...calls, identity].join(', ')}`);
+  return statements.join('; ');
+}
+
+/** PgBouncer in statement mode refuses a transaction that stays open past one statement. */
+export function refusesTransactions(error: unknown): boolean {
+  return error instanceof Error && /transaction blocks not allowed|long transactions not allowed|statement pooling/i.test(error.message);
+}
+
+export function poolerUnsupported(reason: string, details: { cookie?: bigint; label?: string | null; cause?: unknown } = {}): PgBackgroundError {
+  return new PgBackgroundError(
+    'PGBG_POOLER_UNSUPPORTED',
+    `${reason}: pg-background needs each task's transaction to stay on one backend. Use the pooler in session mode (or transaction mode), or the database's direct endpoint`,
+    details,
+  );
+}
+
+/** The hint added to a task refused inside the transaction it needs behind a pooler (VACUUM...). */
+export const PINNED_HINT =
+  'Behind a connection pooler, pg-background runs each task in a transaction of its own (so that its role, settings, pid and cancel stay on one backend); statements that cannot run in a transaction block need the database\'s direct endpoint (or a pooler in session mode, reached directly).';
