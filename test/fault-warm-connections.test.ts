@@ -164,6 +164,12 @@ test('a silently dead warm link is checked before use: the launch runs on a new 
   }
 });
 
+const failsWith = (h: WorkerHandle, sqlstate: string) => (e: unknown) => {
+  assert.ok(e instanceof WorkerError, `a WorkerError, got ${String(e)}`);
+  assert.deepEqual([e.sqlstate, e.pid], [sqlstate, h.pid]);
+  return true;
+};
+
 /** A warm connection through `proxy` whose backend was terminated while the proxy held its FATAL back. */
 async function deadWarm(table: string): Promise<{ bg: PgBackground; proxy: TcpProxy; oldPid: number }> {
   await query(`CREATE TABLE ${table} (n int)`);
@@ -193,11 +199,52 @@ test('a task whose connection sent FATAL 57P01 before parsing it runs again on a
   }
 });
 
-const failsWith = (h: WorkerHandle, sqlstate: string) => (e: unknown) => {
-  assert.ok(e instanceof WorkerError, `a WorkerError, got ${String(e)}`);
-  assert.deepEqual([e.sqlstate, e.pid], [sqlstate, h.pid]);
-  return true;
-};
+test('a task that never ran, and then finds no server for its second try, ends in error saying it never ran', async () => {
+  const { bg, proxy } = await deadWarm('warm_down');
+  try {
+    const h = await bg.launch({ text: 'INSERT INTO warm_down VALUES ($1) RETURNING n', values: [1] });
+    await server.stopServer('fast');
+    admin = null;
+    proxy.resume(); // the FATAL arrives; the new connection the task then needs is refused
+    await assert.rejects(bg.result(h).toArray(), failsWith(h, '08006'));
+    const error = await bg.errorInfo(h);
+    assert.match(error!.message, /^the task never ran: its connection had died \(terminating connection due to administrator command\) and no new one could be opened: /);
+    assert.equal((await bg.info(h)).state, 'error');
+    await server.startServer();
+    await committedOnce('warm_down', []);
+  } finally {
+    await server.startServer();
+    await closeAll(bg, proxy);
+  }
+});
+
+test('a task with settings whose connection died before their round trip was answered runs on a new connection', async () => {
+  const { bg, proxy, oldPid } = await deadWarm('warm_settings');
+  try {
+    // The settings go first, in their own round trip: the task itself was never written.
+    const launching = bg.launch("INSERT INTO warm_settings SELECT 1 WHERE current_setting('work_mem') = '4321kB' RETURNING n", { settings: { work_mem: '4321kB' } });
+    proxy.resume();
+    const h = await launching;
+    assert.notEqual(h.pid, oldPid);
+    assert.deepEqual(await bg.result(h).toArray(), [{ n: 1 }]);
+    await committedOnce('warm_settings', [1]);
+  } finally {
+    await closeAll(bg, proxy);
+  }
+});
+
+test('a live warm connection that idled past the threshold passes its check and is reused', async () => {
+  const proxy = await TcpProxy.start({ host: server.host, port: server.port });
+  const bg = behind(proxy);
+  try {
+    const [pid] = await warm(bg, 1);
+    await delay(CHECK_AFTER_IDLE_MS);
+    const h = await bg.launch('SELECT pg_backend_pid() AS pid');
+    assert.deepEqual(await bg.result(h).toArray(), [{ pid }]);
+  } finally {
+    await closeAll(bg, proxy);
+  }
+});
 
 test('a simple-protocol task answered only by FATAL 57P01 may have run (a procedure can commit before any answer): its error stays', async () => {
   const { bg, proxy } = await deadWarm('warm_simple');

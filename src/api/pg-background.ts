@@ -271,7 +271,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs), Math.max(0, timeoutMs)) : null;
     // What is on the wire: our settings round trip, then the task.
     let sent: 'settings' | TaskPlan | null = null;
-    const end = (outcome: TaskOutcome) => {
+    // Resolves when a second try is on its way (the launch waits for it while settings are sent).
+    const end = (outcome: TaskOutcome): Promise<void> | void => {
       if (timer) clearTimeout(timer);
       this.#liveness.unwatch(connection);
       const { error } = outcome;
@@ -282,7 +283,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
         outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
       } else if (neverRan && firstStart === null) {
         // Once: a second dead connection in a row is reported as it is.
-        return void this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
       }
       this.#complete(worker, connection, slot, outcome);
     };
