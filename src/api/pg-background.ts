@@ -35,10 +35,10 @@ import { LivenessMonitor, type BackendState } from '../pool/liveness-monitor.js'
 import { BACKEND_STARTED_SQL, WorkerConnection, type BackendIdentity } from '../pool/worker-connection.js';
 import { WorkerSlots, type Slot } from '../pool/worker-slots.js';
 import { PINNED_HINT, pinSql, poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
-import { confirmsCancel, CONNECTION_FAILURE, endsSession, errorInfo, WorkerFailure } from '../results/error-info.js';
+import { confirmsCancel, CONNECTION_FAILURE, endsSession, errorInfo, provesNeverRan, WorkerFailure } from '../results/error-info.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { WorkerResult } from '../results/worker-result.js';
-import { planTask } from '../sql/task-plan.js';
+import { planTask, type TaskPlan } from '../sql/task-plan.js';
 
 /** How often the server checks for our death with onCallerExit 'rollback'. */
 const CALLER_CHECK_INTERVAL_MS = 1000;
@@ -212,7 +212,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
 
   [inspect.custom](): string {
     const stats = this.#registry.stats(this.#options.maxWorkers);
-    return `PgBackground { maxWorkers: ${stats.maxWorkers}, active: ${stats.workersActive}, launched: ${stats.workersLaunched}, connections: ${this.#pool.size}, closed: ${this.#closing !== null} }`;
+    return `PgBackground { maxWorkers: ${stats.maxWorkers}, active: ${stats.workersActive}, launched: ${stats.workersLaunched}, connections: ${this.#pool.size}, idle: ${this.#pool.idle}, closed: ${this.#closing !== null} }`;
   }
 
   override toString(): string {
@@ -268,17 +268,32 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /**
    * Runs the worker's task on `connection`; resolves once its SQL is on its way (after the
    * settings round trip, if settings or a role were asked for). Completion is handled later.
+   * `firstStart` is set when this is the task's second (and last) try: see #retry.
    */
-  async #run(worker: Worker, connection: WorkerConnection, slot: Slot): Promise<void> {
+  async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null): Promise<void> {
     const { launch } = worker;
     // Behind a pooler the worker's backend is known once its transaction holds one (below).
     if (!connection.pooled) this.#registry.started(worker, connection.pid, connection.user);
     this.#running.set(worker, connection);
     connection.onNotice = (notice) => this.#notice(worker, notice);
-    const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs).catch(() => {}), launch.timeoutMs) : null;
-    const end = (outcome: TaskOutcome) => {
+    const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
+    const timer = launch.timeoutMs > 0 ? setTimeout(() => void this.#stop(worker, 'timeout', this.#options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
+    // What is on the wire: our settings round trip, then the task.
+    let sent: 'settings' | TaskPlan | null = null;
+    // Resolves when a second try is on its way (the launch waits for it while settings are sent).
+    const end = (outcome: TaskOutcome): Promise<void> | void => {
       if (timer) clearTimeout(timer);
       this.#liveness.unwatch(connection);
+      const { error } = outcome;
+      // Nothing of the task reached a backend: its connection had died (see provesNeverRan;
+      // the settings round trip is ours, so its connection dying proves it too).
+      const neverRan = error !== null && sent !== null && (sent === 'settings' ? endsSession(error) : provesNeverRan(error, connection.firstAnswer, startsWithParse(sent)));
+      if (neverRan && worker.cancelRequested) {
+        outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
+      } else if (neverRan && firstStart === null) {
+        // Once: a second dead connection in a row is reported as it is.
+        return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+      }
       if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
       void this.#unpin(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
@@ -302,11 +317,13 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       this.#registry.started(worker, connection.pid, connection.user);
     } else if (launch.session) {
       // One round trip, only when asked for: the reset undoes it before the next task.
+      sent = 'settings';
       try {
         await connection.query(launch.session.text, launch.session.values);
       } catch (error) {
         return end(failed(error));
       }
+      sent = null;
     }
     if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
     let plan = launch.plan;
@@ -325,8 +342,32 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const query = new TaskQuery(plan, worker.queue, worker, this.#options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
     worker.sent(query);
     this.#liveness.watch(connection, worker.queue);
+    sent = plan;
     connection.run(query);
     void query.done.then(end);
+  }
+
+  /**
+   * The task never reached a backend (its connection was dead): it runs again, transparently, on
+   * a new connection. Its handle stays valid (the registry knows the first pid too); list()
+   * shows the new backend's pid.
+   */
+  async #retry(worker: Worker, dead: WorkerConnection, slot: Slot, cause: Error, firstStart: number): Promise<void> {
+    this.#running.delete(worker);
+    dead.onNotice = null;
+    this.#pool.release(dead, false);
+    let connection: WorkerConnection;
+    try {
+      connection = await cancellable(this.#pool.acquire(true), worker, (late) => this.#pool.release(late, true));
+    } catch (error) {
+      slot.release();
+      const info = worker.startCancelled
+        ? errorInfo(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`))
+        : errorInfo(new Error(`the task never ran: its connection had died (${cause.message}) and no new one could be opened: ${errorInfo(error).message}`));
+      this.#finish(worker, worker.startCancelled ? 'canceled' : 'error', info, null, 0);
+      return;
+    }
+    await this.#run(worker, connection, slot, firstStart);
   }
 
   #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
@@ -439,7 +480,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       return;
     }
     const connection = this.#running.get(worker);
-    if (!connection) return;
+    // None between a task's two tries (#retry): requestCancel stopped the second from starting.
+    if (!connection) return worker.whenTerminal;
     if (!connection.signalSafe) {
       // Behind a pooler, once its transaction is being ended: its COMMIT is on the way (an answer
       // within the connection's deadline), and the backend may already serve someone else.
@@ -631,6 +673,12 @@ function cancellable<T>(promise: Promise<T>, start: Worker, onLate: (value: T) =
       },
     );
   });
+}
+
+/** How TaskQuery writes `plan`: a Parse first, or one simple Query. */
+function startsWithParse(plan: TaskPlan): boolean {
+  // Parameters, or statements sent one Parse each (see TaskQuery.submit); else one simple Query.
+  return plan.values !== null || plan.pieces !== null;
 }
 
 /** A task that ended before (or instead of) reaching the server. */

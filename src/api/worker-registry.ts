@@ -35,6 +35,8 @@ export class WorkerRegistry {
   /** The worker's connection is attached: its handle now names that backend pid. */
   started(worker: Worker, pid: number, user: string): void {
     if (worker.tracked) this.#countPid(worker.pid, -1);
+    // A second try (the first connection was dead): handles given out name the first pid.
+    if (worker.pid !== 0) worker.firstPid = worker.pid;
     worker.start(pid, user);
     if (worker.tracked) this.#countPid(pid, 1);
   }
@@ -75,7 +77,7 @@ export class WorkerRegistry {
     this.prune();
     const worker = this.#tracked.get(cookie);
     // A handle taken while the worker was pending (pid 0) still names it once it runs.
-    if (worker && (worker.pid === pid || pid === 0)) return worker;
+    if (worker && (worker.pid === pid || pid === 0 || worker.firstPid === pid)) return worker;
     if (this.#pids.has(pid)) {
       throw new PgBackgroundError('PGBG_COOKIE_MISMATCH', `Cookie mismatch for worker pid ${pid}: the handle is stale (that pid now runs another worker)`, { pid, cookie });
     }

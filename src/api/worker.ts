@@ -32,6 +32,8 @@ export class Worker {
   #resolveTerminal: (() => void) | null = null;
 
   pid = 0;
+  /** The pid of a connection its task never ran on, before it ran again elsewhere (else 0). */
+  firstPid = 0;
   /** When its connection was attached (null while pending, or if it never started). */
   startedAt: number | null = null;
   user: string;

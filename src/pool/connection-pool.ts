@@ -9,8 +9,18 @@
 // (in use, idle, being reset, opening, closing) are under the bound; else it waits for the next
 // reset to finish (one round trip, where a new connection costs a fork and authentication), or,
 // when only closing connections fill the bound, opens one anyway.
+//
+// A warm connection can die while it idles without our noticing: the server's FATAL or the end
+// of the socket may sit unread while the event loop is busy, and a link a middlebox forgot
+// sends nothing at all. One idle for CHECK_AFTER_IDLE_MS or more is checked with a round trip
+// before it gets a task (a dead one is closed and a new connection opened instead), so such a
+// task never goes into a dead connection; one used again sooner is not, so back-to-back tasks
+// pay nothing. (A task that still meets a dead connection may run again: see the launch path.)
 import { settlesWithin } from './deadline.js';
 import type { WorkerConnection } from './worker-connection.js';
+
+/** A warm connection that has heard nothing from the server this long is checked before use. */
+export const CHECK_AFTER_IDLE_MS = 500;
 
 export interface ConnectionPoolOptions {
   readonly maxConnections: number;
@@ -58,14 +68,44 @@ export class ConnectionPool {
     return this.#open.size;
   }
 
-  /** A warm connection right now, or null (then use acquire()). */
+  /** Idle connections, ready for a task. */
+  get idle(): number {
+    return this.#idle.length;
+  }
+
+  /** A warm connection right now, or null (then use acquire(), which also checks idle ones). */
   take(): WorkerConnection | null {
     if (this.#closed) return null;
-    for (let entry = this.#idle.pop(); entry; entry = this.#idle.pop()) {
+    for (let entry = this.#idle.at(-1); entry; entry = this.#idle.at(-1)) {
+      if (!entry.connection.failure && needsCheck(entry.connection)) return null;
+      this.#idle.pop();
       if (!entry.connection.failure) return this.#checkout(entry.connection);
       void this.#close(entry.connection);
     }
     return null;
+  }
+
+  /**
+   * The most recently used idle connection once a round trip proved it alive, or null (none, or
+   * it was dead: it is closed; the others, older, are checked when their turn comes).
+   */
+  async #takeChecked(): Promise<WorkerConnection | null> {
+    const entry = this.#idle.pop();
+    if (!entry) return null;
+    const { connection } = entry;
+    connection.onFailure = null;
+    connection.ref(); // the launch waits for this check
+    try {
+      await connection.check();
+    } catch {
+      void this.#close(connection);
+      return null;
+    }
+    if (this.#closed) {
+      void this.#close(connection);
+      throw new Error('connection pool closed');
+    }
+    return this.#checkout(connection);
   }
 
   async acquire(fresh = false): Promise<WorkerConnection> {
@@ -74,8 +114,9 @@ export class ConnectionPool {
       // A fresh connection replaces an idle one rather than exceed the bound.
       if (this.#sessions >= this.#options.maxConnections && this.#idle.length) void this.#close(this.#idle.shift()!.connection);
     } else {
-      const warm = this.take();
+      const warm = this.take() ?? (await this.#takeChecked());
       if (warm) return warm;
+      if (this.#closed) throw new Error('connection pool closed');
     }
     if (this.#sessions >= this.#options.maxConnections && this.#resetting.size > this.#waiters.length) {
       return new Promise((resolve, reject) => this.#waiters.push({ fresh, resolve, reject }));
@@ -204,4 +245,9 @@ export class ConnectionPool {
     void closing.finally(() => this.#closing.delete(closing));
     return closing;
   }
+}
+
+/** Idle long enough to have died unnoticed (see the top of this file). */
+function needsCheck(connection: WorkerConnection): boolean {
+  return Date.now() - connection.lastReceivedAt >= CHECK_AFTER_IDLE_MS;
 }

@@ -109,6 +109,9 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   /** The last value the server reported for each of CHECKED_SETTINGS. */
   readonly #reported = new Map<string, string>();
   #lastReceivedAt = Date.now();
+  /** A task was written and nothing has arrived since (see firstAnswer). */
+  #awaitingAnswer = false;
+  #firstAnswer: number | null = null;
   #failure: Error | null = null;
   #ended = false;
   #onNotice: ((notice: ServerNotice) => void) | null = null;
@@ -155,7 +158,13 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     try {
       await connection.#client.connect();
       // After connect: with TLS the stream is replaced during the handshake.
-      connection.#internals.connection.stream.on('data', () => (connection.#lastReceivedAt = Date.now()));
+      connection.#internals.connection.stream.on('data', (chunk: Buffer) => {
+        connection.#lastReceivedAt = Date.now();
+        if (connection.#awaitingAnswer) {
+          connection.#awaitingAnswer = false;
+          connection.#firstAnswer = chunk[0] ?? null;
+        }
+      });
       const { rows } = await connection.query<{ pid: number; user: string; started: string; caller_check: number | null }>(IDENTITY_SQL);
       if (connection.#failure) throw connection.#failure;
       for (const [name, value] of connection.#reported) {
@@ -238,6 +247,16 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     return this.#failure;
   }
 
+  /**
+   * The type byte of the first message the server sent after the last task was written (such as
+   * 0x31 ParseComplete, 0x45 ErrorResponse, 0x4e NoticeResponse), or null while none has come.
+   * Tasks go only to a connection whose last answer (a reset's or setup's ReadyForQuery) was read
+   * to its end, so the first byte after the write starts a message, whatever it answers.
+   */
+  get firstAnswer(): number | null {
+    return this.#firstAnswer;
+  }
+
   /** When a byte last came from the server (ms since the epoch). */
   get lastReceivedAt(): number {
     return this.#lastReceivedAt;
@@ -276,6 +295,8 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    */
   run(query: { submit(connection: WireConnection): void; enqueue: (reader: object) => void }): void {
     query.enqueue = (reader) => this.#internals.query(reader);
+    this.#firstAnswer = null;
+    this.#awaitingAnswer = true;
     this.#internals.query(query);
     query.submit(this.#internals.connection);
   }
@@ -331,6 +352,16 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     await this.query(RESET_SQL);
     if (this.#failure) throw this.#failure;
     this.#clean = true;
+  }
+
+  /**
+   * One round trip (an empty query) that proves the connection still works: for a warm one that
+   * idled long enough to have died unnoticed. Rejects if the server does not answer within the
+   * deadline (the connection is dropped then), or the connection fails.
+   */
+  async check(): Promise<void> {
+    await this.query('');
+    if (this.#failure) throw this.#failure;
   }
 
   /** A plain query on this connection (setup and reset, never user SQL). */

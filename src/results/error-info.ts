@@ -70,3 +70,29 @@ export function confirmsCancel(error: unknown): boolean {
   if (error instanceof WorkerFailure) return error.info.sqlstate === '57014';
   return error instanceof pg.DatabaseError && (error.code === '57014' || error.code === '57P01');
 }
+
+const ERROR_RESPONSE = 0x45; // 'E'
+const NOTICE_RESPONSE = 0x4e; // 'N'
+
+/**
+ * The task provably never ran, so it may run again elsewhere. It holds only for a task whose
+ * session then ended (`error` ends it: a FATAL, or the connection closed or reset) and
+ * `firstAnswer` (the type of the first message the server sent after the task was written):
+ * - the task's first message was a Parse and the first answer an ErrorResponse or
+ *   NoticeResponse: the server acknowledges a Parse (ParseComplete) before it executes anything
+ *   written behind it, and sends everything in order, so a FATAL (57P01 of a fast shutdown or
+ *   pg_terminate_backend, say) or WARNING (57P01/57P02 of an immediate shutdown or a crash)
+ *   ahead of that acknowledgement was raised before the task started: typically queued while
+ *   the connection idled, unread;
+ * - whatever the first message, the first answer is a FATAL the server raises only while it
+ *   waits for a query, never once it has read one: 57P05 (idle_session_timeout).
+ * Everything else may have run: the socket closing or resetting with nothing sent back (the
+ * backend may have committed and died with its answers unflushed), a FATAL or WARNING ahead of
+ * a simple Query (a procedure, a DO block, VACUUM or CREATE INDEX CONCURRENTLY can commit before
+ * sending anything, then be terminated), and anything after a first byte of answer.
+ */
+export function provesNeverRan(error: unknown, firstAnswer: number | null, startedWithParse: boolean): boolean {
+  if (!endsSession(error)) return false;
+  if (startedWithParse && (firstAnswer === ERROR_RESPONSE || firstAnswer === NOTICE_RESPONSE)) return true;
+  return firstAnswer === ERROR_RESPONSE && error instanceof pg.DatabaseError && error.severity === 'FATAL' && error.code === '57P05';
+}

@@ -2,6 +2,8 @@
 // - freeze(): nothing is forwarded either way and no socket is closed, as when a link silently
 //   drops every packet; new connections are accepted but get nothing through either;
 // - drop(): every connection is destroyed at once (both ends), as when a middlebox resets them;
+// - blackhole(): the connections open now go silent for good (nothing forwarded, nothing
+//   closed), while new connections work: an idle link a middlebox forgot, or a failover;
 // - resume(): forwarding starts again (what was written meanwhile is delivered then, and a side
 //   that closed meanwhile is closed on the other side then);
 // - close(): drops everything and stops listening.
@@ -16,6 +18,8 @@ export class TcpProxy {
   readonly #server: Server;
   readonly #target: { host: string; port: number };
   readonly #links = new Set<Link>();
+  /** Links silenced by blackhole(): never resumed. */
+  readonly #dead = new Set<Link>();
   #frozen = false;
   /** Connections accepted since the proxy started. */
   accepted = 0;
@@ -63,6 +67,14 @@ export class TcpProxy {
     }
   }
 
+  blackhole(): void {
+    for (const link of this.#links) {
+      this.#dead.add(link);
+      link.client.pause();
+      link.upstream.pause();
+    }
+  }
+
   resume(): void {
     this.#frozen = false;
     for (const link of [...this.#links]) this.#flow(link);
@@ -75,6 +87,7 @@ export class TcpProxy {
       upstream.destroy();
     }
     this.#links.clear();
+    this.#dead.clear();
   }
 
   async close(): Promise<void> {
@@ -111,7 +124,7 @@ export class TcpProxy {
 
   /** Starts (or keeps) a link flowing unless frozen; finishes links that closed meanwhile. */
   #flow(link: Link): void {
-    if (this.#frozen) return;
+    if (this.#frozen || this.#dead.has(link)) return;
     const { client, upstream } = link;
     if (client.destroyed && !upstream.destroyed) upstream.end();
     if (upstream.destroyed && !client.destroyed) client.end();
