@@ -28,6 +28,8 @@ export type PgBackgroundErrorCode =
   | 'PGBG_INSTALL_CONFLICT'
   /** `install()` failed on the server (e.g. no CREATE privilege on the schema). */
   | 'PGBG_INSTALL_FAILED'
+  /** The caller's `types` parsers threw (or gave no function) for a row of the result: see `cause`. */
+  | 'PGBG_TYPE_PARSER_FAILED'
   /** The worker's SQL failed: see `sqlstate` and the other server fields. */
   | 'PGBG_WORKER_FAILED'
   /** The worker was cancelled (cancel, timeout, abort signal or close). */
