@@ -159,9 +159,9 @@ export interface CancelOptions {
 }
 
 export interface CloseOptions {
-  /** Cancel running workers instead of waiting for them. */
+  /** Cancel running workers, and abort launches not started yet, instead of waiting for them. */
   cancel?: boolean;
-  /** Wait at most this long for running workers, then cancel them. */
+  /** Wait at most this long for running workers and accepted launches, then cancel them. */
   timeoutMs?: number;
 }
 

@@ -52,6 +52,8 @@ export class Worker {
   tracked = true;
   /** Set by the first cancel; later cancels join it. */
   stopping: Promise<void> | null = null;
+  /** What launch() or submit() returned for this worker. */
+  launching: Promise<WorkerHandle> | null = null;
   #handle: WorkerHandle | null = null;
 
   constructor(launch: LaunchPlan, defaultUser: string) {
