@@ -10,6 +10,7 @@ export const MIN_QUEUE_SIZE = 4096;
 export const MAX_QUEUE_SIZE = 268_435_456;
 export const MAX_GRACE_MS = 3_600_000;
 export const MAX_LABEL_BYTES = 64;
+export const MIN_LIVENESS_TIMEOUT_MS = 100;
 const DEFAULT_APPLICATION_NAME = 'pg-background';
 
 export interface InstanceOptions {
@@ -78,7 +79,7 @@ export function instanceOptions(input: unknown): InstanceOptions {
   }
 
   const maxWorkers = options.maxWorkers === undefined ? 16 : integer('maxWorkers', options.maxWorkers, 1, 1000);
-  const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : integer('livenessTimeoutMs', options.livenessTimeoutMs, 0, MAX_TIMER_MS);
+  const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : livenessTimeout(options.livenessTimeoutMs);
   // A dead network must not hang a connect forever; keepalive lets the OS notice dead peers
   // (and keeps NAT entries alive). The caller's own values win.
   const controlTimeoutMs = livenessTimeoutMs || 30_000;
@@ -106,6 +107,18 @@ export function instanceOptions(input: unknown): InstanceOptions {
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
     loginUser: loginUser(connection as pg.ClientConfig),
   });
+}
+
+/**
+ * livenessTimeoutMs is also the deadline of every connect and control request: below
+ * MIN_LIVENESS_TIMEOUT_MS they would fail for taking the time a connect takes.
+ */
+function livenessTimeout(value: unknown): number {
+  if (value === 0) return 0;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_LIVENESS_TIMEOUT_MS || value > MAX_TIMER_MS) {
+    throw invalidArgument(`Expected \`livenessTimeoutMs\` to be 0 (no checks) or an integer from ${MIN_LIVENESS_TIMEOUT_MS} to ${MAX_TIMER_MS}, got ${describe(value)}`);
+  }
+  return value;
 }
 
 function loginUser({ user, connectionString }: pg.ClientConfig): string {

@@ -39,7 +39,8 @@ export interface PgBackgroundOptions extends Omit<pg.ClientConfig, 'types'> {
   /**
    * How long a worker's connection may stay silent before the server is asked whether the
    * worker is still alive, and how long any such check or control request may take; a worker
-   * whose server cannot be reached ends in error (08006). 0 disables the checks. Default 30000.
+   * whose server cannot be reached ends in error (08006). 0 disables the checks (deadlines are
+   * then 30 s); otherwise 100..2147483647 (it is also every connect's deadline). Default 30000.
    */
   livenessTimeoutMs?: number;
   /**
