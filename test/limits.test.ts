@@ -148,6 +148,43 @@ test('bad arguments throw PGBG_INVALID_ARGUMENT before any connection is opened,
   await bg.close();
 });
 
+test('arguments whose getters or proxies throw are PGBG_INVALID_ARGUMENT naming what could not be read, never the raw error', async () => {
+  const boom = (): never => {
+    throw new Error('getter boom');
+  };
+  const throwing = (key: string, rest: Record<string, unknown> = {}) => Object.defineProperty({ ...rest }, key, { get: boom, enumerable: true });
+  const proxy = () => new Proxy({}, { ownKeys: boom, get: boom });
+  const check = async (what: string, call: () => unknown, names: RegExp) => {
+    await assert.rejects(async () => call(), (error: PgBackgroundError) => {
+      assert.ok(error instanceof PgBackgroundError, `${what}: ${String(error)}`);
+      assert.equal(error.code, 'PGBG_INVALID_ARGUMENT', what);
+      assert.match(error.message, names, what);
+      assert.match(error.message, /getter boom/, what);
+      return true;
+    });
+  };
+  await check('constructor getter', () => new PgBackground(throwing('maxWorkers') as never), /`maxWorkers`/);
+  await check('constructor proxy', () => new PgBackground(proxy() as never), /`options`/);
+  await check('settings getter', () => new PgBackground({ settings: throwing('work_mem') } as never), /`settings.work_mem`/);
+  await check('types getter', () => new PgBackground({ types: throwing('getTypeParser') } as never), /`types.getTypeParser`/);
+  const bg = db.background();
+  for (const method of ['launch', 'submit'] as const) {
+    await check(`${method} options getter`, () => bg[method]('SELECT 1', throwing('label') as never), /`label`/);
+    await check(`${method} options proxy`, () => bg[method]('SELECT 1', proxy() as never), /`options`/);
+    await check(`${method} sql.text getter`, () => bg[method](throwing('text') as never), /`sql.text`/);
+    await check(`${method} sql.values getter`, () => bg[method](throwing('values', { text: 'SELECT $1' }) as never), /`sql.values`/);
+    await check(`${method} settings getter`, () => bg[method]('SELECT 1', { settings: throwing('work_mem') } as never), /`settings.work_mem`/);
+  }
+  const h = await bg.launch('SELECT 1');
+  await check('wait options getter', () => bg.wait(h, throwing('timeoutMs') as never), /`timeoutMs`/);
+  await check('cancel options getter', () => bg.cancel(h, throwing('graceMs') as never), /`graceMs`/);
+  await check('install options getter', () => bg.install(throwing('schema') as never), /`schema`/);
+  await check('close options getter', () => bg.close(throwing('cancel') as never), /`cancel`/);
+  await bg.wait(h);
+  assert.equal((await bg.stats()).workersLaunched, 1);
+  await bg.close();
+});
+
 test('a rejected call opens no connection', async () => {
   const before = (await db.backends()).length;
   const bg = db.background();

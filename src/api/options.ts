@@ -4,7 +4,7 @@ import { invalidArgument } from './errors.js';
 import type { RowMode, TypeParsers } from '../results/row-parser.js';
 import { planTask, type TaskPlan, type TaskSql } from '../sql/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
-import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject } from './validate.js';
+import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject, readable, unreadable } from './validate.js';
 
 export const MIN_QUEUE_SIZE = 4096;
 export const MAX_QUEUE_SIZE = 268_435_456;
@@ -55,7 +55,7 @@ const ownKeys = [
 ] as const;
 
 export function instanceOptions(input: unknown): InstanceOptions {
-  const options = (input === undefined ? {} : plainObject('options', input)) as PgBackgroundOptions & Record<string, unknown>;
+  const options = (input === undefined ? {} : readable('options', plainObject('options', input), ownKeys)) as PgBackgroundOptions & Record<string, unknown>;
   const connection: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(options)) {
     if ((ownKeys as readonly string[]).includes(key)) continue;
@@ -154,8 +154,18 @@ export interface LaunchPlan {
 const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh'] as const;
 
 export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean): LaunchPlan {
-  const options = (input === undefined ? {} : plainObject('options', input)) as LaunchOptions & Record<string, unknown>;
+  const options = (input === undefined ? {} : readable('options', plainObject('options', input), launchKeys)) as LaunchOptions & Record<string, unknown>;
   if (input !== undefined) knownKeys('options', options, launchKeys);
+  // { text, values } read once, here: the worker may plan it again later, from this copy.
+  if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
+  const values = (sql as { values?: unknown } | null)?.values;
+  if (Array.isArray(values)) {
+    try {
+      (sql as { values: unknown[] }).values = Array.from(values);
+    } catch (error) {
+      throw unreadable('sql.values', error);
+    }
+  }
   const plan = planTask(sql as TaskSql);
   const label = options.label === undefined ? null : labelOption(options.label);
   const role = options.role === undefined ? instance.role : nonEmptyString('role', options.role, 63);
@@ -220,7 +230,7 @@ export function installSchema(input: unknown): string {
 }
 
 function methodOptions(input: unknown, known: readonly string[]): Record<string, unknown> {
-  const options = plainObject('options', input);
+  const options = readable('options', plainObject('options', input), known);
   knownKeys('options', options, known);
   return options;
 }
@@ -232,7 +242,7 @@ function labelOption(value: unknown): string {
 }
 
 function settings(name: string, value: unknown): Readonly<Record<string, string>> {
-  const input = plainObject(name, value);
+  const input = readable(name, plainObject(name, value), []);
   const entries = Object.entries(input).map(([key, setting]): [string, string] => {
     if (!/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/.test(key) || key === '__proto__') {
       throw invalidArgument(`Expected the keys of \`${name}\` to be setting names, got ${describe(key)}`);
@@ -265,7 +275,13 @@ function settingValue(name: string, value: unknown): string {
 }
 
 function typeParsers(name: string, value: unknown): TypeParsers {
-  if (value === null || typeof value !== 'object' || typeof (value as TypeParsers).getTypeParser !== 'function') {
+  let getTypeParser: unknown;
+  try {
+    getTypeParser = value !== null && typeof value === 'object' ? (value as TypeParsers).getTypeParser : undefined;
+  } catch (error) {
+    throw unreadable(`${name}.getTypeParser`, error);
+  }
+  if (typeof getTypeParser !== 'function') {
     throw invalidArgument(`Expected \`${name}\` to be an object with a getTypeParser(oid, format) function, got ${describe(value)}`);
   }
   return value as TypeParsers;
