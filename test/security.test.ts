@@ -427,3 +427,19 @@ test('c) role: a worker without SELECT on a table fails with 42501 (instance-lev
   assert.equal((await instanceRole.info(overridden)).user, login);
   await Promise.all([instanceRole.close(), perLaunch.close()]);
 });
+
+test('c) list().user is the role the SQL started as, and stays so when the SQL switches roles itself (documented)', async () => {
+  const login = new URL(db.url).username;
+  const bg = db.background({ role: reader });
+  const h = await bg.launch('RESET ROLE; SELECT current_user AS u', { label: 'resets' });
+  // The SQL really ran as the login after its RESET ROLE ...
+  assert.deepEqual(await bg.result(h).toArray(), [{ u: login }]);
+  // ... and list() says what it can know: the role the worker started as (README, WorkerInfo.user).
+  assert.equal((await bg.info(h)).user, reader);
+  // The next task on the same connection starts as the role again (the reset undid the switch).
+  const next = await bg.launch('SELECT current_user AS u');
+  assert.equal(next.pid, h.pid);
+  assert.deepEqual(await bg.result(next).toArray(), [{ u: reader }]);
+  assert.equal((await bg.info(next)).user, reader);
+  await bg.close();
+});

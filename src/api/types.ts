@@ -104,6 +104,11 @@ export interface WorkerInfo {
   /** Time since launch; frozen when the worker finishes. */
   elapsedMs: number;
   /** Role the worker's SQL ran as. */
+  /**
+   * The role the worker's SQL started as: the `role` option, else the login role. SQL can
+   * switch roles itself (SET ROLE, RESET ROLE, SECURITY DEFINER functions); `user` does not
+   * follow that, as the library cannot see it.
+   */
   user: string;
   queueSize: number;
   /** Bytes of unread rows in the worker's queue now (DataRow wire bytes). */
