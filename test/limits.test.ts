@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgBackground, PgBackgroundError } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { unhandledRejections } from './support/rejections.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -59,6 +60,26 @@ test("whenFull 'queue' honours the launch's AbortSignal while pending", async ()
   assert.deepEqual(await bg.result(next).toArray(), [{ n: 3 }]);
   const stats = await bg.stats();
   assert.deepEqual([stats.workersLaunched, stats.workersCanceled, stats.workersCompleted, stats.workersActive], [3, 2, 1, 0]);
+  await bg.close();
+});
+
+test('a fire-and-forget launch aborted while it waits (its signal, cancelAll) rejects PGBG_ABORTED, never as an unhandled rejection', async () => {
+  const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+  const first = await bg.launch('SELECT pg_sleep(30)');
+  const controller = new AbortController();
+  const rejections = await unhandledRejections(async () => {
+    void bg.submit('SELECT 2', { signal: controller.signal, label: 'by signal' });
+    void bg.submit('SELECT 3', { label: 'by cancelAll' });
+    await until(async () => (await bg.list()).filter((w) => w.state === 'pending').length === 2, 'two pending workers');
+    controller.abort();
+    await bg.cancelAll({ graceMs: 0 });
+  });
+  assert.deepEqual(rejections, []);
+  assert.deepEqual(
+    (await bg.list()).map((w) => [w.label, w.state, w.canceledBy]),
+    [['by cancelAll', 'canceled', 'cancel'], ['by signal', 'canceled', 'signal'], [null, 'canceled', 'cancel']],
+  );
+  assert.equal((await bg.info(first)).state, 'canceled');
   await bg.close();
 });
 

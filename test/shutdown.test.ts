@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgBackgroundError, type PgBackground, type WorkerHandle } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { unhandledRejections } from './support/rejections.js';
 import { activeResources, resourcesGrownSince } from './support/resources.js';
 
 const db = useDatabase(import.meta.filename);
@@ -46,20 +47,6 @@ test('close runs launches still waiting for a slot: accepted work is never dropp
   assert.equal(typeof (await queued).pid, 'number');
   assert.deepEqual(await db.query('SELECT n FROM closing_queued'), [{ n: 1 }]);
 });
-
-/** Collects unhandled rejections while `body` runs (and for a few turns of the event loop after). */
-async function unhandledRejections(body: () => Promise<void>): Promise<unknown[]> {
-  const seen: unknown[] = [];
-  const listener = (reason: unknown) => seen.push(reason);
-  process.on('unhandledRejection', listener);
-  try {
-    await body();
-    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
-  } finally {
-    process.off('unhandledRejection', listener);
-  }
-  return seen;
-}
 
 test('close() drains fire-and-forget launches: every accepted submit runs and commits, free slots or not', async () => {
   await db.query('CREATE TABLE closing_fire_and_forget (n int)');

@@ -467,14 +467,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const active = [...this.#registry.active];
     for (const worker of active) worker.discard('close');
     for (const worker of this.#registry.list()) worker.discard('close');
-    const stopAll = () => {
-      for (const worker of active) {
-        // Its launch rejects PGBG_ABORTED, which close() caused: an awaiting caller still sees
-        // it, but one who never awaited must not get an unhandled rejection.
-        if (worker.state === 'pending') worker.launching?.catch(() => {});
-      }
-      return Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
-    };
+    const stopAll = () => Promise.all(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));
     if (cancel) {
       await stopAll();
     } else {
