@@ -430,7 +430,8 @@ test('c) role: a worker without SELECT on a table fails with 42501 (instance-lev
 
 test('c) list().user is the role the SQL started as, and stays so when the SQL switches roles itself (documented)', async () => {
   const login = new URL(db.url).username;
-  const bg = db.background({ role: reader });
+  // One connection at most: the next task waits for this one's reset and runs on it.
+  const bg = db.background({ role: reader, maxWorkers: 1 });
   const h = await bg.launch('RESET ROLE; SELECT current_user AS u', { label: 'resets' });
   // The SQL really ran as the login after its RESET ROLE ...
   assert.deepEqual(await bg.result(h).toArray(), [{ u: login }]);
