@@ -361,7 +361,7 @@ test('constructor: bad options throw PGBG_INVALID_ARGUMENT naming the option, sy
     minIdle: badInteger(0, 16),
     idleTimeoutMs: badInteger(0, MAX_TIMER_MS),
     cancelGraceMs: badInteger(0, MAX_GRACE_MS),
-    livenessTimeoutMs: badInteger(0, MAX_TIMER_MS),
+    livenessTimeoutMs: badInteger(100, MAX_TIMER_MS, (v) => v === 0),
     onCallerExit: badEnum(['finish', 'rollback']),
     connectionString: someValue.filter((v) => typeof v !== 'string'),
   };

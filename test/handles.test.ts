@@ -56,6 +56,31 @@ test('malformed handles are PGBG_INVALID_ARGUMENT from every method', async () =
   await bg.close();
 });
 
+test('a handle whose getters throw is PGBG_INVALID_ARGUMENT from every method, never the getter\'s error', async () => {
+  const bg = db.background();
+  const h = await bg.launch('SELECT 1 AS x');
+  const boom = () => {
+    throw new Error('getter boom');
+  };
+  const bad: [string, unknown][] = [
+    ['pid getter', { get pid() { return boom(); }, cookie: h.cookie }],
+    ['cookie getter', { pid: h.pid, get cookie() { return boom(); } }],
+    ['proxy', new Proxy({}, { get: boom, getOwnPropertyDescriptor: boom, has: boom })],
+  ];
+  for (const [name, call] of methods) {
+    for (const [what, handle] of bad) {
+      await assert.rejects(call(bg, handle as WorkerHandle), (error: PgBackgroundError) => {
+        assert.ok(error instanceof PgBackgroundError, `${name}(${what}): ${String(error)}`);
+        assert.equal(error.code, 'PGBG_INVALID_ARGUMENT', `${name}(${what})`);
+        assert.match(error.message, /handle.*getter boom/, `${name}(${what})`);
+        return true;
+      });
+    }
+  }
+  assert.deepEqual(await bg.result(h).toArray(), [{ x: 1 }]);
+  await bg.close();
+});
+
 test('a WorkerInfo from list() works as a handle', async () => {
   const bg = db.background();
   await bg.launch('SELECT 2 AS two');

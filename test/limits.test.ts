@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgBackground, PgBackgroundError } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { unhandledRejections } from './support/rejections.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -62,6 +63,26 @@ test("whenFull 'queue' honours the launch's AbortSignal while pending", async ()
   await bg.close();
 });
 
+test('a fire-and-forget launch aborted while it waits (its signal, cancelAll) rejects PGBG_ABORTED, never as an unhandled rejection', async () => {
+  const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+  const first = await bg.launch('SELECT pg_sleep(30)');
+  const controller = new AbortController();
+  const rejections = await unhandledRejections(async () => {
+    void bg.submit('SELECT 2', { signal: controller.signal, label: 'by signal' });
+    void bg.submit('SELECT 3', { label: 'by cancelAll' });
+    await until(async () => (await bg.list()).filter((w) => w.state === 'pending').length === 2, 'two pending workers');
+    controller.abort();
+    await bg.cancelAll({ graceMs: 0 });
+  });
+  assert.deepEqual(rejections, []);
+  assert.deepEqual(
+    (await bg.list()).map((w) => [w.label, w.state, w.canceledBy]),
+    [['by cancelAll', 'canceled', 'cancel'], ['by signal', 'canceled', 'signal'], [null, 'canceled', 'cancel']],
+  );
+  assert.equal((await bg.info(first)).state, 'canceled');
+  await bg.close();
+});
+
 test('an already-aborted signal rejects the launch with PGBG_ABORTED and starts nothing', async () => {
   const bg = db.background();
   await assert.rejects(bg.launch('SELECT 1', { signal: AbortSignal.abort() }), { code: 'PGBG_ABORTED' });
@@ -88,6 +109,9 @@ test('bad arguments throw PGBG_INVALID_ARGUMENT before any connection is opened,
     [{ role: '' }, /`role`/],
     [{ maxWorkers: 4, maxIdle: 5 }, /`maxIdle` to be an integer from 0 to 4/],
     [{ cancelGraceMs: 3600001 }, /`cancelGraceMs`/],
+    // Also every connect's and control request's deadline: 1 ms would fail them all.
+    [{ livenessTimeoutMs: 1 }, /`livenessTimeoutMs` to be 0 \(no checks\) or an integer from 100 to 2147483647, got 1$/],
+    [{ livenessTimeoutMs: 99 }, /`livenessTimeoutMs`.*got 99$/],
     ['postgres://x', /`options` to be an object/],
     [{ maxworkers: 4 }, /Unknown option `maxworkers`; did you mean `maxWorkers`\?/],
     [{ query_timeout: 1000 }, /Option `query_timeout` is not supported: use `workerTimeoutMs`/],
@@ -141,6 +165,43 @@ test('bad arguments throw PGBG_INVALID_ARGUMENT before any connection is opened,
   await bg.wait(h);
   // Nothing was started by the rejected calls: one worker, one launch counted.
   assert.equal((await bg.list()).length, 1);
+  assert.equal((await bg.stats()).workersLaunched, 1);
+  await bg.close();
+});
+
+test('arguments whose getters or proxies throw are PGBG_INVALID_ARGUMENT naming what could not be read, never the raw error', async () => {
+  const boom = (): never => {
+    throw new Error('getter boom');
+  };
+  const throwing = (key: string, rest: Record<string, unknown> = {}) => Object.defineProperty({ ...rest }, key, { get: boom, enumerable: true });
+  const proxy = () => new Proxy({}, { ownKeys: boom, get: boom });
+  const check = async (what: string, call: () => unknown, names: RegExp) => {
+    await assert.rejects(async () => call(), (error: PgBackgroundError) => {
+      assert.ok(error instanceof PgBackgroundError, `${what}: ${String(error)}`);
+      assert.equal(error.code, 'PGBG_INVALID_ARGUMENT', what);
+      assert.match(error.message, names, what);
+      assert.match(error.message, /getter boom/, what);
+      return true;
+    });
+  };
+  await check('constructor getter', () => new PgBackground(throwing('maxWorkers') as never), /`maxWorkers`/);
+  await check('constructor proxy', () => new PgBackground(proxy() as never), /`options`/);
+  await check('settings getter', () => new PgBackground({ settings: throwing('work_mem') } as never), /`settings.work_mem`/);
+  await check('types getter', () => new PgBackground({ types: throwing('getTypeParser') } as never), /`types.getTypeParser`/);
+  const bg = db.background();
+  for (const method of ['launch', 'submit'] as const) {
+    await check(`${method} options getter`, () => bg[method]('SELECT 1', throwing('label') as never), /`label`/);
+    await check(`${method} options proxy`, () => bg[method]('SELECT 1', proxy() as never), /`options`/);
+    await check(`${method} sql.text getter`, () => bg[method](throwing('text') as never), /`sql.text`/);
+    await check(`${method} sql.values getter`, () => bg[method](throwing('values', { text: 'SELECT $1' }) as never), /`sql.values`/);
+    await check(`${method} settings getter`, () => bg[method]('SELECT 1', { settings: throwing('work_mem') } as never), /`settings.work_mem`/);
+  }
+  const h = await bg.launch('SELECT 1');
+  await check('wait options getter', () => bg.wait(h, throwing('timeoutMs') as never), /`timeoutMs`/);
+  await check('cancel options getter', () => bg.cancel(h, throwing('graceMs') as never), /`graceMs`/);
+  await check('install options getter', () => bg.install(throwing('schema') as never), /`schema`/);
+  await check('close options getter', () => bg.close(throwing('cancel') as never), /`cancel`/);
+  await bg.wait(h);
   assert.equal((await bg.stats()).workersLaunched, 1);
   await bg.close();
 });

@@ -104,13 +104,45 @@ test('types: per-instance and per-launch parsers, without touching pg globals', 
   await Promise.all([bg.close(), other.close()]);
 });
 
-test('a type parser that throws ends the iteration with that error and frees the worker', async () => {
+test('a type parser that throws ends the iteration with PGBG_TYPE_PARSER_FAILED and frees the worker', async () => {
   const bg = db.background({ types: { getTypeParser: () => () => { throw new Error('bad value'); } } });
   const h = await bg.launch('SELECT g FROM generate_series(1, 100000) g', { queueSize: 4096 });
-  await assert.rejects(bg.result(h).toArray(), /bad value/);
+  await assert.rejects(bg.result(h).toArray(), { code: 'PGBG_TYPE_PARSER_FAILED', pid: h.pid, message: /column "g" \(type oid 23\).*bad value/ });
   await bg.wait(h);
   assert.equal((await bg.list())[0]!.state, 'stopped');
   assert.equal((await bg.list())[0]!.consumed, true);
+  await bg.close();
+});
+
+test('a types.getTypeParser that throws fails the reading with PGBG_TYPE_PARSER_FAILED, not the process; the worker commits, its connection is reused', async () => {
+  await db.query('CREATE TABLE parser_throws (n int)');
+  const bg = db.background({ maxWorkers: 1 });
+  const types = {
+    getTypeParser(): never {
+      throw new Error('no parser for you');
+    },
+  };
+  const h = await bg.launch('INSERT INTO parser_throws SELECT g FROM generate_series(1, 3) g RETURNING n', { types, label: 'broken-types' });
+  await assert.rejects(bg.result(h).toArray(), (error: PgBackgroundError) => {
+    assert.ok(error instanceof PgBackgroundError);
+    assert.equal(error.code, 'PGBG_TYPE_PARSER_FAILED');
+    assert.equal(error.pid, h.pid);
+    assert.equal(error.label, 'broken-types');
+    assert.match(error.message, /column "n" \(type oid 23\).*no parser for you/);
+    assert.equal((error.cause as Error).message, 'no parser for you');
+    return true;
+  });
+  await bg.wait(h);
+  const [info] = await bg.list();
+  assert.deepEqual([info!.state, info!.consumed, info!.lastError], ['stopped', true, null]);
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM parser_throws'), [{ n: 3 }]);
+  // Nothing was left half-read on the connection: the next task runs on it.
+  const next = await bg.launch('SELECT 2 AS two');
+  assert.equal(next.pid, h.pid);
+  assert.deepEqual(await bg.result(next).toArray(), [{ two: 2 }]);
+  // A getTypeParser that returns no function is the same failure, at the first row.
+  const h2 = await bg.launch('SELECT 1 AS one', { types: { getTypeParser: () => undefined as never } });
+  await assert.rejects(bg.result(h2).toArray(), { code: 'PGBG_TYPE_PARSER_FAILED', message: /column "one" \(type oid 23\).*not a function/ });
   await bg.close();
 });
 

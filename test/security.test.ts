@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { inspect } from 'node:util';
 import pg from 'pg';
 import { PgBackground, PgBackgroundError, type WorkerFinishedEvent, type WorkerNotice } from 'pg-background';
@@ -139,6 +139,76 @@ test('a) failed connections: no password or connection string in errors, list(),
     assert.ok(outcome.list[0]!.lastError, name);
     assert.deepEqual(outcome.finished.map((e) => e.state), ['error'], name);
     for (const [what, value] of Object.entries(outcome)) assertNoSecrets(`${name}: ${what}`, value, secrets);
+  }
+});
+
+/** Whether the server checks passwords (a trust server lets a wrong one in). */
+async function refusesWrongPassword(): Promise<boolean> {
+  const client = new pg.Client(urlFor(secretRole, WRONG_PASSWORD));
+  try {
+    await client.connect();
+    await client.end();
+    return false;
+  } catch (error) {
+    return (error as { code?: string }).code === '28P01';
+  }
+}
+
+test('a) install() that cannot connect or finish rejects with the library codes, never a raw error, and no secret', async () => {
+  const port = await closedPort();
+  // A server that accepts connections and never says a word.
+  const accepted: Socket[] = [];
+  const silent = createServer((socket) => void accepted.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const silentPort = (silent.address() as { port: number }).port;
+  const scenarios: [string, Record<string, unknown>, string, string | undefined][] = [
+    ['wrong port (URL)', { connectionString: urlFor(secretRole, PASSWORD, { port }) }, 'PGBG_CONNECTION_FAILED', undefined],
+    ['wrong port (fields)', { host: '127.0.0.1', port, user: secretRole, password: PASSWORD, database: db.name }, 'PGBG_CONNECTION_FAILED', undefined],
+    ['no such database', { connectionString: urlFor(secretRole, PASSWORD, { database: `${db.name}_missing` }) }, 'PGBG_CONNECTION_FAILED', '3D000'],
+    ['malformed URL', { connectionString: urlFor(secretRole, PASSWORD).replace(/:\d+\//, ':99999/') }, 'PGBG_CONNECTION_FAILED', undefined],
+    ['silent server', { connectionString: urlFor(secretRole, PASSWORD, { port: silentPort }), livenessTimeoutMs: 300 }, 'PGBG_CONNECTION_FAILED', undefined],
+  ];
+  if (await refusesWrongPassword()) {
+    scenarios.push(['wrong password (URL)', { connectionString: urlFor(secretRole, WRONG_PASSWORD) }, 'PGBG_CONNECTION_FAILED', '28P01']);
+  }
+  try {
+    for (const [name, options, code, sqlstate] of scenarios) {
+      const secrets = secretsOf(...(typeof options.connectionString === 'string' ? [options.connectionString] : []), urlFor(secretRole, PASSWORD));
+      const bg = new PgBackground(options as never);
+      try {
+        const error = (await bg.install().then(
+          () => assert.fail(`${name}: install() succeeded`),
+          (e: unknown) => e,
+        )) as PgBackgroundError;
+        assert.ok(error instanceof PgBackgroundError, `${name}: ${inspect(error)}`);
+        assert.equal(error.code, code, `${name}: ${error.message}`);
+        assert.equal(error.sqlstate, sqlstate, `${name}: ${error.message}`);
+        assert.match(error.message, /^install\(\) could not connect: ./, name);
+        assertNoSecrets(`${name}: install error`, error, secrets);
+      } finally {
+        await bg.close();
+      }
+    }
+  } finally {
+    for (const socket of accepted) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  }
+
+  // Connected, but the server does not answer in time (another session holds install()'s lock).
+  await db.query(`GRANT CONNECT ON DATABASE ${q(db.name)} TO ${q(secretRole)}`);
+  const locker = await db.client();
+  await locker.query('SELECT pg_advisory_lock(7302948117394112)');
+  const bg = new PgBackground({ connectionString: urlFor(secretRole, PASSWORD), livenessTimeoutMs: 300 });
+  try {
+    const error = (await bg.install({ schema: 'pg_temp' }).catch((e: unknown) => e)) as PgBackgroundError;
+    assert.ok(error instanceof PgBackgroundError, inspect(error));
+    assert.equal(error.code, 'PGBG_INSTALL_FAILED', error.message);
+    assert.equal(error.sqlstate, undefined);
+    assert.match(error.message, /^install\(\) failed: the server did not answer within 300 ms; nothing was installed$/);
+    assertNoSecrets('lock timeout: install error', error, secretsOf(urlFor(secretRole, PASSWORD)));
+  } finally {
+    await locker.query('SELECT pg_advisory_unlock(7302948117394112)');
+    await bg.close();
   }
 });
 
@@ -356,4 +426,21 @@ test('c) role: a worker without SELECT on a table fails with 42501 (instance-lev
   );
   assert.equal((await instanceRole.info(overridden)).user, login);
   await Promise.all([instanceRole.close(), perLaunch.close()]);
+});
+
+test('c) list().user is the role the SQL started as, and stays so when the SQL switches roles itself (documented)', async () => {
+  const login = new URL(db.url).username;
+  // One connection at most: the next task waits for this one's reset and runs on it.
+  const bg = db.background({ role: reader, maxWorkers: 1 });
+  const h = await bg.launch('RESET ROLE; SELECT current_user AS u', { label: 'resets' });
+  // The SQL really ran as the login after its RESET ROLE ...
+  assert.deepEqual(await bg.result(h).toArray(), [{ u: login }]);
+  // ... and list() says what it can know: the role the worker started as (README, WorkerInfo.user).
+  assert.equal((await bg.info(h)).user, reader);
+  // The next task on the same connection starts as the role again (the reset undid the switch).
+  const next = await bg.launch('SELECT current_user AS u');
+  assert.equal(next.pid, h.pid);
+  assert.deepEqual(await bg.result(next).toArray(), [{ u: reader }]);
+  assert.equal((await bg.info(next)).user, reader);
+  await bg.close();
 });

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgBackgroundError, type PgBackground, type WorkerHandle } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { unhandledRejections } from './support/rejections.js';
 import { activeResources, resourcesGrownSince } from './support/resources.js';
 
 const db = useDatabase(import.meta.filename);
@@ -36,14 +37,53 @@ test('close({ timeoutMs }) waits that long, then cancels', async () => {
   assert.deepEqual(await db.query('SELECT n FROM closing_timeout'), [{ n: 1 }]);
 });
 
-test('close cancels launches still waiting for a slot', async () => {
+test('close runs launches still waiting for a slot: accepted work is never dropped', async () => {
+  await db.query('CREATE TABLE closing_queued (n int)');
   const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
   await bg.launch('SELECT pg_sleep(0.2)');
-  const queued = bg.launch('SELECT 1');
-  const rejected = assert.rejects(queued, { code: 'PGBG_ABORTED' });
+  const queued = bg.launch('INSERT INTO closing_queued VALUES (1)');
   await until(async () => (await bg.list()).some((w) => w.state === 'pending'), 'a pending launch');
   await bg.close();
-  await rejected;
+  assert.equal(typeof (await queued).pid, 'number');
+  assert.deepEqual(await db.query('SELECT n FROM closing_queued'), [{ n: 1 }]);
+});
+
+test('close() drains fire-and-forget launches: every accepted submit runs and commits, free slots or not', async () => {
+  await db.query('CREATE TABLE closing_fire_and_forget (n int)');
+  for (const options of [{ maxWorkers: 16 }, { maxWorkers: 2, whenFull: 'queue' as const }]) {
+    await db.query('TRUNCATE closing_fire_and_forget');
+    const bg = db.background(options);
+    const rejections = await unhandledRejections(async () => {
+      for (let n = 1; n <= 6; n++) void bg.submit(`INSERT INTO closing_fire_and_forget VALUES (${n})`);
+      await bg.close();
+    });
+    assert.deepEqual(rejections, [], JSON.stringify(options));
+    assert.deepEqual(await db.query('SELECT n FROM closing_fire_and_forget ORDER BY n'), [1, 2, 3, 4, 5, 6].map((n) => ({ n })), JSON.stringify(options));
+    const stats = await db.background().stats();
+    assert.equal(stats.workersLaunched, 0);
+  }
+  assert.deepEqual(await db.backends(), []);
+});
+
+test('close({ cancel: true }) and an expired close({ timeoutMs }) abort launches not yet started, without an unhandled rejection', async () => {
+  await db.query('CREATE TABLE closing_unstarted (n int)');
+  for (const options of [{ cancel: true }, { timeoutMs: 200 }]) {
+    const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+    const sleeper = await bg.launch('SELECT pg_sleep(30)');
+    let awaited: Promise<unknown> | undefined;
+    const rejections = await unhandledRejections(async () => {
+      void bg.submit('INSERT INTO closing_unstarted VALUES (1)');
+      // One caller does await its launch: it still learns that the launch was aborted.
+      awaited = bg.launch('INSERT INTO closing_unstarted VALUES (2)').catch((error: unknown) => error);
+      await until(async () => (await bg.list()).filter((w) => w.state === 'pending').length === 2, 'two pending launches');
+      await bg.close(options);
+    });
+    assert.deepEqual(rejections, [], JSON.stringify(options));
+    assert.equal(((await awaited) as { code?: string }).code, 'PGBG_ABORTED', JSON.stringify(options));
+    assert.equal(typeof sleeper.pid, 'number');
+  }
+  assert.deepEqual(await db.query('SELECT n FROM closing_unstarted'), []);
+  assert.deepEqual(await db.backends(), []);
 });
 
 test('after close every call throws or rejects PGBG_CLOSED; close is idempotent', async () => {
@@ -107,13 +147,15 @@ test('close leaves no connection, timer or socket behind', async () => {
   assert.deepEqual(resourcesGrownSince(before), []);
 });
 
-test('close() while a worker connection is still being opened leaves nothing behind', async () => {
+test('close() while a worker connection is still being opened lets that launch run, and leaves nothing behind', async () => {
+  await db.query('CREATE TABLE closing_opening (n int)');
   const before = activeResources();
   const bg = db.background();
-  const launching = bg.launch('SELECT 1').catch((error: unknown) => error);
+  const launching = bg.launch('INSERT INTO closing_opening VALUES (1)');
   await new Promise((resolve) => setImmediate(resolve));
   await bg.close();
-  assert.equal(((await launching) as { code?: string }).code, 'PGBG_ABORTED');
+  assert.equal(typeof (await launching).pid, 'number');
+  assert.deepEqual(await db.query('SELECT n FROM closing_opening'), [{ n: 1 }]);
   assert.deepEqual(resourcesGrownSince(before), []);
   await until(async () => (await db.backends()).length === 0, 'no backend left');
 });

@@ -27,6 +27,25 @@ test('stats count every launched worker exactly once, detached ones included', a
   assert.equal(s.workersLaunched, 0);
 });
 
+test('avgExecutionMs averages workers that ran, not launches that never started', async () => {
+  const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+  const ran = await bg.launch('SELECT pg_sleep(0.05)');
+  // Never started: aborted while waiting for the slot.
+  const controller = new AbortController();
+  const queued = bg.launch('SELECT 1', { signal: controller.signal });
+  const rejected = assert.rejects(queued, { code: 'PGBG_ABORTED' });
+  controller.abort();
+  await rejected;
+  await bg.wait(ran);
+  const [never, started] = await bg.list();
+  assert.deepEqual([never!.state, never!.startedAt, started!.state], ['canceled', null, 'stopped']);
+  const s = await bg.stats();
+  assert.deepEqual([s.workersLaunched, s.workersCompleted, s.workersCanceled], [2, 1, 1]);
+  assert.equal(s.avgExecutionMs, started!.finishedAt!.getTime() - started!.startedAt!.getTime());
+  assert.ok(s.avgExecutionMs >= 50, String(s.avgExecutionMs));
+  await bg.close();
+});
+
 test('stats after close: counts final, average execution time from finished workers', async () => {
   const bg = db.background();
   const handles = await Promise.all([bg.launch('SELECT pg_sleep(0.05)'), bg.launch('SELECT pg_sleep(0.05)'), bg.launch('SELECT 1/0')]);

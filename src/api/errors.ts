@@ -22,12 +22,14 @@ export type PgBackgroundErrorCode =
   | 'PGBG_DETACHED'
   /** The instance is closed (or closing). */
   | 'PGBG_CLOSED'
-  /** A worker connection could not be opened. */
+  /** A worker connection (or install()'s connection) could not be opened. */
   | 'PGBG_CONNECTION_FAILED'
   /** `install()` found a `pg_background_progress` function it does not own. */
   | 'PGBG_INSTALL_CONFLICT'
-  /** `install()` failed on the server (e.g. no CREATE privilege on the schema). */
+  /** `install()` failed on the server (e.g. no CREATE privilege on the schema), or got no answer in time. */
   | 'PGBG_INSTALL_FAILED'
+  /** The caller's `types` parsers threw (or gave no function) for a row of the result: see `cause`. */
+  | 'PGBG_TYPE_PARSER_FAILED'
   /** The worker's SQL failed: see `sqlstate` and the other server fields. */
   | 'PGBG_WORKER_FAILED'
   /** The worker was cancelled (cancel, timeout, abort signal or close). */

@@ -5,12 +5,13 @@ import type { RowMode, TypeParsers } from '../results/row-parser.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
 import { planTask, type TaskPlan, type TaskSql } from '../sql/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
-import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject } from './validate.js';
+import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject, readable, unreadable } from './validate.js';
 
 export const MIN_QUEUE_SIZE = 4096;
 export const MAX_QUEUE_SIZE = 268_435_456;
 export const MAX_GRACE_MS = 3_600_000;
 export const MAX_LABEL_BYTES = 64;
+export const MIN_LIVENESS_TIMEOUT_MS = 100;
 const DEFAULT_APPLICATION_NAME = 'pg-background';
 
 export interface InstanceOptions {
@@ -55,7 +56,7 @@ const ownKeys = [
 ] as const;
 
 export function instanceOptions(input: unknown): InstanceOptions {
-  const options = (input === undefined ? {} : plainObject('options', input)) as PgBackgroundOptions & Record<string, unknown>;
+  const options = (input === undefined ? {} : readable('options', plainObject('options', input), ownKeys)) as PgBackgroundOptions & Record<string, unknown>;
   const connection: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(options)) {
     if ((ownKeys as readonly string[]).includes(key)) continue;
@@ -79,7 +80,7 @@ export function instanceOptions(input: unknown): InstanceOptions {
   }
 
   const maxWorkers = options.maxWorkers === undefined ? 16 : integer('maxWorkers', options.maxWorkers, 1, 1000);
-  const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : integer('livenessTimeoutMs', options.livenessTimeoutMs, 0, MAX_TIMER_MS);
+  const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : livenessTimeout(options.livenessTimeoutMs);
   // A dead network must not hang a connect forever; keepalive lets the OS notice dead peers
   // (and keeps NAT entries alive). The caller's own values win.
   const controlTimeoutMs = livenessTimeoutMs || 30_000;
@@ -107,6 +108,18 @@ export function instanceOptions(input: unknown): InstanceOptions {
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
     loginUser: loginUser(connection as pg.ClientConfig),
   });
+}
+
+/**
+ * livenessTimeoutMs is also the deadline of every connect and control request: below
+ * MIN_LIVENESS_TIMEOUT_MS they would fail for taking the time a connect takes.
+ */
+function livenessTimeout(value: unknown): number {
+  if (value === 0) return 0;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_LIVENESS_TIMEOUT_MS || value > MAX_TIMER_MS) {
+    throw invalidArgument(`Expected \`livenessTimeoutMs\` to be 0 (no checks) or an integer from ${MIN_LIVENESS_TIMEOUT_MS} to ${MAX_TIMER_MS}, got ${describe(value)}`);
+  }
+  return value;
 }
 
 function loginUser({ user, connectionString }: pg.ClientConfig): string {
@@ -144,8 +157,18 @@ export interface LaunchPlan {
 const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh'] as const;
 
 export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean): LaunchPlan {
-  const options = (input === undefined ? {} : plainObject('options', input)) as LaunchOptions & Record<string, unknown>;
+  const options = (input === undefined ? {} : readable('options', plainObject('options', input), launchKeys)) as LaunchOptions & Record<string, unknown>;
   if (input !== undefined) knownKeys('options', options, launchKeys);
+  // { text, values } read once, here: the worker may plan it again later, from this copy.
+  if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
+  const values = (sql as { values?: unknown } | null)?.values;
+  if (Array.isArray(values)) {
+    try {
+      (sql as { values: unknown[] }).values = Array.from(values);
+    } catch (error) {
+      throw unreadable('sql.values', error);
+    }
+  }
   const plan = planTask(sql as TaskSql);
   const label = options.label === undefined ? null : labelOption(options.label);
   const role = options.role === undefined ? instance.role : nonEmptyString('role', options.role, 63);
@@ -211,7 +234,7 @@ export function installSchema(input: unknown): string {
 }
 
 function methodOptions(input: unknown, known: readonly string[]): Record<string, unknown> {
-  const options = plainObject('options', input);
+  const options = readable('options', plainObject('options', input), known);
   knownKeys('options', options, known);
   return options;
 }
@@ -223,7 +246,7 @@ function labelOption(value: unknown): string {
 }
 
 function settings(name: string, value: unknown): Readonly<Record<string, string>> {
-  const input = plainObject(name, value);
+  const input = readable(name, plainObject(name, value), []);
   const entries = Object.entries(input).map(([key, setting]): [string, string] => {
     if (!/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/.test(key) || key === '__proto__') {
       throw invalidArgument(`Expected the keys of \`${name}\` to be setting names, got ${describe(key)}`);
@@ -259,7 +282,13 @@ function settingValue(name: string, value: unknown): string {
 }
 
 function typeParsers(name: string, value: unknown): TypeParsers {
-  if (value === null || typeof value !== 'object' || typeof (value as TypeParsers).getTypeParser !== 'function') {
+  let getTypeParser: unknown;
+  try {
+    getTypeParser = value !== null && typeof value === 'object' ? (value as TypeParsers).getTypeParser : undefined;
+  } catch (error) {
+    throw unreadable(`${name}.getTypeParser`, error);
+  }
+  if (typeof getTypeParser !== 'function') {
     throw invalidArgument(`Expected \`${name}\` to be an object with a getTypeParser(oid, format) function, got ${describe(value)}`);
   }
   return value as TypeParsers;

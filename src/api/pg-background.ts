@@ -78,12 +78,12 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
 
   /** Starts a worker running `sql`; resolves with its handle once the SQL is on its way. */
   launch(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle> {
-    return this.#start(sql, options, false);
+    return this.#launch(sql, options, false);
   }
 
   /** Like launch, but the worker's rows are discarded as they arrive: it never blocks. */
   submit(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle> {
-    return this.#start(sql, options, true);
+    return this.#launch(sql, options, true);
   }
 
   /** The worker's rows (the last statement's), as an async iterable that can be read once. */
@@ -195,8 +195,9 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   }
 
   /**
-   * Waits for running workers (detached ones too) to finish and commit, discarding rows nobody
-   * will read, then closes every connection. `{ cancel: true }` cancels them instead;
+   * Waits for running workers (detached ones too) and accepted launches not started yet to
+   * finish and commit, discarding rows nobody will read, then closes every connection.
+   * `{ cancel: true }` cancels them instead;
    * `{ timeoutMs }` waits that long before cancelling. Later calls reject with PGBG_CLOSED.
    */
   close(options?: CloseOptions): Promise<void> {
@@ -221,7 +222,15 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
 
   // ---- launching ---------------------------------------------------------------------------
 
-  async #start(sql: WorkerSql, options: LaunchOptions | undefined, submitted: boolean): Promise<WorkerHandle> {
+  /** #start, with the accepted worker knowing its launch's promise (see #shutdown). */
+  #launch(sql: WorkerSql, options: LaunchOptions | undefined, submitted: boolean): Promise<WorkerHandle> {
+    let accepted: Worker | undefined;
+    const launching = this.#start(sql, options, submitted, (worker) => (accepted = worker));
+    if (accepted) accepted.launching = launching;
+    return launching;
+  }
+
+  async #start(sql: WorkerSql, options: LaunchOptions | undefined, submitted: boolean, onAccepted: (worker: Worker) => void): Promise<WorkerHandle> {
     this.#assertOpen();
     const launch = launchPlan(sql, options, this.#options, submitted);
     if (launch.signal?.aborted) {
@@ -234,6 +243,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     }
     const worker = new Worker(launch, this.#options.loginUser);
     this.#registry.add(worker);
+    onAccepted(worker);
     const signal = launch.signal;
     if (signal) {
       // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
@@ -610,11 +620,10 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   }
 
   async #shutdown(cancel: boolean, timeoutMs: number | undefined): Promise<void> {
+    // Every accepted launch runs, those still waiting for a slot or a connection too: a caller
+    // who did not await its launch (fire and forget) expects the work done.
     const active = [...this.#registry.active];
-    for (const worker of active) {
-      if (worker.state === 'pending') worker.requestCancel('close');
-      worker.discard('close');
-    }
+    for (const worker of active) worker.discard('close');
     for (const worker of this.#registry.list()) worker.discard('close');
     // A stop that cannot be proven leaves its worker in 'error', outcome unknown; close goes on.
     const stopAll = () => Promise.allSettled(active.map((worker) => this.#stop(worker, 'close', this.#options.cancelGraceMs)));

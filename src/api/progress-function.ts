@@ -2,6 +2,7 @@
 // message. INFO is always sent to the client whatever client_min_messages says, the server
 // flushes it at once, and it needs no extension, so it works on managed PostgreSQL. The worker
 // connection recognises it by its SQLSTATE and turns it into progress instead of a notice.
+import pg from 'pg';
 import type { ServerNotice } from '../pool/worker-connection.js';
 import { PgBackgroundError } from './errors.js';
 import type { WorkerProgress } from './types.js';
@@ -51,7 +52,37 @@ interface ExistingFunction {
 }
 
 export async function installProgressFunction(control: ControlConnection, schema: string, quote: (identifier: string) => string): Promise<void> {
+  let stage: InstallStage = 'connecting';
+  try {
+    await install(control, schema, quote, (reached) => (stage = reached));
+  } catch (error) {
+    throw installError(error, stage);
+  }
+}
+
+/** How far install() got: what a failure means depends on it. */
+type InstallStage = 'connecting' | 'installing' | 'committing';
+
+/**
+ * A failure as a PgBackgroundError: the connection's (PGBG_CONNECTION_FAILED, like a launch's),
+ * or the installation's (PGBG_INSTALL_FAILED). Only the message and the SQLSTATE are kept: a
+ * connection error may carry the connection string (an invalid URL's `input`).
+ */
+function installError(error: unknown, stage: InstallStage): PgBackgroundError {
+  if (error instanceof PgBackgroundError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const database = error instanceof pg.DatabaseError;
+  const sqlstate = database ? error.code : undefined;
+  if (stage === 'connecting') return new PgBackgroundError('PGBG_CONNECTION_FAILED', `install() could not connect: ${message}`, { sqlstate });
+  if (database) return new PgBackgroundError('PGBG_INSTALL_FAILED', `install() failed: ${message}`, { sqlstate, cause: error });
+  // No answer from the server: its transaction rolls back with the connection, unless COMMIT went out.
+  const outcome = stage === 'committing' ? 'whether the function was installed is unknown (its COMMIT was sent); run install() again' : 'nothing was installed';
+  return new PgBackgroundError('PGBG_INSTALL_FAILED', `install() failed: ${message}; ${outcome}`);
+}
+
+async function install(control: ControlConnection, schema: string, quote: (identifier: string) => string, reached: (stage: InstallStage) => void): Promise<void> {
   await control.use(async (client) => {
+    reached('installing');
     await client.query('BEGIN');
     try {
       await client.query('SELECT pg_advisory_xact_lock($1)', [INSTALL_LOCK.toString()]);
@@ -85,12 +116,11 @@ export async function installProgressFunction(control: ControlConnection, schema
       }
       await client.query(functionSql(quote(schema)));
       await client.query(`COMMENT ON FUNCTION ${quote(schema)}.pg_background_progress(integer, text) IS '${MARKER} v1: reports progress to the pg-background caller'`);
+      reached('committing');
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
-      if (error instanceof PgBackgroundError) throw error;
-      const sqlstate = (error as { code?: string }).code;
-      throw new PgBackgroundError('PGBG_INSTALL_FAILED', `install() failed: ${(error as Error).message}`, { sqlstate, cause: error });
+      throw error;
     }
   });
 }

@@ -39,7 +39,8 @@ export interface PgBackgroundOptions extends Omit<pg.ClientConfig, 'types'> {
   /**
    * How long a worker's connection may stay silent before the server is asked whether the
    * worker is still alive, and how long any such check or control request may take; a worker
-   * whose server cannot be reached ends in error (08006). 0 disables the checks. Default 30000.
+   * whose server cannot be reached ends in error (08006). 0 disables the checks (deadlines are
+   * then 30 s); otherwise 100..2147483647 (it is also every connect's deadline). Default 30000.
    */
   livenessTimeoutMs?: number;
   /**
@@ -103,6 +104,11 @@ export interface WorkerInfo {
   /** Time since launch; frozen when the worker finishes. */
   elapsedMs: number;
   /** Role the worker's SQL ran as. */
+  /**
+   * The role the worker's SQL started as: the `role` option, else the login role. SQL can
+   * switch roles itself (SET ROLE, RESET ROLE, SECURITY DEFINER functions); `user` does not
+   * follow that, as the library cannot see it.
+   */
   user: string;
   queueSize: number;
   /** Bytes of unread rows in the worker's queue now (DataRow wire bytes). */
@@ -159,9 +165,9 @@ export interface CancelOptions {
 }
 
 export interface CloseOptions {
-  /** Cancel running workers instead of waiting for them. */
+  /** Cancel running workers, and abort launches not started yet, instead of waiting for them. */
   cancel?: boolean;
-  /** Wait at most this long for running workers, then cancel them. */
+  /** Wait at most this long for running workers and accepted launches, then cancel them. */
   timeoutMs?: number;
 }
 

@@ -1,5 +1,5 @@
 // Tiny validators: each names the option and what it got, and throws PGBG_INVALID_ARGUMENT.
-import { invalidArgument } from './errors.js';
+import { invalidArgument, type PgBackgroundError } from './errors.js';
 
 export const MAX_TIMER_MS = 2_147_483_647; // the largest delay setTimeout honours
 
@@ -60,6 +60,37 @@ export function plainObject(name: string, value: unknown): Record<string, unknow
     throw invalidArgument(`Expected \`${name}\` to be an object, got ${describe(value)}`);
   }
   return value as Record<string, unknown>;
+}
+
+/**
+ * A copy of the caller's object, each property read once: its own keys, and the `known` keys it
+ * inherits. A getter or proxy that throws is a bad argument naming what could not be read
+ * (never its raw error), and nothing can change between the checks and the use.
+ */
+export function readable(name: string, value: object, known: readonly string[]): Record<string, unknown> {
+  const path = (key: string) => (name === 'options' ? key : `${name}.${key}`);
+  let own: string[];
+  try {
+    own = Object.keys(value);
+  } catch (error) {
+    throw unreadable(name, error);
+  }
+  const copy: Record<string, unknown> = {};
+  for (const key of new Set([...own, ...known])) {
+    let property: unknown;
+    try {
+      property = (value as Record<string, unknown>)[key];
+    } catch (error) {
+      throw unreadable(path(key), error);
+    }
+    // defineProperty: a key named __proto__ stays data for the checks to see.
+    if (property !== undefined || own.includes(key)) Object.defineProperty(copy, key, { value: property, enumerable: true, writable: true, configurable: true });
+  }
+  return copy;
+}
+
+export function unreadable(name: string, error: unknown): PgBackgroundError {
+  return invalidArgument(`Expected \`${name}\` to be readable, but reading it threw: ${error instanceof Error ? error.message : describe(error)}`);
 }
 
 /** Rejects keys that are not options, so a typo never passes unnoticed. */

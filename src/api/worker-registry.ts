@@ -18,6 +18,8 @@ export class WorkerRegistry {
   #completed = 0;
   #failed = 0;
   #canceled = 0;
+  /** Finished workers that had started (had a connection): avgExecutionMs averages these. */
+  #ran = 0;
   #executionMs = 0;
 
   constructor(retentionMs: number) {
@@ -46,8 +48,12 @@ export class WorkerRegistry {
     if (worker.state === 'stopped') this.#completed++;
     else if (worker.state === 'canceled') this.#canceled++;
     else this.#failed++;
-    // Execution time: from the connection's attach, not counting a wait for a slot.
-    this.#executionMs += worker.finishedAt! - (worker.startedAt ?? worker.finishedAt!);
+    // Execution time: from the connection's attach, not counting a wait for a slot; a worker
+    // that never started did not execute at all (it is no 0 ms run).
+    if (worker.startedAt !== null) {
+      this.#ran++;
+      this.#executionMs += worker.finishedAt! - worker.startedAt;
+    }
     if (worker.tracked && this.#retentionMs !== Infinity) {
       this.#finished.push(worker);
       this.#schedulePrune();
@@ -67,7 +73,13 @@ export class WorkerRegistry {
     if (handle === null || typeof handle !== 'object') {
       throw invalidArgument(`Expected a worker handle { pid, cookie }, got ${describe(handle)}`);
     }
-    const { pid, cookie } = handle as Partial<WorkerHandle>;
+    let pid: unknown, cookie: unknown;
+    try {
+      ({ pid, cookie } = handle as Partial<WorkerHandle>);
+    } catch (error) {
+      // A getter or a proxy of the caller's threw: still a bad argument, never their raw error.
+      throw invalidArgument(`Expected a worker handle { pid, cookie }, but reading it threw: ${error instanceof Error ? error.message : describe(error)}`);
+    }
     if (typeof pid !== 'number' || !Number.isInteger(pid) || pid < 0 || pid > 2 ** 31 - 1) {
       throw invalidArgument(`Expected the handle's \`pid\` to be an integer from 0 to 2147483647, got ${describe(pid)}`);
     }
@@ -96,14 +108,13 @@ export class WorkerRegistry {
   }
 
   stats(maxWorkers: number): WorkerStats {
-    const finished = this.#completed + this.#failed + this.#canceled;
     return {
       workersLaunched: this.#launched,
       workersCompleted: this.#completed,
       workersFailed: this.#failed,
       workersCanceled: this.#canceled,
       workersActive: this.#active.size,
-      avgExecutionMs: finished === 0 ? 0 : this.#executionMs / finished,
+      avgExecutionMs: this.#ran === 0 ? 0 : this.#executionMs / this.#ran,
       maxWorkers,
     };
   }

@@ -54,6 +54,8 @@ export class Worker {
   tracked = true;
   /** Set by the first cancel; later cancels join it. */
   stopping: Promise<void> | null = null;
+  /** What launch() or submit() returned for this worker (see requestCancel). */
+  launching: Promise<WorkerHandle> | null = null;
   #handle: WorkerHandle | null = null;
 
   constructor(launch: LaunchPlan, defaultUser: string) {
@@ -127,6 +129,9 @@ export class Worker {
   requestCancel(reason: CancelReason): void {
     if (this.cancelRequested || !this.active) return;
     this.canceledBy = reason;
+    // A start cancelled now rejects its launch with PGBG_ABORTED: a caller who awaits it still
+    // sees that, but a fire-and-forget one must not get an unhandled rejection for a cancel.
+    if (this.state === 'pending') this.launching?.catch(() => {});
     if (this.state === 'running') this.state = 'cancelling';
     this.discard('cancel');
     this.#startCancelled = new PgBackgroundError('PGBG_ABORTED', `worker was cancelled (${reason}) before it started`, { cookie: this.cookie, label: this.label });

@@ -73,7 +73,9 @@ class RowIterator<R> implements AsyncIterator<R> {
         } catch (error) {
           // A type parser threw: the caller cannot go on, so treat it as an early stop.
           this.#stop();
-          return Promise.reject(error);
+          const { pid, cookie, label } = this.#source;
+          const message = `Worker pid ${pid}: ${(error as Error).message}; the rest of its rows were dropped`;
+          return Promise.reject(new PgBackgroundError('PGBG_TYPE_PARSER_FAILED', message, { pid, cookie, label, cause: (error as Error).cause ?? error }));
         }
       }
       if (!queue.closed) return queue.changed().then(() => this.next());
