@@ -341,7 +341,10 @@ async function prepare(): Promise<void> {
   await bg.wait(done);
   const failed = await bg.submit('SELECT 1/0', { label: 'failed' });
   await bg.wait(failed);
-  await until(async () => (await db.backends()).every((b) => b.application_name === APP && (b.state === 'idle' || b.query.includes('pg_sleep'))), 'the connections to settle');
+  // Workers and warm connections, and the control connection (open since the first launch).
+  const settled = (b: { application_name: string; state: string | null; query: string }) =>
+    b.application_name === 'pg-background control' ? b.state === 'idle' : b.application_name === APP && (b.state === 'idle' || b.query.includes('pg_sleep'));
+  await until(async () => (await db.backends()).every(settled), 'the connections to settle');
 }
 
 test('constructor: bad options throw PGBG_INVALID_ARGUMENT naming the option, synchronously', async () => {

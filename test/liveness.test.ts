@@ -250,3 +250,30 @@ test('a statement still being written over a slow link is not taken for a dead c
     await proxy.close();
   }
 });
+
+test('a paused queue keeps its budget while the server does not answer a check, and its end still comes', async () => {
+  const proxy = await TcpProxy.start(target());
+  const bg = behind(proxy, { asRole: false });
+  try {
+    const queueSize = 65536;
+    const total = 300_000;
+    const h = await bg.launch(`SELECT g, md5(g::text) AS m FROM generate_series(1, ${total}) g`, { queueSize });
+    await until(async () => (await bg.info(h)).queuedBytes >= queueSize, 'the queue to fill');
+    // New connections get nowhere (a check's connect times out); the worker's link is fine.
+    proxy.stallNew();
+    await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg-background control'");
+    await refusedChecks(proxy, 3, async () => (await bg.info(h)).queuedBytes > queueSize + SOCKET_CHUNK);
+    const info = await bg.info(h);
+    assert.deepEqual([info.state, info.lastError], ['running', null]);
+    assert.ok(info.queuedBytes <= queueSize + SOCKET_CHUNK, `queue bounded: ${info.queuedBytes}`);
+    let rows = 0;
+    for await (const _row of bg.result(h)) rows++;
+    assert.equal(rows, total);
+    assert.equal((await bg.info(h)).state, 'stopped');
+    proxy.stallNew(false);
+    await closeAndCheck(bg, proxy);
+  } finally {
+    await bg.close();
+    await proxy.close();
+  }
+});

@@ -4,6 +4,9 @@
 // - drop(): every connection is destroyed at once (both ends), as when a middlebox resets them;
 // - resume(): forwarding starts again (what was written meanwhile is delivered then, and a side
 //   that closed meanwhile is closed on the other side then);
+// - stallNew(): connections opened from now on are accepted but get nothing through (until
+//   stallNew(false)), while those already open carry on, as when a server is too slow to take
+//   new connections;
 // - throttle(bytesPerSecond): what clients send reaches the server at that rate at most (per
 //   connection), as over a slow uplink; a client that sends faster is slowed down by TCP
 //   backpressure once the link's buffer is full; throttle(null) lifts it;
@@ -18,6 +21,10 @@ interface Link {
   heldBytes: number;
   /** The client ended while bytes were held: pass the end on after them. */
   endHeld: boolean;
+  /** The throttle stopped reading the client (its buffer is full). */
+  backedUp: boolean;
+  /** Accepted during stallNew(): nothing passes until it is lifted. */
+  stalled: boolean;
 }
 
 /** Bytes a throttled link holds before it stops reading its client (a full socket buffer). */
@@ -30,6 +37,7 @@ export class TcpProxy {
   readonly #links = new Set<Link>();
   #frozen = false;
   #rate: number | null = null;
+  #stallNew = false;
   #ticker: NodeJS.Timeout | null = null;
   /** Connections accepted since the proxy started. */
   accepted = 0;
@@ -82,6 +90,15 @@ export class TcpProxy {
     for (const link of [...this.#links]) this.#flow(link);
   }
 
+  stallNew(stall = true): void {
+    this.#stallNew = stall;
+    if (stall) return;
+    for (const link of [...this.#links]) {
+      link.stalled = false;
+      this.#flow(link);
+    }
+  }
+
   /** Forwards what clients send at `bytesPerSecond` at most (each connection); null: at full speed. */
   throttle(bytesPerSecond: number | null): void {
     this.#rate = bytesPerSecond;
@@ -110,7 +127,7 @@ export class TcpProxy {
     this.accepted++;
     const upstream = connect({ host: this.#target.host, port: this.#target.port });
     upstream.pause();
-    const link: Link = { client, upstream, held: [], heldBytes: 0, endHeld: false };
+    const link: Link = { client, upstream, held: [], heldBytes: 0, endHeld: false, backedUp: false, stalled: this.#stallNew };
     this.#links.add(link);
     const pipe = (from: Socket, to: Socket) => {
       from.on('data', (chunk: Buffer) => {
@@ -139,7 +156,10 @@ export class TcpProxy {
   #hold(link: Link, chunk: Buffer): void {
     link.held.push(chunk);
     link.heldBytes += chunk.length;
-    if (link.heldBytes >= THROTTLE_BUFFER) link.client.pause();
+    if (link.heldBytes >= THROTTLE_BUFFER) {
+      link.backedUp = true;
+      link.client.pause();
+    }
     if (!this.#ticker) {
       this.#ticker = setInterval(() => this.#release(), THROTTLE_TICK_MS);
       this.#ticker.unref();
@@ -162,7 +182,10 @@ export class TcpProxy {
         left -= part.length;
         if (!upstream.destroyed) upstream.write(part);
       }
-      if (link.heldBytes < THROTTLE_BUFFER && !client.destroyed) client.resume();
+      if (link.heldBytes < THROTTLE_BUFFER && link.backedUp) {
+        link.backedUp = false;
+        if (!client.destroyed) client.resume();
+      }
       if (link.heldBytes === 0 && link.endHeld) {
         link.endHeld = false;
         upstream.end();
@@ -177,7 +200,7 @@ export class TcpProxy {
 
   /** Starts (or keeps) a link flowing unless frozen; finishes links that closed meanwhile. */
   #flow(link: Link): void {
-    if (this.#frozen) return;
+    if (this.#frozen || link.stalled) return;
     const { client, upstream } = link;
     if (client.destroyed && !upstream.destroyed) upstream.end();
     if (upstream.destroyed && !client.destroyed) client.end();
