@@ -193,6 +193,7 @@ test('a full server cannot stop a terminate: the control connection is open from
     await db.query('SELECT pg_advisory_lock($1)', [LOCK]);
     const h = await bg.launch(`INSERT INTO runs VALUES ('terminate', 1); SELECT pg_advisory_xact_lock(${LOCK})`);
     await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'advisory'", [h.pid])).length, 'the worker to wait for the lock');
+    await until(controlOpen, 'the control connection to be open');
     // The role is full (worker and control connection): nobody else gets in.
     const fillers = await fillRole();
     undo = async () => void (await Promise.all(fillers.map((c) => c.end())));

@@ -225,9 +225,6 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       const max = this.#options.maxWorkers;
       throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
     }
-    // From the first launch on, the control connection stays open: a server that fills up later
-    // must not keep us from checking, cancelling or terminating this worker.
-    this.#control.open();
     const worker = new Worker(launch, this.#options.loginUser);
     this.#registry.add(worker);
     const signal = launch.signal;
@@ -266,6 +263,9 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    */
   async #run(worker: Worker, connection: WorkerConnection, slot: Slot): Promise<void> {
     const { launch } = worker;
+    // From the first worker on, the control connection stays open: a server that fills up later
+    // must not keep us from checking, cancelling or terminating this worker.
+    this.#control.open();
     this.#registry.started(worker, connection.pid, connection.user);
     this.#running.set(worker, connection);
     connection.onNotice = (notice) => this.#notice(worker, notice);

@@ -24,7 +24,11 @@ export class ControlConnection {
   /** Opens the connection now unless it is open (or opening); never waits, never rejects. */
   open(): void {
     if (this.#closed) return;
-    this.#connect().ready.catch(() => {});
+    try {
+      this.#connect().ready.catch(() => {});
+    } catch {
+      // A config pg cannot even parse: the worker connection's open says so.
+    }
   }
 
   /** Runs `work` with the connection, after any work queued before it, within the deadline. */
