@@ -326,7 +326,10 @@ let sleeper: WorkerHandle;
 /** What must not change: workers (elapsed time aside for running ones), counters, connections. */
 async function observe(instance: PgBackground = bg) {
   const list = (await instance.list()).map((w) => ({ ...w, elapsedMs: w.state === 'running' ? -1 : w.elapsedMs }));
-  return { list, stats: await instance.stats(), backends: (await db.backends()).length };
+  // Not the control connection: an instance opens it in the background once its first worker
+  // runs (liveness.test checks when), so a valid launch just before may still be opening it.
+  const backends = (await db.backends()).filter((b) => b.application_name !== 'pg-background control');
+  return { list, stats: await instance.stats(), backends: backends.length };
 }
 
 /** Sets up the instance under test once, inside the first test (after the database exists). */
@@ -341,7 +344,10 @@ async function prepare(): Promise<void> {
   await bg.wait(done);
   const failed = await bg.submit('SELECT 1/0', { label: 'failed' });
   await bg.wait(failed);
-  await until(async () => (await db.backends()).every((b) => b.application_name === APP && (b.state === 'idle' || b.query.includes('pg_sleep'))), 'the connections to settle');
+  // Workers and warm connections, and the control connection (open since the first launch).
+  const settled = (b: { application_name: string; state: string | null; query: string }) =>
+    b.application_name === 'pg-background control' ? b.state === 'idle' : b.application_name === APP && (b.state === 'idle' || b.query.includes('pg_sleep'));
+  await until(async () => (await db.backends()).every(settled), 'the connections to settle');
 }
 
 test('constructor: bad options throw PGBG_INVALID_ARGUMENT naming the option, synchronously', async () => {

@@ -282,6 +282,9 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    */
   async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null): Promise<void> {
     const { launch } = worker;
+    // From the first worker on, the control connection stays open: a server that fills up later
+    // must not keep us from checking, cancelling or terminating this worker.
+    this.#control.open();
     // Behind a pooler the worker's backend is known once its transaction holds one (below).
     if (!connection.pooled) this.#registry.started(worker, connection.pid, connection.user);
     this.#running.set(worker, connection);
@@ -580,11 +583,13 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
 
   /** What the server says about backends (for the liveness monitor). */
   async #probe(backends: readonly BackendIdentity[]): Promise<BackendState[]> {
-    const { rows } = await this.#control.query<{ pid: number; started: string; state: string | null; wait_event: string | null }>(
-      `SELECT pid, ${BACKEND_STARTED_SQL} AS started, state, wait_event FROM pg_stat_activity WHERE pid = ANY($1::int[])`,
+    const { rows } = await this.#control.query<{ pid: number; started: string; state: string | null; wait_event: string | null; state_ms: number | null }>(
+      `SELECT pid, ${BACKEND_STARTED_SQL} AS started, state, wait_event,
+              (extract(epoch FROM clock_timestamp() - state_change) * 1000)::float8 AS state_ms
+         FROM pg_stat_activity WHERE pid = ANY($1::int[])`,
       [backends.map((b) => b.pid)],
     );
-    return rows.map((row) => ({ pid: row.pid, started: row.started, state: row.state, waitEvent: row.wait_event }));
+    return rows.map((row) => ({ pid: row.pid, started: row.started, state: row.state, waitEvent: row.wait_event, stateMs: row.state_ms }));
   }
 
   /** A new worker connection; with onCallerExit 'rollback', one the server watches for our death. */

@@ -1,8 +1,10 @@
-// The instance's one non-worker connection, opened on first use: it terminates workers that
-// ignore a cancel, falls back to pg_cancel_backend when a protocol cancel cannot be delivered,
-// checks on silent workers, and runs install(). Work on it runs one piece at a time, each with
-// a deadline: a connection that misses it is dropped and replaced, so a dead network can never
-// wedge the queue.
+// The instance's one non-worker connection: it terminates workers that ignore a cancel, falls
+// back to pg_cancel_backend when a protocol cancel cannot be delivered, checks on silent
+// workers, and runs install(). It is opened with the first launch (open()) and kept until
+// close(), so that a server that later refuses new connections (max_connections, pg_hba)
+// cannot stop us from stopping or checking a worker; one that broke is opened again at the next
+// launch or use. Work on it runs one piece at a time, each with a deadline: a connection that
+// misses it is dropped and replaced, so a dead network can never wedge the queue.
 import type { Socket } from 'node:net';
 import pg from 'pg';
 import { settlesWithin, withDeadline } from './deadline.js';
@@ -19,6 +21,16 @@ export class ControlConnection {
     this.#timeoutMs = timeoutMs;
   }
 
+  /** Opens the connection now unless it is open (or opening); never waits, never rejects. */
+  open(): void {
+    if (this.#closed) return;
+    try {
+      this.#connect().ready.catch(() => {});
+    } catch {
+      // A config pg cannot even parse: the worker connection's open says so.
+    }
+  }
+
   /** Runs `work` with the connection, after any work queued before it, within the deadline. */
   use<T>(work: (client: pg.Client) => Promise<T>, timeoutMs = this.#timeoutMs): Promise<T> {
     const run = this.#tail.then(() => {
@@ -28,7 +40,6 @@ export class ControlConnection {
         socketOf(client).ref();
         return work(client);
       });
-      // Idle, it does not keep the process alive (like idle worker connections).
       void done.finally(() => socketOf(current.client).unref()).catch(() => {});
       return withDeadline(done, timeoutMs, () => {
         // The server did not answer in time: drop this connection; the next use opens another.
@@ -57,7 +68,12 @@ export class ControlConnection {
   #connect(): { client: pg.Client; ready: Promise<pg.Client> } {
     if (this.#current) return this.#current;
     const client = new pg.Client(this.#config);
-    const current = { client, ready: client.connect().then(() => client) };
+    // Idle, it does not keep the process alive (like idle worker connections); use() refs it.
+    const ready = client.connect().then(() => {
+      socketOf(client).unref();
+      return client;
+    });
+    const current = { client, ready };
     this.#current = current;
     const forget = () => {
       if (this.#current === current) this.#current = null;

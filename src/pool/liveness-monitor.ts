@@ -1,14 +1,24 @@
 // Notices a worker connection that has gone silent because the network or the server died. A
 // silent connection is normal (a long VACUUM says nothing for minutes; a full queue stops our
-// reading on purpose), so silence alone proves nothing: after `timeoutMs` without a byte we ask
-// the server, on another connection, about the worker's backend.
-// - The server cannot be reached, or the backend is gone: a connection we were reading is
-//   dropped (its task fails with 08006); one we had paused is drained instead, because its
-//   last rows and its end may be sitting in the kernel's buffers (they are bounded: nothing new
-//   can come), and it is checked again as a reading connection.
-// - The backend is idle, or blocked sending to us, while nothing arrives although we read: the
-//   connection is dropped.
+// reading on purpose; a long statement over a slow link takes a while to arrive), so silence
+// alone proves nothing: after `timeoutMs` without a byte we ask the server, on the control
+// connection, about the worker's backend, and act only on what is proven:
+// - The server says it no longer runs the backend: nothing new can come. A connection we were
+//   reading is dropped (its task fails with 08006); one we had paused is drained instead,
+//   because its last rows and its end may be sitting in the kernel's buffers (bounded: nothing
+//   new can come), and it is checked again as a reading connection.
+// - The backend is blocked sending to us, or went idle after we sent the task, while nothing
+//   arrives although we read: its answer is lost, the connection is dropped. A backend idle
+//   since before the task was sent is still reading it (our bytes are on their way): that is
+//   activity, not loss.
+// - The server refuses the check (any ErrorResponse: 53300 too many connections, 28000 refused
+//   login, ...): it is alive and we learnt nothing about the backend; nothing is dropped.
+// - The server does not answer at all: a connection we were reading is dropped (08006, outcome
+//   unknown). A paused one keeps its budget (a live server would fill the queue without bound):
+//   we write a Flush on it instead, which is harmless on a live session and fails on a socket
+//   whose peer is gone, so that such a connection fails (08006) on its own.
 // TCP keepalive alone cannot do this in bounded time (Node cannot set its probe interval).
+import pg from 'pg';
 import type { BackendIdentity, WorkerConnection } from './worker-connection.js';
 
 /** How the monitor sees what reads a watched connection (the worker's row queue). */
@@ -22,6 +32,8 @@ export interface Watch {
 export interface BackendState extends BackendIdentity {
   readonly state: string | null;
   readonly waitEvent: string | null;
+  /** How long the backend has been in its state, by the server's clock, in ms (null: unknown). */
+  readonly stateMs: number | null;
 }
 
 export class LivenessMonitor {
@@ -62,7 +74,7 @@ export class LivenessMonitor {
     // Silence counts from the task's start: a warm connection may have idled for long before.
     const silent = [...this.#watched]
       .filter(([connection, { since }]) => !connection.failure && now - Math.max(connection.lastReceivedAt, since) >= this.#timeoutMs)
-      .map(([connection, { watch }]) => [connection, watch] as const);
+      .map(([connection, { watch, since }]) => [connection, watch, since] as const);
     if (silent.length === 0) return;
     this.#checking = true;
     const asked = Date.now();
@@ -75,18 +87,25 @@ export class LivenessMonitor {
       try {
         states = await this.#probe(silent.map(([{ pid, started }]) => ({ pid, started })));
       } catch (error) {
+        const answered = error instanceof pg.DatabaseError;
         for (const [connection, watch] of silent) {
-          if (connection.lastReceivedAt < asked) lost(connection, watch, `nothing arrived for ${this.#timeoutMs} ms and the server did not answer a check (${(error as Error).message})`);
+          if (connection.failure || connection.lastReceivedAt >= asked) continue;
+          if (watch.paused) connection.poke();
+          else if (!answered) lost(connection, watch, `nothing arrived for ${this.#timeoutMs} ms and the server did not answer a check (${(error as Error).message})`);
         }
         return;
       }
-      for (const [connection, watch] of silent) {
+      for (const [connection, watch, since] of silent) {
         if (connection.lastReceivedAt >= asked) continue; // it spoke meanwhile
         const backend = states.find((s) => s.pid === connection.pid && s.started === connection.started);
         if (!backend) {
           lost(connection, watch, `the server no longer runs backend ${connection.pid}`);
-        } else if (!watch.paused && (backend.state === 'idle' || backend.waitEvent === 'ClientWrite')) {
-          lost(connection, watch, `backend ${connection.pid} is ${backend.state === 'idle' ? 'idle' : 'blocked sending to us'} but nothing has arrived for ${this.#timeoutMs} ms`);
+        } else if (!watch.paused && backend.waitEvent === 'ClientWrite') {
+          lost(connection, watch, `backend ${connection.pid} is blocked sending to us but nothing has arrived for ${this.#timeoutMs} ms`);
+        } else if (!watch.paused && backend.state === 'idle' && (backend.stateMs === null || asked - backend.stateMs > since)) {
+          // Idle since after we sent the task (by the server's clock, measured back from before we
+          // asked): the task ran, and its answer did not reach us.
+          lost(connection, watch, `backend ${connection.pid} is idle but nothing has arrived for ${this.#timeoutMs} ms`);
         }
       }
     } finally {

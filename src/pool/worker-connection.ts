@@ -17,7 +17,7 @@ interface ClientInternals {
   readonly port: number;
   readonly ssl: pg.ClientConfig['ssl'];
   readonly sslNegotiation: 'postgres' | 'direct';
-  readonly connection: WireConnection & NodeJS.EventEmitter & { stream: Socket };
+  readonly connection: WireConnection & NodeJS.EventEmitter & { stream: Socket; flush(): void };
   getTransactionStatus?(): 'I' | 'T' | 'E' | null;
   _txStatus?: 'I' | 'T' | 'E' | null;
   query(submittable: object): unknown;
@@ -376,6 +376,16 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
       this.destroy(error);
       return error;
     });
+  }
+
+  /**
+   * Writes a Flush message, to learn whether the socket still has a peer without reading from it
+   * (a paused socket sees neither the peer's end nor its reset): a live backend reads it after
+   * whatever it is doing and answers nothing; to a peer that is gone the write brings a reset,
+   * and a later one fails, which fails the connection (08006) like any socket error.
+   */
+  poke(): void {
+    if (!this.#failure) this.#internals.connection.flush();
   }
 
   /** Lets the process exit while this connection is idle. */

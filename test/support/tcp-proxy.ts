@@ -6,13 +6,32 @@
 //   closed), while new connections work: an idle link a middlebox forgot, or a failover;
 // - resume(): forwarding starts again (what was written meanwhile is delivered then, and a side
 //   that closed meanwhile is closed on the other side then);
+// - stallNew(): connections opened from now on are accepted but get nothing through (until
+//   stallNew(false)), while those already open carry on, as when a server is too slow to take
+//   new connections;
+// - throttle(bytesPerSecond): what clients send reaches the server at that rate at most (per
+//   connection), as over a slow uplink; a client that sends faster is slowed down by TCP
+//   backpressure once the link's buffer is full; throttle(null) lifts it;
 // - close(): drops everything and stops listening.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
 interface Link {
   readonly client: Socket;
   readonly upstream: Socket;
+  /** Bytes from the client waiting for the throttle, oldest first. */
+  readonly held: Buffer[];
+  heldBytes: number;
+  /** The client ended while bytes were held: pass the end on after them. */
+  endHeld: boolean;
+  /** The throttle stopped reading the client (its buffer is full). */
+  backedUp: boolean;
+  /** Accepted during stallNew(): nothing passes until it is lifted. */
+  stalled: boolean;
 }
+
+/** Bytes a throttled link holds before it stops reading its client (a full socket buffer). */
+const THROTTLE_BUFFER = 16384;
+const THROTTLE_TICK_MS = 20;
 
 export class TcpProxy {
   readonly #server: Server;
@@ -21,6 +40,9 @@ export class TcpProxy {
   /** Links silenced by blackhole(): never resumed. */
   readonly #dead = new Set<Link>();
   #frozen = false;
+  #rate: number | null = null;
+  #stallNew = false;
+  #ticker: NodeJS.Timeout | null = null;
   /** Connections accepted since the proxy started. */
   accepted = 0;
 
@@ -80,6 +102,21 @@ export class TcpProxy {
     for (const link of [...this.#links]) this.#flow(link);
   }
 
+  stallNew(stall = true): void {
+    this.#stallNew = stall;
+    if (stall) return;
+    for (const link of [...this.#links]) {
+      link.stalled = false;
+      this.#flow(link);
+    }
+  }
+
+  /** Forwards what clients send at `bytesPerSecond` at most (each connection); null: at full speed. */
+  throttle(bytesPerSecond: number | null): void {
+    this.#rate = bytesPerSecond;
+    this.#release();
+  }
+
   /** Destroys every connection now (the proxy keeps accepting new ones). */
   drop(): void {
     for (const { client, upstream } of this.#links) {
@@ -91,6 +128,9 @@ export class TcpProxy {
   }
 
   async close(): Promise<void> {
+    this.#rate = null;
+    if (this.#ticker) clearInterval(this.#ticker);
+    this.#ticker = null;
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.drop();
     await closed;
@@ -100,17 +140,21 @@ export class TcpProxy {
     this.accepted++;
     const upstream = connect({ host: this.#target.host, port: this.#target.port });
     upstream.pause();
-    const link: Link = { client, upstream };
+    const link: Link = { client, upstream, held: [], heldBytes: 0, endHeld: false, backedUp: false, stalled: this.#stallNew };
     this.#links.add(link);
     const pipe = (from: Socket, to: Socket) => {
       from.on('data', (chunk: Buffer) => {
         // Data for a side that is gone resets the sender, as the peer's kernel would.
         if (to.destroyed || to.writableEnded) return void from.destroy();
+        if (from === client && (this.#rate !== null || link.heldBytes > 0)) return this.#hold(link, chunk);
         to.write(chunk);
       });
       // A side that ends passes its end on after what it sent (the events of a paused socket
       // wait for resume, so nothing passes during a freeze); a reset resets the other side.
-      from.on('end', () => to.end());
+      from.on('end', () => {
+        if (from === client && link.heldBytes > 0) link.endHeld = true;
+        else to.end();
+      });
       from.on('error', () => {});
       from.on('close', (hadError: boolean) => {
         if (hadError && !this.#frozen) to.destroy();
@@ -122,9 +166,54 @@ export class TcpProxy {
     this.#flow(link);
   }
 
+  #hold(link: Link, chunk: Buffer): void {
+    link.held.push(chunk);
+    link.heldBytes += chunk.length;
+    if (link.heldBytes >= THROTTLE_BUFFER) {
+      link.backedUp = true;
+      link.client.pause();
+    }
+    if (!this.#ticker) {
+      this.#ticker = setInterval(() => this.#release(), THROTTLE_TICK_MS);
+      this.#ticker.unref();
+    }
+  }
+
+  /** Passes on what the throttle allows since the last tick (everything once it is lifted). */
+  #release(): void {
+    if (this.#frozen) return;
+    const allowance = this.#rate === null ? Infinity : Math.max(1, Math.round((this.#rate * THROTTLE_TICK_MS) / 1000));
+    let holding = false;
+    for (const link of this.#links) {
+      const { client, upstream, held } = link;
+      for (let left = allowance; left > 0 && held.length > 0; ) {
+        const chunk = held[0]!;
+        const part = chunk.length <= left ? chunk : chunk.subarray(0, left);
+        if (part === chunk) held.shift();
+        else held[0] = chunk.subarray(left);
+        link.heldBytes -= part.length;
+        left -= part.length;
+        if (!upstream.destroyed) upstream.write(part);
+      }
+      if (link.heldBytes < THROTTLE_BUFFER && link.backedUp) {
+        link.backedUp = false;
+        if (!client.destroyed) client.resume();
+      }
+      if (link.heldBytes === 0 && link.endHeld) {
+        link.endHeld = false;
+        upstream.end();
+      }
+      holding ||= link.heldBytes > 0;
+    }
+    if (!holding && this.#ticker) {
+      clearInterval(this.#ticker);
+      this.#ticker = null;
+    }
+  }
+
   /** Starts (or keeps) a link flowing unless frozen; finishes links that closed meanwhile. */
   #flow(link: Link): void {
-    if (this.#frozen || this.#dead.has(link)) return;
+    if (this.#frozen || this.#dead.has(link) || link.stalled) return;
     const { client, upstream } = link;
     if (client.destroyed && !upstream.destroyed) upstream.end();
     if (upstream.destroyed && !client.destroyed) client.end();
