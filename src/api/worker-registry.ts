@@ -3,6 +3,7 @@
 // stats(), and retention: a finished worker is forgotten `retentionMs` after it finished.
 import { PgBackgroundError, invalidArgument } from './errors.js';
 import type { WorkerHandle, WorkerStats } from './types.js';
+import { timedOut } from './outcome.js';
 import { describe, MAX_TIMER_MS } from './validate.js';
 import type { Worker } from './worker.js';
 
@@ -18,6 +19,7 @@ export class WorkerRegistry {
   #completed = 0;
   #failed = 0;
   #canceled = 0;
+  #timedOut = 0;
   #executionMs = 0;
 
   constructor(retentionMs: number) {
@@ -44,6 +46,7 @@ export class WorkerRegistry {
     if (worker.state === 'stopped') this.#completed++;
     else if (worker.state === 'canceled') this.#canceled++;
     else this.#failed++;
+    if (timedOut(worker)) this.#timedOut++;
     // Execution time: from the connection's attach, not counting a wait for a slot.
     this.#executionMs += worker.finishedAt! - (worker.startedAt ?? worker.finishedAt!);
     if (worker.tracked && this.#retentionMs !== Infinity) {
@@ -100,10 +103,23 @@ export class WorkerRegistry {
       workersCompleted: this.#completed,
       workersFailed: this.#failed,
       workersCanceled: this.#canceled,
+      workersTimedOut: this.#timedOut,
       workersActive: this.#active.size,
       avgExecutionMs: finished === 0 ? 0 : this.#executionMs / finished,
       maxWorkers,
     };
+  }
+
+  /** Forgets every finished tracked worker now, as retention would later; returns how many. */
+  purge(): number {
+    let count = 0;
+    for (const worker of this.#tracked.values()) {
+      if (worker.active) continue;
+      this.untrack(worker);
+      if (!worker.resultClaimed) worker.discard('prune');
+      count++;
+    }
+    return count;
   }
 
   /** Forgets finished workers older than retentionMs, with their unread rows. */
