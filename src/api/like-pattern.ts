@@ -1,7 +1,8 @@
 // SQL LIKE matching for cancelByLabel(pattern): `%` matches any run of characters (none
 // included), `_` exactly one character (a code point, as in a UTF-8 database), `\` makes the
 // next character literal, everything else matches itself, case-sensitively, over the whole
-// label. A pattern that ends in a lone `\` is refused, as PostgreSQL refuses it (22025).
+// label. A pattern that ends in a lone `\` is refused whatever the label: PostgreSQL raises
+// 22025 for it only when its matching gets that far, so it fails for some labels only.
 import { invalidArgument } from './errors.js';
 import { checkUtf8, describe } from './validate.js';
 
