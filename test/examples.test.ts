@@ -88,6 +88,19 @@ test('background-vacuum: VACUUM (ANALYZE) runs as a single statement on a submit
   await check('background-vacuum', [/vacuum events: stopped \(VACUUM\)/, /reltuples: \S+ -> 100000,/]);
 });
 
+test('batch-helpers: run with a deadline, waitAny, drain in order, cancelByLabel, purge', async () => {
+  await check('batch-helpers', [
+    /run quick: stopped, answer 42/,
+    /run slow: canceled, timedOut true, sqlstate 57014/,
+    /first to finish: batch\/0/,
+    /^batch\/2: stopped \(SELECT 1\)\nbatch\/0: stopped \(SELECT 1\)\nbatch\/1: stopped \(SELECT 1\)$/m,
+    /cancelled by label 'etl\/%': 2/,
+    /still running: report$/m,
+    /purged: 6, left: 0/,
+    /stats: timed out 1, canceled 4, completed 4/,
+  ]);
+});
+
 test('the examples leave no schema behind (only the progress function install() created)', async () => {
   const left = await db.query("SELECT nspname FROM pg_namespace WHERE nspname ~ '^(pgbg_demo|audit_example_|counts_example_|vacuum_example_)'");
   assert.deepEqual(left, []);

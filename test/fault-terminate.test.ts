@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkerError, type PgBackground, type WorkerHandle } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { untimed } from './support/result-info.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -47,7 +48,7 @@ test('terminating a running worker: state error with 57P01 (not canceled), and t
     assert.deepEqual([e.code, e.sqlstate, e.pid, e.label], ['PGBG_WORKER_FAILED', '57P01', h.pid, 'sleeper']);
     return true;
   });
-  assert.deepEqual(await bg.resultInfo(h), { rowCount: 0, commandTag: null, completed: true, hasError: true });
+  assert.deepEqual(untimed(await bg.resultInfo(h)), { rowCount: 0, commandTag: null, completed: true, hasError: true });
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM term_running'), [{ n: 0 }]);
   const stats = await bg.stats();
   assert.deepEqual([stats.workersLaunched, stats.workersFailed, stats.workersCanceled, stats.workersActive], [1, 1, 0, 0]);

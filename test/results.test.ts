@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgBackgroundError } from 'pg-background';
 import { useDatabase } from './support/database.js';
+import { untimed } from './support/result-info.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -32,7 +33,7 @@ test('only the last statement returns rows; commandTag and rowCount describe it'
   for (const [sql, rows, commandTag, rowCount] of cases) {
     const h = await bg.launch(sql);
     assert.deepEqual(await bg.result(h).toArray(), rows, sql);
-    assert.deepEqual(await bg.resultInfo(h), { rowCount, commandTag, completed: true, hasError: false }, sql);
+    assert.deepEqual(untimed(await bg.resultInfo(h)), { rowCount, commandTag, completed: true, hasError: false }, sql);
   }
   await bg.close();
 });
@@ -48,7 +49,7 @@ test('rowCount counts every row of a result read in many socket reads', async ()
   }
   assert.equal(count, 1000);
   assert.equal(sum, 500500);
-  assert.deepEqual(await bg.resultInfo(h), { rowCount: 1000, commandTag: 'SELECT', completed: true, hasError: false });
+  assert.deepEqual(untimed(await bg.resultInfo(h)), { rowCount: 1000, commandTag: 'SELECT', completed: true, hasError: false });
   await bg.close();
 });
 
@@ -67,12 +68,12 @@ test('result(h) can be taken once: a second call throws PGBG_ALREADY_CONSUMED an
 test('resultInfo does not consume, and reports progress while the worker runs', async () => {
   const bg = db.background();
   const h = await bg.launch('SELECT g FROM generate_series(1, 3) g; SELECT pg_sleep(30)');
-  assert.deepEqual(await bg.resultInfo(h), { rowCount: 0, commandTag: null, completed: false, hasError: false });
+  assert.deepEqual(untimed(await bg.resultInfo(h)), { rowCount: 0, commandTag: null, completed: false, hasError: false });
   await bg.cancel(h);
-  assert.deepEqual(await bg.resultInfo(h), { rowCount: 0, commandTag: null, completed: true, hasError: true });
+  assert.deepEqual(untimed(await bg.resultInfo(h)), { rowCount: 0, commandTag: null, completed: true, hasError: true });
   const h2 = await bg.launch('SELECT 1 AS x UNION ALL SELECT 2');
   await bg.wait(h2);
-  assert.deepEqual(await bg.resultInfo(h2), { rowCount: 2, commandTag: 'SELECT', completed: true, hasError: false });
+  assert.deepEqual(untimed(await bg.resultInfo(h2)), { rowCount: 2, commandTag: 'SELECT', completed: true, hasError: false });
   assert.deepEqual(await bg.result(h2).toArray(), [{ x: 1 }, { x: 2 }]);
   await bg.close();
 });
@@ -159,7 +160,7 @@ test('breaking out of for await drops the rest; the worker still commits', async
   assert.equal(info!.state, 'stopped');
   assert.equal(info!.consumed, true);
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM after_break'), [{ n: 50000 }]);
-  assert.deepEqual(await bg.resultInfo(h), { rowCount: 50000, commandTag: 'INSERT', completed: true, hasError: false });
+  assert.deepEqual(untimed(await bg.resultInfo(h)), { rowCount: 50000, commandTag: 'INSERT', completed: true, hasError: false });
   await bg.close();
 });
 

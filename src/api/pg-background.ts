@@ -17,9 +17,14 @@ import type {
   PgBackgroundEvents,
   PgBackgroundOptions,
   ResultInfo,
+  Row,
+  RunOptions,
+  RunOutcome,
+  WaitManyOptions,
   WaitOptions,
   WorkerHandle,
   WorkerInfo,
+  WorkerOutcome,
   WorkerRef,
   WorkerProgress,
   WorkerSql,
@@ -27,6 +32,8 @@ import type {
 } from './types.js';
 import { Worker, type TerminalState } from './worker.js';
 import { WorkerRegistry } from './worker-registry.js';
+import { outcomeOf } from './outcome.js';
+import { cancelWorkersByLabel, drainWorkers, runWorker, waitAnyWorker, type HelperHost } from './worker-helpers.js';
 import { sendCancelRequest } from '../pool/cancel-request.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
 import { settlesWithin } from '../pool/deadline.js';
@@ -57,6 +64,15 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** The connection of each worker past its start (between attach and completion). */
   readonly #running = new Map<Worker, WorkerConnection>();
   #closing: Promise<void> | null = null;
+  /** What the pg_background 2.0 helpers (worker-helpers.ts) may use of this instance. */
+  readonly #helpers: HelperHost = {
+    launch: (sql, options) => this.launch(sql, options),
+    result: (handle) => this.result(handle),
+    lookup: (handle) => this.#registry.lookup(handle),
+    tracked: () => this.#registry.list(),
+    stop: (worker, reason, grace) => this.#stop(worker, reason, grace),
+    detach: (worker) => this.#detach(worker),
+  };
 
   constructor(options?: PgBackgroundOptions) {
     super();
@@ -192,6 +208,54 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   async install(options?: InstallOptions): Promise<void> {
     this.#assertOpen();
     await installProgressFunction(this.#control, installSchema(options), pg.escapeIdentifier);
+  }
+
+  // ---- pg_background 2.0's helpers (worker-helpers.ts) ------------------------------------
+
+  /**
+   * Launches `sql`, reads its rows, waits for its end and detaches it. With `timeoutMs` the
+   * worker is cancelled once that passes, and this resolves only after it has stopped
+   * (`timedOut: true`). A failed, cancelled or timed-out worker is an outcome, not a rejection.
+   */
+  async run<R = Row>(sql: WorkerSql, options?: RunOptions): Promise<RunOutcome<R>> {
+    this.#assertOpen();
+    return runWorker<R>(this.#helpers, sql, options);
+  }
+
+  /** State, result info and error of a worker in one snapshot; consumes nothing. */
+  async outcome(handle: WorkerRef): Promise<WorkerOutcome> {
+    this.#assertOpen();
+    return outcomeOf(this.#registry.lookup(handle));
+  }
+
+  /** The outcomes of `handles`, in input order, once all finished or `timeoutMs` (one budget for all) passed. */
+  async drain(handles: readonly WorkerRef[], options?: WaitManyOptions): Promise<WorkerOutcome[]> {
+    this.#assertOpen();
+    return drainWorkers(this.#helpers, handles, options);
+  }
+
+  /** The first of `handles` to finish (the caller's own object), or null if `timeoutMs` passes first. */
+  async waitAny<H extends WorkerRef>(handles: readonly H[], options?: WaitManyOptions): Promise<H | null> {
+    this.#assertOpen();
+    return waitAnyWorker(this.#helpers, handles, options);
+  }
+
+  /** Cancels the tracked active workers whose label matches the SQL LIKE `pattern`; resolves with how many, once they stopped. */
+  async cancelByLabel(pattern: string, options?: CancelOptions): Promise<number> {
+    this.#assertOpen();
+    return cancelWorkersByLabel(this.#helpers, pattern, graceMs(options, this.#options));
+  }
+
+  /** Stops tracking every finished worker (running ones stay); resolves with how many. */
+  async purge(): Promise<number> {
+    this.#assertOpen();
+    return this.#registry.purge();
+  }
+
+  /** The worker's whole SQL text (`sqlPreview` is its first 120 code points). */
+  async fullSql(handle: WorkerRef): Promise<string> {
+    this.#assertOpen();
+    return this.#registry.lookup(handle).launch.plan.text;
   }
 
   /**

@@ -135,6 +135,8 @@ export interface WorkerStats {
   workersCompleted: number;
   workersFailed: number;
   workersCanceled: number;
+  /** Workers a timeout (workerTimeoutMs, timeoutMs, run's timeoutMs) cancelled before they finished. */
+  workersTimedOut: number;
   workersActive: number;
   /** Mean execution time of finished workers, ms: from their connection's attach (a wait for a slot is not counted) to their end (0 before any finished). */
   avgExecutionMs: number;
@@ -150,6 +152,10 @@ export interface ResultInfo {
   completed: boolean;
   /** It finished with an error or was cancelled. */
   hasError: boolean;
+  /** When its connection was attached and its SQL could go out (null while pending). */
+  startedAt: Date | null;
+  /** When it finished (null while active). */
+  finishedAt: Date | null;
 }
 
 export interface WaitOptions {
@@ -212,3 +218,43 @@ export type WorkerSql = TaskSql;
 
 /** A result row in the default rowMode 'object'. */
 export type Row = Record<string, unknown>;
+
+/** One snapshot of a worker (state, result info, error, timing), consuming nothing. */
+export interface WorkerOutcome {
+  pid: number;
+  cookie: bigint;
+  label: string | null;
+  state: WorkerState;
+  /** result(h) was read to the end (or its reading stopped early and the rest was dropped). */
+  consumed: boolean;
+  /** The worker has finished (stopped, error or canceled). */
+  completed: boolean;
+  /** It finished with an error or was cancelled. */
+  hasError: boolean;
+  rowCount: number;
+  commandTag: string | null;
+  sqlstate: string | null;
+  errorMessage: string | null;
+  launchedAt: Date;
+  /** Time since launch; frozen when the worker finishes. */
+  elapsedMs: number;
+  /** Cancelled because a timeout passed (a worker that committed before that cancel landed did not time out). */
+  timedOut: boolean;
+}
+
+/** The options of run(): launch's, with `timeoutMs` the deadline after which the worker is cancelled. */
+export type RunOptions = LaunchOptions;
+
+/**
+ * What run() resolves with: the outcome, and the rows of the last statement, or null when not
+ * every row could be read (the worker failed, was cancelled or timed out).
+ */
+export type RunOutcome<R = Row> = WorkerOutcome & { rows: R[] | null };
+
+/** The options of drain() and waitAny(). */
+export interface WaitManyOptions {
+  /** One budget for the whole call, ms; 0 checks once. Without it, waits as long as it takes. */
+  timeoutMs?: number;
+  /** Aborting it rejects the wait with the signal's reason; the workers are not affected. */
+  signal?: AbortSignal;
+}

@@ -3,6 +3,7 @@
 // stats(), and retention: a finished worker is forgotten `retentionMs` after it finished.
 import { PgBackgroundError, invalidArgument } from './errors.js';
 import type { WorkerHandle, WorkerStats } from './types.js';
+import { timedOut } from './outcome.js';
 import { describe, MAX_TIMER_MS } from './validate.js';
 import type { Worker } from './worker.js';
 
@@ -20,6 +21,7 @@ export class WorkerRegistry {
   #canceled = 0;
   /** Finished workers that had started (had a connection): avgExecutionMs averages these. */
   #ran = 0;
+  #timedOut = 0;
   #executionMs = 0;
 
   constructor(retentionMs: number) {
@@ -48,6 +50,7 @@ export class WorkerRegistry {
     if (worker.state === 'stopped') this.#completed++;
     else if (worker.state === 'canceled') this.#canceled++;
     else this.#failed++;
+    if (timedOut(worker)) this.#timedOut++;
     // Execution time: from the connection's attach, not counting a wait for a slot; a worker
     // that never started did not execute at all (it is no 0 ms run).
     if (worker.startedAt !== null) {
@@ -113,10 +116,23 @@ export class WorkerRegistry {
       workersCompleted: this.#completed,
       workersFailed: this.#failed,
       workersCanceled: this.#canceled,
+      workersTimedOut: this.#timedOut,
       workersActive: this.#active.size,
       avgExecutionMs: this.#ran === 0 ? 0 : this.#executionMs / this.#ran,
       maxWorkers,
     };
+  }
+
+  /** Forgets every finished tracked worker now, as retention would later; returns how many. */
+  purge(): number {
+    let count = 0;
+    for (const worker of this.#tracked.values()) {
+      if (worker.active) continue;
+      this.untrack(worker);
+      if (!worker.resultClaimed) worker.discard('prune');
+      count++;
+    }
+    return count;
   }
 
   /** Forgets finished workers older than retentionMs, with their unread rows. */

@@ -189,6 +189,8 @@ export class Worker {
       commandTag: this.commandTag,
       completed: !this.active,
       hasError: this.state === 'error' || this.state === 'canceled',
+      startedAt: this.startedAt === null ? null : new Date(this.startedAt),
+      finishedAt: this.finishedAt === null ? null : new Date(this.finishedAt),
     };
   }
 

@@ -1,0 +1,134 @@
+// pg_background 2.0's helpers, built on what PgBackground already does: run() is launch,
+// read, wait and detach in one call; drain() and waitAny() wait on many workers at once,
+// woken by their completion (never by polling); cancelByLabel() cancels by SQL LIKE pattern.
+// PgBackground hands these functions a HelperHost: its own methods, nothing more.
+import { PgBackgroundError, WorkerError, invalidArgument } from './errors.js';
+import { likeMatcher } from './like-pattern.js';
+import { waitOptions } from './options.js';
+import { outcomeOf } from './outcome.js';
+import type { CancelReason, LaunchOptions, RunOutcome, WorkerHandle, WorkerOutcome, WorkerRef, WorkerSql } from './types.js';
+import { describe } from './validate.js';
+import type { Worker } from './worker.js';
+import type { WorkerResult } from '../results/worker-result.js';
+
+export interface HelperHost {
+  launch(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle>;
+  result<R>(handle: WorkerRef): WorkerResult<R>;
+  /** The tracked worker a handle names (PGBG_UNKNOWN_WORKER, PGBG_COOKIE_MISMATCH otherwise). */
+  lookup(handle: unknown): Worker;
+  /** Tracked workers, newest first. */
+  tracked(): Worker[];
+  /** Cancels (or joins the cancel under way) and resolves once the worker is terminal. */
+  stop(worker: Worker, reason: CancelReason, graceMs: number): Promise<void>;
+  detach(worker: Worker): void;
+}
+
+/**
+ * Launches `sql`, reads all its rows, waits for the end and detaches. A timeout (`timeoutMs`)
+ * cancels the worker and this waits until it has really stopped. Failures, cancels and
+ * timeouts are outcomes; it rejects only for what launch rejects before a worker exists (bad
+ * arguments, a closed instance, PGBG_MAX_WORKERS), for PGBG_CLOSED, and if the caller's own
+ * type parser throws.
+ */
+export async function runWorker<R>(host: HelperHost, sql: WorkerSql, options: LaunchOptions | undefined): Promise<RunOutcome<R>> {
+  let handle: WorkerHandle;
+  try {
+    handle = await host.launch(sql, options);
+  } catch (error) {
+    // A worker that was registered but never started (no connection, cancelled while it
+    // waited for a slot) has an outcome like any other; it is still named by pid 0.
+    const worker = error instanceof PgBackgroundError && (error.code === 'PGBG_CONNECTION_FAILED' || error.code === 'PGBG_ABORTED') ? unstarted(host, error.cookie) : null;
+    if (!worker) throw error;
+    host.detach(worker);
+    return { ...outcomeOf(worker), rows: null };
+  }
+  const worker = host.lookup(handle);
+  let rows: R[] | null = null;
+  let thrown: unknown = null;
+  try {
+    rows = await host.result<R>(handle).toArray();
+  } catch (error) {
+    // The worker's failure or cancel is in its outcome; rows dropped by a cancel or a detach
+    // leave `rows` null. Anything else (a closed instance, a type parser that threw) is thrown
+    // once the worker has ended.
+    const incomplete = error instanceof WorkerError || (error instanceof PgBackgroundError && (error.code === 'PGBG_RESULT_DISCARDED' || error.code === 'PGBG_DETACHED'));
+    if (!incomplete) thrown = error;
+  }
+  await worker.whenTerminal;
+  host.detach(worker);
+  if (thrown !== null) throw thrown;
+  return { ...outcomeOf(worker), rows };
+}
+
+function unstarted(host: HelperHost, cookie: bigint | undefined): Worker | null {
+  if (cookie === undefined) return null;
+  try {
+    return host.lookup({ pid: 0, cookie });
+  } catch {
+    return null;
+  }
+}
+
+/** Outcomes in input order once every worker is finished or the one shared budget is spent. */
+export async function drainWorkers(host: HelperHost, handles: unknown, options: unknown): Promise<WorkerOutcome[]> {
+  const { timeoutMs, signal } = waitOptions(options);
+  const workers = lookupAll(host, handles, false);
+  await settleOrExpire(Promise.all(workers.map((worker) => worker.whenTerminal)), timeoutMs, signal);
+  const now = Date.now();
+  return workers.map((worker) => outcomeOf(worker, now));
+}
+
+/** The first of `handles` whose worker is finished (input order breaks ties), or null on timeout. */
+export async function waitAnyWorker<H extends WorkerRef>(host: HelperHost, handles: readonly H[], options: unknown): Promise<H | null> {
+  const { timeoutMs, signal } = waitOptions(options);
+  const workers = lookupAll(host, handles, true);
+  const first = (): H | null => {
+    const index = workers.findIndex((worker) => !worker.active);
+    return index === -1 ? null : handles[index]!;
+  };
+  const done = first();
+  if (done !== null) return done;
+  await settleOrExpire(Promise.race(workers.map((worker) => worker.whenTerminal)), timeoutMs, signal);
+  return first();
+}
+
+/** Cancels every tracked active worker whose label matches `pattern` (SQL LIKE); resolves with how many, once they have stopped. */
+export async function cancelWorkersByLabel(host: HelperHost, pattern: unknown, graceMs: number): Promise<number> {
+  const matches = likeMatcher(pattern);
+  const targets = host.tracked().filter((worker) => worker.active && worker.label !== null && matches(worker.label));
+  await Promise.all(targets.map((worker) => host.stop(worker, 'cancel', graceMs)));
+  return targets.length;
+}
+
+function lookupAll(host: HelperHost, handles: unknown, nonEmpty: boolean): Worker[] {
+  if (!Array.isArray(handles) || (nonEmpty && handles.length === 0)) {
+    throw invalidArgument(`Expected \`handles\` to be ${nonEmpty ? 'a non-empty' : 'an'} array of worker handles, got ${Array.isArray(handles) ? 'an empty array' : describe(handles)}`);
+  }
+  return handles.map((handle: unknown, index) => {
+    try {
+      return host.lookup(handle);
+    } catch (error) {
+      if (error instanceof PgBackgroundError && error.code === 'PGBG_INVALID_ARGUMENT') throw invalidArgument(`\`handles[${index}]\`: ${error.message}`);
+      throw error;
+    }
+  });
+}
+
+/** Resolves once `promise` settles or `timeoutMs` passes (never, if undefined); rejects if `signal` aborts. */
+function settleOrExpire(promise: Promise<unknown>, timeoutMs: number | undefined, signal: AbortSignal | null): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const finish = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = timeoutMs === undefined ? undefined : setTimeout(finish, timeoutMs);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    promise.then(finish, finish);
+  });
+}
