@@ -11,7 +11,7 @@
 //              the median run (memory and scale run once)
 //   --dist     load the library from its build (dist/: `npm run build` first) instead of the
 //              TypeScript sources through tsx: the code an installed package runs
-//   PGBG_BENCH_TINY_WARMUP=n, PGBG_BENCH_TINY_BLOCK=n   tiny-task variants (see tiny-task.ts)
+//   PGBG_BENCH_TINY_WARMUP=n, PGBG_BENCH_TINY_BLOCK=n, PGBG_BENCH_TINY_MULTI=1   tiny-task variants (see tiny-task.ts)
 //
 // Everything runs in a database of its own (created on DATABASE_URL's server and dropped at the
 // end; DATABASE_URL's own database is used if it cannot be created).

@@ -18,7 +18,12 @@ const ITERATIONS = 300;
 const BLOCK = Number(process.env.PGBG_BENCH_TINY_BLOCK ?? ITERATIONS);
 if (!Number.isInteger(WARMUP) || WARMUP < 0) throw new Error('PGBG_BENCH_TINY_WARMUP must be a non-negative integer');
 if (!Number.isInteger(BLOCK) || BLOCK < 1 || ITERATIONS % BLOCK !== 0) throw new Error(`PGBG_BENCH_TINY_BLOCK must divide ${ITERATIONS}`);
-const SQL = 'SELECT 1';
+/**
+ * PGBG_BENCH_TINY_MULTI=1: a two-statement task, which the library sends one Parse per statement
+ * inside its own BEGIN/COMMIT, against pg's multi-statement simple query of the same text.
+ */
+const MULTI = process.env.PGBG_BENCH_TINY_MULTI === '1';
+const SQL = MULTI ? 'SELECT 2; SELECT 1' : 'SELECT 1';
 
 function checkRows(rows: readonly Record<string, unknown>[]): void {
   if (rows.length !== 1 || rows[0]!['?column?'] !== 1) throw new Error(`tiny task: unexpected result ${JSON.stringify(rows)}`);
@@ -46,9 +51,9 @@ async function runOnce(url: string, libFirst: boolean): Promise<RunReport> {
     };
     const baseOnce = async (timed: boolean) => {
       const t0 = now();
-      const { rows } = await client.query(SQL);
+      const result = (await client.query(SQL)) as pg.QueryResult | pg.QueryResult[];
       if (timed) baseTimes.push(now() - t0);
-      checkRows(rows);
+      checkRows((Array.isArray(result) ? result.at(-1)! : result).rows);
     };
 
     for (let i = 0; i < WARMUP; i++) await libOnce(false);

@@ -70,6 +70,14 @@ export function instanceOptions(input: unknown): InstanceOptions {
   if (connection.query_timeout !== undefined) {
     throw invalidArgument('Option `query_timeout` is not supported: use `workerTimeoutMs` (or a launch\'s `timeoutMs`) to cancel workers that run too long, or `statement_timeout` in `settings`');
   }
+  // pg takes `connection` for its own protocol object: it would replace every worker's.
+  if (connection.connection !== undefined) {
+    throw invalidArgument(`Option \`connection\` is not supported: pg-background opens each worker's protocol connection itself, got ${describe(connection.connection)}`);
+  }
+  if (connection.client_encoding !== undefined) {
+    const why = unreadableSetting('client_encoding', String(connection.client_encoding));
+    if (why) throw invalidArgument(`Option \`client_encoding\` cannot be ${describe(connection.client_encoding)}: ${why}`);
+  }
   if (connection.connectionString !== undefined && typeof connection.connectionString !== 'string') {
     throw invalidArgument(`Expected \`connectionString\` to be a string, got ${describe(connection.connectionString)}`);
   }
