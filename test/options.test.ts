@@ -44,3 +44,25 @@ test('an unknown setting fails the worker with the server\'s error, not the laun
   assert.deepEqual(await bg.result(custom).toArray(), [{ t: 'acme' }]);
   await bg.close();
 });
+
+test('a connect that times out names its deadline and the option behind it', async () => {
+  const { createServer } = await import('node:net');
+  const { PgBackground } = await import('pg-background');
+  const sockets = new Set<import('node:net').Socket>();
+  const silent = createServer((socket) => sockets.add(socket)); // accepts, never answers
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const { port } = silent.address() as import('node:net').AddressInfo;
+  const bg = new PgBackground({ host: '127.0.0.1', port, user: 'nobody', password: 'secret-pw', livenessTimeoutMs: 300 });
+  try {
+    await assert.rejects(bg.launch('SELECT 1'), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'PGBG_CONNECTION_FAILED');
+      assert.match(error.message, /\(within connectionTimeoutMillis, 300 ms; it defaults to livenessTimeoutMs\)$/);
+      assert.ok(!error.message.includes('secret-pw'));
+      return true;
+    });
+  } finally {
+    await bg.close();
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  }
+});

@@ -329,7 +329,9 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       if (cancelled) {
         throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, { cookie: worker.cookie, label: worker.label, cause: signal?.aborted ? signal.reason : undefined });
       }
-      throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}`, {
+      // pg's own words for its connect deadline name neither the time nor the option.
+      const deadline = /timeout/i.test(info.message) ? ` (within connectionTimeoutMillis, ${this.#options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)` : '';
+      throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}${deadline}`, {
         cookie: worker.cookie,
         label: worker.label,
         sqlstate: info.sqlstate === CONNECTION_FAILURE ? undefined : info.sqlstate,
