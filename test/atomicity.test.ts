@@ -10,7 +10,7 @@ import { WorkerConnection } from '../src/pool/worker-connection.js';
 import { RowQueue } from '../src/results/row-queue.js';
 import { TaskQuery, type TaskOutcome } from '../src/results/task-query.js';
 import { errorInfo } from '../src/results/error-info.js';
-import { planTask, type TaskPlan } from '../src/sql/task-plan.js';
+import { planTask, type TaskPlan } from '../src/plan/task-plan.js';
 import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename, {

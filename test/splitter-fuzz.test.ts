@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import pg from 'pg';
-import { splitStatements } from '../src/sql/statement-splitter.js';
+import { splitStatements } from '../src/plan/statement-splitter.js';
 import { useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename);

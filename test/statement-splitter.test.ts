@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type pg from 'pg';
 import { PgBackgroundError } from 'pg-background';
-import { MAX_WORDS, splitStatements, type SplitOptions } from '../src/sql/statement-splitter.js';
-import { planTask, type TaskSql } from '../src/sql/task-plan.js';
+import { MAX_WORDS, splitStatements, type SplitOptions } from '../src/plan/statement-splitter.js';
+import { planTask, type TaskSql } from '../src/plan/task-plan.js';
 import { useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename);

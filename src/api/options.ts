@@ -1,11 +1,11 @@
 // Options are checked once, on entry, and frozen: nothing is clamped or guessed later.
 import type pg from 'pg';
-import { invalidArgument } from './errors.js';
+import { invalidArgument } from '../errors.js';
 import type { RowMode, TypeParsers } from '../results/row-parser.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
-import { planTask, type TaskPlan, type TaskSql } from '../sql/task-plan.js';
+import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
-import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject, readable, unreadable } from './validate.js';
+import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject, readable, unreadable } from '../util/validate.js';
 
 export const MIN_QUEUE_SIZE = 4096;
 export const MAX_QUEUE_SIZE = 268_435_456;

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import pg from 'pg';
 import type { ServerNotice } from '../pool/worker-connection.js';
-import { PgBackgroundError, type WorkerErrorInfo } from './errors.js';
+import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import { closeOptions, graceMs, installSchema, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
 import { installProgressFunction, progressFromNotice } from './progress-function.js';
 import type {
@@ -45,7 +45,7 @@ import { PINNED_HINT, pinSql, poolerUnsupported, refusesTransactions } from '../
 import { confirmsCancel, CONNECTION_FAILURE, endsSession, errorInfo, provesNeverRan, WorkerFailure } from '../results/error-info.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { WorkerResult } from '../results/worker-result.js';
-import { planTask, type TaskPlan } from '../sql/task-plan.js';
+import { planTask, type TaskPlan } from '../plan/task-plan.js';
 
 /** How often the server checks for our death with onCallerExit 'rollback'. */
 const CALLER_CHECK_INTERVAL_MS = 1000;

@@ -4,7 +4,7 @@
 // connection recognises it by its SQLSTATE and turns it into progress instead of a notice.
 import pg from 'pg';
 import type { ServerNotice } from '../pool/worker-connection.js';
-import { PgBackgroundError } from './errors.js';
+import { PgBackgroundError } from '../errors.js';
 import type { WorkerProgress } from './types.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 

@@ -1,10 +1,10 @@
 // The public shapes: options, handles, worker information, statistics and events.
 import type pg from 'pg';
 import type { RowMode, TypeParsers } from '../results/row-parser.js';
-import type { TaskSql } from '../sql/task-plan.js';
+import type { TaskSql } from '../plan/task-plan.js';
 
 export type { RowMode, TypeParsers, ResultField } from '../results/row-parser.js';
-export type { WorkerErrorInfo } from './errors.js';
+export type { WorkerErrorInfo } from '../errors.js';
 
 /** A value for a server setting, sent as text. */
 export type SettingValue = string | number | boolean;

@@ -2,12 +2,12 @@
 // read, wait and detach in one call; drain() and waitAny() wait on many workers at once,
 // woken by their completion (never by polling); cancelByLabel() cancels by SQL LIKE pattern.
 // PgBackground hands these functions a HelperHost: its own methods, nothing more.
-import { PgBackgroundError, WorkerError, invalidArgument } from './errors.js';
+import { PgBackgroundError, WorkerError, invalidArgument } from '../errors.js';
 import { likeMatcher } from './like-pattern.js';
 import { waitOptions } from './options.js';
 import { outcomeOf } from './outcome.js';
 import type { CancelReason, LaunchOptions, RunOutcome, WorkerHandle, WorkerOutcome, WorkerRef, WorkerSql } from './types.js';
-import { describe } from './validate.js';
+import { describe } from '../util/validate.js';
 import type { Worker } from './worker.js';
 import type { WorkerResult } from '../results/worker-result.js';
 

@@ -1,10 +1,10 @@
 // The instance's workers: those a handle can reach (tracked: launched here, not detached, not
 // pruned), those still active (detached ones included, for close() and stats), the counters of
 // stats(), and retention: a finished worker is forgotten `retentionMs` after it finished.
-import { PgBackgroundError, invalidArgument } from './errors.js';
+import { PgBackgroundError, invalidArgument } from '../errors.js';
 import type { WorkerHandle, WorkerStats } from './types.js';
 import { timedOut } from './outcome.js';
-import { describe, MAX_TIMER_MS } from './validate.js';
+import { describe, MAX_TIMER_MS } from '../util/validate.js';
 import type { Worker } from './worker.js';
 
 export class WorkerRegistry {

@@ -3,7 +3,7 @@
 // and what it produced. Every transition happens here; list(), stats(), wait() and events
 // read from it, never from connection internals.
 import { getRandomValues } from 'node:crypto';
-import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from './errors.js';
+import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from '../errors.js';
 import type { LaunchPlan } from './options.js';
 import { RowParser, type ResultField } from '../results/row-parser.js';
 import { RowQueue } from '../results/row-queue.js';

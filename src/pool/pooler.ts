@@ -13,7 +13,7 @@
 // handed to anyone: the pooler closes a server connection left in a transaction).
 // A pooler that cannot hold a transaction (PgBouncer's statement mode) is refused at launch.
 import pg from 'pg';
-import { PgBackgroundError } from '../api/errors.js';
+import { PgBackgroundError } from '../errors.js';
 
 /** The identity of the backend that holds the pinned transaction. */
 export interface PinnedBackend {

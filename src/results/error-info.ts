@@ -1,7 +1,7 @@
 // A worker's failure as plain data: the server's ErrorResponse fields when PostgreSQL raised
 // it, or a connection-level SQLSTATE when the connection itself failed.
 import pg from 'pg';
-import type { WorkerErrorInfo } from '../api/errors.js';
+import type { WorkerErrorInfo } from '../errors.js';
 
 /** SQLSTATE for a connection that broke without an ErrorResponse (class 08: connection_failure). */
 export const CONNECTION_FAILURE = '08006';

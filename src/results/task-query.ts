@@ -4,7 +4,7 @@
 // the socket. The task is over at ReadyForQuery (success) or at the first ErrorResponse or
 // connection error, which covers errors raised at COMMIT after all rows were sent.
 import pg from 'pg';
-import type { TaskPlan } from '../sql/task-plan.js';
+import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
 import type { ResultField } from './row-parser.js';
 import type { RowQueue } from './row-queue.js';

@@ -2,7 +2,7 @@
 // read; reading frees queue budget, which lets the worker's connection read from the server
 // again. Stopping early (break, return, an exception in the loop body) drops the rest, and the
 // worker carries on to commit without blocking.
-import { PgBackgroundError } from '../api/errors.js';
+import { PgBackgroundError } from '../errors.js';
 import type { RowParser, ResultField } from './row-parser.js';
 import type { RowQueue } from './row-queue.js';
 

@@ -1,8 +1,8 @@
 // What a worker will send for its SQL, decided before any connection is used: how many
 // statements the server will run (only the last one's rows are kept), whether parameters are
 // bound, and whether the SQL must be refused (transaction control, COPY to/from the client).
-import { invalidArgument } from '../api/errors.js';
-import { describe } from '../api/validate.js';
+import { invalidArgument } from '../errors.js';
+import { describe } from '../util/validate.js';
 import pgUtils from 'pg/lib/utils.js';
 import { splitStatements, type SqlStatement } from './statement-splitter.js';
 

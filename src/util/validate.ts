@@ -1,5 +1,5 @@
 // Tiny validators: each names the option and what it got, and throws PGBG_INVALID_ARGUMENT.
-import { invalidArgument, type PgBackgroundError } from './errors.js';
+import { invalidArgument, type PgBackgroundError } from '../errors.js';
 
 export const MAX_TIMER_MS = 2_147_483_647; // the largest delay setTimeout honours
 
