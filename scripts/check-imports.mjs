@@ -5,9 +5,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
 
-/** Folder (or bottom file) → rank. Higher ranks may import lower ones, never the reverse. */
+/**
+ * Folder (or file) → rank. Higher ranks may import lower ones, never the reverse. A file's own
+ * entry wins over its folder's: api/types.ts, the public types, is a leaf every folder may use.
+ */
 export const RANKS = {
   'index.ts': 9,
+  'api/types.ts': 1,
   api: 8,
   run: 7,
   control: 6,
@@ -25,8 +29,9 @@ export const RANKS = {
 
 /** The top-level unit of src/ a path belongs to: its first folder, or the file itself. */
 function unitOf(root, path) {
-  const [first] = relative(root, path).split(/[\\/]/);
-  return first.replace(/\.js$/, '.ts'); // imports name the emitted .js file
+  const parts = relative(root, path).replace(/\.js$/, '.ts').split(/[\\/]/); // imports name the emitted .js file
+  const file = parts.slice(0, 2).join('/');
+  return file in RANKS ? file : parts[0];
 
 }
 

@@ -1,10 +1,26 @@
 // The public shapes: options, handles, worker information, statistics and events.
+// A leaf: it imports nothing of ours but the errors' types, so every folder may use it.
 import type pg from 'pg';
-import type { RowMode, TypeParsers } from '../results/row-parser.js';
-import type { TaskSql } from '../plan/task-plan.js';
 
-export type { RowMode, TypeParsers, ResultField } from '../results/row-parser.js';
 export type { WorkerErrorInfo } from '../errors.js';
+
+export type RowMode = 'object' | 'array';
+
+/** node-postgres' per-client type-parser hook (`types` option). */
+export interface TypeParsers {
+  getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown;
+}
+
+/** Column metadata of the result, as the server described it. */
+export interface ResultField {
+  name: string;
+  tableID: number;
+  columnID: number;
+  dataTypeID: number;
+  dataTypeSize: number;
+  dataTypeModifier: number;
+  format: 'text' | 'binary';
+}
 
 /** A value for a server setting, sent as text. */
 export type SettingValue = string | number | boolean;
@@ -214,7 +230,7 @@ export interface PgBackgroundEvents {
 }
 
 /** A worker's SQL: a string of one or more statements, or one statement with parameters. */
-export type WorkerSql = TaskSql;
+export type WorkerSql = string | { readonly text: string; readonly values?: readonly unknown[] };
 
 /** A result row in the default rowMode 'object'. */
 export type Row = Record<string, unknown>;

@@ -1,13 +1,14 @@
 // What a worker will send for its SQL, decided before any connection is used: how many
 // statements the server will run (only the last one's rows are kept), whether parameters are
 // bound, and whether the SQL must be refused (transaction control, COPY to/from the client).
+import type { WorkerSql } from '../api/types.js';
 import { invalidArgument } from '../errors.js';
 import { describe } from '../util/validate.js';
 import pgUtils from 'pg/lib/utils.js';
 import { splitStatements, type SqlStatement } from './statement-splitter.js';
 
 /** A worker's SQL: a string, or one statement with parameters. */
-export type TaskSql = string | { readonly text: string; readonly values?: readonly unknown[] };
+export type TaskSql = WorkerSql;
 
 export interface TaskPlan {
   readonly text: string;

@@ -1,25 +1,10 @@
 // Turns raw text fields into rows, with node-postgres' type parsers or the caller's `types`,
 // never touching pg's global parsers.
 import pg from 'pg';
+import type { ResultField, RowMode, TypeParsers } from '../api/types.js';
 import type { RawRow } from './row-queue.js';
 
-export type RowMode = 'object' | 'array';
-
-/** node-postgres' per-client type-parser hook (`types` option). */
-export interface TypeParsers {
-  getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown;
-}
-
-/** Column metadata of the result, as the server described it. */
-export interface ResultField {
-  name: string;
-  tableID: number;
-  columnID: number;
-  dataTypeID: number;
-  dataTypeSize: number;
-  dataTypeModifier: number;
-  format: 'text' | 'binary';
-}
+export type { ResultField, RowMode, TypeParsers };
 
 /** A type parser (or getTypeParser) threw for a column: the caller's code, not the server's. */
 export class TypeParserFailure extends Error {
