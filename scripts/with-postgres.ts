@@ -17,7 +17,7 @@ if (!env.DATABASE_URL) {
   server = await startLocalPostgres();
   env.DATABASE_URL = server.url;
   env.PGBG_LOCAL_SERVER = '1';
-  console.error(`[with-postgres] throwaway PostgreSQL on port ${server.port} (${Date.now() - started} ms to start)`);
+  console.error(`[with-postgres] throwaway PostgreSQL ${server.version} (${server.auth} auth) on port ${server.port} (${Date.now() - started} ms to start)`);
 }
 
 const child = spawn(command, args, { stdio: 'inherit', env });
