@@ -12,6 +12,9 @@ if (!command) {
 
 let server: LocalPostgres | undefined;
 const env = { ...process.env };
+if (env.DATABASE_URL && (env.PGBG_PG_VERSION || env.PGBG_PG_AUTH)) {
+  console.error('[with-postgres] DATABASE_URL is set: PGBG_PG_VERSION and PGBG_PG_AUTH only choose the servers that tests start themselves');
+}
 if (!env.DATABASE_URL) {
   const started = Date.now();
   server = await startLocalPostgres();
