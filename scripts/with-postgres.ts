@@ -12,12 +12,15 @@ if (!command) {
 
 let server: LocalPostgres | undefined;
 const env = { ...process.env };
+if (env.DATABASE_URL && (env.PGBG_PG_VERSION || env.PGBG_PG_AUTH)) {
+  console.error('[with-postgres] DATABASE_URL is set: PGBG_PG_VERSION and PGBG_PG_AUTH only choose the servers that tests start themselves');
+}
 if (!env.DATABASE_URL) {
   const started = Date.now();
   server = await startLocalPostgres();
   env.DATABASE_URL = server.url;
   env.PGBG_LOCAL_SERVER = '1';
-  console.error(`[with-postgres] throwaway PostgreSQL on port ${server.port} (${Date.now() - started} ms to start)`);
+  console.error(`[with-postgres] throwaway PostgreSQL ${server.version} (${server.auth} auth) on port ${server.port} (${Date.now() - started} ms to start)`);
 }
 
 const child = spawn(command, args, { stdio: 'inherit', env });

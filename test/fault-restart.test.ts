@@ -11,7 +11,10 @@ let server: LocalPostgres;
 let admin: pg.Client | null = null;
 
 before(async () => {
-  server = await startLocalPostgres();
+  // The WAL writer at its slowest: were a commit ever acknowledged before its WAL reached the
+  // kernel (synchronous_commit = off), the immediate shutdown would lose it every time, not only
+  // when the timing is unlucky.
+  server = await startLocalPostgres({ settings: { wal_writer_delay: '10s' } });
 });
 
 after(async () => {
@@ -96,6 +99,9 @@ for (const mode of ['fast', 'immediate'] as const) {
     const { bg, sleeper, blocked, loop, warmPid } = await runningWorkers(table);
     try {
       const handles = [sleeper, blocked, loop];
+      // Acknowledged a moment before the fault: it must survive either shutdown (an immediate
+      // one kills the server's processes, not the OS, so nothing written to the kernel is lost).
+      await query(`CREATE TABLE ${table}_acknowledged AS SELECT 42 AS n`);
       const faultAt = Date.now();
       await server.stopServer(mode);
       admin = null;
@@ -136,6 +142,7 @@ for (const mode of ['fast', 'immediate'] as const) {
       assert.deepEqual([stats.workersActive, stats.workersFailed, stats.workersCompleted], [0, 3, 1]);
 
       await server.startServer();
+      assert.deepEqual(await query(`SELECT n FROM ${table}_acknowledged`), [{ n: 42 }], 'a commit acknowledged before the shutdown survives it');
       await worksAgain(bg, table, [warmPid, sleeper.pid, blocked.pid, loop.pid]);
       // Checked last so that the rest is exercised either way: a worker whose consumer reads
       // nothing must reach its terminal state too (livenessTimeoutMs is 1000 here).

@@ -17,7 +17,8 @@ const installer = `pgbg_installer_${suffix}`;
 const INSTALLER_PASSWORD = `Inst4ller-${suffix}`;
 const caller = `pgbg_caller_${suffix}`;
 const reader = `pgbg_reader_${suffix}`;
-const roles = [secretRole, installer, caller, reader];
+const noLogin = `pgbg_nologin_${suffix}`;
+const roles = [secretRole, installer, caller, reader, noLogin];
 const q = pg.escapeIdentifier;
 
 const db = useDatabase(import.meta.filename, {
@@ -26,6 +27,7 @@ const db = useDatabase(import.meta.filename, {
     await db.query(`CREATE ROLE ${q(installer)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '${INSTALLER_PASSWORD}'`);
     await db.query(`CREATE ROLE ${q(caller)} NOLOGIN`);
     await db.query(`CREATE ROLE ${q(reader)} NOLOGIN`);
+    await db.query(`CREATE ROLE ${q(noLogin)} NOLOGIN PASSWORD '${PASSWORD}'`);
   },
   async teardown(db) {
     // CASCADE: a schema a role owns may hold objects of others (a superuser's function).
@@ -51,6 +53,21 @@ async function closedPort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** Whether the server checks passwords: a trust server lets a wrong one in. */
+async function serverChecksPasswords(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: urlFor(secretRole, WRONG_PASSWORD), application_name: 'pgbg-test-probe' });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return false;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === '28P01') return true;
+    throw error;
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 const withBigInts = (_key: string, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value);
@@ -105,11 +122,14 @@ function assertNoSecrets(what: string, value: unknown, secrets: readonly string[
 
 test('a) failed connections: no password or connection string in errors, list(), events or the instance', async () => {
   const port = await closedPort();
+  // A wrong password fails with 28P01 where passwords are checked. A trust server asks for none,
+  // so there the same secret goes with a role that may not log in, which every server refuses.
+  const [wrongUser, wrongState] = (await serverChecksPasswords()) ? [secretRole, '28P01'] : [noLogin, '28000'];
   const scenarios: [string, Record<string, unknown>, string | undefined][] = [
     ['wrong port (URL)', { connectionString: urlFor(secretRole, PASSWORD, { port }) }, undefined],
     ['wrong port (fields)', { host: '127.0.0.1', port, user: secretRole, password: PASSWORD, database: db.name }, undefined],
-    ['wrong password (URL)', { connectionString: urlFor(secretRole, WRONG_PASSWORD) }, '28P01'],
-    ['wrong password (fields)', { host: new URL(db.url).hostname, port: Number(new URL(db.url).port), user: secretRole, password: WRONG_PASSWORD, database: db.name }, '28P01'],
+    ['wrong password (URL)', { connectionString: urlFor(wrongUser, WRONG_PASSWORD) }, wrongState],
+    ['wrong password (fields)', { host: new URL(db.url).hostname, port: Number(new URL(db.url).port), user: wrongUser, password: WRONG_PASSWORD, database: db.name }, wrongState],
     ['no such database', { connectionString: urlFor(secretRole, PASSWORD, { database: `${db.name}_missing` }) }, '3D000'],
     ['malformed URL', { connectionString: urlFor(secretRole, PASSWORD).replace(/:\d+\//, ':99999/') }, undefined],
   ];
@@ -214,6 +234,7 @@ test('a) install() that cannot connect or finish rejects with the library codes,
 
 test('a) a working instance: no password or connection string in list(), events, results, worker errors, install errors or the instance', async () => {
   await db.query(`GRANT CONNECT ON DATABASE ${q(db.name)} TO ${q(secretRole)}`);
+  await db.query('CREATE SCHEMA sealed');
   const url = urlFor(secretRole, PASSWORD);
   const secrets = secretsOf(url, db.url);
   // The detector itself works: a config object carrying the URL is caught.
@@ -241,7 +262,8 @@ test('a) a working instance: no password or connection string in list(), events,
       await bg.cancel(sleeping, { graceMs: 0 });
       produced.canceledError = await bg.result(sleeping).toArray().catch((e: unknown) => e);
       // install() in a schema the role may not create in: PGBG_INSTALL_FAILED with the server's error as cause.
-      produced.installError = await bg.install({ schema: 'public' }).catch((e: unknown) => e);
+      // (Not public: before PostgreSQL 15 every role may create in it.)
+      produced.installError = await bg.install({ schema: 'sealed' }).catch((e: unknown) => e);
       assert.equal((produced.installError as PgBackgroundError).code, 'PGBG_INSTALL_FAILED');
       produced.unknownWorker = await bg.info({ pid: 1, cookie: 1n }).catch((e: unknown) => e);
       produced.invalid = await bg.launch('SELECT 1', { queueSize: 1 }).catch((e: unknown) => e);

@@ -417,7 +417,9 @@ const pick = <T>(...values: T[]): fc.Arbitrary<T> => fc.constantFrom(...values);
 const joined = (units: fc.Arbitrary<string>, minLength = 0, maxLength = 8): fc.Arbitrary<string> =>
   fc.array(units, { minLength, maxLength }).map((parts) => parts.join(''));
 
-const whitespaceUnit: fc.Arbitrary<GapUnit> = pick(' ', '  ', '\n', '\t', '\r\n', '\f', '\v').map((text) => ({ text, comment: false }));
+/** Whitespace between tokens; \v is whitespace to PostgreSQL 17 on (a syntax error before). */
+const whitespaceUnitOf = (verticalTab: boolean): fc.Arbitrary<GapUnit> =>
+  pick(' ', '  ', '\n', '\t', '\r\n', '\f', ...(verticalTab ? ['\v'] : [])).map((text) => ({ text, comment: false }));
 const lineCommentUnit: fc.Arbitrary<GapUnit> = joined(pick('a', ' ', ';', "'", '"', '$', '$$', '/*', '*/', '\\', 'é', '-', '🐢', 'BEGIN'), 0, 10).map((body) => ({
   text: `--${body}\n`,
   comment: true,
@@ -430,8 +432,10 @@ const blockComment: fc.Arbitrary<string> = fc.letrec<{ comment: string }>((tie) 
     .map((parts) => `/*${parts.join('')}*/`),
 })).comment;
 const blockCommentUnit: fc.Arbitrary<GapUnit> = blockComment.map((text) => ({ text, comment: true }));
-const gapUnit: fc.Arbitrary<GapUnit> = fc.oneof({ weight: 4, arbitrary: whitespaceUnit }, { weight: 1, arbitrary: lineCommentUnit }, { weight: 1, arbitrary: blockCommentUnit });
-const gap = (minLength: number): fc.Arbitrary<Gap> => fc.array(gapUnit, { minLength, maxLength: 3 });
+const gapUnitOf = (verticalTab: boolean): fc.Arbitrary<GapUnit> =>
+  fc.oneof({ weight: 4, arbitrary: whitespaceUnitOf(verticalTab) }, { weight: 1, arbitrary: lineCommentUnit }, { weight: 1, arbitrary: blockCommentUnit });
+const gapUnit = gapUnitOf(true);
+const gap = (minLength: number, unit = gapUnit): fc.Arbitrary<Gap> => fc.array(unit, { minLength, maxLength: 3 });
 
 const reservedForHeuristics = new Set(['begin', 'case', 'end', 'create']);
 const wordToken: fc.Arbitrary<Token> = fc
@@ -740,7 +744,20 @@ interface ServerCase {
   readonly sql: string;
   readonly lastRows: readonly Record<string, unknown>[];
   readonly standardConformingStrings?: boolean;
+  /** Syntax of a newer server: an older one must refuse `sql` with `error`, and run `olderSql`. */
+  readonly since?: { readonly versionNum: number; readonly error: RegExp; readonly olderSql: string };
 }
+
+/** server_version_num of the test server, e.g. 170010. */
+let versionNum: number | undefined;
+async function serverVersionNum(): Promise<number> {
+  versionNum ??= Number((await db.query<{ v: string }>("SELECT current_setting('server_version_num') AS v"))[0]!.v);
+  return versionNum;
+}
+
+/** Syntax that came with a PostgreSQL version (server_version_num). */
+const VERTICAL_TAB_WHITESPACE = 170000; // \v separates tokens (a syntax error before)
+const NON_DECIMAL_INTEGERS = 160000; // 0x1F, 0o17, 0b101 and 1_000 (before: 0 then x1F, or "trailing junk")
 
 const serverCases: readonly ServerCase[] = [
   { name: "semicolons in '...' with ''", sql: "SELECT 'a;b' AS v; SELECT 'it''s; ok' AS v", lastRows: [{ v: "it's; ok" }] },
@@ -767,7 +784,12 @@ const serverCases: readonly ServerCase[] = [
     lastRows: [{ v: 2 }],
   },
   { name: 'empty statements', sql: ';; SELECT 1 AS v;;; /* c */ ; -- d\n; SELECT 2 AS v;', lastRows: [{ v: 2 }] },
-  { name: 'whitespace \\f \\v \\t between statements', sql: 'SELECT 1 AS v;\f\v\tSELECT 2 AS v', lastRows: [{ v: 2 }] },
+  {
+    name: 'whitespace \\f \\v \\t between statements',
+    sql: 'SELECT 1 AS v;\f\v\tSELECT 2 AS v',
+    lastRows: [{ v: 2 }],
+    since: { versionNum: VERTICAL_TAB_WHITESPACE, error: /^syntax error at or near "\v"$/, olderSql: 'SELECT 1 AS v;\f\t\f SELECT 2 AS v' },
+  },
   {
     name: 'numbers followed by comments',
     sql: 'SELECT 1.5e-3--c;\n AS v; SELECT .5/* ; */+1e10-- ;x\n AS v',
@@ -818,7 +840,13 @@ const literalOf = (prefix: string, units: fc.Arbitrary<readonly [string, string]
   }));
 const pair = (sql: string, value = sql) => [sql, value] as const;
 
-const serverLiteral: fc.Arbitrary<Literal> = fc.oneof(
+/** What the server's lexer accepts, by version: the generators below only produce that. */
+interface ServerSyntax {
+  readonly verticalTab: boolean;
+  readonly nonDecimalIntegers: boolean;
+}
+
+const serverLiteralOf = (syntax: ServerSyntax): fc.Arbitrary<Literal> => fc.oneof(
   literalOf('', pick(pair('a'), pair(';'), pair("''", "'"), pair('\\'), pair('"'), pair('$$'), pair('--'), pair('/*'), pair('*/'), pair(' '), pair('\n'), pair('é'), pair('🐢'))),
   pick('E', 'e').chain((prefix) =>
     literalOf(
@@ -847,7 +875,13 @@ const serverLiteral: fc.Arbitrary<Literal> = fc.oneof(
   ),
   literalOf('N', pick(pair('a'), pair(';'), pair("''", "'"), pair('\\'), pair('$$'), pair('--'), pair('é')), 1),
   pick<Literal>({ text: "B'0101'", value: '0101' }, { text: "X'1F'", value: '00011111' }),
-  pick<Literal>({ text: '42', value: 42 }, { text: '1.5e-3', value: '0.0015' }, { text: '.5', value: '0.5' }, { text: '1e10', value: '10000000000' }, { text: '0x1F', value: 31 }, { text: '1_000', value: 1000 }),
+  pick<Literal>(
+    { text: '42', value: 42 },
+    { text: '1.5e-3', value: '0.0015' },
+    { text: '.5', value: '0.5' },
+    { text: '1e10', value: '10000000000' },
+    ...(syntax.nonDecimalIntegers ? [{ text: '0x1F', value: 31 }, { text: '1_000', value: 1000 }] : []),
+  ),
   pick('', 'a', 'tag', '_x1', 'A', 'é').chain((tag) => dollarBody(tag).map((body): Literal => ({ text: `$${tag}$${body}$${tag}$`, value: body }))),
 );
 
@@ -860,8 +894,8 @@ interface ServerStatement {
   readonly rows: readonly Record<string, unknown>[];
 }
 
-const serverStatement: fc.Arbitrary<ServerStatement> = fc
-  .record({ shape: pick('select', 'values', 'parens'), literal: serverLiteral, alias: serverAlias, gaps: fc.array(gap(1), { minLength: 4, maxLength: 4 }) })
+const serverStatementOf = (syntax: ServerSyntax, unit: fc.Arbitrary<GapUnit>): fc.Arbitrary<ServerStatement> => fc
+  .record({ shape: pick('select', 'values', 'parens'), literal: serverLiteralOf(syntax), alias: serverAlias, gaps: fc.array(gap(1, unit), { minLength: 4, maxLength: 4 }) })
   .map(({ shape, literal, alias, gaps }) => {
     const [g0, g1, g2, g3] = gaps.map(gapText) as [string, string, string, string];
     const column = String(alias.value);
@@ -880,31 +914,39 @@ interface ServerSql {
   readonly statements: readonly ServerStatement[];
 }
 
-const serverSql: fc.Arbitrary<ServerSql> = fc
-  .record({
-    statements: fc.array(serverStatement, { minLength: 1, maxLength: 5 }),
-    separators: fc.array(fc.tuple(gap(0), fc.array(gap(0), { maxLength: 2 }), gap(0)), { minLength: 5, maxLength: 5 }),
-    lead: gap(0),
-    finalSemicolon: fc.boolean(),
-    tail: gap(0),
-    tailComment: fc.boolean(),
-  })
-  .map(({ statements, separators, lead, finalSemicolon, tail, tailComment }) => {
-    let sql = gapText(lead);
-    statements.forEach((statement, i) => {
-      if (i > 0) {
-        const [before, empties, after] = separators[(i - 1) % separators.length]!;
-        sql += gapText(before) + ';' + empties.map((e) => gapText(e) + ';').join('') + gapText(after);
-      }
-      sql += statement.text;
+const serverSqlOf = (syntax: ServerSyntax): fc.Arbitrary<ServerSql> => {
+  const unit = syntax.verticalTab ? gapUnit : gapUnitOf(false);
+  return fc
+    .record({
+      statements: fc.array(serverStatementOf(syntax, unit), { minLength: 1, maxLength: 5 }),
+      separators: fc.array(fc.tuple(gap(0, unit), fc.array(gap(0, unit), { maxLength: 2 }), gap(0, unit)), { minLength: 5, maxLength: 5 }),
+      lead: gap(0, unit),
+      finalSemicolon: fc.boolean(),
+      tail: gap(0, unit),
+      tailComment: fc.boolean(),
+    })
+    .map(({ statements, separators, lead, finalSemicolon, tail, tailComment }) => {
+      let sql = gapText(lead);
+      statements.forEach((statement, i) => {
+        if (i > 0) {
+          const [before, empties, after] = separators[(i - 1) % separators.length]!;
+          sql += gapText(before) + ';' + empties.map((e) => gapText(e) + ';').join('') + gapText(after);
+        }
+        sql += statement.text;
+      });
+      sql += (finalSemicolon ? ';' : '') + gapText(tail) + (tailComment ? '-- end; SELECT 1' : '');
+      return { sql, statements };
     });
-    sql += (finalSemicolon ? ';' : '') + gapText(tail) + (tailComment ? '-- end; SELECT 1' : '');
-    return { sql, statements };
-  });
+};
 
 describe('splitStatements: the server runs as many statements as we count', () => {
-  for (const { name, sql, lastRows, standardConformingStrings = true } of serverCases) {
+  for (const { name, sql: newerSql, lastRows, standardConformingStrings = true, since } of serverCases) {
     test(name, async () => {
+      let sql = newerSql;
+      if (since && (await serverVersionNum()) < since.versionNum) {
+        await assert.rejects(runOnServer(sql, standardConformingStrings), { code: '42601', message: since.error });
+        sql = since.olderSql;
+      }
       const results = await runOnServer(sql, standardConformingStrings);
       const statements = splitStatements(sql, { standardConformingStrings });
       assert.equal(results.length, statements.length, `server ran ${results.length} statements, splitter counts ${statements.length}: ${JSON.stringify(texts(sql, { standardConformingStrings }))}`);
@@ -912,10 +954,35 @@ describe('splitStatements: the server runs as many statements as we count', () =
     });
   }
 
+  test('syntax of newer versions (\\v as whitespace from 17, 0x1F and 1_000 from 16) as this server judges it; the count matches where it runs', async () => {
+    const version = await serverVersionNum();
+    const outcome = (sql: string) =>
+      runOnServer(sql).then(
+        (results) => results.map((r) => r.rows),
+        (error: pg.DatabaseError) => `${error.code} ${error.message}`,
+      );
+    const tab = 'SELECT\v1 AS v;\vSELECT 2 AS v';
+    assert.deepEqual(await outcome(tab), version >= VERTICAL_TAB_WHITESPACE ? [[{ v: 1 }], [{ v: 2 }]] : '42601 syntax error at or near "\v"');
+    const numbers = 'SELECT 0x1F; SELECT 1_000';
+    assert.deepEqual(
+      await outcome(numbers),
+      version >= NON_DECIMAL_INTEGERS
+        ? [[{ '?column?': 31 }], [{ '?column?': 1000 }]]
+        : version >= 150000
+          ? '42601 trailing junk after numeric literal at or near "0x1F"'
+          : [[{ x1f: 0 }], [{ _000: 1 }]], // 0 AS x1F, 1 AS _000
+    );
+    // Where the server runs them, it runs as many statements as we count.
+    assert.equal(splitStatements(tab).length, 2);
+    assert.equal(splitStatements(numbers).length, 2);
+  });
+
   test(`generated SELECTs of tricky literals, separated by ; comments and empty statements (seed ${SEED})`, async () => {
     const client = await serverClient(true);
+    const version = await serverVersionNum();
+    const syntax = { verticalTab: version >= VERTICAL_TAB_WHITESPACE, nonDecimalIntegers: version >= NON_DECIMAL_INTEGERS };
     await assertProperty(
-      fc.asyncProperty(serverSql, async ({ sql, statements }) => {
+      fc.asyncProperty(serverSqlOf(syntax), async ({ sql, statements }) => {
         const split = texts(sql);
         assert.deepEqual(
           split,
