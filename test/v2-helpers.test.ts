@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { PgBackgroundError, type WorkerHandle } from 'pg-background';
-import { likeMatcher } from '../src/api/like-pattern.js';
+import { likeMatcher } from '../src/util/like-pattern.js';
 import { useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename, {

@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import { invalidArgument } from '../errors.js';
 import type { RowMode, TypeParsers } from '../results/row-parser.js';
+import type { LaunchPlan } from '../store/launch-plan.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
 import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
@@ -144,23 +145,6 @@ function loginUser({ user, connectionString }: pg.ClientConfig): string {
 }
 
 /** Everything a launch needs, checked before any connection is touched. */
-export interface LaunchPlan {
-  readonly sql: TaskSql;
-  readonly plan: TaskPlan;
-  readonly submitted: boolean;
-  readonly queueSize: number;
-  readonly label: string | null;
-  readonly signal: AbortSignal | null;
-  /** The settings and role to set on the session before the task (one round trip), or null. */
-  readonly session: { readonly text: string; readonly values: string[] } | null;
-  /** The settings as name/value pairs (behind a pooler they go in the task's own transaction). */
-  readonly settings: readonly (readonly [string, string])[];
-  readonly role: string | null;
-  readonly rowMode: RowMode;
-  readonly types: TypeParsers | undefined;
-  readonly timeoutMs: number;
-  readonly fresh: boolean;
-}
 
 const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh'] as const;
 

@@ -30,9 +30,9 @@ import type {
   WorkerSql,
   WorkerStats,
 } from './types.js';
-import { Worker, type TerminalState } from './worker.js';
-import { WorkerRegistry } from './worker-registry.js';
-import { outcomeOf } from './outcome.js';
+import { Worker, type TerminalState } from '../store/worker.js';
+import { WorkerRegistry } from '../store/worker-registry.js';
+import { outcomeOf } from '../store/outcome.js';
 import { cancelWorkersByLabel, drainWorkers, runWorker, waitAnyWorker, type HelperHost } from './worker-helpers.js';
 import { sendCancelRequest } from '../pool/cancel-request.js';
 import { ConnectionPool } from '../pool/connection-pool.js';

@@ -3,12 +3,12 @@
 // woken by their completion (never by polling); cancelByLabel() cancels by SQL LIKE pattern.
 // PgBackground hands these functions a HelperHost: its own methods, nothing more.
 import { PgBackgroundError, WorkerError, invalidArgument } from '../errors.js';
-import { likeMatcher } from './like-pattern.js';
+import { likeMatcher } from '../util/like-pattern.js';
 import { waitOptions } from './options.js';
-import { outcomeOf } from './outcome.js';
+import { outcomeOf } from '../store/outcome.js';
 import type { CancelReason, LaunchOptions, RunOutcome, WorkerHandle, WorkerOutcome, WorkerRef, WorkerSql } from './types.js';
 import { describe } from '../util/validate.js';
-import type { Worker } from './worker.js';
+import type { Worker } from '../store/worker.js';
 import type { WorkerResult } from '../results/worker-result.js';
 
 export interface HelperHost {

@@ -4,7 +4,7 @@
 // label. A pattern that ends in a lone `\` is refused whatever the label: PostgreSQL raises
 // 22025 for it only when its matching gets that far, so it fails for some labels only.
 import { invalidArgument } from '../errors.js';
-import { checkUtf8, describe } from '../util/validate.js';
+import { checkUtf8, describe } from './validate.js';
 
 /** One pattern element: any run (`%`), any one character (`_`), or a literal code point. */
 type Token = { readonly kind: 'any' } | { readonly kind: 'one' } | { readonly kind: 'literal'; readonly char: string };

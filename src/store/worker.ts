@@ -4,11 +4,11 @@
 // read from it, never from connection internals.
 import { getRandomValues } from 'node:crypto';
 import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from '../errors.js';
-import type { LaunchPlan } from './options.js';
+import type { LaunchPlan } from './launch-plan.js';
 import { RowParser, type ResultField } from '../results/row-parser.js';
 import { RowQueue } from '../results/row-queue.js';
 import type { DiscardReason } from '../results/worker-result.js';
-import type { CancelReason, ResultInfo, WorkerHandle, WorkerInfo, WorkerProgress, WorkerState } from './types.js';
+import type { CancelReason, ResultInfo, WorkerHandle, WorkerInfo, WorkerProgress, WorkerState } from '../api/types.js';
 
 const PREVIEW_CODE_POINTS = 120;
 

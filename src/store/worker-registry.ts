@@ -2,7 +2,7 @@
 // pruned), those still active (detached ones included, for close() and stats), the counters of
 // stats(), and retention: a finished worker is forgotten `retentionMs` after it finished.
 import { PgBackgroundError, invalidArgument } from '../errors.js';
-import type { WorkerHandle, WorkerStats } from './types.js';
+import type { WorkerHandle, WorkerStats } from '../api/types.js';
 import { timedOut } from './outcome.js';
 import { describe, MAX_TIMER_MS } from '../util/validate.js';
 import type { Worker } from './worker.js';

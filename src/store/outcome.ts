@@ -1,7 +1,7 @@
 // WorkerOutcome: one snapshot of everything a caller usually asks about a worker (state,
 // result info, error, timing, whether a timeout stopped it), read from the worker itself and
 // consuming nothing. run(), outcome(h) and drain() all answer with it.
-import type { WorkerOutcome } from './types.js';
+import type { WorkerOutcome } from '../api/types.js';
 import type { Worker } from './worker.js';
 
 /**

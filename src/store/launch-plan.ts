@@ -1,0 +1,22 @@
+// A launch as the facade validated it: the task's plan and every option, frozen. The worker
+// record keeps it for its whole life.
+import type { RowMode, TypeParsers } from '../api/types.js';
+import type { TaskPlan, TaskSql } from '../plan/task-plan.js';
+
+export interface LaunchPlan {
+  readonly sql: TaskSql;
+  readonly plan: TaskPlan;
+  readonly submitted: boolean;
+  readonly queueSize: number;
+  readonly label: string | null;
+  readonly signal: AbortSignal | null;
+  /** The settings and role to set on the session before the task (one round trip), or null. */
+  readonly session: { readonly text: string; readonly values: string[] } | null;
+  /** The settings as name/value pairs (behind a pooler they go in the task's own transaction). */
+  readonly settings: readonly (readonly [string, string])[];
+  readonly role: string | null;
+  readonly rowMode: RowMode;
+  readonly types: TypeParsers | undefined;
+  readonly timeoutMs: number;
+  readonly fresh: boolean;
+}
