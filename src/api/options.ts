@@ -2,7 +2,10 @@
 import type pg from 'pg';
 import { invalidArgument } from '../errors.js';
 import type { RowMode, TypeParsers } from '../results/row-parser.js';
+import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
+
+export type { InstanceOptions };
 import { unreadableSetting } from '../pool/readable-settings.js';
 import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
@@ -15,28 +18,6 @@ export const MAX_LABEL_BYTES = 64;
 export const MIN_LIVENESS_TIMEOUT_MS = 100;
 const DEFAULT_APPLICATION_NAME = 'pg-background';
 
-export interface InstanceOptions {
-  readonly connection: Readonly<pg.ClientConfig>;
-  readonly maxWorkers: number;
-  readonly defaultQueueSize: number;
-  readonly workerTimeoutMs: number;
-  readonly whenFull: 'error' | 'queue';
-  readonly retentionMs: number;
-  readonly settings: Readonly<Record<string, string>>;
-  readonly role: string | null;
-  readonly rowMode: RowMode;
-  readonly types: TypeParsers | undefined;
-  readonly maxIdle: number;
-  readonly minIdle: number;
-  readonly idleTimeoutMs: number;
-  readonly cancelGraceMs: number;
-  readonly livenessTimeoutMs: number;
-  /** Deadline of every request to the server that is not a task: livenessTimeoutMs, or 30 s. */
-  readonly controlTimeoutMs: number;
-  readonly onCallerExit: 'finish' | 'rollback';
-  /** Who workers run as until their connection says: the login role of the options. */
-  readonly loginUser: string;
-}
 
 const ownKeys = [
   'maxWorkers',

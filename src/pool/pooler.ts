@@ -12,40 +12,12 @@
 // instead (never committed, and the backend, which a signal may still be on its way to, is never
 // handed to anyone: the pooler closes a server connection left in a transaction).
 // A pooler that cannot hold a transaction (PgBouncer's statement mode) is refused at launch.
-import pg from 'pg';
 import { PgBackgroundError } from '../errors.js';
 
 /** The identity of the backend that holds the pinned transaction. */
 export interface PinnedBackend {
   readonly pid: number;
   readonly started: string;
-}
-
-/** What `default_transaction_*` becomes inside the task's own transaction (BEGIN has used the defaults). */
-const transactionSettings: Record<string, string> = {
-  default_transaction_isolation: 'transaction_isolation',
-  default_transaction_read_only: 'transaction_read_only',
-  default_transaction_deferrable: 'transaction_deferrable',
-};
-
-/**
- * One simple query: BEGIN, the settings and role for this transaction only (set_config(..., true),
- * as SET LOCAL; the role last, settings may need the login's rights), and the identity of the
- * backend. transaction_* first, as utility statements: they must come before any snapshot.
- */
-export function pinSql(settings: readonly (readonly [string, string])[], role: string | null, startedSql: string): string {
-  const statements = ['BEGIN'];
-  for (const [name, value] of settings) {
-    const now = transactionSettings[name.toLowerCase()];
-    if (now) statements.push(`SET LOCAL ${now} TO ${pg.escapeLiteral(value)}`);
-  }
-  const calls = [...settings, ...(role === null ? [] : [['role', role] as const])].map(
-    ([name, value]) => `set_config(${pg.escapeLiteral(name)}, ${pg.escapeLiteral(value)}, true)`,
-  );
-  const identity = `pg_backend_pid() AS pid, (SELECT ${startedSql} FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started`;
-  // set_config runs before the identity is read (select-list order), in the same statement.
-  statements.push(`SELECT ${[...calls, identity].join(', ')}`);
-  return statements.join('; ');
 }
 
 /** PgBouncer in statement mode refuses a transaction that stays open past one statement. */

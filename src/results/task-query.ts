@@ -69,6 +69,8 @@ export class TaskQuery {
   readonly #inTransaction: boolean;
   /** What the wrapped task's statements ended with, reported once the COMMIT answered. */
   #failure: Error | null = null;
+  /** The tag of our COMMIT's CommandComplete, once it came. */
+  #commitTag: string | null = null;
   #enqueue: ((reader: object) => void) | null = null;
   /** The tags of user statements that ended a transaction when the wrapper's block was open. */
   #escaped: string | null = null;
@@ -133,12 +135,14 @@ export class TaskQuery {
       // with the last, and a procedure or DO block cannot commit on its own (2D000), just as
       // in a multi-statement simple query. The first error skips the rest up to the Sync and
       // leaves the block aborted; the COMMIT behind the Sync then ends it either way, without
-      // a warning: it commits an open block and rolls back an aborted one.
+      // a warning: it commits an open block and rolls back an aborted one. It goes as a simple
+      // Query: the server then sends its CommandComplete and ReadyForQuery before it looks at a
+      // terminate again, so a commit is never followed by a FATAL alone (as it can be after an
+      // Execute, whose answers wait in the server's buffer while it reads the next message).
       statement(connection, 'BEGIN', false);
       for (let i = 0; i < pieces.length; i++) statement(connection, pieces[i]!, i === pieces.length - 1);
       connection.sync();
-      statement(connection, 'COMMIT', false);
-      connection.sync();
+      connection.query('COMMIT');
     }
     if (this.#session) connection.query(this.#session.trailer);
     stream.uncork();
@@ -163,7 +167,10 @@ export class TaskQuery {
   }
 
   handleCommandComplete(message: { text: string }): void {
-    if (this.#closing) return; // our COMMIT (or, after a failure, ROLLBACK)
+    if (this.#closing) {
+      this.#commitTag = message.text; // our COMMIT: 'COMMIT', or 'ROLLBACK' after a failure
+      return;
+    }
     if ((this.#wrapped ? this.#statement > 0 : this.#inTransaction) && endsTransaction(message.text)) {
       // Refused before sending, so never expected: the lexer and the server disagreed on where
       // a statement starts. What ran before it may have committed.
@@ -199,12 +206,31 @@ export class TaskQuery {
    * then the task waits, queued again, for the answer to its COMMIT (the rollback).
    */
   handleError(error: Error): void {
-    if (this.#closing) {
-      // The COMMIT failed (a deferred constraint), or the connection did after our failure.
-      this.#finish(this.#failure ?? error);
+    if (this.#closing) this.#finish(this.#commitOutcome(error));
+    else this.#statementFailed(error);
+  }
+
+  /**
+   * What an error while our COMMIT was in flight means. After a failure the block could only roll
+   * back. After a CommandComplete 'COMMIT' it committed (the connection broke after). An ERROR is
+   * the COMMIT failing (a deferred constraint, a cancel): rolled back. Anything else (a FATAL, a
+   * lost connection, with no answer to the COMMIT) leaves the outcome unknown.
+   */
+  #commitOutcome(error: Error): Error | null {
+    if (this.#failure) return this.#failure;
+    if (this.#commitTag === 'COMMIT') return null;
+    if (error instanceof pg.DatabaseError && error.severity === 'ERROR') return error;
+    return new WorkerFailure(CONNECTION_FAILURE, `outcome unknown: the connection ended while the worker's COMMIT was in flight (${error.message}); it may have committed`);
+  }
+
+  #statementFailed(error: Error): void {
+    const { pieces, values, statementCount } = this.#plan;
+    if (pieces === null && values === null && !this.#inTransaction && this.#statement === statementCount) {
+      // A simple query commits its statement before it sends the CommandComplete: whatever
+      // broke after it (a terminate, the network), the work is done.
+      this.#finish(null);
       return;
     }
-    const { pieces } = this.#plan;
     const fromServer = error instanceof pg.DatabaseError;
     if (pieces !== null && fromServer && error.position !== undefined) {
       // The server counts from the start of the statement's own Parse: make it the caller's text.

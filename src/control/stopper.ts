@@ -1,0 +1,136 @@
+// Stopping a worker: a cancel request first (by protocol, else pg_cancel_backend), then after
+// `graceMs` its backend is terminated, always named by pid and start time, retried until the
+// control deadline. `cancel()` resolves only once the work has stopped; when no path reached the
+// backend it rejects with PGBG_CANCEL_FAILED and the worker says outcome unknown. Behind a pooler
+// a pid is signalled only while it is provably ours (see pool/pooler.ts).
+import { CANCEL_BACKEND_SQL, TERMINATE_BACKEND_SQL } from '../catalog.js';
+import { PgBackgroundError } from '../errors.js';
+import type { CancelReason } from '../api/types.js';
+import { sendCancelRequest } from '../pool/cancel-request.js';
+import type { ControlConnection } from '../pool/control-connection.js';
+import type { WorkerConnection } from '../pool/worker-connection.js';
+import { CONNECTION_FAILURE } from '../results/error-info.js';
+import type { Worker } from '../store/worker.js';
+
+/** Pause between attempts to reach a backend to cancel or terminate (unless it ends first). */
+const STOP_RETRY_MS = 100;
+
+export interface StopperDeps {
+  /** The connection of each worker past its start (between attach and completion). */
+  readonly running: ReadonlyMap<Worker, WorkerConnection>;
+  readonly control: ControlConnection;
+  /** Deadline of every control request (and of a terminate's effect). */
+  readonly controlTimeoutMs: number;
+}
+
+export class Stopper {
+  readonly #deps: StopperDeps;
+
+  constructor(deps: StopperDeps) {
+    this.#deps = deps;
+  }
+
+  /** Cancels a worker (once; later calls join the first) and resolves when it is terminal. */
+  stop(worker: Worker, reason: CancelReason, graceMs: number): Promise<void> {
+    if (!worker.active) return Promise.resolve();
+    worker.requestCancel(reason);
+    worker.stopping ??= this.#halt(worker, graceMs);
+    return worker.stopping;
+  }
+
+  async #halt(worker: Worker, graceMs: number): Promise<void> {
+    if (worker.state === 'pending') {
+      // requestCancel aborted its wait for a slot or a connection.
+      await worker.whenTerminal;
+      return;
+    }
+    const connection = this.#deps.running.get(worker);
+    // None between a task's two tries (the launcher's retry): requestCancel stopped the second.
+    if (!connection) return worker.whenTerminal;
+    if (!connection.signalSafe) {
+      // Behind a pooler, once its transaction is being ended: its COMMIT is on the way (an answer
+      // within the connection's deadline), and the backend may already serve someone else.
+      await worker.whenTerminal;
+      return;
+    }
+    const deadline = Date.now() + graceMs;
+    let terminated = false;
+    if (graceMs > 0) await this.#requestCancel(worker, connection, deadline);
+    if (!(await worker.waitTerminal(Math.max(0, deadline - Date.now())))) terminated = await this.#terminate(worker, connection);
+    // The worker has ended; but a connection that broke without the server's answer (dropped
+    // here or by the liveness check) proves no stop, unless our terminate reached the backend.
+    const { error } = worker;
+    if (worker.state === 'error' && error?.sqlstate === CONNECTION_FAILURE && !terminated) {
+      throw new PgBackgroundError('PGBG_CANCEL_FAILED', `cancel() could not stop the worker: ${error.message}`, {
+        pid: worker.pid,
+        cookie: worker.cookie,
+        label: worker.label,
+        sqlstate: CONNECTION_FAILURE,
+      });
+    }
+  }
+
+  /**
+   * Asks the server to cancel the worker's statement, by protocol request and else by
+   * pg_cancel_backend on the control connection, again and again until one is delivered, the
+   * worker ends or `deadline` passes.
+   */
+  async #requestCancel(worker: Worker, connection: WorkerConnection, deadline: number): Promise<void> {
+    const target = connection.cancelTarget;
+    const timeLeft = () => Math.min(deadline - Date.now(), this.#deps.controlTimeoutMs);
+    while (worker.active && timeLeft() > 0) {
+      try {
+        if (!target) throw new Error('no cancel key');
+        return await sendCancelRequest(target, timeLeft());
+      } catch {
+        // Not delivered (a pooler, a proxy, a network fault): ask the server directly, only
+        // while that pid is provably ours (see pooler.ts).
+      }
+      if (timeLeft() <= 0) return;
+      if (connection.signalSafe) {
+        try {
+          await this.#deps.control.query(CANCEL_BACKEND_SQL, [connection.pid, connection.started], timeLeft());
+          return;
+        } catch {
+          // The control connection could not be had either: try both again shortly.
+        }
+      }
+      await worker.waitTerminal(Math.max(0, Math.min(STOP_RETRY_MS, deadline - Date.now())));
+    }
+  }
+
+  /**
+   * Terminates the worker's backend (only that backend: pid and start time must match), trying
+   * until the control deadline passes; then its connection is dropped, the outcome unknown.
+   * True if the terminate reached the server (or the worker ended meanwhile).
+   */
+  async #terminate(worker: Worker, connection: WorkerConnection): Promise<boolean> {
+    if (worker.active && !connection.signalSafe) {
+      // Behind a pooler, its transaction already being ended (see #halt): wait for that answer.
+      await worker.whenTerminal;
+      return true;
+    }
+    const { controlTimeoutMs } = this.#deps;
+    const deadline = Date.now() + controlTimeoutMs;
+    let reached = false;
+    while (worker.active && !reached && deadline - Date.now() > 0) {
+      try {
+        await this.#deps.control.query(TERMINATE_BACKEND_SQL, [connection.pid, connection.started], deadline - Date.now());
+        reached = true;
+      } catch {
+        await worker.waitTerminal(Math.max(0, Math.min(STOP_RETRY_MS, deadline - Date.now())));
+      }
+    }
+    if (!worker.active) return reached;
+    if (!reached) {
+      connection.destroy(new Error('the server could not be reached to cancel or terminate the worker; the connection was dropped and the outcome is unknown'));
+      await worker.whenTerminal;
+      return false;
+    }
+    if (!(await worker.waitTerminal(controlTimeoutMs))) {
+      connection.destroy(new Error('the worker was terminated but its connection did not close; it was dropped and the outcome is unknown'));
+      await worker.whenTerminal;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,296 @@
+// Launching: admission (a slot, then a connection), the task on its connection, a second try on
+// a fresh connection for a task proven never to have run, and the end of the task turned into the
+// worker's terminal state (classify.ts). The facade hands it validated launches and hears back
+// through LaunchEvents; the worker record changes only through its own methods.
+import pg from 'pg';
+import { pinSql } from '../catalog.js';
+import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
+import type { WorkerHandle } from '../api/types.js';
+import type { Stopper } from '../control/stopper.js';
+import type { ConnectionPool } from '../pool/connection-pool.js';
+import type { ControlConnection } from '../pool/control-connection.js';
+import type { LivenessMonitor } from '../pool/liveness-monitor.js';
+import { PINNED_HINT, poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
+import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
+import type { Slot, WorkerSlots } from '../pool/worker-slots.js';
+import { CONNECTION_FAILURE, errorInfo, WorkerFailure } from '../results/error-info.js';
+import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { planTask, type TaskPlan } from '../plan/task-plan.js';
+import type { InstanceOptions } from '../store/instance-options.js';
+import type { LaunchPlan } from '../store/launch-plan.js';
+import { Worker, type TerminalState } from '../store/worker.js';
+import type { WorkerRegistry } from '../store/worker-registry.js';
+import { classify, neverRan, type Sent } from './classify.js';
+
+/** What the facade hears of a worker's life (it emits the public events). */
+export interface LaunchEvents {
+  finished(worker: Worker, state: TerminalState): void;
+  notice(worker: Worker, notice: ServerNotice): void;
+}
+
+export interface LauncherDeps {
+  readonly options: InstanceOptions;
+  readonly registry: WorkerRegistry;
+  readonly slots: WorkerSlots;
+  readonly pool: ConnectionPool;
+  readonly control: ControlConnection;
+  readonly liveness: LivenessMonitor;
+  readonly stopper: Stopper;
+  /** The connection of each worker past its start (between attach and completion). */
+  readonly running: Map<Worker, WorkerConnection>;
+  readonly events: LaunchEvents;
+}
+
+export class Launcher {
+  readonly #deps: LauncherDeps;
+
+  constructor(deps: LauncherDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Starts the worker; resolves with its handle once its SQL is on its way. The accepted worker
+   * knows this very promise: a cancel before its start marks it handled (fire and forget).
+   */
+  launch(launch: LaunchPlan): Promise<WorkerHandle> {
+    let accepted: Worker | undefined;
+    const launching = this.#start(launch, (worker) => (accepted = worker));
+    if (accepted) accepted.launching = launching;
+    return launching;
+  }
+
+  async #start(launch: LaunchPlan, onAccepted: (worker: Worker) => void): Promise<WorkerHandle> {
+    const { options, registry, slots, pool, stopper } = this.#deps;
+    if (launch.signal?.aborted) {
+      throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
+    }
+    // Count active workers ourselves: p-limit frees a slot a microtask after the worker ended.
+    if (options.whenFull === 'error' && registry.active.size >= options.maxWorkers) {
+      const max = options.maxWorkers;
+      throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
+    }
+    const worker = new Worker(launch, options.loginUser);
+    registry.add(worker);
+    onAccepted(worker);
+    const signal = launch.signal;
+    if (signal) {
+      // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
+      const onAbort = () => void stopper.stop(worker, 'signal', options.cancelGraceMs).catch(() => {});
+      signal.addEventListener('abort', onAbort, { once: true });
+      void worker.whenTerminal.then(() => signal.removeEventListener('abort', onAbort));
+    }
+
+    let slot: Slot | undefined;
+    let connection: WorkerConnection | undefined;
+    try {
+      slot = await slots.acquire(worker);
+      connection = (launch.fresh ? null : pool.take()) ?? (await cancellable(pool.acquire(launch.fresh), worker, (late) => pool.release(late, true)));
+    } catch (error) {
+      slot?.release();
+      const cancelled = worker.startCancelled !== null;
+      const info = errorInfo(cancelled ? new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : error);
+      this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
+      if (cancelled) {
+        throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, { cookie: worker.cookie, label: worker.label, cause: signal?.aborted ? signal.reason : undefined });
+      }
+      // pg's own words for its connect deadline name neither the time nor the option.
+      const deadline = /timeout/i.test(info.message) ? ` (within connectionTimeoutMillis, ${options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)` : '';
+      throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}${deadline}`, {
+        cookie: worker.cookie,
+        label: worker.label,
+        sqlstate: info.sqlstate === CONNECTION_FAILURE ? undefined : info.sqlstate,
+      });
+    }
+    await this.#run(worker, connection, slot);
+    return worker.handle;
+  }
+
+  /**
+   * Runs the worker's task on `connection`; resolves once its SQL is on its way (after the
+   * settings round trip, if settings or a role were asked for). Completion is handled later.
+   * `firstStart` is set when this is the task's second (and last) try: see #retry.
+   */
+  async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null): Promise<void> {
+    const { options, registry, control, liveness, stopper, running, events } = this.#deps;
+    const { launch } = worker;
+    // From the first worker on, the control connection stays open: a server that fills up later
+    // must not keep us from checking, cancelling or terminating this worker.
+    control.open();
+    // Behind a pooler the worker's backend is known once its transaction holds one (below).
+    if (!connection.pooled) registry.started(worker, connection.pid, connection.user);
+    running.set(worker, connection);
+    connection.onNotice = (notice) => events.notice(worker, notice);
+    const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
+    const timer = launch.timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
+    // What is on the wire: our settings round trip, then the task.
+    let sent: Sent = null;
+    // Resolves when a second try is on its way (the launch waits for it while settings are sent).
+    const end = (outcome: TaskOutcome): Promise<void> | void => {
+      if (timer) clearTimeout(timer);
+      liveness.unwatch(connection);
+      const { error } = outcome;
+      if (neverRan(error, sent, connection.firstAnswer)) {
+        if (worker.cancelRequested) {
+          outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
+        } else if (firstStart === null) {
+          // Once: a second dead connection in a row is reported as it is.
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      }
+      if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
+      void this.#unpin(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
+    };
+
+    if (connection.pooled) {
+      // Behind a pooler: BEGIN, the role and settings for this transaction only, and the identity
+      // of the backend that now holds it, in one round trip (see pooler.ts).
+      try {
+        const results = (await connection.query(pinSql(launch.settings, launch.role))) as unknown as pg.QueryResult[];
+        const backend = results.at(-1)!.rows[0] as { pid: number; started: string };
+        connection.pin(backend);
+      } catch (error) {
+        end(failed(error));
+        if (!refusesTransactions(error)) return;
+        throw poolerUnsupported(`The connection pooler refused to keep a transaction open (${(error as Error).message}); this is PgBouncer's statement mode`, {
+          cookie: worker.cookie,
+          label: worker.label,
+          cause: error,
+        });
+      }
+      registry.started(worker, connection.pid, connection.user);
+    } else if (launch.session) {
+      // One round trip, only when asked for: the reset undoes it before the next task.
+      sent = { kind: 'settings' };
+      try {
+        await connection.query(launch.session.text, launch.session.values);
+      } catch (error) {
+        return end(failed(error));
+      }
+      sent = null;
+    }
+    if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
+    let plan = launch.plan;
+    if (!connection.standardConformingStrings) {
+      try {
+        plan = planTask(launch.sql, false);
+      } catch (error) {
+        return end(failed(error));
+      }
+    }
+    if (plan.refusal !== null) return end(failed(new WorkerFailure('0A000', plan.refusal)));
+
+    // The reset for the next task rides in the same write as this one (no extra round trip,
+    // nothing on the caller's path); a connection that will not be kept needs none.
+    // Pooled connections are never reused: no reset of ours may land on another client's session.
+    const query = new TaskQuery(plan, worker.queue, worker, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
+    worker.sent(query);
+    liveness.watch(connection, worker.queue);
+    sent = { kind: 'task', startsWithParse: startsWithParse(plan) };
+    connection.run(query);
+    void query.done.then(end);
+  }
+
+  /**
+   * The task never reached a backend (its connection was dead): it runs again, transparently, on
+   * a new connection. Its handle stays valid (the registry knows the first pid too); list()
+   * shows the new backend's pid.
+   */
+  async #retry(worker: Worker, dead: WorkerConnection, slot: Slot, cause: Error, firstStart: number): Promise<void> {
+    const { pool, running } = this.#deps;
+    running.delete(worker);
+    dead.onNotice = null;
+    pool.release(dead, false);
+    let connection: WorkerConnection;
+    try {
+      connection = await cancellable(pool.acquire(true), worker, (late) => pool.release(late, true));
+    } catch (error) {
+      slot.release();
+      const info = worker.startCancelled
+        ? errorInfo(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`))
+        : errorInfo(new Error(`the task never ran: its connection had died (${cause.message}) and no new one could be opened: ${errorInfo(error).message}`));
+      this.#finish(worker, worker.startCancelled ? 'canceled' : 'error', info, null, 0);
+      return;
+    }
+    await this.#run(worker, connection, slot, firstStart);
+  }
+
+  #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
+    this.#deps.running.delete(worker);
+    connection.onNotice = null;
+    const { state, info, reusable } = classify({
+      error: outcome.error,
+      cancelRequested: worker.cancelRequested,
+      connectionFailure: connection.failure,
+      pooled: connection.pooled,
+    });
+    // Give back the connection and the slot first: a 'finished' listener may launch again.
+    this.#deps.pool.release(connection, reusable);
+    slot.release();
+    this.#finish(worker, state, info, outcome.commandTag, outcome.rowCount);
+  }
+
+  /**
+   * Ends a pinned task's transaction (see pooler.ts): COMMIT after a task that succeeded and was
+   * not cancelled; ROLLBACK after one that failed; after a cancel request the session is dropped
+   * uncommitted, so the backend (a signal may be on its way to it) is never anyone else's.
+   */
+  async #unpin(worker: Worker, connection: WorkerConnection, outcome: TaskOutcome): Promise<TaskOutcome> {
+    connection.onNotice = null;
+    // Synchronously with the check below: a cancel from now on signals nothing.
+    connection.unpin();
+    if (connection.failure) return outcome;
+    if (worker.cancelRequested) {
+      connection.destroy(new Error('cancelled behind a connection pooler: the session was dropped before its transaction committed'));
+      if (outcome.error) return outcome;
+      return { ...outcome, error: new WorkerFailure('57014', 'canceling statement due to user request (the task had run but was never committed)') };
+    }
+    if (outcome.error) {
+      await connection.query('ROLLBACK').catch(() => {});
+      if (outcome.error instanceof pg.DatabaseError && outcome.error.code === '25001' && !outcome.error.hint) outcome.error.hint = PINNED_HINT;
+      return outcome;
+    }
+    try {
+      await connection.query('COMMIT');
+      return outcome;
+    } catch (error) {
+      if (error instanceof pg.DatabaseError) return { ...outcome, error };
+      return { ...outcome, error: new Error(`the COMMIT of the task's transaction got no answer (${(error as Error).message}); the worker's outcome is unknown`) };
+    }
+  }
+
+  #finish(worker: Worker, state: TerminalState, info: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
+    if (!worker.finish(state, info, commandTag, rowCount)) return;
+    this.#deps.registry.finished(worker);
+    this.#deps.events.finished(worker, state);
+  }
+}
+
+/** Resolves like `promise` unless the start is cancelled first; then its value (if any) goes to `onLate`, once. */
+function cancellable<T>(promise: Promise<T>, start: Worker, onLate: (value: T) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const unsubscribe = start.onStartCancelled(reject);
+    if (start.startCancelled) reject(start.startCancelled);
+    promise.then(
+      (value) => {
+        unsubscribe();
+        if (start.startCancelled) onLate(value);
+        else resolve(value);
+      },
+      (error) => {
+        unsubscribe();
+        reject(error);
+      },
+    );
+  });
+}
+
+/** How TaskQuery writes `plan`: a Parse first, or one simple Query. */
+function startsWithParse(plan: TaskPlan): boolean {
+  // Parameters, or statements sent one Parse each (see TaskQuery.submit); else one simple Query.
+  return plan.values !== null || plan.pieces !== null;
+}
+
+/** A task that ended before (or instead of) reaching the server. */
+function failed(error: unknown): TaskOutcome {
+  return { error: error instanceof Error ? error : new Error(String(error)), commandTag: null, rowCount: 0 };
+}

@@ -1,0 +1,26 @@
+// The instance's options as the facade validated them (frozen).
+import type pg from 'pg';
+import type { RowMode, TypeParsers } from '../api/types.js';
+
+export interface InstanceOptions {
+  readonly connection: Readonly<pg.ClientConfig>;
+  readonly maxWorkers: number;
+  readonly defaultQueueSize: number;
+  readonly workerTimeoutMs: number;
+  readonly whenFull: 'error' | 'queue';
+  readonly retentionMs: number;
+  readonly settings: Readonly<Record<string, string>>;
+  readonly role: string | null;
+  readonly rowMode: RowMode;
+  readonly types: TypeParsers | undefined;
+  readonly maxIdle: number;
+  readonly minIdle: number;
+  readonly idleTimeoutMs: number;
+  readonly cancelGraceMs: number;
+  readonly livenessTimeoutMs: number;
+  /** Deadline of every request to the server that is not a task: livenessTimeoutMs, or 30 s. */
+  readonly controlTimeoutMs: number;
+  readonly onCallerExit: 'finish' | 'rollback';
+  /** Who workers run as until their connection says: the login role of the options. */
+  readonly loginUser: string;
+}
