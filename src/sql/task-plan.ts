@@ -3,7 +3,7 @@
 // bound, and whether the SQL must be refused (transaction control, COPY to/from the client).
 import { invalidArgument } from '../api/errors.js';
 import { describe } from '../api/validate.js';
-import pgUtils from 'pg/lib/utils.js';
+import { prepareValue } from '../pg/index.js';
 import { splitStatements, type SqlStatement } from './statement-splitter.js';
 
 /** A worker's SQL: a string, or one statement with parameters. */
@@ -135,7 +135,7 @@ function refusalFor(statements: readonly SqlStatement[]): string | null {
 function prepare(value: unknown, index: number): string | Buffer | null {
   let prepared: string | Buffer | null;
   try {
-    prepared = pgUtils.prepareValue(value);
+    prepared = prepareValue(value);
   } catch (error) {
     throw invalidArgument(`Expected \`sql.values[${index}]\` to be a value node-postgres can send, got ${describe(value)}: ${(error as Error).message}`);
   }
