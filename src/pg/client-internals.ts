@@ -79,8 +79,8 @@ export function onParameterStatus(client: pg.Client, listener: (name: string, va
 
 /** Transaction status from the last ReadyForQuery. */
 export function transactionStatus(client: pg.Client): TransactionStatus {
-  const client_ = internals(client);
-  return client_.getTransactionStatus?.() ?? client_._txStatus ?? null;
+  const raw = internals(client);
+  return raw.getTransactionStatus?.() ?? raw._txStatus ?? null;
 }
 
 /** The BackendKeyData (a pooler's own behind a pooler), or null if none came. */
