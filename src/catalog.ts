@@ -8,6 +8,21 @@ import pg from 'pg';
 /** The backend_start of a pg_stat_activity row, in the form BackendIdentity.started uses. */
 export const BACKEND_STARTED_SQL = '(extract(epoch FROM backend_start) * 1000000)::int8::text';
 
+/** A new worker connection's backend: pid, role, start, and whether the server watches for our death. */
+export const IDENTITY_SQL = `SELECT pg_backend_pid() AS pid, current_user AS "user",
+  (SELECT ${BACKEND_STARTED_SQL} FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started,
+  (extract(epoch FROM current_setting('client_connection_check_interval', true)::interval) * 1000)::int AS caller_check`;
+
+/**
+ * Between tasks: settings, role, temp tables, prepared statements, cursors, LISTENs, advisory
+ * locks and sequence state all go. (It refuses to run inside a transaction; none is ever open
+ * after a task, and the explicit reset rolls back first.)
+ */
+export const RESET_SQL = 'DISCARD ALL';
+
+/** A multi-statement task's own transaction block (see results/task-query.ts). */
+export const BEGIN_SQL = 'BEGIN';
+
 /** pg_cancel_backend of exactly that backend ($1 pid, $2 started). */
 export const CANCEL_BACKEND_SQL = `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`;
 
@@ -22,7 +37,7 @@ export const PROBE_BACKENDS_SQL = `SELECT pid, ${BACKEND_STARTED_SQL} AS started
         (extract(epoch FROM clock_timestamp() - state_change) * 1000)::float8 AS state_ms
    FROM pg_stat_activity WHERE pid = ANY($1::int[])`;
 
-/** Ends a pinned task's transaction (see pool/pooler.ts). */
+/** Ends a task's transaction: a multi-statement task's block, a pinned task's (see pool/pooler.ts). */
 export const COMMIT_SQL = 'COMMIT';
 export const ROLLBACK_SQL = 'ROLLBACK';
 

@@ -6,7 +6,7 @@
 import { CANCEL_BACKEND_SQL, TERMINATE_BACKEND_SQL } from '../catalog.js';
 import { PgBackgroundError } from '../errors.js';
 import type { CancelReason } from '../api/types.js';
-import { sendCancelRequest } from '../pool/cancel-request.js';
+import { sendCancelRequest } from '../pg/index.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 import type { WorkerConnection } from '../pool/worker-connection.js';
 import { CONNECTION_FAILURE } from '../results/error-info.js';

@@ -4,7 +4,7 @@
 import type { WorkerSql } from '../api/types.js';
 import { invalidArgument } from '../errors.js';
 import { describe } from '../util/validate.js';
-import pgUtils from 'pg/lib/utils.js';
+import { prepareValue } from '../pg/index.js';
 import { splitStatements, type SqlStatement } from './statement-splitter.js';
 
 /** A worker's SQL: a string, or one statement with parameters. */
@@ -136,7 +136,7 @@ function refusalFor(statements: readonly SqlStatement[]): string | null {
 function prepare(value: unknown, index: number): string | Buffer | null {
   let prepared: string | Buffer | null;
   try {
-    prepared = pgUtils.prepareValue(value);
+    prepared = prepareValue(value);
   } catch (error) {
     throw invalidArgument(`Expected \`sql.values[${index}]\` to be a value node-postgres can send, got ${describe(value)}: ${(error as Error).message}`);
   }

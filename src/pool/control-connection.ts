@@ -5,8 +5,8 @@
 // cannot stop us from stopping or checking a worker; one that broke is opened again at the next
 // launch or use. Work on it runs one piece at a time, each with a deadline: a connection that
 // misses it is dropped and replaced, so a dead network can never wedge the queue.
-import type { Socket } from 'node:net';
 import pg from 'pg';
+import { socketOf } from '../pg/index.js';
 import { settlesWithin, withDeadline } from './deadline.js';
 
 export class ControlConnection {
@@ -89,8 +89,4 @@ export class ControlConnection {
     this.#current = null;
     if (current) socketOf(current.client).destroy();
   }
-}
-
-function socketOf(client: pg.Client): Socket {
-  return (client as unknown as { connection: { stream: Socket } }).connection.stream;
 }

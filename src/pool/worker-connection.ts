@@ -3,25 +3,23 @@
 // the server, whether it is still fit to run another task, and how to close. It never decides a
 // task's state. Behind a connection pooler (see pooler.ts) it also knows that it is pooled, and
 // while a task's transaction holds a backend, that backend's identity (pinned).
-import type { Socket } from 'node:net';
+import { IDENTITY_SQL, RESET_SQL, ROLLBACK_SQL } from '../catalog.js';
 import pg from 'pg';
-import type { TaskSession, WireConnection } from '../results/task-query.js';
+import {
+  backendKey,
+  endpointOf,
+  onParameterStatus,
+  socketOf,
+  startTask,
+  TrailerReader,
+  transactionStatus,
+  writeFlush,
+  type CancelTarget,
+  type WireReader,
+} from '../pg/index.js';
+import type { TaskSession } from '../results/task-query.js';
 import { settlesWithin, withDeadline } from './deadline.js';
 import { CHECKED_SETTINGS, unreadableSetting } from './readable-settings.js';
-
-/** The node-postgres Client members we rely on that @types/pg does not declare. */
-interface ClientInternals {
-  readonly processID: number | null;
-  readonly secretKey: number | null;
-  readonly host: string;
-  readonly port: number;
-  readonly ssl: pg.ClientConfig['ssl'];
-  readonly sslNegotiation: 'postgres' | 'direct';
-  readonly connection: WireConnection & NodeJS.EventEmitter & { stream: Socket; flush(): void };
-  getTransactionStatus?(): 'I' | 'T' | 'E' | null;
-  _txStatus?: 'I' | 'T' | 'E' | null;
-  query(submittable: object): unknown;
-}
 
 /** A NoticeResponse as node-postgres parses it (the fields we read). */
 export interface ServerNotice {
@@ -33,18 +31,6 @@ export interface ServerNotice {
   where?: string | undefined;
 }
 
-export interface CancelTarget {
-  /** Host name or unix socket directory, and port, of the server this connection talks to. */
-  readonly host: string;
-  readonly port: number;
-  readonly processID: number;
-  readonly secretKey: number;
-  /** How the connection was made, as pg resolved it: the cancel connects the same way. */
-  readonly ssl: pg.ClientConfig['ssl'];
-  readonly sslNegotiation: 'postgres' | 'direct';
-  readonly stream: pg.ClientConfig['stream'];
-}
-
 /** A backend is named by its pid and its start time: pids are reused, the pair is not. */
 export interface BackendIdentity {
   readonly pid: number;
@@ -52,46 +38,6 @@ export interface BackendIdentity {
   readonly started: string;
 }
 
-/** The backend_start of a pg_stat_activity row, in the form BackendIdentity.started uses. */
-export const BACKEND_STARTED_SQL = '(extract(epoch FROM backend_start) * 1000000)::int8::text';
-
-const IDENTITY_SQL = `SELECT pg_backend_pid() AS pid, current_user AS "user",
-  (SELECT ${BACKEND_STARTED_SQL} FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS started,
-  (extract(epoch FROM current_setting('client_connection_check_interval', true)::interval) * 1000)::int AS caller_check`;
-
-/**
- * Between tasks: settings, role, temp tables, prepared statements, cursors, LISTENs, advisory
- * locks and sequence state all go. (It refuses to run inside a transaction; none is ever open
- * after a task, and the explicit reset rolls back first.)
- */
-export const RESET_SQL = 'DISCARD ALL';
-
-/**
- * Reads the answers to a reset written right behind a task (see TaskQuery), for pg, which hands
- * every answer to the query whose turn it is. One per connection, used again for every task.
- */
-class ResetReader {
-  readonly #done: (error: Error | null) => void;
-
-  constructor(done: (error: Error | null) => void) {
-    this.#done = done;
-  }
-
-  submit(): void {} // already on the wire
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleCommandComplete(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyInResponse(): void {}
-  handleCopyData(): void {}
-  handleReadyForQuery(): void {
-    this.#done(null);
-  }
-  handleError(error: Error): void {
-    this.#done(error);
-  }
-}
 
 export class WorkerConnection implements BackendIdentity, TaskSession {
   #pid = 0;
@@ -103,7 +49,6 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   /** Behind a pooler: a transaction of ours is open and holds backend #pid (see pooler.ts). */
   #pinned = false;
   readonly #client: pg.Client;
-  readonly #internals: ClientInternals;
   readonly #stream: pg.ClientConfig['stream'];
   #standardConformingStrings = true;
   /** The last value the server reported for each of CHECKED_SETTINGS. */
@@ -115,7 +60,8 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   #failure: Error | null = null;
   #ended = false;
   #onNotice: ((notice: ServerNotice) => void) | null = null;
-  readonly #resetReader = new ResetReader((error) => this.#resetDone(error));
+  /** Reads the answers of a reset written right behind a task (see TaskQuery). */
+  readonly #resetReader: TrailerReader;
   /** A reset is on the wire and its answers have not all come back yet. */
   #resetInFlight = false;
   #resetWaiters: (() => void)[] | null = null;
@@ -134,7 +80,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     this.#timeoutMs = timeoutMs;
     this.#stream = config.stream;
     this.#client = new pg.Client(config);
-    this.#internals = this.#client as unknown as ClientInternals;
+    this.#resetReader = new TrailerReader(this.#client, (error) => this.#resetDone(error));
     // Listeners from birth: a backend terminated under an idle client must never crash the
     // process, and nothing the server says may go unheard.
     this.#client.on('error', (error: Error) => this.#fail(error));
@@ -143,9 +89,9 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
       this.#fail(new Error('Connection terminated'));
     });
     this.#client.on('notice', (notice: ServerNotice) => this.#onNotice?.(notice));
-    this.#internals.connection.on('parameterStatus', (message: { parameterName: string; parameterValue: string }) => {
-      if (message.parameterName === 'standard_conforming_strings') this.#standardConformingStrings = message.parameterValue === 'on';
-      else if ((CHECKED_SETTINGS as readonly string[]).includes(message.parameterName)) this.#reported.set(message.parameterName, message.parameterValue);
+    onParameterStatus(this.#client, (name, value) => {
+      if (name === 'standard_conforming_strings') this.#standardConformingStrings = value === 'on';
+      else if ((CHECKED_SETTINGS as readonly string[]).includes(name)) this.#reported.set(name, value);
     });
   }
 
@@ -158,7 +104,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     try {
       await connection.#client.connect();
       // After connect: with TLS the stream is replaced during the handshake.
-      connection.#internals.connection.stream.on('data', (chunk: Buffer) => {
+      socketOf(connection.#client).on('data', (chunk: Buffer) => {
         connection.#lastReceivedAt = Date.now();
         if (connection.#awaitingAnswer) {
           connection.#awaitingAnswer = false;
@@ -179,7 +125,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
       connection.#started = identity!.started;
       connection.#callerCheckMs = identity!.caller_check;
       // The key a pooler hands out is its own, not the backend's: nothing else tells us it is there.
-      connection.#pooled = connection.#internals.processID !== identity!.pid;
+      connection.#pooled = backendKey(connection.#client)?.processID !== identity!.pid;
       connection.#clean = true; // a new session
       return connection;
     } catch (error) {
@@ -268,15 +214,14 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
 
   /** Transaction status from the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' failed one. */
   get transactionStatus(): 'I' | 'T' | 'E' | null {
-    return this.#internals.getTransactionStatus?.() ?? this.#internals._txStatus ?? null;
+    return transactionStatus(this.#client);
   }
 
   get cancelTarget(): CancelTarget | null {
     // pg's resolved TLS settings: from the config, the connection string or PGSSLMODE alike.
-    // The ssl object itself, never a copy: pg keeps its `key` non-enumerable.
-    const { processID, secretKey, host, port, ssl, sslNegotiation } = this.#internals;
-    if (processID === null || secretKey === null) return null;
-    return { host, port, processID, secretKey, ssl, sslNegotiation, stream: this.#stream };
+    const key = backendKey(this.#client);
+    if (key === null) return null;
+    return { ...endpointOf(this.#client), ...key, stream: this.#stream };
   }
 
   /** Where notices raised while this connection runs a task go. */
@@ -293,12 +238,10 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    * Runs a task (a TaskQuery): pg routes its answers to it, and it is written at once, even when
    * pg still waits for the previous task's reset answers; the server takes them in order.
    */
-  run(query: { submit(connection: WireConnection): void; enqueue: (reader: object) => void }): void {
-    query.enqueue = (reader) => this.#internals.query(reader);
+  run(task: WireReader): void {
     this.#firstAnswer = null;
     this.#awaitingAnswer = true;
-    this.#internals.query(query);
-    query.submit(this.#internals.connection);
+    startTask(this.#client, task);
   }
 
   /** The connection is handed to a worker: from now on its session may change. */
@@ -317,7 +260,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    */
   taskEnded(): void {
     this.#resetInFlight = true;
-    this.#internals.query(this.#resetReader);
+    this.#resetReader.expect();
   }
 
   #resetDone(error: Error | null): void {
@@ -348,7 +291,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     await this.#withinDeadline(this.#resetSettled());
     if (this.#failure) throw this.#failure;
     if (this.#clean) return;
-    if (this.transactionStatus !== 'I') await this.query('ROLLBACK');
+    if (this.transactionStatus !== 'I') await this.query(ROLLBACK_SQL);
     await this.query(RESET_SQL);
     if (this.#failure) throw this.#failure;
     this.#clean = true;
@@ -385,16 +328,16 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    * and a later one fails, which fails the connection (08006) like any socket error.
    */
   poke(): void {
-    if (!this.#failure) this.#internals.connection.flush();
+    if (!this.#failure) writeFlush(this.#client);
   }
 
   /** Lets the process exit while this connection is idle. */
   unref(): void {
-    this.#internals.connection.stream.unref();
+    socketOf(this.#client).unref();
   }
 
   ref(): void {
-    this.#internals.connection.stream.ref();
+    socketOf(this.#client).ref();
   }
 
   /** Closes the connection politely (Terminate message); drops the socket if that hangs. */
@@ -402,7 +345,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     this.#closing ??= (async () => {
       await this.#settle(timeoutMs);
       if (this.#ended) return;
-      if (!(await settlesWithin(this.#client.end(), timeoutMs))) this.#internals.connection.stream.destroy();
+      if (!(await settlesWithin(this.#client.end(), timeoutMs))) socketOf(this.#client).destroy();
     })();
     return this.#closing;
   }
@@ -415,7 +358,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   /** Drops the socket at once, without telling the server (it notices on its own). */
   destroy(reason = new Error('connection dropped by pg-background')): void {
     this.#fail(reason);
-    this.#internals.connection.stream.destroy();
+    socketOf(this.#client).destroy();
   }
 
   #fail(error: Error): void {

@@ -1,25 +1,15 @@
-// One worker task on the wire: a node-postgres Submittable that sends the worker's SQL in a
-// single round trip and routes what comes back. Rows of every statement but the last are
+// One worker task on the wire: a WireReader (src/pg runs it as a node-postgres Submittable) that
+// sends the worker's SQL in a single round trip and routes what comes back. Rows of every statement but the last are
 // dropped unparsed; the last statement's rows go into the bounded queue, whose budget pauses
 // the socket. The task is over at ReadyForQuery (success) or at the first ErrorResponse or
 // connection error, which covers errors raised at COMMIT after all rows were sent.
 import pg from 'pg';
+import { BEGIN_SQL, COMMIT_SQL } from '../catalog.js';
+import type { WireReader, WireWriter } from '../pg/index.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
 import type { ResultField } from './row-parser.js';
 import type { RowQueue } from './row-queue.js';
-
-/** What pg's Connection offers a Submittable (the parts we use). */
-export interface WireConnection {
-  readonly stream: { pause(): unknown; resume(): unknown; cork(): void; uncork(): void };
-  query(text: string): void;
-  parse(config: { text: string }): void;
-  bind(config: { values: (string | Buffer | null)[] }): void;
-  describe(config: { type: 'P'; name: string }): void;
-  execute(config: Record<string, never>): void;
-  sync(): void;
-  sendCopyFail(message: string): void;
-}
 
 export interface TaskOutcome {
   /** The server's ErrorResponse, a connection error, or null on success. */
@@ -51,7 +41,7 @@ export interface TaskSession {
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
 
-export class TaskQuery {
+export class TaskQuery implements WireReader {
   readonly done: Promise<TaskOutcome>;
   #resolve!: (outcome: TaskOutcome) => void;
   readonly #plan: TaskPlan;
@@ -71,13 +61,11 @@ export class TaskQuery {
   #failure: Error | null = null;
   /** The tag of our COMMIT's CommandComplete, once it came. */
   #commitTag: string | null = null;
-  #enqueue: ((reader: object) => void) | null = null;
   /** The tags of user statements that ended a transaction when the wrapper's block was open. */
   #escaped: string | null = null;
   #rows = 0;
   #commandTag: string | null = null;
   #tagCount: number | null = null;
-  #sent = false;
   #finished = false;
 
   /**
@@ -104,32 +92,29 @@ export class TaskQuery {
   }
 
   /**
-   * Writes the task. pg calls this when the task's turn comes; WorkerConnection.run calls it at
-   * once, so a task queued behind the previous task's reset is already on the wire (the server
-   * answers in order, and pg hands the answers out in the same order).
+   * Writes the task, once, when WorkerConnection.run starts it: a task queued behind the previous
+   * task's reset is already on the wire (the server answers in order, and pg hands the answers
+   * out in the same order).
    */
-  submit(connection: WireConnection): void {
-    if (this.#sent) return;
-    this.#sent = true;
-    const stream = connection.stream;
-    this.#queue.attach(stream);
+  write(wire: WireWriter): void {
+    this.#queue.attach(wire.flow);
     const { text, values, pieces } = this.#plan;
     // One write: the task, and the trailer (the reset for the next task) right behind it.
-    stream.cork();
+    wire.cork();
     if (values !== null) {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
-      connection.parse({ text });
-      connection.bind({ values: values as (string | Buffer | null)[] }); // pg only reads them
-      connection.describe({ type: 'P', name: '' });
-      connection.execute({});
-      connection.sync();
+      wire.parse(text);
+      wire.bind(values as (string | Buffer | null)[]); // pg only reads them
+      wire.describePortal();
+      wire.execute();
+      wire.sync();
     } else if (pieces === null) {
-      connection.query(text);
+      wire.query(text);
     } else if (pieces.length === 1 || this.#inTransaction) {
       // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM);
       // in the caller's transaction, the statements need no block of ours.
-      for (let i = 0; i < pieces.length; i++) statement(connection, pieces[i]!, i === pieces.length - 1);
-      connection.sync();
+      for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
+      wire.sync();
     } else {
       // One Parse per statement, inside our own transaction block: every statement commits
       // with the last, and a procedure or DO block cannot commit on its own (2D000), just as
@@ -139,46 +124,38 @@ export class TaskQuery {
       // Query: the server then sends its CommandComplete and ReadyForQuery before it looks at a
       // terminate again, so a commit is never followed by a FATAL alone (as it can be after an
       // Execute, whose answers wait in the server's buffer while it reads the next message).
-      statement(connection, 'BEGIN', false);
-      for (let i = 0; i < pieces.length; i++) statement(connection, pieces[i]!, i === pieces.length - 1);
-      connection.sync();
-      connection.query('COMMIT');
+      statement(wire, BEGIN_SQL, false);
+      for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
+      wire.sync();
+      wire.query(COMMIT_SQL);
     }
-    if (this.#session) connection.query(this.#session.trailer);
-    stream.uncork();
+    if (this.#session) wire.query(this.#session.trailer);
+    wire.uncork();
   }
 
-  /**
-   * How to be handed the answers after a ReadyForQuery or an ErrorResponse (pg drops the query at
-   * either): a wrapped task needs the answer to its COMMIT, which comes after its first Sync.
-   */
-  set enqueue(enqueue: (reader: object) => void) {
-    this.#enqueue = enqueue;
+  rowDescription(fields: ResultField[]): void {
+    if (this.#isLast()) this.#columns.columns(fields);
   }
 
-  handleRowDescription(message: { fields: ResultField[] }): void {
-    if (this.#isLast()) this.#columns.columns(message.fields);
-  }
-
-  handleDataRow(message: { fields: (string | null)[]; length: number }): void {
+  dataRow(fields: (string | null)[], bytes: number): void {
     if (!this.#isLast()) return;
     this.#rows++;
-    this.#queue.push(message.fields, message.length);
+    this.#queue.push(fields, bytes);
   }
 
-  handleCommandComplete(message: { text: string }): void {
+  commandComplete(tag: string): void {
     if (this.#closing) {
-      this.#commitTag = message.text; // our COMMIT: 'COMMIT', or 'ROLLBACK' after a failure
+      this.#commitTag = tag; // our COMMIT: 'COMMIT', or 'ROLLBACK' after a failure
       return;
     }
-    if ((this.#wrapped ? this.#statement > 0 : this.#inTransaction) && endsTransaction(message.text)) {
+    if ((this.#wrapped ? this.#statement > 0 : this.#inTransaction) && endsTransaction(tag)) {
       // Refused before sending, so never expected: the lexer and the server disagreed on where
       // a statement starts. What ran before it may have committed.
-      this.#escaped ??= message.text;
+      this.#escaped ??= tag;
     }
     if (this.#isLast()) {
       // 'INSERT 0 5' -> INSERT, 5; 'SELECT 1000' -> SELECT, 1000; 'CREATE TABLE' -> CREATE TABLE.
-      const text = message.text;
+      const text = tag;
       let end = text.length;
       let count: number | null = null;
       for (let space = text.lastIndexOf(' '); space !== -1 && isDigits(text, space + 1, end); space = text.lastIndexOf(' ', end - 1)) {
@@ -191,23 +168,42 @@ export class TaskQuery {
     this.#statement++;
   }
 
-  handleEmptyQuery(): void {}
-
-  handlePortalSuspended(): void {}
-
-  handleCopyInResponse(connection: WireConnection): void {
-    connection.sendCopyFail(COPY_IN_REFUSAL);
+  copyInRefusal(): string {
+    return COPY_IN_REFUSAL;
   }
 
-  handleCopyData(): void {}
-
   /**
-   * pg drops the query after an ErrorResponse. Terminal, but for a wrapped task's statement:
-   * then the task waits, queued again, for the answer to its COMMIT (the rollback).
+   * Terminal (pg drops the task at an ErrorResponse), but for a wrapped task's statement: then
+   * the task waits, queued again, for the answer to its COMMIT (the rollback).
    */
-  handleError(error: Error): void {
-    if (this.#closing) this.#finish(this.#commitOutcome(error));
-    else this.#statementFailed(error);
+  error(error: Error): boolean {
+    if (this.#closing) {
+      this.#finish(this.#commitOutcome(error));
+      return false;
+    }
+    const { pieces, values, statementCount } = this.#plan;
+    if (pieces === null && values === null && !this.#inTransaction && this.#statement === statementCount) {
+      // A simple query commits its statement before it sends the CommandComplete: whatever
+      // broke after it (a terminate, the network), the work is done.
+      this.#finish(null);
+      return false;
+    }
+    const fromServer = error instanceof pg.DatabaseError;
+    if (pieces !== null && fromServer && error.position !== undefined) {
+      // The server counts from the start of the statement's own Parse: make it the caller's text.
+      const piece = this.#wrapped ? this.#statement - 1 : this.#statement;
+      if (piece >= 0 && piece < pieces.length) {
+        let offset = 0;
+        for (let i = 0; i < piece; i++) offset += pieces[i]!.length + 1; // the `;` between
+        error.position = String(Number(error.position) + codePoints(this.#plan.text, offset));
+      }
+    }
+    if (this.#wrapped && fromServer) {
+      this.#failure = error;
+      return this.#awaitCommit();
+    }
+    this.#finish(error);
+    return false;
   }
 
   /**
@@ -223,53 +219,28 @@ export class TaskQuery {
     return new WorkerFailure(CONNECTION_FAILURE, `outcome unknown: the connection ended while the worker's COMMIT was in flight (${error.message}); it may have committed`);
   }
 
-  #statementFailed(error: Error): void {
-    const { pieces, values, statementCount } = this.#plan;
-    if (pieces === null && values === null && !this.#inTransaction && this.#statement === statementCount) {
-      // A simple query commits its statement before it sends the CommandComplete: whatever
-      // broke after it (a terminate, the network), the work is done.
-      this.#finish(null);
-      return;
-    }
-    const fromServer = error instanceof pg.DatabaseError;
-    if (pieces !== null && fromServer && error.position !== undefined) {
-      // The server counts from the start of the statement's own Parse: make it the caller's text.
-      const piece = this.#wrapped ? this.#statement - 1 : this.#statement;
-      if (piece >= 0 && piece < pieces.length) {
-        let offset = 0;
-        for (let i = 0; i < piece; i++) offset += pieces[i]!.length + 1; // the `;` between
-        error.position = String(Number(error.position) + codePoints(this.#plan.text, offset));
-      }
-    }
-    if (this.#wrapped && fromServer && this.#enqueue) {
-      this.#failure = error;
-      this.#awaitCommit();
-      return;
-    }
-    this.#finish(error);
-  }
-
-  handleReadyForQuery(): void {
+  readyForQuery(): boolean {
     if (this.#closing) {
       this.#finish(this.#failure);
-      return;
+      return false;
     }
     const expected = this.#plan.statementCount + (this.#wrapped ? 1 : 0);
     // The server ran a different number of statements than we counted: the "last statement"
     // rows may be the wrong ones. Never report such a result as a success.
     const mismatch =
       this.#statement === expected ? null : new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`);
-    if (this.#wrapped && this.#enqueue) {
+    if (this.#wrapped) {
       this.#failure = mismatch;
-      this.#awaitCommit();
-      return;
+      return this.#awaitCommit();
     }
     this.#finish(mismatch);
+    return false;
   }
 
-  #awaitCommit(): void {
+  /** The answers to the COMMIT behind the first Sync come next: queue the task again for them. */
+  #awaitCommit(): true {
     this.#closing = true;
-    this.#enqueue!(this); // pg calls submit() again: already sent, it does nothing
+    return true;
   }
 
   #isLast(): boolean {
@@ -294,11 +265,11 @@ export class TaskQuery {
 }
 
 /** Unnamed statement and portal, unlimited Execute; a Describe for the result's columns. */
-function statement(connection: WireConnection, text: string, describe: boolean): void {
-  connection.parse({ text });
-  connection.bind({ values: [] });
-  if (describe) connection.describe({ type: 'P', name: '' });
-  connection.execute({});
+function statement(wire: WireWriter, text: string, describe: boolean): void {
+  wire.parse(text);
+  wire.bind([]);
+  if (describe) wire.describePortal();
+  wire.execute();
 }
 
 // Command tags of PostgreSQL's TransactionStmt.

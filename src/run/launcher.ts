@@ -3,7 +3,7 @@
 // worker's terminal state (classify.ts). The facade hands it validated launches and hears back
 // through LaunchEvents; the worker record changes only through its own methods.
 import pg from 'pg';
-import { pinSql } from '../catalog.js';
+import { COMMIT_SQL, pinSql, ROLLBACK_SQL } from '../catalog.js';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import type { WorkerHandle } from '../api/types.js';
 import type { Stopper } from '../control/stopper.js';
@@ -245,12 +245,12 @@ export class Launcher {
       return { ...outcome, error: new WorkerFailure('57014', 'canceling statement due to user request (the task had run but was never committed)') };
     }
     if (outcome.error) {
-      await connection.query('ROLLBACK').catch(() => {});
+      await connection.query(ROLLBACK_SQL).catch(() => {});
       if (outcome.error instanceof pg.DatabaseError && outcome.error.code === '25001' && !outcome.error.hint) outcome.error.hint = PINNED_HINT;
       return outcome;
     }
     try {
-      await connection.query('COMMIT');
+      await connection.query(COMMIT_SQL);
       return outcome;
     } catch (error) {
       if (error instanceof pg.DatabaseError) return { ...outcome, error };

@@ -7,14 +7,25 @@
 // non-enumerable), same SSLRequest or direct negotiation, same certificate host and SNI rules.
 import pg from 'pg';
 import type { Socket } from 'node:net';
-import type { CancelTarget } from './worker-connection.js';
+import type { ResolvedEndpoint } from './client-internals.js';
 
 /** The pg.Connection members used here that @types/pg does not declare. */
 interface CancelWire extends NodeJS.EventEmitter {
   readonly stream: Socket;
+  /** // internal */
   connect(port: number | string, host?: string): void;
+  /** // internal */
   requestSsl(): void;
+  /** CancelRequest (pg-protocol's serialize.cancel). // internal */
   cancel(processID: number, secretKey: number): void;
+}
+
+/** A backend to cancel: where and how its connection was made, and its BackendKeyData. */
+export interface CancelTarget extends ResolvedEndpoint {
+  readonly processID: number;
+  readonly secretKey: number;
+  /** The config's stream factory (or socket), if it had one. */
+  readonly stream: pg.ClientConfig['stream'];
 }
 
 export function sendCancelRequest(target: CancelTarget, timeoutMs: number): Promise<void> {
