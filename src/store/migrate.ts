@@ -97,7 +97,8 @@ async function apply(client: MigrationClient, schema: string, quoted: string, mi
       // could undo its later one.
       throw new PgBackgroundError(
         'PGBG_INSTALL_FAILED',
-        `install(): ${missing.map((name) => `${schema}.${name}`).join(', ')} is missing, and schema "${schema}" is at migration ${newest}, newer than this pg-background knows (${known}); run install() with the newer version`,
+        `install(): ${missing.map((name) => `${schema}.${name}`).join(', ')} is missing, and schema "${schema}" ` +
+          `is at migration ${newest}, newer than this pg-background knows (${known}); run install() with the newer version`,
       );
     }
     for (const statement of migration.statements(quoted)) await client.query(statement);
@@ -125,7 +126,8 @@ function assertOurFunction(fn: ExistingFunction): void {
         : `is owned by role "${fn.owner}", not by the current user`;
   throw new PgBackgroundError(
     'PGBG_INSTALL_CONFLICT',
-    `install(): ${fn.signature} already exists and ${whose}; pg-background will not replace it. Install into another schema ({ schema }) or drop that function first.`,
+    `install(): ${fn.signature} already exists and ${whose}; pg-background will not replace it. ` +
+      'Install into another schema ({ schema }) or drop that function first.',
   );
 }
 
@@ -153,6 +155,7 @@ function assertOurTable(table: ExistingTable): void {
   if (whose === null) return;
   throw new PgBackgroundError(
     'PGBG_INSTALL_CONFLICT',
-    `install(): table ${table.name} already exists and ${whose}; pg-background will not use it. Install into another schema ({ schema }) or drop that table first.`,
+    `install(): table ${table.name} already exists and ${whose}; pg-background will not use it. ` +
+      'Install into another schema ({ schema }) or drop that table first.',
   );
 }

@@ -42,7 +42,8 @@ BEGIN
     DETAIL = json_build_object('pct', pct, 'message', coalesce(msg, ''))::text;
 END
 $pgbg$`,
-    `COMMENT ON FUNCTION ${schema}.${PROGRESS_FUNCTION}(integer, text) IS '${FUNCTION_MARKER} v1: reports progress to the pg-background caller'`,
+    `COMMENT ON FUNCTION ${schema}.${PROGRESS_FUNCTION}(integer, text)
+  IS '${FUNCTION_MARKER} v1: reports progress to the pg-background caller'`,
   ],
 };
 
