@@ -24,7 +24,7 @@ export type PgBackgroundErrorCode =
   | 'PGBG_CLOSED'
   /** A worker connection (or install()'s connection) could not be opened. */
   | 'PGBG_CONNECTION_FAILED'
-  /** `install()` found a `pg_background_progress` function it does not own. */
+  /** `install()` found a `pg_background_progress` function or a `pg_background_migrations` table it does not own. */
   | 'PGBG_INSTALL_CONFLICT'
   /** `install()` failed on the server (e.g. no CREATE privilege on the schema), or got no answer in time. */
   | 'PGBG_INSTALL_FAILED'

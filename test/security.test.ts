@@ -410,6 +410,33 @@ test("b) a superuser's install() does not adopt a function that an unprivileged 
   );
 });
 
+test("b) an unprivileged role's install() does not use a migrations table it does not own, nor trust its rows", async () => {
+  // In the role's own schema, a superuser left a migrations table that claims migration 1 ran:
+  // install() must neither skip the function on its word nor write to a table another role
+  // (here a superuser) controls.
+  await db.query(`CREATE SCHEMA own_tables AUTHORIZATION ${q(installer)}`);
+  await db.query('CREATE TABLE own_tables.pg_background_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)');
+  await db.query("COMMENT ON TABLE own_tables.pg_background_migrations IS 'pg-background migrations: one row per schema migration install() applied'");
+  await db.query("INSERT INTO own_tables.pg_background_migrations VALUES (1, 'progress function', '2020-01-01')");
+  await db.query(`GRANT SELECT, INSERT ON own_tables.pg_background_migrations TO ${q(installer)}`);
+  const asInstaller = new PgBackground({ connectionString: urlFor(installer, INSTALLER_PASSWORD) });
+  try {
+    await assert.rejects(asInstaller.install({ schema: 'own_tables' }), (error: PgBackgroundError) => {
+      assert.equal(error.code, 'PGBG_INSTALL_CONFLICT');
+      const superuser = new URL(db.url).username;
+      assert.equal(
+        error.message,
+        `install(): table own_tables.pg_background_migrations already exists and is owned by role "${superuser}", not by the current user; pg-background will not use it. Install into another schema ({ schema }) or drop that table first.`,
+      );
+      return true;
+    });
+  } finally {
+    await asInstaller.close();
+  }
+  assert.deepEqual(await progressFunction('own_tables'), []);
+  assert.deepEqual(await db.query('SELECT id, name FROM own_tables.pg_background_migrations'), [{ id: 1, name: 'progress function' }]);
+});
+
 // ---- c) role --------------------------------------------------------------------------------------
 
 test('c) role: a worker without SELECT on a table fails with 42501 (instance-level and per launch); list() shows the role as user', async () => {
