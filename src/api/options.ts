@@ -1,5 +1,6 @@
 // Options are checked once, on entry, and frozen: nothing is clamped or guessed later.
 import type pg from 'pg';
+import { parse as parseConnectionString } from 'pg-connection-string';
 import { invalidArgument } from '../errors.js';
 import type { RowMode, TypeParsers } from '../results/row-parser.js';
 import type { InstanceOptions } from '../store/instance-options.js';
@@ -47,6 +48,23 @@ export function instanceOptions(input: unknown): InstanceOptions {
     if (ours) throw invalidArgument(`Unknown option \`${key}\`; did you mean \`${ours}\`?`);
     connection[key] = value;
   }
+  if (connection.connectionString !== undefined) {
+    if (typeof connection.connectionString !== 'string') {
+      throw invalidArgument(`Expected \`connectionString\` to be a string, got ${describe(connection.connectionString)}`);
+    }
+    // Resolved once, here, exactly as node-postgres would (its own parser; the string's values
+    // win over the options'): everything after this reads plain fields.
+    let parsed: Record<string, unknown> | null = null;
+    try {
+      parsed = parseConnectionString(connection.connectionString) as Record<string, unknown>;
+    } catch {
+      // Left as it is: connecting fails on it, as in node-postgres, with PGBG_CONNECTION_FAILED.
+    }
+    if (parsed) {
+      delete connection.connectionString;
+      Object.assign(connection, parsed);
+    }
+  }
   // pg's client-side read timer would fire on our long-lived internal readers and drop warm
   // connections; worker and statement deadlines have their own options.
   if (connection.query_timeout !== undefined) {
@@ -60,14 +78,9 @@ export function instanceOptions(input: unknown): InstanceOptions {
     const why = unreadableSetting('client_encoding', String(connection.client_encoding));
     if (why) throw invalidArgument(`Option \`client_encoding\` cannot be ${describe(connection.client_encoding)}: ${why}`);
   }
-  if (connection.connectionString !== undefined && typeof connection.connectionString !== 'string') {
-    throw invalidArgument(`Expected \`connectionString\` to be a string, got ${describe(connection.connectionString)}`);
-  }
   // Workers run one task at a time and cancel by connection: pg's pipeline mode would break both.
   connection.pipeline = false;
-  if (connection.application_name === undefined && !/[?&]application_name=/.test(String(connection.connectionString ?? ''))) {
-    connection.application_name = DEFAULT_APPLICATION_NAME;
-  }
+  connection.application_name ??= DEFAULT_APPLICATION_NAME;
 
   const maxWorkers = options.maxWorkers === undefined ? 16 : integer('maxWorkers', options.maxWorkers, 1, 1000);
   const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : livenessTimeout(options.livenessTimeoutMs);
@@ -112,17 +125,8 @@ function livenessTimeout(value: unknown): number {
   return value;
 }
 
-function loginUser({ user, connectionString }: pg.ClientConfig): string {
-  if (user) return user;
-  if (connectionString) {
-    try {
-      const parsed = new URL(connectionString);
-      if (parsed.username) return decodeURIComponent(parsed.username);
-    } catch {
-      // Not a URL (a key=value string): the real user is known once connected.
-    }
-  }
-  return process.env.PGUSER ?? '';
+function loginUser({ user }: pg.ClientConfig): string {
+  return user || process.env.PGUSER || '';
 }
 
 /** Everything a launch needs, checked before any connection is touched. */

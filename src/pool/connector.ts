@@ -55,23 +55,7 @@ export class WorkerConnector {
   }
 }
 
-/**
- * The config with `-c name=value` added to the startup options. node-postgres lets a
- * connection string's own `options` override the config's, so they are merged there.
- */
+/** The config with `-c name=value` added to its startup options (the connection string, if any, was resolved into them). */
 function withStartupSetting(config: Readonly<pg.ClientConfig>, name: string, value: number): pg.ClientConfig {
-  const setting = `-c ${name}=${value}`;
-  if (config.connectionString) {
-    try {
-      const url = new URL(config.connectionString);
-      const own = url.searchParams.get('options');
-      if (own !== null) {
-        url.searchParams.set('options', `${own} ${setting}`);
-        return { ...config, connectionString: url.toString() };
-      }
-    } catch {
-      // A key=value connection string: its options (if any) win; the check after connect says so.
-    }
-  }
-  return { ...config, options: [config.options, setting].filter(Boolean).join(' ') };
+  return { ...config, options: [config.options, `-c ${name}=${value}`].filter(Boolean).join(' ') };
 }
