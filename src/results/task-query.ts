@@ -216,6 +216,8 @@ export class TaskQuery implements WireReader {
     if (this.#failure) return this.#failure;
     if (this.#commitTag === 'COMMIT') return null;
     if (error instanceof pg.DatabaseError && error.severity === 'ERROR') return error;
+    // idle_in_transaction_session_timeout ends a session only while it waits, before a COMMIT.
+    if (error instanceof pg.DatabaseError && error.code === '25P03') return error;
     return new WorkerFailure(CONNECTION_FAILURE, `outcome unknown: the connection ended while the worker's COMMIT was in flight (${error.message}); it may have committed`);
   }
 
