@@ -7,11 +7,12 @@ import { dirname, join, normalize, relative } from 'node:path';
 
 /**
  * Folder (or file) → rank. Higher ranks may import lower ones, never the reverse. A file's own
- * entry wins over its folder's: api/types.ts, the public types, is a leaf every folder may use.
+ * entry wins over its folder's: api/types.ts, the public types, sits just above core (its states)
+ * and below every other folder, which may all use it. Ranks may be fractional.
  */
 export const RANKS = {
   'index.ts': 9,
-  'api/types.ts': 1,
+  'api/types.ts': 2.5,
   api: 8,
   run: 7,
   control: 6,

@@ -30,7 +30,7 @@ export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEven
     notice(worker: Worker, notice: ServerNotice): void {
       const progress = progressFromNotice(notice);
       if (progress) {
-        worker.progress = progress;
+        worker.apply({ kind: 'progress', progress });
         if (target.listenerCount('progress') > 0) emitSafely('progress', { handle: worker.handle, label: worker.label, progress: { ...progress } });
         return;
       }

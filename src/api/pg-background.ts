@@ -44,10 +44,11 @@ import { Launcher } from '../run/launcher.js';
 import { outcomeOf } from '../store/outcome.js';
 import type { Worker } from '../store/worker.js';
 import { WorkerRegistry } from '../store/worker-registry.js';
+import type { WorkerStore } from '../store/worker-store.js';
 
 export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   readonly #options: InstanceOptions;
-  readonly #registry: WorkerRegistry;
+  readonly #registry: WorkerStore;
   readonly #pool: ConnectionPool;
   readonly #control: ControlConnection;
   readonly #liveness: LivenessMonitor;
@@ -104,7 +105,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     if (worker.resultClaimed) {
       throw new PgBackgroundError('PGBG_ALREADY_CONSUMED', `The result of worker pid ${pid} was already taken by an earlier result() call`, { pid, cookie, label });
     }
-    worker.resultClaimed = true;
+    worker.apply({ kind: 'claimed' });
     return new WorkerResult<R>(worker);
   }
 
@@ -290,16 +291,15 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   // ---- stopping ----------------------------------------------------------------------------
 
   #detach(worker: Worker): void {
-    this.#registry.untrack(worker);
-    worker.discard('detach');
+    worker.apply({ kind: 'untracked', reason: 'detach' });
   }
 
   async #shutdown(cancel: boolean, timeoutMs: number | undefined): Promise<void> {
     // Every accepted launch runs, those still waiting for a slot or a connection too: a caller
     // who did not await its launch (fire and forget) expects the work done.
     const active = [...this.#registry.active];
-    for (const worker of active) worker.discard('close');
-    for (const worker of this.#registry.list()) worker.discard('close');
+    for (const worker of active) worker.apply({ kind: 'discarded', reason: 'close' });
+    for (const worker of this.#registry.list()) worker.apply({ kind: 'discarded', reason: 'close' });
     // A stop that cannot be proven leaves its worker in 'error', outcome unknown; close goes on.
     const stopAll = () => Promise.allSettled(active.map((worker) => this.#stopper.stop(worker, 'close', this.#options.cancelGraceMs)));
     if (cancel) {

@@ -1,6 +1,8 @@
 // The public shapes: options, handles, worker information, statistics and events.
-// A leaf: it imports nothing of ours but the errors' types, so every folder may use it.
+// Nearly a leaf: it imports nothing of ours but the errors' types and the state vocabulary
+// (src/core), so every folder ranked above core may use it.
 import type pg from 'pg';
+import type { CancelReason as CoreCancelReason, WorkerState as CoreWorkerState } from '../core/states.js';
 
 export type { WorkerErrorInfo } from '../errors.js';
 
@@ -98,10 +100,11 @@ export interface WorkerRef {
   readonly cookie: bigint;
 }
 
-export type WorkerState = 'pending' | 'running' | 'cancelling' | 'stopped' | 'canceled' | 'error';
+/** A worker's state: one of core/states.ts's WORKER_STATES. */
+export type WorkerState = CoreWorkerState;
 
-/** Why a worker was cancelled. */
-export type CancelReason = 'cancel' | 'timeout' | 'signal' | 'close';
+/** Why a worker was cancelled: one of core/states.ts's CANCEL_REASONS. */
+export type CancelReason = CoreCancelReason;
 
 export interface WorkerProgress {
   pct: number;

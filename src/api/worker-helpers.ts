@@ -3,6 +3,7 @@
 // woken by their completion (never by polling); cancelByLabel() cancels by SQL LIKE pattern.
 // PgBackground hands these functions a HelperHost: its own methods, nothing more.
 import { PgBackgroundError, WorkerError, invalidArgument } from '../errors.js';
+import { untilSettled } from '../core/abort.js';
 import { likeMatcher } from '../util/like-pattern.js';
 import { waitOptions } from './options.js';
 import { outcomeOf } from '../store/outcome.js';
@@ -73,7 +74,7 @@ function unstarted(host: HelperHost, cookie: bigint | undefined): Worker | null 
 export async function drainWorkers(host: HelperHost, handles: unknown, options: unknown): Promise<WorkerOutcome[]> {
   const { timeoutMs, signal } = waitOptions(options);
   const workers = lookupAll(host, handles, false);
-  await settleOrExpire(Promise.all(workers.map((worker) => worker.whenTerminal)), timeoutMs, signal);
+  await untilSettled(Promise.all(workers.map((worker) => worker.whenTerminal)), timeoutMs, signal);
   const now = Date.now();
   return workers.map((worker) => outcomeOf(worker, now));
 }
@@ -88,7 +89,7 @@ export async function waitAnyWorker<H extends WorkerRef>(host: HelperHost, handl
   };
   const done = first();
   if (done !== null) return done;
-  await settleOrExpire(Promise.race(workers.map((worker) => worker.whenTerminal)), timeoutMs, signal);
+  await untilSettled(Promise.race(workers.map((worker) => worker.whenTerminal)), timeoutMs, signal);
   return first();
 }
 
@@ -111,24 +112,5 @@ function lookupAll(host: HelperHost, handles: unknown, nonEmpty: boolean): Worke
       if (error instanceof PgBackgroundError && error.code === 'PGBG_INVALID_ARGUMENT') throw invalidArgument(`\`handles[${index}]\`: ${error.message}`);
       throw error;
     }
-  });
-}
-
-/** Resolves once `promise` settles or `timeoutMs` passes (never, if undefined); rejects if `signal` aborts. */
-function settleOrExpire(promise: Promise<unknown>, timeoutMs: number | undefined, signal: AbortSignal | null): Promise<void> {
-  if (signal?.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const finish = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    };
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = timeoutMs === undefined ? undefined : setTimeout(finish, timeoutMs);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    promise.then(finish, finish);
   });
 }

@@ -25,6 +25,8 @@ export interface StopperDeps {
 
 export class Stopper {
   readonly #deps: StopperDeps;
+  /** The stop under way for each worker: later calls join the first. */
+  readonly #stopping = new WeakMap<Worker, Promise<void>>();
 
   constructor(deps: StopperDeps) {
     this.#deps = deps;
@@ -33,19 +35,20 @@ export class Stopper {
   /** Cancels a worker (once; later calls join the first) and resolves when it is terminal. */
   stop(worker: Worker, reason: CancelReason, graceMs: number): Promise<void> {
     if (!worker.active) return Promise.resolve();
-    worker.requestCancel(reason);
-    worker.stopping ??= this.#halt(worker, graceMs);
-    return worker.stopping;
+    worker.apply({ kind: 'cancel-requested', reason });
+    let stopping = this.#stopping.get(worker);
+    if (!stopping) this.#stopping.set(worker, (stopping = this.#halt(worker, graceMs)));
+    return stopping;
   }
 
   async #halt(worker: Worker, graceMs: number): Promise<void> {
     if (worker.state === 'pending') {
-      // requestCancel aborted its wait for a slot or a connection.
+      // The cancel request aborted its signal: its wait for a slot or a connection ends.
       await worker.whenTerminal;
       return;
     }
     const connection = this.#deps.running.get(worker);
-    // None between a task's two tries (the launcher's retry): requestCancel stopped the second.
+    // None between a task's two tries (the launcher's retry): the abort stopped the second.
     if (!connection) return worker.whenTerminal;
     if (!connection.signalSafe) {
       // Behind a pooler, once its transaction is being ended: its COMMIT is on the way (an answer

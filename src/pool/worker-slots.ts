@@ -1,6 +1,8 @@
-// At most `maxWorkers` workers hold a slot at once; a slot is held from launch until the worker
-// reaches a terminal state (not until its rows are read). With whenFull 'queue', launches wait
-// in FIFO order (p-limit's queue) and an aborted wait gives its turn back at once.
+// Admission: at most `maxWorkers` workers hold a slot at once; a slot is held from launch until
+// the worker reaches a terminal state (not until its rows are read). With whenFull 'queue',
+// launches wait in FIFO order (p-limit's queue) and an aborted wait gives its turn back at once.
+// The launcher sees only the Admission interface: pending work can be held (pause) and, later,
+// admission may ask a cluster-wide cap before it hands out a slot.
 import pLimit, { type LimitFunction } from 'p-limit';
 
 export interface Slot {
@@ -8,46 +10,63 @@ export interface Slot {
   release(): void;
 }
 
-export class WorkerSlots {
+export interface Admission {
+  /** Resolves with a slot, or rejects with the signal's reason if it aborts first. */
+  acquire(signal: AbortSignal): Promise<Slot>;
+  /** Holds every start not admitted yet (those with a slot go on) until resume(). */
+  pause(): void;
+  resume(): void;
+  readonly paused: boolean;
+}
+
+export class WorkerSlots implements Admission {
   readonly #limit: LimitFunction;
+  /** Starts that came while paused, in order; they join p-limit's queue on resume(). */
+  #held: (() => void)[] = [];
+  #paused = false;
 
   constructor(maxWorkers: number) {
     this.#limit = pLimit(maxWorkers);
   }
 
-  /** Resolves with a slot, or rejects with the reason if the start is cancelled first. */
-  acquire(start: StartCancellation): Promise<Slot> {
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  acquire(signal: AbortSignal): Promise<Slot> {
+    if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise<Slot>((resolve, reject) => {
-      if (start.startCancelled) {
-        reject(start.startCancelled);
-        return;
-      }
-      let waiting = true;
-      const unsubscribe = start.onStartCancelled((reason) => {
-        waiting = false;
-        reject(reason);
-      });
-      void this.#limit(
-        () =>
-          new Promise<void>((release) => {
-            unsubscribe();
-            if (!waiting) return release(); // cancelled while queued: give the turn back at once
-            let released = false;
-            resolve({
-              release() {
-                if (released) return;
-                released = true;
-                release();
-              },
-            });
-          }),
-      );
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      const enter = () =>
+        void this.#limit(
+          () =>
+            new Promise<void>((release) => {
+              signal.removeEventListener('abort', onAbort);
+              if (signal.aborted) return release(); // aborted while queued: give the turn back at once
+              let released = false;
+              resolve({
+                release() {
+                  if (released) return;
+                  released = true;
+                  release();
+                },
+              });
+            }),
+        );
+      if (this.#paused) this.#held.push(enter);
+      else enter();
     });
   }
-}
 
-/** What can cancel a start while it waits (a Worker). */
-export interface StartCancellation {
-  readonly startCancelled: Error | null;
-  onStartCancelled(listener: (reason: Error) => void): () => void;
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    // An aborted held start enters too and gives its turn back at once: the order stays FIFO.
+    for (const enter of this.#held.splice(0)) enter();
+  }
 }

@@ -9,6 +9,9 @@ import type { RowQueue } from './row-queue.js';
 /** Why a worker's rows are being thrown away. */
 export type DiscardReason = 'submit' | 'consumer' | 'cancel' | 'detach' | 'close' | 'prune';
 
+/** What a result reader may change of its worker (a subset of the worker's changes). */
+export type ResultChange = { readonly kind: 'consumed' } | { readonly kind: 'discarded'; readonly reason: 'consumer' };
+
 /** What a worker offers its result reader. */
 export interface ResultSource {
   readonly pid: number;
@@ -18,8 +21,8 @@ export interface ResultSource {
   readonly parser: RowParser | null;
   readonly discardReason: DiscardReason | null;
   readonly whenTerminal: Promise<void>;
-  consumed: boolean;
-  discard(reason: 'consumer'): void;
+  /** The worker's one transition point (Worker.apply). */
+  apply(change: ResultChange): boolean;
   /** The worker's own failure or cancellation, once terminal. */
   workerError(): Error | null;
 }
@@ -99,7 +102,7 @@ class RowIterator<R> implements AsyncIterator<R> {
         throw new PgBackgroundError('PGBG_CLOSED', `The instance was closed while the result of worker pid ${pid} was being read`, { pid, cookie, label });
     }
     await source.whenTerminal;
-    source.consumed = true;
+    source.apply({ kind: 'consumed' });
     const error = source.workerError();
     if (error) throw error;
     if (source.discardReason === 'cancel' && source.queue.dropped > 0) {
@@ -111,7 +114,7 @@ class RowIterator<R> implements AsyncIterator<R> {
   #stop(): void {
     if (this.#done) return;
     this.#done = true;
-    this.#source.consumed = true;
-    this.#source.discard('consumer');
+    this.#source.apply({ kind: 'consumed' });
+    this.#source.apply({ kind: 'discarded', reason: 'consumer' });
   }
 }

@@ -1,25 +1,28 @@
 // Launching: admission (a slot, then a connection), the task on its connection, a second try on
 // a fresh connection for a task proven never to have run, and the end of the task turned into the
 // worker's terminal state (classify.ts). The facade hands it validated launches and hears back
-// through LaunchEvents; the worker record changes only through its own methods.
+// through LaunchEvents; the worker record changes only through Worker.apply. A cancel before the
+// start aborts the worker's signal, which every wait of the start (slot, connection) listens to.
 import pg from 'pg';
 import { COMMIT_SQL, pinSql, ROLLBACK_SQL } from '../catalog.js';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import type { WorkerHandle } from '../api/types.js';
+import { unlessAborted } from '../core/abort.js';
 import type { Stopper } from '../control/stopper.js';
 import type { ConnectionPool } from '../pool/connection-pool.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import { PINNED_HINT, poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
 import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
-import type { Slot, WorkerSlots } from '../pool/worker-slots.js';
+import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, WorkerFailure } from '../results/error-info.js';
+import type { ResultField } from '../results/row-parser.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { planTask, type TaskPlan } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
-import type { WorkerRegistry } from '../store/worker-registry.js';
+import type { WorkerStore } from '../store/worker-store.js';
 import { classify, neverRan, type Sent } from './classify.js';
 
 /** What the facade hears of a worker's life (it emits the public events). */
@@ -30,8 +33,8 @@ export interface LaunchEvents {
 
 export interface LauncherDeps {
   readonly options: InstanceOptions;
-  readonly registry: WorkerRegistry;
-  readonly slots: WorkerSlots;
+  readonly registry: WorkerStore;
+  readonly slots: Admission;
   readonly pool: ConnectionPool;
   readonly control: ControlConnection;
   readonly liveness: LivenessMonitor;
@@ -50,12 +53,17 @@ export class Launcher {
 
   /**
    * Starts the worker; resolves with its handle once its SQL is on its way. The accepted worker
-   * knows this very promise: a cancel before its start marks it handled (fire and forget).
+   * rejects it with PGBG_ABORTED if cancelled before its start: a caller who awaits the launch
+   * still sees that, but a fire-and-forget one must not get an unhandled rejection for a cancel.
    */
   launch(launch: LaunchPlan): Promise<WorkerHandle> {
     let accepted: Worker | undefined;
     const launching = this.#start(launch, (worker) => (accepted = worker));
-    if (accepted) accepted.launching = launching;
+    const worker = accepted;
+    const markHandled = () => {
+      if (worker!.state === 'pending') launching.catch(() => {});
+    };
+    worker?.signal.addEventListener('abort', markHandled, { once: true });
     return launching;
   }
 
@@ -69,7 +77,7 @@ export class Launcher {
       const max = options.maxWorkers;
       throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
     }
-    const worker = new Worker(launch, options.loginUser);
+    const worker = new Worker(launch, options.loginUser, registry);
     registry.add(worker);
     onAccepted(worker);
     const signal = launch.signal;
@@ -83,11 +91,11 @@ export class Launcher {
     let slot: Slot | undefined;
     let connection: WorkerConnection | undefined;
     try {
-      slot = await slots.acquire(worker);
-      connection = (launch.fresh ? null : pool.take()) ?? (await cancellable(pool.acquire(launch.fresh), worker, (late) => pool.release(late, true)));
+      slot = await slots.acquire(worker.signal);
+      connection = (launch.fresh ? null : pool.take()) ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, (late) => pool.release(late, true)));
     } catch (error) {
       slot?.release();
-      const cancelled = worker.startCancelled !== null;
+      const cancelled = worker.signal.aborted;
       const info = errorInfo(cancelled ? new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : error);
       this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
       if (cancelled) {
@@ -111,13 +119,13 @@ export class Launcher {
    * `firstStart` is set when this is the task's second (and last) try: see #retry.
    */
   async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null): Promise<void> {
-    const { options, registry, control, liveness, stopper, running, events } = this.#deps;
+    const { options, control, liveness, stopper, running, events } = this.#deps;
     const { launch } = worker;
     // From the first worker on, the control connection stays open: a server that fills up later
     // must not keep us from checking, cancelling or terminating this worker.
     control.open();
     // Behind a pooler the worker's backend is known once its transaction holds one (below).
-    if (!connection.pooled) registry.started(worker, connection.pid, connection.user);
+    if (!connection.pooled) started(worker, connection);
     running.set(worker, connection);
     connection.onNotice = (notice) => events.notice(worker, notice);
     const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
@@ -157,7 +165,7 @@ export class Launcher {
           cause: error,
         });
       }
-      registry.started(worker, connection.pid, connection.user);
+      started(worker, connection);
     } else if (launch.session) {
       // One round trip, only when asked for: the reset undoes it before the next task.
       sent = { kind: 'settings' };
@@ -182,8 +190,9 @@ export class Launcher {
     // The reset for the next task rides in the same write as this one (no extra round trip,
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
-    const query = new TaskQuery(plan, worker.queue, worker, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
-    worker.sent(query);
+    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
+    const query = new TaskQuery(plan, worker.queue, columns, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
+    worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
     sent = { kind: 'task', startsWithParse: startsWithParse(plan) };
     connection.run(query);
@@ -202,13 +211,13 @@ export class Launcher {
     pool.release(dead, false);
     let connection: WorkerConnection;
     try {
-      connection = await cancellable(pool.acquire(true), worker, (late) => pool.release(late, true));
+      connection = await unlessAborted(pool.acquire(true), worker.signal, (late) => pool.release(late, true));
     } catch (error) {
       slot.release();
-      const info = worker.startCancelled
+      const info = worker.signal.aborted
         ? errorInfo(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`))
         : errorInfo(new Error(`the task never ran: its connection had died (${cause.message}) and no new one could be opened: ${errorInfo(error).message}`));
-      this.#finish(worker, worker.startCancelled ? 'canceled' : 'error', info, null, 0);
+      this.#finish(worker, worker.signal.aborted ? 'canceled' : 'error', info, null, 0);
       return;
     }
     await this.#run(worker, connection, slot, firstStart);
@@ -259,29 +268,14 @@ export class Launcher {
   }
 
   #finish(worker: Worker, state: TerminalState, info: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
-    if (!worker.finish(state, info, commandTag, rowCount)) return;
-    this.#deps.registry.finished(worker);
+    if (!worker.apply({ kind: 'finished', state, error: info, commandTag, rowCount })) return;
     this.#deps.events.finished(worker, state);
   }
 }
 
-/** Resolves like `promise` unless the start is cancelled first; then its value (if any) goes to `onLate`, once. */
-function cancellable<T>(promise: Promise<T>, start: Worker, onLate: (value: T) => void): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const unsubscribe = start.onStartCancelled(reject);
-    if (start.startCancelled) reject(start.startCancelled);
-    promise.then(
-      (value) => {
-        unsubscribe();
-        if (start.startCancelled) onLate(value);
-        else resolve(value);
-      },
-      (error) => {
-        unsubscribe();
-        reject(error);
-      },
-    );
-  });
+/** The connection is attached: the worker runs as its backend. */
+function started(worker: Worker, connection: WorkerConnection): void {
+  worker.apply({ kind: 'started', pid: connection.pid, backendStart: connection.started, user: connection.user });
 }
 
 /** How TaskQuery writes `plan`: a Parse first, or one simple Query. */

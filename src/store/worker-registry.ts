@@ -1,13 +1,16 @@
 // The instance's workers: those a handle can reach (tracked: launched here, not detached, not
 // pruned), those still active (detached ones included, for close() and stats), the counters of
 // stats(), and retention: a finished worker is forgotten `retentionMs` after it finished.
+// The first WorkerStore: it keeps its indexes from the changes workers report (see changed()).
 import { PgBackgroundError, invalidArgument } from '../errors.js';
 import type { WorkerHandle, WorkerStats } from '../api/types.js';
 import { timedOut } from './outcome.js';
 import { describe, MAX_TIMER_MS } from '../util/validate.js';
 import type { Worker } from './worker.js';
+import type { PriorFacts, WorkerChange } from './worker-change.js';
+import type { WorkerStore } from './worker-store.js';
 
-export class WorkerRegistry {
+export class WorkerRegistry implements WorkerStore {
   readonly #retentionMs: number;
   readonly #tracked = new Map<bigint, Worker>(); // by cookie, oldest first
   readonly #pids = new Map<number, number>(); // tracked workers per pid (connections are reused)
@@ -36,16 +39,26 @@ export class WorkerRegistry {
     this.#active.add(worker);
   }
 
-  /** The worker's connection is attached: its handle now names that backend pid. */
-  started(worker: Worker, pid: number, user: string): void {
-    if (worker.tracked) this.#countPid(worker.pid, -1);
-    // A second try (the first connection was dead): handles given out name the first pid.
-    if (worker.pid !== 0) worker.firstPid = worker.pid;
-    worker.start(pid, user);
-    if (worker.tracked) this.#countPid(pid, 1);
+  changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
+    switch (change.kind) {
+      case 'started':
+        // Its handle now names that backend pid (a handle given out before names the first).
+        if (prior.tracked) {
+          this.#countPid(prior.pid, -1);
+          this.#countPid(worker.pid, 1);
+        }
+        return;
+      case 'untracked':
+        if (!prior.tracked) return;
+        this.#tracked.delete(worker.cookie);
+        this.#countPid(worker.pid, -1);
+        return;
+      case 'finished':
+        return this.#ended(worker);
+    }
   }
 
-  finished(worker: Worker): void {
+  #ended(worker: Worker): void {
     this.#active.delete(worker);
     if (worker.state === 'stopped') this.#completed++;
     else if (worker.state === 'canceled') this.#canceled++;
@@ -61,14 +74,6 @@ export class WorkerRegistry {
       this.#finished.push(worker);
       this.#schedulePrune();
     }
-  }
-
-  /** Forgets a worker (detach, prune): it is no longer listed or reachable by its handle. */
-  untrack(worker: Worker): void {
-    if (!worker.tracked) return;
-    worker.tracked = false;
-    this.#tracked.delete(worker.cookie);
-    this.#countPid(worker.pid, -1);
   }
 
   /** The tracked worker a handle names, or PGBG_UNKNOWN_WORKER / PGBG_COOKIE_MISMATCH. */
@@ -128,8 +133,7 @@ export class WorkerRegistry {
     let count = 0;
     for (const worker of this.#tracked.values()) {
       if (worker.active) continue;
-      this.untrack(worker);
-      if (!worker.resultClaimed) worker.discard('prune');
+      worker.apply({ kind: 'untracked', reason: 'prune' });
       count++;
     }
     return count;
@@ -141,11 +145,8 @@ export class WorkerRegistry {
       const worker = this.#finished[this.#finishedHead]!;
       if (worker.tracked && now - worker.finishedAt! < this.#retentionMs) break;
       this.#finishedHead++;
-      if (worker.tracked) {
-        this.untrack(worker);
-        // A reader already holding the result keeps its rows (they go when it does).
-        if (!worker.resultClaimed) worker.discard('prune');
-      }
+      // A reader already holding the result keeps its rows (they go when it does).
+      if (worker.tracked) worker.apply({ kind: 'untracked', reason: 'prune' });
     }
     if (this.#finishedHead > 1024 && this.#finishedHead * 2 > this.#finished.length) {
       this.#finished = this.#finished.slice(this.#finishedHead);

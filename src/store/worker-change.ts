@@ -1,0 +1,45 @@
+// The vocabulary of a worker's life: every fact a caller, a journal or a CLI reads about a
+// worker comes from one of these changes, applied by Worker.apply (worker.ts), the one door;
+// a WorkerStore (worker-store.ts) hears each applied change, once, through `changed`.
+import type { WorkerErrorInfo } from '../errors.js';
+import type { CancelReason, TerminalState, WorkerState } from '../core/states.js';
+import type { WorkerProgress } from '../api/types.js';
+import type { ResultField } from '../results/row-parser.js';
+import type { DiscardReason } from '../results/worker-result.js';
+
+export type WorkerChange =
+  /** Its connection is attached: it runs as backend `pid`, started at `backendStart`. */
+  | { readonly kind: 'started'; readonly pid: number; readonly backendStart: string; readonly user: string }
+  /** Its SQL is on the wire as `task` (whose row count is live). */
+  | { readonly kind: 'sent'; readonly task: { readonly rowCount: number } }
+  /** The server described the last statement's columns. */
+  | { readonly kind: 'described'; readonly fields: readonly ResultField[] }
+  /** Its SQL reported progress with pg_background_progress(). */
+  | { readonly kind: 'progress'; readonly progress: WorkerProgress }
+  /** The first cancel request (cancel, timeout, caller's signal, close); later ones change nothing. */
+  | { readonly kind: 'cancel-requested'; readonly reason: CancelReason }
+  /** Its unread rows are thrown away from now on. */
+  | { readonly kind: 'discarded'; readonly reason: DiscardReason }
+  /** result(h) took its rows. */
+  | { readonly kind: 'claimed' }
+  /** Its result was read to the end, or its reader stopped early. */
+  | { readonly kind: 'consumed' }
+  /** No longer listed or reachable by handle: detached, or pruned after retentionMs (or purge). */
+  | { readonly kind: 'untracked'; readonly reason: 'detach' | 'prune' }
+  /** The terminal transition. */
+  | {
+      readonly kind: 'finished';
+      readonly state: TerminalState;
+      readonly error: WorkerErrorInfo | null;
+      readonly commandTag: string | null;
+      readonly rowCount: number;
+    };
+
+export type WorkerChangeKind = WorkerChange['kind'];
+
+/** What the worker was just before a change (what a store's indexes may be keyed by). */
+export interface PriorFacts {
+  readonly state: WorkerState;
+  readonly pid: number;
+  readonly tracked: boolean;
+}

@@ -1,0 +1,26 @@
+// Where workers are kept, behind one interface: the in-memory registry (worker-registry.ts) is
+// the first implementation, a journal in the database will be the second (or wrap the first).
+// A store hears every fact of a worker through `changed`, called by Worker.apply after each
+// change it applied, and only then: launcher, stopper and facade never notify a store themselves.
+import type { WorkerStats } from '../api/types.js';
+import type { PriorFacts, WorkerChange } from './worker-change.js';
+import type { Worker } from './worker.js';
+
+export interface WorkerStore {
+  /** A new worker (pending, tracked): it counts as launched. */
+  add(worker: Worker): void;
+  /** `change` was applied to `worker`, which was `prior` just before. */
+  changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void;
+  /** The tracked worker a handle names, or PGBG_INVALID_ARGUMENT / PGBG_UNKNOWN_WORKER / PGBG_COOKIE_MISMATCH. */
+  lookup(handle: unknown): Worker;
+  /** Tracked workers, newest first. */
+  list(): Worker[];
+  /** Workers not yet terminal, detached ones included. */
+  readonly active: ReadonlySet<Worker>;
+  stats(maxWorkers: number): WorkerStats;
+  /** Forgets every finished tracked worker now, as retention would later; returns how many. */
+  purge(): number;
+  /** Stops the store's own timers (close()). */
+  dispose(): void;
+}
+

@@ -1,0 +1,81 @@
+// The worker record's one transition point (src/store/worker.ts) and admission
+// (src/pool/worker-slots.ts), offline: every applied change reaches the store once with the facts
+// before it, a change that changes nothing is not reported, a cancel aborts the worker's signal,
+// and a paused admission holds starts in order. No server.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { instanceOptions, launchPlan } from '../src/api/options.js';
+import { WORKER_STATES } from '../src/core/states.js';
+import { WorkerSlots } from '../src/pool/worker-slots.js';
+import type { PriorFacts, WorkerChange } from '../src/store/worker-change.js';
+import { Worker } from '../src/store/worker.js';
+
+const instance = instanceOptions({ user: 'alice', maxWorkers: 2 });
+
+function recorded(): { heard: [string, PriorFacts][]; store: { changed(w: Worker, c: WorkerChange, p: PriorFacts): void } } {
+  const heard: [string, PriorFacts][] = [];
+  return { heard, store: { changed: (_worker, change, prior) => void heard.push([change.kind, prior]) } };
+}
+
+test('the state vocabulary is one frozen constant', () => {
+  assert.deepEqual(WORKER_STATES, ['pending', 'running', 'cancelling', 'stopped', 'canceled', 'error']);
+  assert.equal(Object.isFrozen(WORKER_STATES), true);
+});
+
+test('apply reports each change once, with the facts before it; a repeat changes nothing', () => {
+  const { heard, store } = recorded();
+  const worker = new Worker(launchPlan('SELECT 1', undefined, instance, false), 'alice', store);
+  assert.equal(worker.apply({ kind: 'started', pid: 41, backendStart: '2025-01-01 00:00:00+00', user: 'bob' }), true);
+  assert.deepEqual([worker.state, worker.pid, worker.user, worker.backendStart, worker.attempts], ['running', 41, 'bob', '2025-01-01 00:00:00+00', 1]);
+  assert.equal(worker.apply({ kind: 'cancel-requested', reason: 'timeout' }), true);
+  assert.equal(worker.apply({ kind: 'cancel-requested', reason: 'cancel' }), false);
+  assert.deepEqual([worker.state, worker.canceledBy, worker.discardReason, worker.signal.aborted], ['cancelling', 'timeout', 'cancel', true]);
+  assert.equal((worker.signal.reason as { code: string }).code, 'PGBG_ABORTED');
+  assert.equal(worker.apply({ kind: 'claimed' }), true);
+  assert.equal(worker.apply({ kind: 'claimed' }), false);
+  const end = { kind: 'finished', state: 'canceled', error: null, commandTag: null, rowCount: 0 } as const;
+  assert.equal(worker.apply(end), true);
+  assert.equal(worker.apply({ ...end, state: 'stopped' }), false);
+  assert.equal(worker.apply({ kind: 'untracked', reason: 'prune' }), true);
+  assert.deepEqual([worker.state, worker.tracked, worker.discardReason, worker.finishedAt !== null], ['canceled', false, 'cancel', true]);
+  assert.deepEqual(heard, [
+    ['started', { state: 'pending', pid: 0, tracked: true }],
+    ['cancel-requested', { state: 'running', pid: 41, tracked: true }],
+    ['claimed', { state: 'cancelling', pid: 41, tracked: true }],
+    ['finished', { state: 'cancelling', pid: 41, tracked: true }],
+    ['untracked', { state: 'canceled', pid: 41, tracked: true }],
+  ]);
+});
+
+test('a pending worker cancelled stays pending until its start ends; a second start keeps the first pid', () => {
+  const { heard, store } = recorded();
+  const worker = new Worker(launchPlan('SELECT 1', undefined, instance, false), 'alice', store);
+  worker.apply({ kind: 'started', pid: 7, backendStart: 'a', user: 'alice' });
+  worker.apply({ kind: 'started', pid: 8, backendStart: 'b', user: 'alice' });
+  assert.deepEqual([worker.pid, worker.firstPid, worker.handle.pid], [8, 7, 8]);
+  const pending = new Worker(launchPlan('SELECT 1', undefined, instance, true), 'alice', store);
+  assert.equal(pending.discardReason, 'submit');
+  pending.apply({ kind: 'cancel-requested', reason: 'close' });
+  assert.deepEqual([pending.state, pending.discardReason], ['pending', 'submit']);
+  assert.deepEqual(heard.map(([kind, prior]) => [kind, prior.state]), [['started', 'pending'], ['started', 'running'], ['cancel-requested', 'pending']]);
+});
+
+test('admission: FIFO, an aborted wait gives its turn back, a pause holds starts until resume', async () => {
+  const slots = new WorkerSlots(1);
+  const order: string[] = [];
+  const first = await slots.acquire(new AbortController().signal);
+  const aborted = new AbortController();
+  const second = slots.acquire(aborted.signal);
+  const third = slots.acquire(new AbortController().signal).then((slot) => (order.push('third'), slot));
+  aborted.abort(new Error('gone'));
+  await assert.rejects(second, /gone/);
+  slots.pause();
+  const held = slots.acquire(new AbortController().signal).then((slot) => (order.push('held'), slot));
+  first.release();
+  (await third).release();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual([order, slots.paused], [['third'], true]);
+  slots.resume();
+  (await held).release();
+  assert.deepEqual(order, ['third', 'held']);
+});
