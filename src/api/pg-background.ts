@@ -8,80 +8,37 @@ import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import { closeOptions, graceMs, installSchema, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
 import { eventRelay } from './event-relay.js';
 import { installProgressFunction } from './progress-function.js';
-import type {
-  CancelOptions,
-  CloseOptions,
-  InstallOptions,
-  LaunchOptions,
-  PgBackgroundEvents,
-  PgBackgroundOptions,
-  ResultInfo,
-  Row,
-  RunOptions,
-  RunOutcome,
-  WaitManyOptions,
-  WaitOptions,
-  WorkerHandle,
-  WorkerInfo,
-  WorkerOutcome,
-  WorkerRef,
-  WorkerProgress,
-  WorkerSql,
-  WorkerStats,
-} from './types.js';
-import { cancelWorkersByLabel, drainWorkers, runWorker, waitAnyWorker, type HelperHost } from './worker-helpers.js';
-import { backendMonitor } from '../control/backend-monitor.js';
-import { Stopper } from '../control/stopper.js';
-import { ConnectionPool } from '../pool/connection-pool.js';
-import { WorkerConnector } from '../pool/connector.js';
-import { settlesWithin } from '../pool/deadline.js';
-import { ControlConnection } from '../pool/control-connection.js';
-import type { LivenessMonitor } from '../pool/liveness-monitor.js';
-import type { WorkerConnection } from '../pool/worker-connection.js';
-import { WorkerSlots } from '../pool/worker-slots.js';
-import { WorkerResult } from '../results/worker-result.js';
-import { Launcher } from '../run/launcher.js';
+import type { CancelOptions, CloseOptions, InstallOptions, LaunchOptions, PgBackgroundEvents, PgBackgroundOptions, ResultInfo, Row } from './types.js';
+import type { RunOptions, RunOutcome, WaitManyOptions, WaitOptions, WorkerHandle, WorkerInfo, WorkerOutcome, WorkerRef } from './types.js';
+import type { WorkerProgress, WorkerSql, WorkerStats } from './types.js';
+import { cancelWorkersByLabel, claimResult, drainWorkers, runWorker, waitAnyWorker, type HelperHost } from './worker-helpers.js';
+import type { WorkerResult } from '../results/worker-result.js';
+import { createRuntime, shutdown, type Runtime } from '../run/runtime.js';
 import { outcomeOf } from '../store/outcome.js';
 import type { Worker } from '../store/worker.js';
-import { WorkerRegistry } from '../store/worker-registry.js';
-import type { WorkerStore } from '../store/worker-store.js';
 
 export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   readonly #options: InstanceOptions;
-  readonly #registry: WorkerStore;
-  readonly #pool: ConnectionPool;
-  readonly #control: ControlConnection;
-  readonly #liveness: LivenessMonitor;
-  readonly #stopper: Stopper;
-  readonly #launcher: Launcher;
+  readonly #runtime: Runtime;
   #closing: Promise<void> | null = null;
   /** What the pg_background 2.0 helpers (worker-helpers.ts) may use of this instance. */
   readonly #helpers: HelperHost = {
     launch: (sql, options) => this.launch(sql, options),
     result: (handle) => this.result(handle),
-    lookup: (handle) => this.#registry.lookup(handle),
-    tracked: () => this.#registry.list(),
-    stop: (worker, reason, grace) => this.#stopper.stop(worker, reason, grace),
+    lookup: (handle) => this.#store.lookup(handle),
+    tracked: () => this.#store.list(),
+    stop: (worker, reason, grace) => this.#runtime.stopper.stop(worker, reason, grace),
     detach: (worker) => this.#detach(worker),
   };
 
   constructor(options?: PgBackgroundOptions) {
     super();
-    const resolved = (this.#options = instanceOptions(options));
-    const { connection, maxWorkers, controlTimeoutMs } = resolved;
-    const connector = new WorkerConnector(connection, controlTimeoutMs, resolved.onCallerExit);
-    const { maxIdle, minIdle, idleTimeoutMs } = resolved;
-    this.#registry = new WorkerRegistry(resolved.retentionMs);
-    this.#pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
-    this.#control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
-    this.#liveness = backendMonitor(resolved.livenessTimeoutMs, this.#control);
-    const running = new Map<Worker, WorkerConnection>();
-    this.#stopper = new Stopper({ running, control: this.#control, controlTimeoutMs });
-    this.#launcher = new Launcher({
-      ...{ options: resolved, registry: this.#registry, slots: new WorkerSlots(maxWorkers), pool: this.#pool, control: this.#control },
-      ...{ liveness: this.#liveness, stopper: this.#stopper, running },
-      events: eventRelay(this),
-    });
+    this.#options = instanceOptions(options);
+    this.#runtime = createRuntime(this.#options, eventRelay(this));
+  }
+
+  get #store() {
+    return this.#runtime.store;
   }
 
   /** Starts a worker running `sql`; resolves with its handle once the SQL is on its way. */
@@ -97,26 +54,17 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** The worker's rows (the last statement's), as an async iterable that can be read once. */
   result<R = Record<string, unknown>>(handle: WorkerRef): WorkerResult<R> {
     this.#assertOpen();
-    const worker = this.#registry.lookup(handle);
-    const { pid, cookie, label } = worker;
-    if (worker.launch.submitted) {
-      throw new PgBackgroundError('PGBG_RESULTS_DISABLED', `Worker pid ${pid} was started with submit(): its rows are discarded`, { pid, cookie, label });
-    }
-    if (worker.resultClaimed) {
-      throw new PgBackgroundError('PGBG_ALREADY_CONSUMED', `The result of worker pid ${pid} was already taken by an earlier result() call`, { pid, cookie, label });
-    }
-    worker.apply({ kind: 'claimed' });
-    return new WorkerResult<R>(worker);
+    return claimResult<R>(this.#store.lookup(handle));
   }
 
   async resultInfo(handle: WorkerRef): Promise<ResultInfo> {
     this.#assertOpen();
-    return this.#registry.lookup(handle).resultInfo();
+    return this.#store.lookup(handle).resultInfo();
   }
 
   async errorInfo(handle: WorkerRef): Promise<WorkerErrorInfo | null> {
     this.#assertOpen();
-    const { error } = this.#registry.lookup(handle);
+    const { error } = this.#store.lookup(handle);
     return error && { ...error };
   }
 
@@ -128,7 +76,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   async wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean> {
     this.#assertOpen();
     const { timeoutMs, signal } = waitOptions(options);
-    const worker = this.#registry.lookup(handle);
+    const worker = this.#store.lookup(handle);
     const finished = await worker.waitTerminal(timeoutMs ?? Infinity, signal);
     return timeoutMs === undefined ? undefined : finished;
   }
@@ -142,19 +90,19 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   async cancel(handle: WorkerRef, options?: CancelOptions): Promise<void> {
     this.#assertOpen();
     const grace = graceMs(options, this.#options);
-    await this.#stopper.stop(this.#registry.lookup(handle), 'cancel', grace);
+    await this.#runtime.stopper.stop(this.#store.lookup(handle), 'cancel', grace);
   }
 
   /** Stops tracking the worker; it keeps running and commits. */
   async detach(handle: WorkerRef): Promise<void> {
     this.#assertOpen();
-    this.#detach(this.#registry.lookup(handle));
+    this.#detach(this.#store.lookup(handle));
   }
 
   /** Detaches every tracked worker; resolves with how many. */
   async detachAll(): Promise<number> {
     this.#assertOpen();
-    const workers = this.#registry.list();
+    const workers = this.#store.list();
     for (const worker of workers) this.#detach(worker);
     return workers.length;
   }
@@ -163,9 +111,9 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   async cancelAll(options?: CancelOptions): Promise<number> {
     this.#assertOpen();
     const grace = graceMs(options, this.#options);
-    const active = this.#registry.list().filter((worker) => worker.active);
+    const active = this.#store.list().filter((worker) => worker.active);
     // Every stop runs to its end; then the first that could not be proven is the rejection.
-    const stops = await Promise.allSettled(active.map((worker) => this.#stopper.stop(worker, 'cancel', grace)));
+    const stops = await Promise.allSettled(active.map((worker) => this.#runtime.stopper.stop(worker, 'cancel', grace)));
     const failure = stops.find((stop) => stop.status === 'rejected');
     if (failure) throw failure.reason;
     return active.length;
@@ -174,32 +122,32 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** What list() says about one worker. */
   async info(handle: WorkerRef): Promise<WorkerInfo> {
     this.#assertOpen();
-    return this.#registry.lookup(handle).info(Date.now());
+    return this.#store.lookup(handle).info(Date.now());
   }
 
   /** Tracked workers, newest first. */
   async list(): Promise<WorkerInfo[]> {
     this.#assertOpen();
     const now = Date.now();
-    return this.#registry.list().map((worker) => worker.info(now));
+    return this.#store.list().map((worker) => worker.info(now));
   }
 
   async stats(): Promise<WorkerStats> {
     this.#assertOpen();
-    return this.#registry.stats(this.#options.maxWorkers);
+    return this.#store.stats(this.#options.maxWorkers);
   }
 
   /** The last progress the worker's SQL reported with pg_background_progress(), or null. */
   async getProgress(handle: WorkerRef): Promise<WorkerProgress | null> {
     this.#assertOpen();
-    const { progress } = this.#registry.lookup(handle);
+    const { progress } = this.#store.lookup(handle);
     return progress && { ...progress };
   }
 
   /** Creates pg_background_progress(pct, msg) in `schema` (default 'public'); idempotent. */
   async install(options?: InstallOptions): Promise<void> {
     this.#assertOpen();
-    await installProgressFunction(this.#control, installSchema(options), pg.escapeIdentifier);
+    await installProgressFunction(this.#runtime.control, installSchema(options), pg.escapeIdentifier);
   }
 
   // ---- pg_background 2.0's helpers (worker-helpers.ts) ------------------------------------
@@ -217,7 +165,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** State, result info and error of a worker in one snapshot; consumes nothing. */
   async outcome(handle: WorkerRef): Promise<WorkerOutcome> {
     this.#assertOpen();
-    return outcomeOf(this.#registry.lookup(handle));
+    return outcomeOf(this.#store.lookup(handle));
   }
 
   /** The outcomes of `handles`, in input order, once all finished or `timeoutMs` (one budget for all) passed. */
@@ -241,13 +189,13 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** Stops tracking every finished worker (running ones stay); resolves with how many. */
   async purge(): Promise<number> {
     this.#assertOpen();
-    return this.#registry.purge();
+    return this.#store.purge();
   }
 
   /** The worker's whole SQL text (`sqlPreview` is its first 120 code points). */
   async fullSql(handle: WorkerRef): Promise<string> {
     this.#assertOpen();
-    return this.#registry.lookup(handle).launch.plan.text;
+    return this.#store.lookup(handle).launch.plan.text;
   }
 
   /**
@@ -259,7 +207,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   close(options?: CloseOptions): Promise<void> {
     if (this.#closing) return this.#closing;
     const { cancel, timeoutMs } = closeOptions(options);
-    this.#closing = this.#shutdown(cancel, timeoutMs);
+    this.#closing = shutdown(this.#runtime, cancel, timeoutMs);
     return this.#closing;
   }
 
@@ -268,8 +216,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   }
 
   [inspect.custom](): string {
-    const stats = this.#registry.stats(this.#options.maxWorkers);
-    return `PgBackground { maxWorkers: ${stats.maxWorkers}, active: ${stats.workersActive}, launched: ${stats.workersLaunched}, connections: ${this.#pool.size}, idle: ${this.#pool.idle}, closed: ${this.#closing !== null} }`;
+    const stats = this.#store.stats(this.#options.maxWorkers);
+    return `PgBackground { maxWorkers: ${stats.maxWorkers}, active: ${stats.workersActive}, launched: ${stats.workersLaunched}, connections: ${this.#runtime.pool.size}, idle: ${this.#runtime.pool.idle}, closed: ${this.#closing !== null} }`;
   }
 
   override toString(): string {
@@ -282,36 +230,14 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   #launch(sql: WorkerSql, options: LaunchOptions | undefined, submitted: boolean): Promise<WorkerHandle> {
     try {
       this.#assertOpen();
-      return this.#launcher.launch(launchPlan(sql, options, this.#options, submitted));
+      return this.#runtime.launcher.launch(launchPlan(sql, options, this.#options, submitted));
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  // ---- stopping ----------------------------------------------------------------------------
-
   #detach(worker: Worker): void {
     worker.apply({ kind: 'untracked', reason: 'detach' });
-  }
-
-  async #shutdown(cancel: boolean, timeoutMs: number | undefined): Promise<void> {
-    // Every accepted launch runs, those still waiting for a slot or a connection too: a caller
-    // who did not await its launch (fire and forget) expects the work done.
-    const active = [...this.#registry.active];
-    for (const worker of active) worker.apply({ kind: 'discarded', reason: 'close' });
-    for (const worker of this.#registry.list()) worker.apply({ kind: 'discarded', reason: 'close' });
-    // A stop that cannot be proven leaves its worker in 'error', outcome unknown; close goes on.
-    const stopAll = () => Promise.allSettled(active.map((worker) => this.#stopper.stop(worker, 'close', this.#options.cancelGraceMs)));
-    if (cancel) {
-      await stopAll();
-    } else {
-      const all = Promise.all(active.map((worker) => worker.whenTerminal));
-      if (timeoutMs !== undefined && !(await settlesWithin(all, timeoutMs))) await stopAll();
-      await all;
-    }
-    this.#registry.dispose();
-    this.#liveness.close();
-    await Promise.all([this.#pool.close(), this.#control.close()]);
   }
 
   #assertOpen(): void {

@@ -10,7 +10,7 @@ import { outcomeOf } from '../store/outcome.js';
 import type { CancelReason, LaunchOptions, RunOutcome, WorkerHandle, WorkerOutcome, WorkerRef, WorkerSql } from './types.js';
 import { describe } from '../util/validate.js';
 import type { Worker } from '../store/worker.js';
-import type { WorkerResult } from '../results/worker-result.js';
+import { WorkerResult } from '../results/worker-result.js';
 
 export interface HelperHost {
   launch(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle>;
@@ -113,4 +113,17 @@ function lookupAll(host: HelperHost, handles: unknown, nonEmpty: boolean): Worke
       throw error;
     }
   });
+}
+
+/** The worker's result, claimed once: PGBG_RESULTS_DISABLED after submit(), PGBG_ALREADY_CONSUMED the second time. */
+export function claimResult<R>(worker: Worker): WorkerResult<R> {
+  const { pid, cookie, label } = worker;
+  if (worker.launch.submitted) {
+    throw new PgBackgroundError('PGBG_RESULTS_DISABLED', `Worker pid ${pid} was started with submit(): its rows are discarded`, { pid, cookie, label });
+  }
+  if (worker.resultClaimed) {
+    throw new PgBackgroundError('PGBG_ALREADY_CONSUMED', `The result of worker pid ${pid} was already taken by an earlier result() call`, { pid, cookie, label });
+  }
+  worker.apply({ kind: 'claimed' });
+  return new WorkerResult<R>(worker);
 }

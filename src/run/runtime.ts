@@ -1,0 +1,67 @@
+// The parts of one PgBackground instance, wired together once: the worker store, the warm pool
+// and its connector, the control connection, the backend monitor, the stopper and the launcher;
+// and the instance's shutdown. The facade holds a Runtime and delegates to it.
+import { backendMonitor } from '../control/backend-monitor.js';
+import { Stopper } from '../control/stopper.js';
+import { ConnectionPool } from '../pool/connection-pool.js';
+import { WorkerConnector } from '../pool/connector.js';
+import { ControlConnection } from '../pool/control-connection.js';
+import { settlesWithin } from '../pool/deadline.js';
+import type { LivenessMonitor } from '../pool/liveness-monitor.js';
+import type { WorkerConnection } from '../pool/worker-connection.js';
+import { WorkerSlots } from '../pool/worker-slots.js';
+import type { InstanceOptions } from '../store/instance-options.js';
+import type { Worker } from '../store/worker.js';
+import { WorkerRegistry } from '../store/worker-registry.js';
+import type { WorkerStore } from '../store/worker-store.js';
+import { Launcher, type LaunchEvents } from './launcher.js';
+
+export interface Runtime {
+  readonly options: InstanceOptions;
+  readonly store: WorkerStore;
+  readonly pool: ConnectionPool;
+  readonly control: ControlConnection;
+  readonly liveness: LivenessMonitor;
+  readonly stopper: Stopper;
+  readonly launcher: Launcher;
+}
+
+export function createRuntime(options: InstanceOptions, events: LaunchEvents): Runtime {
+  const { connection, maxWorkers, controlTimeoutMs, maxIdle, minIdle, idleTimeoutMs } = options;
+  const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
+  const store = new WorkerRegistry(options.retentionMs);
+  const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
+  const control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
+  const liveness = backendMonitor(options.livenessTimeoutMs, control);
+  // The connection of each worker past its start: the launcher sets it, the stopper reads it.
+  const running = new Map<Worker, WorkerConnection>();
+  const stopper = new Stopper({ running, control, controlTimeoutMs });
+  const slots = new WorkerSlots(maxWorkers);
+  const launcher = new Launcher({ options, registry: store, slots, pool, control, liveness, stopper, running, events });
+  return { options, store, pool, control, liveness, stopper, launcher };
+}
+
+/**
+ * Closes the instance: every accepted launch runs (those still waiting for a slot or a
+ * connection too: a caller who did not await its launch, fire and forget, expects the work done)
+ * unless `cancel`, or `timeoutMs` passes first; rows nobody will read are discarded; then every
+ * connection closes. A stop that cannot be proven leaves its worker in 'error', outcome unknown.
+ */
+export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: number | undefined): Promise<void> {
+  const { store, stopper, options } = runtime;
+  const active = [...store.active];
+  for (const worker of active) worker.apply({ kind: 'discarded', reason: 'close' });
+  for (const worker of store.list()) worker.apply({ kind: 'discarded', reason: 'close' });
+  const stopAll = () => Promise.allSettled(active.map((worker) => stopper.stop(worker, 'close', options.cancelGraceMs)));
+  if (cancel) {
+    await stopAll();
+  } else {
+    const all = Promise.all(active.map((worker) => worker.whenTerminal));
+    if (timeoutMs !== undefined && !(await settlesWithin(all, timeoutMs))) await stopAll();
+    await all;
+  }
+  store.dispose();
+  runtime.liveness.close();
+  await Promise.all([runtime.pool.close(), runtime.control.close()]);
+}
+
