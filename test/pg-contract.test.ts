@@ -378,10 +378,11 @@ test('our use of pg raised no DeprecationWarning (and a deprecated use would hav
   assert.deepEqual(warnings.map((w) => w.name), ['DeprecationWarning']);
 });
 
-test('a FATAL after the CommandComplete of our COMMIT is a commit; a FATAL with no answer to it is outcome unknown', async () => {
-  for (const [answered, expected] of [
-    [true, null],
-    [false, 'outcome unknown'],
+test('a FATAL after the CommandComplete of our COMMIT is a commit; a terminate before it is none; a crash before it is outcome unknown', async () => {
+  for (const [answered, code, expected] of [
+    [true, '57P01', null],
+    [false, '57P01', '57P01'],
+    [false, '57P02', 'outcome unknown'],
   ] as const) {
     const { client, wire } = await connected();
     const { task } = runTask(client, planTask('INSERT INTO t VALUES (1); SELECT 2 AS two'), []);
@@ -393,11 +394,12 @@ test('a FATAL after the CommandComplete of our COMMIT is a commit; a FATAL with 
     wire.emit('readyForQuery', { status: 'T' });
     if (answered) wire.emit('commandComplete', { text: 'COMMIT' });
     const fatal = new pg.DatabaseError('terminating connection due to administrator command', 0, 'error');
-    fatal.code = '57P01';
+    fatal.code = code;
     fatal.severity = 'FATAL';
     wire.emit('errorMessage', fatal);
     const { error } = await task.done;
     if (expected === null) assert.equal(error, null);
+    else if (expected === '57P01') assert.equal((error as pg.DatabaseError).code, '57P01');
     else assert.match(error!.message, /^outcome unknown: the connection ended while the worker's COMMIT was in flight/);
     client.connection.stream.destroy();
   }

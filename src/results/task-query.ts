@@ -209,15 +209,19 @@ export class TaskQuery implements WireReader {
   /**
    * What an error while our COMMIT was in flight means. After a failure the block could only roll
    * back. After a CommandComplete 'COMMIT' it committed (the connection broke after). An ERROR is
-   * the COMMIT failing (a deferred constraint, a cancel): rolled back. Anything else (a FATAL, a
-   * lost connection, with no answer to the COMMIT) leaves the outcome unknown.
+   * the COMMIT failing (a deferred constraint, a cancel): rolled back. A terminate (FATAL 57P01) or
+   * an idle-in-transaction timeout (FATAL 25P03) is acted on only where the server checks for
+   * interrupts, never between a simple query's commit and the flush of its CommandComplete and
+   * ReadyForQuery: without that CommandComplete, it came before the commit. Anything else (a
+   * crash's 57P02, which a backend obeys at once, or a lost connection) leaves the outcome unknown.
    */
   #commitOutcome(error: Error): Error | null {
     if (this.#failure) return this.#failure;
     if (this.#commitTag === 'COMMIT') return null;
-    if (error instanceof pg.DatabaseError && error.severity === 'ERROR') return error;
-    // idle_in_transaction_session_timeout ends a session only while it waits, before a COMMIT.
-    if (error instanceof pg.DatabaseError && error.code === '25P03') return error;
+    if (error instanceof pg.DatabaseError) {
+      if (error.severity === 'ERROR') return error;
+      if (error.severity === 'FATAL' && (error.code === '57P01' || error.code === '25P03')) return error;
+    }
     return new WorkerFailure(CONNECTION_FAILURE, `outcome unknown: the connection ended while the worker's COMMIT was in flight (${error.message}); it may have committed`);
   }
 
