@@ -60,17 +60,27 @@ test('a pending worker cancelled stays pending until its start ends; a second st
   assert.deepEqual(heard.map(([kind, prior]) => [kind, prior.state]), [['started', 'pending'], ['started', 'running'], ['cancel-requested', 'pending']]);
 });
 
+/** What the launcher passes for a start: a worker (its signal, and whether it is aborted already). */
+const start = (controller = new AbortController()) => ({
+  get signal() {
+    return controller.signal;
+  },
+  get aborted() {
+    return controller.signal.aborted;
+  },
+});
+
 test('admission: FIFO, an aborted wait gives its turn back, a pause holds starts until resume', async () => {
   const slots = new WorkerSlots(1);
   const order: string[] = [];
-  const first = await slots.acquire(new AbortController().signal);
+  const first = await slots.acquire(start());
   const aborted = new AbortController();
-  const second = slots.acquire(aborted.signal);
-  const third = slots.acquire(new AbortController().signal).then((slot) => (order.push('third'), slot));
+  const second = slots.acquire(start(aborted));
+  const third = slots.acquire(start()).then((slot) => (order.push('third'), slot));
   aborted.abort(new Error('gone'));
   await assert.rejects(second, /gone/);
   slots.pause();
-  const held = slots.acquire(new AbortController().signal).then((slot) => (order.push('held'), slot));
+  const held = slots.acquire(start()).then((slot) => (order.push('held'), slot));
   first.release();
   (await third).release();
   await new Promise((resolve) => setImmediate(resolve));
@@ -78,4 +88,25 @@ test('admission: FIFO, an aborted wait gives its turn back, a pause holds starts
   slots.resume();
   (await held).release();
   assert.deepEqual(order, ['third', 'held']);
+});
+
+test('admission: a free slot is taken without making the start\'s signal; a cancel in the same turn still gives it back', async () => {
+  const slots = new WorkerSlots(1);
+  let made = 0;
+  const controller = new AbortController();
+  const lazy = {
+    get signal() {
+      made++;
+      return controller.signal;
+    },
+    get aborted() {
+      return controller.signal.aborted;
+    },
+  };
+  (await slots.acquire(lazy)).release();
+  assert.equal(made, 0);
+  const racing = slots.acquire(lazy);
+  controller.abort(new Error('cancelled at once'));
+  await assert.rejects(racing, /cancelled at once/);
+  (await slots.acquire(start())).release(); // the turn was given back
 });

@@ -5,6 +5,12 @@
 // admission may ask a cluster-wide cap before it hands out a slot.
 import pLimit, { type LimitFunction } from 'p-limit';
 
+/** What waits for a slot: its signal (made only if the wait must queue) and whether it is aborted already. */
+export interface Abortable {
+  readonly signal: AbortSignal;
+  readonly aborted: boolean;
+}
+
 export interface Slot {
   /** Gives the slot back; calling it more than once is harmless. */
   release(): void;
@@ -12,7 +18,7 @@ export interface Slot {
 
 export interface Admission {
   /** Resolves with a slot, or rejects with the signal's reason if it aborts first. */
-  acquire(signal: AbortSignal): Promise<Slot>;
+  acquire(start: Abortable): Promise<Slot>;
   /** Holds every start not admitted yet (those with a slot go on) until resume(). */
   pause(): void;
   resume(): void;
@@ -33,17 +39,25 @@ export class WorkerSlots implements Admission {
     return this.#paused;
   }
 
-  acquire(signal: AbortSignal): Promise<Slot> {
-    if (signal.aborted) return Promise.reject(signal.reason);
+  acquire(start: Abortable): Promise<Slot> {
+    if (start.aborted) return Promise.reject(start.signal.reason);
+    // A free slot is taken at once: no signal (and no listener) is made for a wait that cannot be.
+    const free = !this.#paused && this.#limit.activeCount + this.#limit.pendingCount < this.#limit.concurrency;
     return new Promise<Slot>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
+      const signal = free ? null : start.signal;
+      const onAbort = () => reject(start.signal.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
       const enter = () =>
         void this.#limit(
           () =>
             new Promise<void>((release) => {
-              signal.removeEventListener('abort', onAbort);
-              if (signal.aborted) return release(); // aborted while queued: give the turn back at once
+              signal?.removeEventListener('abort', onAbort);
+              if (start.aborted) {
+                // Aborted while queued (or in the microtask before a free slot): give the turn back at once.
+                release();
+                if (!signal) onAbort();
+                return;
+              }
               let released = false;
               resolve({
                 release() {

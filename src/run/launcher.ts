@@ -59,11 +59,7 @@ export class Launcher {
   launch(launch: LaunchPlan): Promise<WorkerHandle> {
     let accepted: Worker | undefined;
     const launching = this.#start(launch, (worker) => (accepted = worker));
-    const worker = accepted;
-    const markHandled = () => {
-      if (worker!.state === 'pending') launching.catch(() => {});
-    };
-    worker?.signal.addEventListener('abort', markHandled, { once: true });
+    if (accepted) accepted.launching = launching;
     return launching;
   }
 
@@ -91,11 +87,11 @@ export class Launcher {
     let slot: Slot | undefined;
     let connection: WorkerConnection | undefined;
     try {
-      slot = await slots.acquire(worker.signal);
+      slot = await slots.acquire(worker);
       connection = (launch.fresh ? null : pool.take()) ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, (late) => pool.release(late, true)));
     } catch (error) {
       slot?.release();
-      const cancelled = worker.signal.aborted;
+      const cancelled = worker.aborted;
       const info = errorInfo(cancelled ? new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : error);
       this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
       if (cancelled) {
@@ -214,10 +210,10 @@ export class Launcher {
       connection = await unlessAborted(pool.acquire(true), worker.signal, (late) => pool.release(late, true));
     } catch (error) {
       slot.release();
-      const info = worker.signal.aborted
+      const info = worker.aborted
         ? errorInfo(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`))
         : errorInfo(new Error(`the task never ran: its connection had died (${cause.message}) and no new one could be opened: ${errorInfo(error).message}`));
-      this.#finish(worker, worker.signal.aborted ? 'canceled' : 'error', info, null, 0);
+      this.#finish(worker, worker.aborted ? 'canceled' : 'error', info, null, 0);
       return;
     }
     await this.#run(worker, connection, slot, firstStart);

@@ -26,8 +26,14 @@ export class Worker {
   readonly launchedAt = Date.now();
   readonly queue: RowQueue;
   readonly #store: Pick<WorkerStore, 'changed'>;
-  /** Aborted by the first cancel request, whatever the state; only a start still under way acts on it. */
-  readonly #abort = new AbortController();
+  /**
+   * Aborted by the first cancel request, whatever the state; only a start still under way acts on
+   * it. Made when first asked for (a wait for a slot or a connection): most starts never wait,
+   * and an AbortController with its listeners costs more than the rest of a tiny task's bookkeeping.
+   */
+  #abort: AbortController | null = null;
+  /** The launch's own promise: a cancel before the start marks it handled (fire and forget). */
+  #launching: Promise<unknown> | null = null;
   #terminal: Promise<void> | null = null;
   #resolveTerminal: (() => void) | null = null;
   #handle: WorkerHandle | null = null;
@@ -77,7 +83,8 @@ export class Worker {
     if (change.kind === 'cancel-requested') {
       // Last, once the facts are in place: listeners (a wait for a slot or a connection) see them.
       const message = `worker was cancelled (${change.reason}) before it started`;
-      this.#abort.abort(new PgBackgroundError('PGBG_ABORTED', message, { cookie: this.cookie, label: this.label }));
+      if (this.#state === 'pending') this.#launching?.catch(() => {});
+      (this.#abort ??= new AbortController()).abort(new PgBackgroundError('PGBG_ABORTED', message, { cookie: this.cookie, label: this.label }));
     } else if (change.kind === 'finished') {
       this.#resolveTerminal?.();
     }
@@ -219,7 +226,20 @@ export class Worker {
 
   /** Aborted (with a PGBG_ABORTED reason) by the first cancel request. */
   get signal(): AbortSignal {
-    return this.#abort.signal;
+    return (this.#abort ??= new AbortController()).signal;
+  }
+
+  /** Cancelled already (the signal would say aborted), without making the signal. */
+  get aborted(): boolean {
+    return this.#abort?.signal.aborted ?? false;
+  }
+
+  /**
+   * The launch's promise: a caller who awaits it still sees PGBG_ABORTED for a cancel before the
+   * start, but a fire-and-forget one must not get an unhandled rejection for it.
+   */
+  set launching(promise: Promise<unknown>) {
+    this.#launching = promise;
   }
 
   get active(): boolean {
