@@ -26,7 +26,7 @@ import { boundedMemory } from './bounded-memory.js';
 import { fireAndForget } from './fire-and-forget.js';
 import { fmt, MiB, type BenchContext, type ScenarioReport } from './measure.js';
 import { scale } from './scale.js';
-import { streaming, streamingSide, type StreamSide } from './streaming.js';
+import { isStreamSide, streaming, streamingSide } from './streaming.js';
 import { tinyTask } from './tiny-task.js';
 
 interface Scenario {
@@ -104,8 +104,8 @@ async function runChild(name: string, runs: number): Promise<void> {
 async function runSideProcess([scenario, side]: readonly string[]): Promise<void> {
   const url = process.env.PGBG_BENCH_URL;
   if (!url) throw new Error('PGBG_BENCH_URL is not set (side processes are started by a scenario)');
-  if (scenario === 'stream' && (side === 'lib' || side === 'pg')) {
-    const figures = await streamingSide(url, side satisfies StreamSide);
+  if (scenario === 'stream' && isStreamSide(side)) {
+    const figures = await streamingSide(url, side);
     process.stdout.write(`RESULT ${JSON.stringify(figures)}\n`);
     return;
   }
