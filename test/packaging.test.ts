@@ -6,11 +6,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+// npm and tsc are a burst of CPU on a shared machine: this file (and what it spawns, which
+// inherits the priority) yields to the timing-sensitive tests the suite runs beside it.
+setPriority(10);
 const repo = resolve(import.meta.dirname, '..');
 const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -141,7 +144,7 @@ test('the packed tarball holds the build, installs into a fresh project, runs an
   assert.equal(required.stdout.trim(), 'PgBackground,PgBackgroundError,WorkerError');
 
   await writeFile(join(project, 'consumer.ts'), consumer);
-  for (const conditions of [null, ['source'], ['source', 'development']]) {
+  for (const conditions of [null, ['source']]) {
     await writeFile(join(project, 'tsconfig.json'), tsconfig(conditions));
     const checked = await run(process.execPath, [tsc, '-p', 'tsconfig.json', '--listFiles'], { cwd: project }).catch((error: { stdout: string }) => {
       assert.fail(`tsc with customConditions ${JSON.stringify(conditions)} failed:\n${error.stdout}`);
