@@ -2,7 +2,7 @@
 //
 // Scenarios: tiny, fire, stream, memory, scale (all by default, in that order), e.g.
 // `npm run bench -- tiny stream`. Each scenario runs in its own Node process (same flags:
-// --conditions=source --import tsx --expose-gc) so that one scenario's heap cannot hide or
+// --conditions=pg-background-source --import tsx --expose-gc) so that one scenario's heap cannot hide or
 // inflate another's RSS figures, and prints one line `BENCH {json}` on stdout; at the end the
 // driver prints a table of every figure, its raw-pg baseline and ratio, and each target as met
 // or missed. Progress goes to stderr.
@@ -26,7 +26,7 @@ import { boundedMemory } from './bounded-memory.js';
 import { fireAndForget } from './fire-and-forget.js';
 import { fmt, MiB, type BenchContext, type ScenarioReport } from './measure.js';
 import { scale } from './scale.js';
-import { streaming, streamingSide, type StreamSide } from './streaming.js';
+import { isStreamSide, streaming, streamingSide } from './streaming.js';
 import { tinyTask } from './tiny-task.js';
 
 interface Scenario {
@@ -104,8 +104,8 @@ async function runChild(name: string, runs: number): Promise<void> {
 async function runSideProcess([scenario, side]: readonly string[]): Promise<void> {
   const url = process.env.PGBG_BENCH_URL;
   if (!url) throw new Error('PGBG_BENCH_URL is not set (side processes are started by a scenario)');
-  if (scenario === 'stream' && (side === 'lib' || side === 'pg')) {
-    const figures = await streamingSide(url, side satisfies StreamSide);
+  if (scenario === 'stream' && isStreamSide(side)) {
+    const figures = await streamingSide(url, side);
     process.stdout.write(`RESULT ${JSON.stringify(figures)}\n`);
     return;
   }
@@ -114,14 +114,16 @@ async function runSideProcess([scenario, side]: readonly string[]): Promise<void
 
 // ---- driver -----------------------------------------------------------------------------------
 
-/** Node flags for a scenario process: ours, minus the `source` export condition with --dist. */
+/** Node flags for a scenario process: ours, minus our source export condition with --dist. */
+const SOURCE_CONDITION = 'pg-background-source';
+
 function childExecArgv(dist: boolean): string[] {
   const flags: string[] = [];
   const own = process.execArgv;
   for (let i = 0; i < own.length; i++) {
     const flag = own[i]!;
-    if (dist && (flag === '--conditions=source' || flag === '-C=source')) continue;
-    if (dist && (flag === '--conditions' || flag === '-C') && own[i + 1] === 'source') {
+    if (dist && (flag === `--conditions=${SOURCE_CONDITION}` || flag === `-C=${SOURCE_CONDITION}`)) continue;
+    if (dist && (flag === '--conditions' || flag === '-C') && own[i + 1] === SOURCE_CONDITION) {
       i++;
       continue;
     }
@@ -236,13 +238,15 @@ async function runDriver(names: readonly string[], runs: number, dist: boolean):
     loadavg: loadavg().map((l) => Math.round(l * 100) / 100),
     postgres: serverVersion,
     localServer: process.env.PGBG_LOCAL_SERVER === '1',
-    library: dist ? 'dist (built JavaScript)' : 'src (TypeScript through tsx, --conditions=source)',
+    library: dist ? 'dist (built JavaScript)' : 'src (TypeScript through tsx, --conditions=pg-background-source)',
     source: sourceState(),
     runs,
     scenarios: ordered.map((s) => s.name),
   };
   process.stdout.write(`BENCH-ENV ${JSON.stringify(environment)}\n`);
-  log(`PostgreSQL ${serverVersion}, Node ${process.version}, ${environment.cpus} CPUs, load ${environment.loadavg.join(' ')}; library from ${environment.library}; scenarios: ${environment.scenarios.join(', ')}`);
+  log(
+    `PostgreSQL ${serverVersion}, Node ${process.version}, ${environment.cpus} CPUs, load ${environment.loadavg.join(' ')}; library from ${environment.library}; scenarios: ${environment.scenarios.join(', ')}`,
+  );
 
   const started = Date.now();
   const reports: ScenarioReport[] = [];
@@ -260,7 +264,9 @@ async function runDriver(names: readonly string[], runs: number, dist: boolean):
     await drop();
   }
   printTable(reports);
-  console.log(`\nPostgreSQL ${serverVersion}, Node ${process.version}, ${environment.cpus} CPUs, library from ${environment.library}, ${((Date.now() - started) / 1000).toFixed(0)} s in all`);
+  console.log(
+    `\nPostgreSQL ${serverVersion}, Node ${process.version}, ${environment.cpus} CPUs, library from ${environment.library}, ${((Date.now() - started) / 1000).toFixed(0)} s in all`,
+  );
   if (failed) {
     log(`${failed} scenario(s) failed`);
     process.exitCode = 1;

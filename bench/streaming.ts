@@ -1,22 +1,53 @@
 // Scenario 3, streaming: 1,000,000 rows of (int, md5 text) read with `for await` from
-// bg.result(h), against pg-query-stream on one open pg.Client. Time to first row runs from the
-// launch (or client.query(stream)) call to the first row in the consumer's hands; RSS growth is
-// the sampled peak over the RSS after a full GC just before the query.
+// bg.result(h) (and from bg.result(h).stream(), the Readable), against pg-query-stream on one
+// open pg.Client at three batch sizes: its default of 100 rows per round trip, 1000 and 10000
+// (a larger batch means fewer round trips, but a later first row and more rows held at once).
+// Time to first row runs from the launch (or client.query(stream)) call to the first row in the
+// consumer's hands; RSS growth is the sampled peak over the RSS after a full GC just before the
+// query.
 //
 // Each side of each run is measured in a fresh Node process: RSS hardly ever shrinks, so a side
 // measured after the other in the same process would report the other's heap as its own. Inside
 // that process, a 100,000-row warm-up query (untimed) comes first on both sides.
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import QueryStream from 'pg-query-stream';
 import { PgBackground } from 'pg-background';
-import { collectGarbage, findMetric, medianRun, metric, MiB, now, RssSampler, runSide, sleep, target, type BenchContext, type RunReport, type ScenarioReport } from './measure.js';
+import {
+  collectGarbage,
+  findMetric,
+  medianRun,
+  metric,
+  MiB,
+  now,
+  RssSampler,
+  runSide,
+  sleep,
+  target,
+  type BenchContext,
+  type RunReport,
+  type ScenarioReport,
+} from './measure.js';
 
 const ROWS = 1_000_000;
 const WARMUP_ROWS = 100_000;
 const sql = (rows: number) => `SELECT g, md5(g::text) FROM generate_series(1,${rows}) g`;
 const SAMPLE_EVERY_ROWS = 16_384;
 
-export type StreamSide = 'lib' | 'pg';
+/** pg-query-stream's batch sizes compared: its default, and two larger ones. */
+export const QUERY_STREAM_BATCHES = [100, 1000, 10000] as const;
+export type QueryStreamBatch = (typeof QUERY_STREAM_BATCHES)[number];
+
+/**
+ * `lib`: for await over result(h); `lib-stream`: result(h).stream() through stream.pipeline into
+ * a Writable; `pg-<batch>`: for await over pg-query-stream.
+ */
+export type StreamSide = 'lib' | 'lib-stream' | `pg-${QueryStreamBatch}`;
+
+export function isStreamSide(side: string | undefined): side is StreamSide {
+  return side === 'lib' || side === 'lib-stream' || QUERY_STREAM_BATCHES.some((batch) => side === `pg-${batch}`);
+}
 
 export interface StreamFigures {
   totalMs: number;
@@ -37,18 +68,34 @@ function check(row: Row, index: number): void {
   }
 }
 
-/** Reads `rows` from what `start` returns; times the whole read and the first row. */
-async function consume(rows: number, start: () => Promise<AsyncIterable<Row>>): Promise<StreamFigures> {
+/**
+ * Reads `rows` from what `start` returns, with `for await`, or with stream.pipeline into a
+ * Writable for a Readable (a stream's natural consumer); times the whole read and the first row.
+ */
+async function consume(rows: number, start: () => Promise<AsyncIterable<Row> | Readable>): Promise<StreamFigures> {
   await collectGarbage();
   const sampler = new RssSampler();
   let n = 0;
   let firstRowMs = NaN;
   const t0 = now();
-  for await (const row of await start()) {
+  const take = (row: Row) => {
     if (n === 0) firstRowMs = now() - t0;
     if (n % 100_003 === 0) check(row, n);
     if (n % SAMPLE_EVERY_ROWS === 0) sampler.sample();
     n++;
+  };
+  const source = await start();
+  if (source instanceof Readable) {
+    const sink = new Writable({
+      objectMode: true,
+      write(row: Row, _encoding, callback) {
+        take(row);
+        callback();
+      },
+    });
+    await pipeline(source, sink);
+  } else {
+    for await (const row of source) take(row);
   }
   const totalMs = now() - t0;
   const { growth } = sampler.stop();
@@ -58,13 +105,14 @@ async function consume(rows: number, start: () => Promise<AsyncIterable<Row>>): 
 
 /** One side, measured in this (fresh) process. */
 export async function streamingSide(url: string, side: StreamSide): Promise<StreamFigures> {
-  if (side === 'lib') {
+  if (side === 'lib' || side === 'lib-stream') {
     const bg = new PgBackground({ connectionString: url });
     try {
       const read = (rows: number) =>
         consume(rows, async () => {
           const h = await bg.launch(sql(rows));
-          return bg.result<Row>(h);
+          const result = bg.result<Row>(h);
+          return side === 'lib' ? result : result.stream();
         });
       await read(WARMUP_ROWS);
       // Let the warm-up connection's reset finish: the measured launch then gets a warm one.
@@ -77,7 +125,8 @@ export async function streamingSide(url: string, side: StreamSide): Promise<Stre
   const client = new pg.Client({ connectionString: url, application_name: 'pgbg-bench-baseline' });
   await client.connect();
   try {
-    const read = (rows: number) => consume(rows, async () => client.query(new QueryStream(sql(rows))) as AsyncIterable<Row>);
+    const batchSize = Number(side.slice('pg-'.length));
+    const read = (rows: number) => consume(rows, async () => client.query(new QueryStream(sql(rows), [], { batchSize })) as AsyncIterable<Row>);
     await read(WARMUP_ROWS);
     await sleep(100);
     return await read(ROWS);
@@ -86,32 +135,37 @@ export async function streamingSide(url: string, side: StreamSide): Promise<Stre
   }
 }
 
+const rate = (figures: StreamFigures) => figures.rows / (figures.totalMs / 1000);
+
 async function runOnce(libFirst: boolean): Promise<RunReport> {
-  const measure = (side: StreamSide) => runSide<StreamFigures>(['stream', side]);
-  let lib: StreamFigures;
-  let base: StreamFigures;
-  if (libFirst) {
-    lib = await measure('lib');
-    base = await measure('pg');
-  } else {
-    base = await measure('pg');
-    lib = await measure('lib');
-  }
-  const libRate = lib.rows / (lib.totalMs / 1000);
-  const baseRate = base.rows / (base.totalMs / 1000);
+  const sides: StreamSide[] = ['lib', 'lib-stream', ...QUERY_STREAM_BATCHES.map((batch) => `pg-${batch}` as const)];
+  if (!libFirst) sides.reverse();
+  const figures = {} as Record<StreamSide, StreamFigures>;
+  for (const side of sides) figures[side] = await runSide<StreamFigures>(['stream', side]);
+  const lib = figures.lib;
+  const base = figures['pg-100'];
+  const metrics = [
+    metric('throughput', 'rows/s', rate(lib), rate(base)),
+    ...QUERY_STREAM_BATCHES.filter((batch) => batch !== 100).map((batch) =>
+      metric(`throughput vs batch ${batch}`, 'rows/s', rate(lib), rate(figures[`pg-${batch}`])),
+    ),
+    metric('throughput of stream() via pipeline', 'rows/s', rate(figures['lib-stream']), rate(base)),
+    metric('time to first row', 'ms', lib.firstRowMs, base.firstRowMs),
+    ...QUERY_STREAM_BATCHES.filter((batch) => batch !== 100).map((batch) =>
+      metric(`first row vs batch ${batch}`, 'ms', lib.firstRowMs, figures[`pg-${batch}`].firstRowMs),
+    ),
+    metric('wall time', 'ms', lib.totalMs, base.totalMs),
+    metric('RSS growth (peak)', 'MiB', lib.rssGrowth / MiB, base.rssGrowth / MiB),
+    metric('RSS growth vs batch 10000', 'MiB', lib.rssGrowth / MiB, figures['pg-10000'].rssGrowth / MiB),
+    metric('JS heap growth (peak)', 'MiB', lib.heapPeakGrowth / MiB, base.heapPeakGrowth / MiB),
+  ];
   return {
-    metrics: [
-      metric('throughput', 'rows/s', libRate, baseRate),
-      metric('time to first row', 'ms', lib.firstRowMs, base.firstRowMs),
-      metric('wall time', 'ms', lib.totalMs, base.totalMs),
-      metric('RSS growth (peak)', 'MiB', lib.rssGrowth / MiB, base.rssGrowth / MiB),
-      metric('JS heap growth (peak)', 'MiB', lib.heapPeakGrowth / MiB, base.heapPeakGrowth / MiB),
-    ],
+    metrics,
     targets: [
-      target('rows/s ratio (lib/pg-query-stream)', libRate / baseRate, '>=', 0.9),
-      target('first-row ratio (lib/pg-query-stream)', lib.firstRowMs / base.firstRowMs, '<=', 1.5),
+      ...QUERY_STREAM_BATCHES.map((batch) => target(`rows/s ratio (lib/pg-query-stream batch ${batch})`, rate(lib) / rate(figures[`pg-${batch}`]), '>=', 0.9)),
+      target('first-row ratio (lib/pg-query-stream batch 100)', lib.firstRowMs / base.firstRowMs, '<=', 1.5),
     ],
-    extra: { rows: ROWS, warmupRows: WARMUP_ROWS, order: libFirst ? 'lib first' : 'baseline first', queueSize: 65536, queryStreamBatchSize: 100 },
+    extra: { rows: ROWS, warmupRows: WARMUP_ROWS, order: sides.join(', '), queueSize: 65536, queryStreamBatchSizes: [...QUERY_STREAM_BATCHES] },
   };
 }
 
@@ -120,13 +174,19 @@ export async function streaming(ctx: BenchContext): Promise<ScenarioReport> {
   for (let i = 0; i < ctx.runs; i++) {
     const run = await runOnce(i % 2 === 0);
     const t = findMetric(run, 'throughput');
+    const t1000 = findMetric(run, 'throughput vs batch 1000');
+    const t10000 = findMetric(run, 'throughput vs batch 10000');
+    const s = findMetric(run, 'throughput of stream() via pipeline');
     const f = findMetric(run, 'time to first row');
     const r = findMetric(run, 'RSS growth (peak)');
+    const k = (n: number) => `${(n / 1000).toFixed(0)}k`;
     ctx.log(
-      `streaming run ${i + 1}: lib ${t.lib.toFixed(0)} rows/s, pg-query-stream ${t.baseline!.toFixed(0)} rows/s (ratio ${t.ratio!.toFixed(2)}); ` +
+      `streaming run ${i + 1}: lib ${k(t.lib)} rows/s (stream() via pipeline ${k(s.lib)}), pg-query-stream batch 100/1000/10000 ` +
+        `${k(t.baseline!)}/${k(t1000.baseline!)}/${k(t10000.baseline!)} rows/s (ratios ${t.ratio!.toFixed(2)}/${t1000.ratio!.toFixed(2)}/${t10000.ratio!.toFixed(2)}); ` +
         `first row ${f.lib.toFixed(1)} vs ${f.baseline!.toFixed(1)} ms; RSS +${r.lib.toFixed(1)} vs +${r.baseline!.toFixed(1)} MiB`,
     );
     runs.push(run);
   }
-  return medianRun(runs, 'rows/s ratio', (run) => findMetric(run, 'throughput').ratio!, 'streaming');
+  // The median run by the fair comparison: pg-query-stream at batch 1000.
+  return medianRun(runs, 'rows/s ratio vs batch 1000', (run) => findMetric(run, 'throughput vs batch 1000').ratio!, 'streaming');
 }

@@ -1,4 +1,4 @@
-// Run: npx tsx scripts/with-postgres.ts -- node --conditions=source --import tsx examples/audit-log.ts
+// Run: npx tsx scripts/with-postgres.ts -- node --conditions=pg-background-source --import tsx examples/audit-log.ts
 //
 // Autonomous audit log: the application's transaction rolls back, yet the audit row written
 // through a background worker stays, because the worker commits in its own transaction on its

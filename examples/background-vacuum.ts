@@ -1,4 +1,4 @@
-// Run: npx tsx scripts/with-postgres.ts -- node --conditions=source --import tsx examples/background-vacuum.ts
+// Run: npx tsx scripts/with-postgres.ts -- node --conditions=pg-background-source --import tsx examples/background-vacuum.ts
 //
 // Maintenance in the background: VACUUM (ANALYZE) a table on a worker while the application
 // carries on. VACUUM cannot run inside a transaction block; a worker whose SQL is that single

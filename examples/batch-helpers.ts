@@ -1,4 +1,4 @@
-// Run: npx tsx scripts/with-postgres.ts -- node --conditions=source --import tsx examples/batch-helpers.ts
+// Run: npx tsx scripts/with-postgres.ts -- node --conditions=pg-background-source --import tsx examples/batch-helpers.ts
 //
 // pg_background 2.0's helpers: run() for a one-shot statement with a deadline (a timeout
 // cancels it and run() returns once it has stopped), waitAny() and drain() for a batch, and

@@ -1,7 +1,7 @@
 // pg-background in one walkthrough: launch labelled workers, watch their live progress, read a
 // result, cancel one, inspect a failure, print the statistics, close.
 // Run: npm run demo   (starts a throwaway PostgreSQL unless DATABASE_URL is set), or
-//      npx tsx scripts/with-postgres.ts -- node --conditions=source --import tsx examples/demo.ts
+//      npx tsx scripts/with-postgres.ts -- node --conditions=pg-background-source --import tsx examples/demo.ts
 import pg from 'pg';
 import { PgBackground, type WorkerInfo } from 'pg-background';
 

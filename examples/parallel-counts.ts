@@ -1,4 +1,4 @@
-// Run: npx tsx scripts/with-postgres.ts -- node --conditions=source --import tsx examples/parallel-counts.ts
+// Run: npx tsx scripts/with-postgres.ts -- node --conditions=pg-background-source --import tsx examples/parallel-counts.ts
 //
 // Count the rows of several tables at once, one background worker (one connection) per table.
 // maxWorkers bounds the concurrency; whenFull: 'queue' makes launch wait for a free slot

@@ -1,4 +1,4 @@
-// Run: npx tsx scripts/with-postgres.ts -- node --conditions=source --import tsx examples/run-with-timeout.ts
+// Run: npx tsx scripts/with-postgres.ts -- node --conditions=pg-background-source --import tsx examples/run-with-timeout.ts
 //
 // Give a statement a deadline: wait for it with a timeout, and if it is not done by then,
 // cancel it. cancel() sends a cancel request first and terminates the backend only if the

@@ -16,7 +16,7 @@ const files = process.argv.slice(2).length
       .map((file) => join('test', file));
 
 const args = [
-  '--conditions=source',
+  '--conditions=pg-background-source',
   '--import',
   'tsx',
   '--test',

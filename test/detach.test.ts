@@ -50,3 +50,16 @@ test('close waits for detached workers to commit', async () => {
   await bg.close();
   assert.deepEqual(await db.query('SELECT n FROM detached_close'), [{ n: 1 }]);
 });
+
+test('a detached handle is PGBG_UNKNOWN_WORKER, then PGBG_COOKIE_MISMATCH once its warm connection runs another worker', async () => {
+  const bg = db.background({ maxWorkers: 1 });
+  const h = await bg.launch('SELECT 1');
+  await bg.wait(h);
+  await bg.detach(h);
+  await assert.rejects(bg.info(h), { code: 'PGBG_UNKNOWN_WORKER', pid: h.pid });
+  const next = await bg.launch('SELECT 2');
+  assert.equal(next.pid, h.pid);
+  await assert.rejects(bg.info(h), { code: 'PGBG_COOKIE_MISMATCH', pid: h.pid });
+  await bg.wait(next);
+  await bg.close();
+});

@@ -20,7 +20,7 @@ interface Run {
 
 /** Runs examples/<name>.ts with DATABASE_URL set; kills it if it does not exit in time. */
 function runExample(name: string): Promise<Run> {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join('examples', `${name}.ts`)], {
+  const child = spawn(process.execPath, ['--conditions=pg-background-source', '--import', 'tsx', join('examples', `${name}.ts`)], {
     cwd: root,
     env: { ...process.env, DATABASE_URL: db.url },
   });

@@ -20,7 +20,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** Starts the caller process, reads the worker's pid it prints, and kills it at once (SIGKILL). */
 async function launchAndKill(onCallerExit: 'finish' | 'rollback', sql: string): Promise<{ pid: number; killedAt: number }> {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', CHILD], {
+  const child = spawn(process.execPath, ['--conditions=pg-background-source', '--import', 'tsx', CHILD], {
     cwd: ROOT,
     env: { ...process.env, PGBG_CHILD_URL: db.url, PGBG_CHILD_ON_CALLER_EXIT: onCallerExit, PGBG_CHILD_SQL: sql },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,8 +1,10 @@
 // result(h): the worker's rows as an async iterable, read once. Rows are parsed as they are
 // read; reading frees queue budget, which lets the worker's connection read from the server
 // again. Stopping early (break, return, an exception in the loop body) drops the rest, and the
-// worker carries on to commit without blocking.
+// worker carries on to commit without blocking. stream() offers the same rows as a Node Readable.
+import type { Readable } from 'node:stream';
 import { PgBackgroundError } from '../errors.js';
+import { resultStream } from './result-stream.js';
 import type { RowParser, ResultField } from './row-parser.js';
 import type { RowQueue } from './row-queue.js';
 
@@ -47,6 +49,11 @@ export class WorkerResult<R = Record<string, unknown>> implements AsyncIterable<
     }
     this.#iterated = true;
     return new RowIterator<R>(this.#source);
+  }
+
+  /** The rows as a Readable in object mode, read once like the iterator (see result-stream.ts). */
+  stream(): Readable {
+    return resultStream<R>(this[Symbol.asyncIterator]());
   }
 
   /** Every row in an array. Memory grows with the result: prefer `for await` for large ones. */

@@ -1,6 +1,6 @@
 // The caller process of fault-caller-dies.test.ts: it launches one worker, prints the worker's
 // pid on stdout, and then waits to be killed. Run it as
-//   node --conditions=source --import tsx test/support/caller-child.ts
+//   node --conditions=pg-background-source --import tsx test/support/caller-child.ts
 // with PGBG_CHILD_URL (connection string), PGBG_CHILD_ON_CALLER_EXIT ('finish' or 'rollback')
 // and PGBG_CHILD_SQL (the worker's SQL).
 import { PgBackground } from 'pg-background';
