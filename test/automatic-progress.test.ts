@@ -4,7 +4,9 @@
 // run for a second, and never asked for by an instance whose workers all finish sooner.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { instanceOptions, launchPlan } from '../src/api/options.js';
 import { observerCounts } from '../src/control/backend-monitor.js';
+import { Worker } from '../src/store/worker.js';
 import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename, {
@@ -44,6 +46,27 @@ test('CREATE INDEX shows its phase and a moving fraction in list() and info()', 
   assert.match(after.phase!, /^building index/);
   assert.equal(after.waitEvent, null);
   assert.deepEqual(after.blockedBy, []);
+  await bg.close();
+});
+
+test('VACUUM shows its heap scan moving, from the columns PostgreSQL 14 to 18 share', async () => {
+  const bg = db.background();
+  // Throttled by cost-based delay: the scan of ~9000 blocks takes seconds, at little CPU.
+  const h = await bg.launch('VACUUM big', { settings: { vacuum_cost_delay: '1ms', vacuum_cost_limit: '5' } });
+  const fractions = new Set<number>();
+  await until(
+    async () => {
+      const info = await bg.info(h);
+      if (info.state !== 'running') throw new Error(`VACUUM ended (${info.state}) first: ${[...fractions].join(', ')}`);
+      if (info.phase === 'scanning heap' && info.fractionCompleted !== null) fractions.add(info.fractionCompleted);
+      return fractions.size >= 2;
+    },
+    'two fractions of the heap scan',
+    60_000,
+  );
+  assert.ok([...fractions].every((f) => f > 0 && f < 1), [...fractions].join(', '));
+  await bg.cancel(h);
+  assert.equal((await bg.info(h)).state, 'canceled');
   await bg.close();
 });
 
@@ -130,4 +153,26 @@ test('an instance whose workers all finish within a second never polls', async (
   await bg.close();
   // close() stops the poll: no timer outlives the instance.
   assert.equal(observerCounts.armed, 0);
+});
+
+test('offline: an observation is a change only while running and only when it says something new', () => {
+  const heard: string[] = [];
+  const worker = new Worker(launchPlan('SELECT 1', undefined, instanceOptions({ user: 'alice' }), false), 'alice', { changed: (_w, change) => void heard.push(change.kind) });
+  const lock = { phase: null, fractionCompleted: null, waitEvent: 'Lock:relation', blockedBy: [7] } as const;
+  assert.equal(worker.apply({ kind: 'observed', observation: lock }), false); // pending: no backend yet
+  worker.apply({ kind: 'started', pid: 41, backendStart: 'a', user: 'alice' });
+  assert.equal(worker.apply({ kind: 'observed', observation: lock }), true);
+  assert.equal(worker.apply({ kind: 'observed', observation: { ...lock, blockedBy: [7] } }), false);
+  assert.equal(worker.apply({ kind: 'observed', observation: { ...lock, phase: 'scanning heap', fractionCompleted: 0.5 } }), true);
+  let info = worker.info(Date.now());
+  assert.deepEqual([info.phase, info.fractionCompleted, info.waitEvent, info.blockedBy], ['scanning heap', 0.5, 'Lock:relation', [7]]);
+  worker.apply({ kind: 'progress', progress: { pct: 25, message: '' } });
+  info = worker.info(Date.now());
+  // Reported progress wins; an empty message leaves the server's phase.
+  assert.deepEqual([info.phase, info.fractionCompleted], ['scanning heap', 0.25]);
+  worker.apply({ kind: 'finished', state: 'stopped', error: null, commandTag: 'VACUUM', rowCount: 0 });
+  info = worker.info(Date.now());
+  assert.deepEqual([info.phase, info.fractionCompleted, info.waitEvent, info.blockedBy], ['scanning heap', 0.25, null, []]);
+  assert.equal(worker.apply({ kind: 'observed', observation: lock }), false);
+  assert.deepEqual(heard, ['started', 'observed', 'observed', 'progress', 'finished']);
 });
