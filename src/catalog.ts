@@ -1,8 +1,9 @@
 // The catalog: every statement the library issues on its own behalf (not the user's SQL), one
 // section per purpose, so a reviewer sees in one file what pg-background runs on a server: the
 // identity of a backend, the reset between tasks, a task's own transaction, cancel and terminate
-// by backend identity, the liveness probe, the transaction a task runs in behind a pooler, and
-// what install() runs around the schema migrations (their bodies are in store/migrations.ts).
+// by backend identity, the liveness probe, the poll of what running backends do (wait events,
+// blockers, pg_stat_progress_*), the transaction a task runs in behind a pooler, and what
+// install() runs around the schema migrations (their bodies are in store/migrations.ts).
 // A backend is always named by its pid *and* its start time: pids are reused, the pair is not.
 // Identifiers are passed in already quoted; values are parameters wherever the protocol allows.
 import pg from 'pg';
@@ -40,6 +41,54 @@ export const TERMINATE_BACKEND_SQL = `SELECT pg_terminate_backend(pid) FROM pg_s
 export const PROBE_BACKENDS_SQL = `SELECT pid, ${BACKEND_STARTED_SQL} AS started, state, wait_event,
         (extract(epoch FROM clock_timestamp() - state_change) * 1000)::float8 AS state_ms
    FROM pg_stat_activity WHERE pid = ANY($1::int[])`;
+
+/**
+ * What the server says of running workers' backends ($1 int[] of pids), for list(): the wait
+ * event, the backends holding the lock it waits for, and, for a backend in one of the
+ * pg_stat_progress_* views, its phase and the fraction done of the counters that fit that phase.
+ * Only columns PostgreSQL 14 to 18 all have (17 turned vacuum's dead tuple counts into bytes:
+ * they are not used). pg_blocking_pids() takes the lock manager's locks, so it is only called for
+ * a backend that waits on a lock. One row per backend still running.
+ */
+export const OBSERVE_BACKENDS_SQL = `WITH progress AS (
+  SELECT pid, phase,
+         CASE phase WHEN 'scanning heap' THEN heap_blks_scanned WHEN 'vacuuming heap' THEN heap_blks_vacuumed END AS done,
+         heap_blks_total AS total
+    FROM pg_catalog.pg_stat_progress_vacuum WHERE pid = ANY ($1::int4[])
+  UNION ALL
+  SELECT pid, phase,
+         CASE phase WHEN 'acquiring sample rows' THEN sample_blks_scanned
+                    WHEN 'acquiring inherited sample rows' THEN child_tables_done
+                    WHEN 'computing extended statistics' THEN ext_stats_computed END,
+         CASE phase WHEN 'acquiring sample rows' THEN sample_blks_total
+                    WHEN 'acquiring inherited sample rows' THEN child_tables_total
+                    WHEN 'computing extended statistics' THEN ext_stats_total END
+    FROM pg_catalog.pg_stat_progress_analyze WHERE pid = ANY ($1::int4[])
+  UNION ALL
+  SELECT pid, phase,
+         CASE WHEN phase LIKE 'waiting for%' THEN lockers_done
+              WHEN phase LIKE '%scanning table%' OR phase = 'building index' THEN blocks_done
+              WHEN phase NOT LIKE '%sorting%' AND tuples_total > 0 THEN tuples_done END,
+         CASE WHEN phase LIKE 'waiting for%' THEN lockers_total
+              WHEN phase LIKE '%scanning table%' OR phase = 'building index' THEN blocks_total
+              WHEN phase NOT LIKE '%sorting%' AND tuples_total > 0 THEN tuples_total END
+    FROM pg_catalog.pg_stat_progress_create_index WHERE pid = ANY ($1::int4[])
+  UNION ALL
+  SELECT pid, phase,
+         CASE phase WHEN 'seq scanning heap' THEN heap_blks_scanned WHEN 'writing new heap' THEN heap_tuples_written END,
+         CASE phase WHEN 'seq scanning heap' THEN heap_blks_total WHEN 'writing new heap' THEN heap_tuples_scanned END
+    FROM pg_catalog.pg_stat_progress_cluster WHERE pid = ANY ($1::int4[])
+  UNION ALL
+  SELECT pid, command, bytes_processed, bytes_total
+    FROM pg_catalog.pg_stat_progress_copy WHERE pid = ANY ($1::int4[])
+)
+SELECT DISTINCT ON (a.pid) a.pid, ${BACKEND_STARTED_SQL} AS started, a.wait_event_type, a.wait_event,
+       CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) ELSE '{}'::int4[] END AS blocked_by,
+       p.phase,
+       CASE WHEN p.done IS NOT NULL AND p.total > 0 THEN LEAST(1, p.done::float8 / p.total::float8) END AS fraction
+  FROM pg_catalog.pg_stat_activity a LEFT JOIN progress p ON p.pid = a.pid
+ WHERE a.pid = ANY ($1::int4[])
+ ORDER BY a.pid`;
 
 /** Ends a task's transaction: a multi-statement task's block, a pinned task's (see pool/pooler.ts). */
 export const COMMIT_SQL = 'COMMIT';

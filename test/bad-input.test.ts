@@ -348,6 +348,8 @@ async function prepare(): Promise<void> {
   const settled = (b: { application_name: string; state: string | null; query: string }) =>
     b.application_name === 'pg-background control' ? b.state === 'idle' : b.application_name === APP && (b.state === 'idle' || b.query.includes('pg_sleep'));
   await until(async () => (await db.backends()).every(settled), 'the connections to settle');
+  // Once it has run a second, list() shows what the server says the sleeper does: settled too.
+  await until(async () => (await bg.info(sleeper)).waitEvent === 'Timeout:PgSleep', 'the sleeper to be observed');
 }
 
 test('constructor: bad options throw PGBG_INVALID_ARGUMENT naming the option, synchronously', async () => {

@@ -140,6 +140,22 @@ export interface WorkerInfo {
   /** result(h) was read to the end (or its reading stopped early and the rest was dropped). */
   consumed: boolean;
   progress: WorkerProgress | null;
+  /**
+   * What it is doing: the message of progress its SQL reported (pg_background_progress), else
+   * the phase of the server's pg_stat_progress_* view its backend is in ('building index:
+   * scanning table', 'scanning heap', 'COPY FROM', ...), else 'waiting for the reader' while a
+   * full queue blocks it; null otherwise. Kept once it finished: how far it got.
+   */
+  phase: string | null;
+  /** 0..1: the reported progress (pct / 100), else the server's counters for the phase; else null. */
+  fractionCompleted: number | null;
+  /**
+   * `wait_event_type:wait_event` of its backend, such as 'Lock:relation', 'IO:DataFileRead' or
+   * 'Client:ClientWrite' (blocked sending rows nobody reads); null when not waiting or finished.
+   */
+  waitEvent: string | null;
+  /** pg_blocking_pids() of its backend: who holds the lock it waits for ([] when none, or finished). */
+  blockedBy: number[];
   /** Started with submit(): rows are discarded. */
   submitted: boolean;
   /**

@@ -1,7 +1,7 @@
 // The parts of one PgBackground instance, wired together once: the worker store, the warm pool
-// and its connector, the control connection, the backend monitor, the stopper and the launcher;
-// and the instance's shutdown. The facade holds a Runtime and delegates to it.
-import { backendMonitor } from '../control/backend-monitor.js';
+// and its connector, the control connection, the backend monitor (liveness and observation), the
+// stopper and the launcher; and the instance's shutdown. The facade holds a Runtime and delegates to it.
+import { BackendObserver, backendMonitor } from '../control/backend-monitor.js';
 import { Stopper } from '../control/stopper.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
 import { WorkerConnector } from '../pool/connector.js';
@@ -22,6 +22,7 @@ export interface Runtime {
   readonly pool: ConnectionPool;
   readonly control: ControlConnection;
   readonly liveness: LivenessMonitor;
+  readonly observer: BackendObserver;
   readonly stopper: Stopper;
   readonly launcher: Launcher;
 }
@@ -29,16 +30,18 @@ export interface Runtime {
 export function createRuntime(options: InstanceOptions, events: LaunchEvents): Runtime {
   const { connection, maxWorkers, controlTimeoutMs, maxIdle, minIdle, idleTimeoutMs } = options;
   const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
-  const store = new WorkerRegistry(options.retentionMs);
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
   const control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
+  // Each start arms the observer's poll (once a second, only while a worker has run for a second).
+  const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started());
+  const observer = new BackendObserver(control, store);
   const liveness = backendMonitor(options.livenessTimeoutMs, control);
   // The connection of each worker past its start: the launcher sets it, the stopper reads it.
   const running = new Map<Worker, WorkerConnection>();
   const stopper = new Stopper({ running, control, controlTimeoutMs });
   const slots = new WorkerSlots(maxWorkers);
   const launcher = new Launcher({ options, registry: store, slots, pool, control, liveness, stopper, running, events });
-  return { options, store, pool, control, liveness, stopper, launcher };
+  return { options, store, pool, control, liveness, observer, stopper, launcher };
 }
 
 /**
@@ -62,6 +65,7 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   }
   store.dispose();
   runtime.liveness.close();
+  runtime.observer.close();
   await Promise.all([runtime.pool.close(), runtime.control.close()]);
 }
 

@@ -3,6 +3,7 @@
 // a WorkerStore (worker-store.ts) hears each applied change, once, through `changed`.
 import type { WorkerErrorInfo } from '../errors.js';
 import type { CancelReason, TerminalState, WorkerState } from '../core/states.js';
+import type { Observation } from '../core/observation.js';
 import type { WorkerProgress } from '../api/types.js';
 import type { ResultField } from '../results/row-parser.js';
 import type { DiscardReason } from '../results/worker-result.js';
@@ -16,6 +17,8 @@ export type WorkerChange =
   | { readonly kind: 'described'; readonly fields: readonly ResultField[] }
   /** Its SQL reported progress with pg_background_progress(). */
   | { readonly kind: 'progress'; readonly progress: WorkerProgress }
+  /** The server said what its backend is doing (phase, fraction, wait event, blockers): the backend monitor's poll. */
+  | { readonly kind: 'observed'; readonly observation: Observation }
   /** The first cancel request (cancel, timeout, caller's signal, close); later ones change nothing. */
   | { readonly kind: 'cancel-requested'; readonly reason: CancelReason }
   /** Its unread rows are thrown away from now on. */

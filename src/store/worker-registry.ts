@@ -1,7 +1,8 @@
 // The instance's workers: those a handle can reach (tracked: launched here, not detached, not
 // pruned), those still active (detached ones included, for close() and stats), the counters of
 // stats(), and retention: a finished worker is forgotten `retentionMs` after it finished.
-// The first WorkerStore: it keeps its indexes from the changes workers report (see changed()).
+// The first WorkerStore: it keeps its indexes from the changes workers report (see changed()),
+// and tells `onStarted` of each start (the backend monitor arms its poll: no I/O, no await).
 import { PgBackgroundError, invalidArgument } from '../errors.js';
 import type { WorkerHandle, WorkerStats } from '../api/types.js';
 import { timedOut } from './outcome.js';
@@ -12,6 +13,7 @@ import type { WorkerStore } from './worker-store.js';
 
 export class WorkerRegistry implements WorkerStore {
   readonly #retentionMs: number;
+  readonly #onStarted: ((worker: Worker) => void) | null;
   readonly #tracked = new Map<bigint, Worker>(); // by cookie, oldest first
   readonly #pids = new Map<number, number>(); // tracked workers per pid (connections are reused)
   readonly #active = new Set<Worker>();
@@ -27,8 +29,9 @@ export class WorkerRegistry implements WorkerStore {
   #timedOut = 0;
   #executionMs = 0;
 
-  constructor(retentionMs: number) {
+  constructor(retentionMs: number, onStarted: ((worker: Worker) => void) | null = null) {
     this.#retentionMs = retentionMs;
+    this.#onStarted = onStarted;
   }
 
   add(worker: Worker): void {
@@ -47,6 +50,7 @@ export class WorkerRegistry implements WorkerStore {
           this.#countPid(prior.pid, -1);
           this.#countPid(worker.pid, 1);
         }
+        this.#onStarted?.(worker);
         return;
       case 'untracked':
         if (!prior.tracked) return;

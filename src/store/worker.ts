@@ -5,6 +5,7 @@
 // Each worker owns one AbortController: a cancel request aborts its signal with the reason, and
 // everything that waits for the worker's start (a slot, a connection) listens to that signal.
 import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from '../errors.js';
+import { sameObservation, type Observation } from '../core/observation.js';
 import { isActive, NEXT_STATES, type CancelReason, type TerminalState, type WorkerState } from '../core/states.js';
 import { untilSettled } from '../core/abort.js';
 import type { LaunchPlan } from './launch-plan.js';
@@ -52,6 +53,8 @@ export class Worker {
   /** The task on the wire, for its live row count. */
   #task: { readonly rowCount: number } | null = null;
   #progress: WorkerProgress | null = null;
+  /** What the server last said its backend was doing (the backend monitor's poll). */
+  #observed: Observation | null = null;
   #canceledBy: CancelReason | null = null;
   #parser: RowParser | null = null;
   #discardReason: DiscardReason | null = null;
@@ -102,6 +105,7 @@ export class Worker {
         this.#backendStart = change.backendStart;
         this.#user = this.launch.role ?? change.user;
         this.#handle = null;
+        this.#observed = null; // that was another backend
         this.#step(this.cancelRequested ? 'cancelling' : 'running');
         return true;
       case 'sent':
@@ -113,6 +117,11 @@ export class Worker {
         return true;
       case 'progress':
         this.#progress = change.progress;
+        return true;
+      case 'observed':
+        // Only of a running backend, and only when something changed: the store hears news alone.
+        if (!this.active || this.#startedAt === null || sameObservation(this.#observed, change.observation)) return false;
+        this.#observed = change.observation;
         return true;
       case 'cancel-requested':
         if (this.cancelRequested || !this.active) return false;
@@ -146,6 +155,8 @@ export class Worker {
         this.#rowCount = change.rowCount;
         this.#task = null;
         this.#finishedAt = Date.now();
+        // A finished worker waits for nothing; its last phase and fraction say how far it got.
+        if (this.#observed) this.#observed = { ...this.#observed, waitEvent: null, blockedBy: [] };
         this.queue.close();
         return true;
     }
@@ -203,6 +214,10 @@ export class Worker {
   }
   get progress(): WorkerProgress | null {
     return this.#progress;
+  }
+  /** What the server last said its backend was doing, or null (never polled). */
+  get observed(): Observation | null {
+    return this.#observed;
   }
   get canceledBy(): CancelReason | null {
     return this.#canceledBy;
@@ -285,6 +300,9 @@ export class Worker {
   }
 
   info(now: number): WorkerInfo {
+    // Progress the worker's SQL reported itself wins over the server's.
+    const explicit = this.#progress;
+    const observed = this.#observed;
     return {
       pid: this.#pid,
       cookie: this.cookie,
@@ -301,6 +319,10 @@ export class Worker {
       lastError: this.#state === 'error' ? this.#error!.message : null,
       consumed: this.#consumed,
       progress: this.#progress && { ...this.#progress },
+      phase: explicit?.message || (observed?.phase ?? null),
+      fractionCompleted: explicit ? explicit.pct / 100 : (observed?.fractionCompleted ?? null),
+      waitEvent: observed?.waitEvent ?? null,
+      blockedBy: observed ? [...observed.blockedBy] : [],
       submitted: this.launch.submitted,
       canceledBy: this.#canceledBy,
     };
