@@ -14,6 +14,8 @@ import type { Worker } from '../store/worker.js';
 
 /** Pause between attempts to reach a backend to cancel or terminate (unless it ends first). */
 const STOP_RETRY_MS = 100;
+/** First pause before a delivered cancel request is sent again (it doubles each time). */
+const CANCEL_RESEND_MS = 200;
 
 export interface StopperDeps {
   /** The connection of each worker past its start (between attach and completion). */
@@ -75,30 +77,36 @@ export class Stopper {
 
   /**
    * Asks the server to cancel the worker's statement, by protocol request and else by
-   * pg_cancel_backend on the control connection, again and again until one is delivered, the
-   * worker ends or `deadline` passes.
+   * pg_cancel_backend on the control connection, until the worker ends or `deadline` passes. A
+   * cancel that reaches the backend before its statement started (behind a pooler, or while the
+   * task is still on its way) cancels nothing, so a delivered one is sent again after a pause
+   * that doubles each time. Harmless: a connection that saw a cancel request never serves again.
    */
   async #requestCancel(worker: Worker, connection: WorkerConnection, deadline: number): Promise<void> {
     const target = connection.cancelTarget;
     const timeLeft = () => Math.min(deadline - Date.now(), this.#deps.controlTimeoutMs);
-    while (worker.active && timeLeft() > 0) {
+    let pause = CANCEL_RESEND_MS;
+    while (worker.active && timeLeft() > 0 && connection.signalSafe) {
+      let delivered = false;
       try {
         if (!target) throw new Error('no cancel key');
-        return await sendCancelRequest(target, timeLeft());
+        await sendCancelRequest(target, timeLeft());
+        delivered = true;
       } catch {
         // Not delivered (a pooler, a proxy, a network fault): ask the server directly, only
         // while that pid is provably ours (see pooler.ts).
       }
-      if (timeLeft() <= 0) return;
-      if (connection.signalSafe) {
+      if (!delivered && timeLeft() > 0 && connection.signalSafe) {
         try {
           await this.#deps.control.query(CANCEL_BACKEND_SQL, [connection.pid, connection.started], timeLeft());
-          return;
+          delivered = true;
         } catch {
           // The control connection could not be had either: try both again shortly.
         }
       }
-      await worker.waitTerminal(Math.max(0, Math.min(STOP_RETRY_MS, deadline - Date.now())));
+      const wait = delivered ? pause : STOP_RETRY_MS;
+      if (delivered) pause *= 2;
+      await worker.waitTerminal(Math.max(0, Math.min(wait, deadline - Date.now())));
     }
   }
 
