@@ -93,8 +93,9 @@ test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 co
     // While key A is at its cap, key B (same database, same cap) starts 3 workers at once.
     await until(async () => (await active(marker)) === 3, 'key A to reach its cap of 3');
     const other = db.background({ clusterMaxWorkers: 3, clusterKey: 'cap-b' });
+    // whenFull 'error': none of them waits for key A's slots.
     const b = await Promise.all([1, 2, 3].map(() => other.launch('SELECT pg_sleep(0.3) /* pgbg-cap-b */')));
-    assert.equal(await active('pgbg-cap-b'), 3);
+    await until(async () => (await active('pgbg-cap-b')) === 3, 'key B to run 3 at once');
     await Promise.all(b.map((h) => other.wait(h)));
     await other.close();
 
@@ -178,4 +179,52 @@ test('fairness: a process launching in a tight loop does not starve another', as
     await exitOf(looper);
     await bg.close();
   }
+});
+
+test('clusterMaxWorkers and clusterKey are validated, naming the option and the value', async () => {
+  const { PgBackground } = await import('pg-background');
+  const invalid = (options: object, message: string) =>
+    assert.throws(() => new PgBackground({ connectionString: db.url, ...options }), { code: 'PGBG_INVALID_ARGUMENT', message });
+  invalid({ clusterMaxWorkers: 0 }, 'Expected `clusterMaxWorkers` to be an integer from 1 to 10000, got 0');
+  invalid({ clusterMaxWorkers: 10_001 }, 'Expected `clusterMaxWorkers` to be an integer from 1 to 10000, got 10001');
+  invalid({ clusterMaxWorkers: 2.5 }, 'Expected `clusterMaxWorkers` to be an integer from 1 to 10000, got 2.5');
+  invalid({ clusterMaxWorkers: 2, clusterKey: '' }, 'Expected `clusterKey` to be a non-empty string, got ""');
+  invalid({ clusterMaxWorkers: 2, clusterKey: 7 }, 'Expected `clusterKey` to be a non-empty string, got 7');
+  invalid({ clusterKey: 'jobs' }, 'Option `clusterKey` ("jobs") needs `clusterMaxWorkers`: it names a cluster-wide cap, off without it');
+  invalid({ clustermaxworkers: 2 }, 'Unknown option `clustermaxworkers`; did you mean `clusterMaxWorkers`?');
+});
+
+test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting launch honours its signal; off costs no connection", async () => {
+  const holder = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local' });
+  const strict = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local' });
+  const patient = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local', whenFull: 'queue' });
+  const off = db.background();
+  const h = await holder.launch('SELECT pg_sleep(0.5)');
+  await assert.rejects(strict.launch('SELECT 1'), {
+    code: 'PGBG_MAX_WORKERS',
+    message:
+      'Too many active workers across processes: the cluster-wide limit is 1 (clusterMaxWorkers, clusterKey "cap-local"); wait for one to finish, or use whenFull: \'queue\'',
+  });
+  assert.deepEqual(await strict.list(), []);
+
+  const controller = new AbortController();
+  const aborted = patient.launch('SELECT 2', { signal: controller.signal });
+  await until(async () => (await patient.list())[0]?.state === 'pending', 'the launch to wait');
+  controller.abort();
+  await assert.rejects(aborted, { code: 'PGBG_ABORTED' });
+  assert.equal((await patient.list())[0]!.state, 'canceled');
+
+  // The aborted wait left nothing behind: the next launch gets the slot once the holder's frees.
+  const next = patient.launch('SELECT 3 AS n');
+  await holder.wait(h);
+  assert.deepEqual(await patient.result(await next).toArray(), [{ n: 3 }]);
+
+  await off.wait(await off.launch('SELECT 1'));
+  // One cluster session per instance with the cap (holder, strict, patient; none for `off`), one
+  // turnstile session for the instance that waited. (Sessions of earlier tests may still be ending.)
+  const named = async (name: string) => (await db.backends()).filter((b) => b.application_name === name).length;
+  await until(async () => (await named('pg-background cluster')) === 3, 'three cluster sessions');
+  assert.equal(await named('pg-background turnstile'), 1);
+  await Promise.all([holder.close(), strict.close(), patient.close(), off.close()]);
+  await until(async () => (await db.backends()).length === 0, 'every session to end');
 });
