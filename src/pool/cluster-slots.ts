@@ -226,7 +226,7 @@ export class ClusterSlots {
     const client = await session.ready;
     socketOf(client).ref();
     try {
-      const { rows } = await withDeadline(client.query<R>(text, values()), this.#options.timeoutMs, () => {
+      const { rows } = await withDeadline(client.query<R>({ name: statementName(text), text, values: values() }), this.#options.timeoutMs, () => {
         this.#drop(session);
         return new Error(`the server did not answer within ${this.#options.timeoutMs} ms (the cluster connection)`);
       });
@@ -251,7 +251,6 @@ export class ClusterSlots {
     if (role === 'cluster') client.on('notification', () => this.#wake?.());
     (session as { ready: Promise<pg.Client> }).ready = (async () => {
       await client.connect();
-      socketOf(client).unref();
       // Session advisory locks behind a pooler would stay on a server connection it hands to
       // others (transaction mode) or be freed under us: refused, whatever the pooler's mode.
       const { rows } = await client.query<{ pid: number }>(BACKEND_PID_SQL);
@@ -259,6 +258,8 @@ export class ClusterSlots {
         throw poolerUnsupported('clusterMaxWorkers holds its slots as session advisory locks, which a connection pooler cannot keep on one backend');
       }
       if (role === 'cluster') await client.query(listenSql(this.channel));
+      // Idle, it does not keep the process alive; every request refs it while it is out.
+      socketOf(client).unref();
       return client;
     })().catch((error: unknown) => {
       fail(error instanceof Error ? error : new Error(String(error)));
@@ -291,6 +292,17 @@ export class ClusterSlots {
     if (!client || session.failure) return void socketOf(session.client).destroy();
     if (!(await settlesWithin(client.end(), this.#options.timeoutMs))) socketOf(client).destroy();
   }
+}
+
+/** Each of the cluster's statements is prepared once per session (planning a CTE costs). */
+const statementNames = new Map([
+  [CLUSTER_TRY_SQL, 'pg_background_cluster_try'],
+  [CLUSTER_HEAD_TRY_SQL, 'pg_background_cluster_head_try'],
+  [CLUSTER_RELEASE_SQL, 'pg_background_cluster_release'],
+]);
+
+function statementName(text: string): string | undefined {
+  return statementNames.get(text);
 }
 
 /** The local slot and the cluster slot as one: released together, cluster first. */
