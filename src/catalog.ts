@@ -2,8 +2,9 @@
 // section per purpose, so a reviewer sees in one file what pg-background runs on a server: the
 // identity of a backend, the reset between tasks, a task's own transaction, cancel and terminate
 // by backend identity, the liveness probe, the poll of what running backends do (wait events,
-// blockers, pg_stat_progress_*), the transaction a task runs in behind a pooler, and what
-// install() runs around the schema migrations (their bodies are in store/migrations.ts).
+// blockers, pg_stat_progress_*), the transaction a task runs in behind a pooler, the advisory
+// locks of the cluster-wide cap, and what install() runs around the schema migrations (their
+// bodies are in store/migrations.ts).
 // A backend is always named by its pid *and* its start time: pids are reused, the pair is not.
 // Identifiers are passed in already quoted; values are parameters wherever the protocol allows.
 import pg from 'pg';
@@ -121,6 +122,54 @@ export function pinSql(settings: readonly (readonly [string, string])[], role: s
   statements.push(`SELECT ${[...calls, identity].join(', ')}`);
   return statements.join('; ');
 }
+
+// ---- the cluster-wide cap (pool/cluster-slots.ts) ---------------------------------------------
+// Session advisory locks in the two-int4 key space, all under one classid derived from the
+// clusterKey: slot i is the key (classid, i), the turnstile (the head of the cross-process
+// queue) is (classid, -1). The locks live on the instance's cluster connection, so the server
+// frees every slot of a process whose session ends. CASE fixes the order of evaluation where
+// a lock must or must not be tried; MATERIALIZED keeps the gate's lock tried once.
+
+/** The turnstile's objid: never a slot number. */
+export const TURNSTILE_OBJID = -1;
+
+/** The session's real backend pid (compared with BackendKeyData to see a pooler). */
+export const BACKEND_PID_SQL = 'SELECT pg_catalog.pg_backend_pid() AS pid';
+
+/** `channel` quoted. Wake-ups when a slot is given back. */
+export const listenSql = (channel: string) => `LISTEN ${channel}`;
+
+/** A free slot (the first of 0..$2-1 not held by this session, $3 int4[], nor by any other) or null. */
+const TRY_SLOT = `(SELECT s FROM pg_catalog.generate_series(0, $2::int4 - 1) AS s
+   WHERE CASE WHEN s = ANY ($3::int4[]) THEN false ELSE pg_catalog.pg_try_advisory_lock($1::int4, s) END
+   LIMIT 1)`;
+
+/**
+ * $1 classid, $2 clusterMaxWorkers, $3 slots this session holds. A slot, only while nobody waits
+ * (the turnstile is free): a launch that finds the cap reached never overtakes a waiting one.
+ * `slot` null and `open` false: launches are waiting; `open` true: all slots are taken.
+ */
+export const CLUSTER_TRY_SQL = `WITH gate AS MATERIALIZED (SELECT pg_catalog.pg_try_advisory_lock_shared($1::int4, ${TURNSTILE_OBJID}) AS open),
+     taken AS MATERIALIZED (SELECT CASE WHEN gate.open THEN ${TRY_SLOT} END AS slot FROM gate)
+SELECT taken.slot, gate.open,
+       CASE WHEN gate.open THEN pg_catalog.pg_advisory_unlock_shared($1::int4, ${TURNSTILE_OBJID}) END AS gate_unlocked
+  FROM gate, taken`;
+
+/** Same parameters; for the head of the queue (its turnstile session holds the turnstile). */
+export const CLUSTER_HEAD_TRY_SQL = `SELECT ${TRY_SLOT} AS slot`;
+
+/**
+ * $1 classid, $2 slot, $3 channel. Gives the slot back, then wakes the head of the queue if
+ * there is one (it holds the turnstile): the unlock comes first, so the head's next try sees it.
+ */
+export const CLUSTER_RELEASE_SQL = `SELECT pg_catalog.pg_advisory_unlock($1::int4, $2::int4) AS released,
+       CASE WHEN pg_catalog.pg_try_advisory_lock_shared($1::int4, ${TURNSTILE_OBJID})
+            THEN pg_catalog.pg_advisory_unlock_shared($1::int4, ${TURNSTILE_OBJID})::text
+            ELSE pg_catalog.pg_notify($3, '')::text END AS woke`;
+
+/** $1 classid. Waits (on the turnstile session) to be the head of the queue: the server's lock queue is FIFO. */
+export const TURNSTILE_LOCK_SQL = `SELECT pg_catalog.pg_advisory_lock($1::int4, ${TURNSTILE_OBJID})`;
+export const TURNSTILE_UNLOCK_SQL = `SELECT pg_catalog.pg_advisory_unlock($1::int4, ${TURNSTILE_OBJID})`;
 
 // ---- install ---------------------------------------------------------------------------------
 

@@ -17,6 +17,9 @@ export const MAX_QUEUE_SIZE = 268_435_456;
 export const MAX_GRACE_MS = 3_600_000;
 export const MAX_LABEL_BYTES = 64;
 export const MIN_LIVENESS_TIMEOUT_MS = 100;
+export const MAX_CLUSTER_WORKERS = 10_000;
+export const MAX_CLUSTER_KEY_BYTES = 256;
+const DEFAULT_CLUSTER_KEY = 'pg-background';
 const DEFAULT_APPLICATION_NAME = 'pg-background';
 
 
@@ -36,6 +39,8 @@ const ownKeys = [
   'cancelGraceMs',
   'livenessTimeoutMs',
   'onCallerExit',
+  'clusterMaxWorkers',
+  'clusterKey',
 ] as const;
 
 export function instanceOptions(input: unknown): InstanceOptions {
@@ -110,6 +115,7 @@ export function instanceOptions(input: unknown): InstanceOptions {
     controlTimeoutMs,
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
     loginUser: loginUser(connection as pg.ClientConfig),
+    cluster: clusterCap(options.clusterMaxWorkers, options.clusterKey),
   });
 }
 
@@ -123,6 +129,18 @@ function livenessTimeout(value: unknown): number {
     throw invalidArgument(`Expected \`livenessTimeoutMs\` to be 0 (no checks) or an integer from ${MIN_LIVENESS_TIMEOUT_MS} to ${MAX_TIMER_MS}, got ${describe(value)}`);
   }
   return value;
+}
+
+/** clusterMaxWorkers and clusterKey; off (null) unless clusterMaxWorkers is given. */
+function clusterCap(max: unknown, key: unknown): InstanceOptions['cluster'] {
+  if (max === undefined) {
+    if (key === undefined) return null;
+    throw invalidArgument(`Option \`clusterKey\` (${describe(key)}) needs \`clusterMaxWorkers\`: it names a cluster-wide cap, off without it`);
+  }
+  return Object.freeze({
+    max: integer('clusterMaxWorkers', max, 1, MAX_CLUSTER_WORKERS),
+    key: key === undefined ? DEFAULT_CLUSTER_KEY : nonEmptyString('clusterKey', key, MAX_CLUSTER_KEY_BYTES),
+  });
 }
 
 function loginUser({ user }: pg.ClientConfig): string {

@@ -36,6 +36,13 @@ export interface PgBackgroundOptions extends Omit<pg.ClientConfig, 'types'> {
   workerTimeoutMs?: number;
   /** What launch does when `maxWorkers` are active: throw PGBG_MAX_WORKERS, or wait for a slot. */
   whenFull?: 'error' | 'queue';
+  /**
+   * Active workers of every process using the same `clusterKey` on this database, 1..10000
+   * (session advisory locks; see the README). Off by default. `whenFull` applies to it too.
+   */
+  clusterMaxWorkers?: number;
+  /** Names the cluster-wide cap that `clusterMaxWorkers` sets. Default 'pg-background'. */
+  clusterKey?: string;
   /** How long a finished worker stays in `list()` (and its unread rows in memory). Default 900000. */
   retentionMs?: number;
   /** Server settings applied to every worker's task (`set_config`), e.g. `{ work_mem: '256MB' }`. */

@@ -9,6 +9,7 @@ import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import type { WorkerHandle } from '../api/types.js';
 import { unlessAborted } from '../core/abort.js';
 import type { Stopper } from '../control/stopper.js';
+import { bothSlots, type ClusterSlots } from '../pool/cluster-slots.js';
 import type { ConnectionPool } from '../pool/connection-pool.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 import type { LivenessMonitor } from '../pool/liveness-monitor.js';
@@ -35,6 +36,8 @@ export interface LauncherDeps {
   readonly options: InstanceOptions;
   readonly registry: WorkerStore;
   readonly slots: Admission;
+  /** The cluster-wide cap (clusterMaxWorkers), taken after the local slot; null when off. */
+  readonly cluster: ClusterSlots | null;
   readonly pool: ConnectionPool;
   readonly control: ControlConnection;
   readonly liveness: LivenessMonitor;
@@ -57,21 +60,36 @@ export class Launcher {
    * still sees that, but a fire-and-forget one must not get an unhandled rejection for a cancel.
    */
   launch(launch: LaunchPlan): Promise<WorkerHandle> {
+    // The worker is accepted synchronously, or after the cluster cap answered (whenFull 'error').
+    let launching: Promise<WorkerHandle> | undefined;
     let accepted: Worker | undefined;
-    const launching = this.#start(launch, (worker) => (accepted = worker));
+    launching = this.#start(launch, (worker) => {
+      if (launching) worker.launching = launching;
+      else accepted = worker;
+    });
     if (accepted) accepted.launching = launching;
     return launching;
   }
 
   async #start(launch: LaunchPlan, onAccepted: (worker: Worker) => void): Promise<WorkerHandle> {
-    const { options, registry, slots, pool, stopper } = this.#deps;
+    const { options, registry, slots, cluster, pool, stopper } = this.#deps;
     if (launch.signal?.aborted) {
       throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
     }
     // Count active workers ourselves: p-limit frees a slot a microtask after the worker ended.
-    if (options.whenFull === 'error' && registry.active.size >= options.maxWorkers) {
+    const localFull = () => {
+      if (options.whenFull !== 'error' || registry.active.size < options.maxWorkers) return;
       const max = options.maxWorkers;
       throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
+    };
+    localFull();
+    // whenFull 'error' and the cluster cap: a slot now or the error, before any worker exists.
+    let reserved = options.whenFull === 'error' && cluster ? await this.#reserve(cluster) : null;
+    try {
+      localFull(); // other launches may have passed the check while the server answered
+    } catch (error) {
+      reserved?.release();
+      throw error;
     }
     const worker = new Worker(launch, options.loginUser, registry);
     registry.add(worker);
@@ -88,15 +106,32 @@ export class Launcher {
     let connection: WorkerConnection | undefined;
     try {
       slot = await slots.acquire(worker);
+      if (cluster) {
+        const local = slot;
+        let shared = reserved;
+        reserved = null;
+        if (!shared) {
+          try {
+            shared = await cluster.acquire(worker.signal);
+          } catch (error) {
+            local.release();
+            slot = undefined;
+            throw error;
+          }
+        }
+        slot = bothSlots(local, shared);
+      }
       connection = (launch.fresh ? null : pool.take()) ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, (late) => pool.release(late, true)));
     } catch (error) {
       slot?.release();
+      reserved?.release();
       const cancelled = worker.aborted;
       const info = errorInfo(cancelled ? new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : error);
       this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
       if (cancelled) {
         throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, { cookie: worker.cookie, label: worker.label, cause: signal?.aborted ? signal.reason : undefined });
       }
+      if (error instanceof PgBackgroundError) throw error; // a pooler refused for the cluster cap
       // pg's own words for its connect deadline name neither the time nor the option.
       const deadline = /timeout/i.test(info.message) ? ` (within connectionTimeoutMillis, ${options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)` : '';
       throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}${deadline}`, {
@@ -107,6 +142,22 @@ export class Launcher {
     }
     await this.#run(worker, connection, slot);
     return worker.handle;
+  }
+
+  /** A cluster slot for a launch with whenFull 'error', or PGBG_MAX_WORKERS naming the cap. */
+  async #reserve(cluster: ClusterSlots): Promise<Slot> {
+    let slot: Slot | null;
+    try {
+      slot = await cluster.tryAcquire();
+    } catch (error) {
+      if (error instanceof PgBackgroundError) throw error;
+      const reason = errorInfo(error).message;
+      throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not ask the cluster-wide cap for a slot: ${reason}`, { cause: error });
+    }
+    if (slot) return slot;
+    const { max, key } = this.#deps.options.cluster!;
+    const limit = `the cluster-wide limit is ${max} (clusterMaxWorkers, clusterKey ${JSON.stringify(key)})`;
+    throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers across processes: ${limit}; wait for one to finish, or use whenFull: 'queue'`);
   }
 
   /**

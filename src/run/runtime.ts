@@ -1,8 +1,10 @@
 // The parts of one PgBackground instance, wired together once: the worker store, the warm pool
 // and its connector, the control connection, the backend monitor (liveness and observation), the
-// stopper and the launcher; and the instance's shutdown. The facade holds a Runtime and delegates to it.
+// stopper, the cluster-wide cap (when asked for) and the launcher; and the instance's shutdown.
+// The facade holds a Runtime and delegates to it.
 import { BackendObserver, backendMonitor } from '../control/backend-monitor.js';
 import { Stopper } from '../control/stopper.js';
+import { ClusterSlots } from '../pool/cluster-slots.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
 import { WorkerConnector } from '../pool/connector.js';
 import { ControlConnection } from '../pool/control-connection.js';
@@ -25,6 +27,8 @@ export interface Runtime {
   readonly observer: BackendObserver;
   readonly stopper: Stopper;
   readonly launcher: Launcher;
+  /** The cluster-wide cap, or null when clusterMaxWorkers is off (no connection, no query). */
+  readonly cluster: ClusterSlots | null;
 }
 
 export function createRuntime(options: InstanceOptions, events: LaunchEvents): Runtime {
@@ -40,8 +44,10 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents): R
   const running = new Map<Worker, WorkerConnection>();
   const stopper = new Stopper({ running, control, controlTimeoutMs });
   const slots = new WorkerSlots(maxWorkers);
-  const launcher = new Launcher({ options, registry: store, slots, pool, control, liveness, stopper, running, events });
-  return { options, store, pool, control, liveness, observer, stopper, launcher };
+  const cap = options.cluster;
+  const cluster = cap && new ClusterSlots(connection, { key: cap.key, max: cap.max, timeoutMs: controlTimeoutMs });
+  const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events });
+  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster };
 }
 
 /**
@@ -66,6 +72,6 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   store.dispose();
   runtime.liveness.close();
   runtime.observer.close();
-  await Promise.all([runtime.pool.close(), runtime.control.close()]);
+  await Promise.all([runtime.pool.close(), runtime.control.close(), runtime.cluster?.close()]);
 }
 

@@ -23,4 +23,6 @@ export interface InstanceOptions {
   readonly onCallerExit: 'finish' | 'rollback';
   /** Who workers run as until their connection says: the login role of the options. */
   readonly loginUser: string;
+  /** The cluster-wide cap (clusterMaxWorkers, clusterKey), or null when off. */
+  readonly cluster: { readonly max: number; readonly key: string } | null;
 }
