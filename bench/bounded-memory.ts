@@ -39,7 +39,9 @@ export async function boundedMemory(ctx: BenchContext): Promise<ScenarioReport> 
         await sleep(PAUSE_MS / 2);
         pausedMs += now() - p0;
         const mib = (rss() - sampler.start) / MiB;
-        ctx.log(`bounded memory: ${rows.toLocaleString('en-US')} rows, RSS +${mib.toFixed(1)} MiB (peak +${(sampler.growth / MiB).toFixed(1)} MiB), queue ${info?.queuedBytes ?? '?'} bytes`);
+        ctx.log(
+          `bounded memory: ${rows.toLocaleString('en-US')} rows, RSS +${mib.toFixed(1)} MiB (peak +${(sampler.growth / MiB).toFixed(1)} MiB), queue ${info?.queuedBytes ?? '?'} bytes`,
+        );
       }
     }
     const totalMs = now() - t0;
@@ -60,7 +62,15 @@ export async function boundedMemory(ctx: BenchContext): Promise<ScenarioReport> 
         metric('queued bytes mid-pause (max)', 'bytes', maxQueuedBytes),
       ],
       targets: [target('peak RSS growth (MiB)', growthMiB, '<=', 64)],
-      extra: { rows: ROWS, queueSize: QUEUE_SIZE, pauses: Math.floor((ROWS - 1) / PAUSE_EVERY), pauseMs: PAUSE_MS, rssStartMiB: start / MiB, rssPeakMiB: peak / MiB, heapUsedPeakGrowthMiB: (sampler.heapPeak - sampler.heapStart) / MiB },
+      extra: {
+        rows: ROWS,
+        queueSize: QUEUE_SIZE,
+        pauses: Math.floor((ROWS - 1) / PAUSE_EVERY),
+        pauseMs: PAUSE_MS,
+        rssStartMiB: start / MiB,
+        rssPeakMiB: peak / MiB,
+        heapUsedPeakGrowthMiB: (sampler.heapPeak - sampler.heapStart) / MiB,
+      },
     };
   } finally {
     await bg.close();

@@ -40,9 +40,7 @@ async function measureLibrary(url: string): Promise<{ ms: number; failed: number
     const before = await bg.stats();
 
     const t0 = now();
-    const handles: WorkerHandle[] = await Promise.all(
-      Array.from({ length: TASKS }, (_, i) => bg.submit({ text: INSERT, values: [i, `row ${i}`] })),
-    );
+    const handles: WorkerHandle[] = await Promise.all(Array.from({ length: TASKS }, (_, i) => bg.submit({ text: INSERT, values: [i, `row ${i}`] })));
     await Promise.all(handles.map((h) => bg.wait(h)));
     const ms = now() - t0;
 
@@ -99,7 +97,13 @@ async function runOnce(url: string, libFirst: boolean): Promise<RunReport> {
   return {
     metrics: [metric('throughput', 'tasks/s', libRate, baseRate), metric('wall time', 'ms', lib.ms, baseMs)],
     targets: [target('throughput ratio (lib/pg)', libRate / baseRate, '>=', 0.9)],
-    extra: { tasks: TASKS, warmupTasks: WARMUP_TASKS, concurrency: CONCURRENCY, order: libFirst ? 'lib first' : 'baseline first', libFailedOrCanceled: lib.failed },
+    extra: {
+      tasks: TASKS,
+      warmupTasks: WARMUP_TASKS,
+      concurrency: CONCURRENCY,
+      order: libFirst ? 'lib first' : 'baseline first',
+      libFailedOrCanceled: lib.failed,
+    },
   };
 }
 

@@ -4,7 +4,20 @@
 // worker, and the server connections of the instance left after close().
 import pg from 'pg';
 import { PgBackground } from 'pg-background';
-import { collectGarbage, libraryBackends, metric, MiB, now, rss, RssSampler, sleep, target, withClient, type BenchContext, type ScenarioReport } from './measure.js';
+import {
+  collectGarbage,
+  libraryBackends,
+  metric,
+  MiB,
+  now,
+  rss,
+  RssSampler,
+  sleep,
+  target,
+  withClient,
+  type BenchContext,
+  type ScenarioReport,
+} from './measure.js';
 
 const TASKS = 10_000;
 const MAX_WORKERS = 16;
@@ -104,7 +117,9 @@ export async function scale(ctx: BenchContext): Promise<ScenarioReport> {
     const reference = await baselineRate(ctx.url);
 
     const growthAfterPrune = (rssAfterPrune - rssStart) / MiB;
-    ctx.log(`scale: ${rate.toFixed(0)} tasks/s (pg.Pool reference ${reference.toFixed(0)}), peak RSS +${((peak - rssStart) / MiB).toFixed(1)} MiB, after prune +${growthAfterPrune.toFixed(1)} MiB, connections after close ${immediately}`);
+    ctx.log(
+      `scale: ${rate.toFixed(0)} tasks/s (pg.Pool reference ${reference.toFixed(0)}), peak RSS +${((peak - rssStart) / MiB).toFixed(1)} MiB, after prune +${growthAfterPrune.toFixed(1)} MiB, connections after close ${immediately}`,
+    );
     return {
       scenario: 'scale',
       runs: 1,

@@ -9,7 +9,20 @@
 // task); PGBG_BENCH_TINY_BLOCK=25 switches to that arrangement for comparison.
 import pg from 'pg';
 import { PgBackground } from 'pg-background';
-import { findMetric, libraryBackends, medianRun, metric, now, sleep, summarize, target, withClient, type BenchContext, type RunReport, type ScenarioReport } from './measure.js';
+import {
+  findMetric,
+  libraryBackends,
+  medianRun,
+  metric,
+  now,
+  sleep,
+  summarize,
+  target,
+  withClient,
+  type BenchContext,
+  type RunReport,
+  type ScenarioReport,
+} from './measure.js';
 
 /** Untimed iterations per side first; PGBG_BENCH_TINY_WARMUP overrides (steady-state JIT needs more). */
 const WARMUP = Number(process.env.PGBG_BENCH_TINY_WARMUP ?? 50);
@@ -73,11 +86,7 @@ async function runOnce(url: string, libFirst: boolean): Promise<RunReport> {
     const l = summarize(libTimes);
     const b = summarize(baseTimes);
     return {
-      metrics: [
-        metric('median latency', 'ms', l.median, b.median),
-        metric('p95 latency', 'ms', l.p95, b.p95),
-        metric('mean latency', 'ms', l.mean, b.mean),
-      ],
+      metrics: [metric('median latency', 'ms', l.median, b.median), metric('p95 latency', 'ms', l.p95, b.p95), metric('mean latency', 'ms', l.mean, b.mean)],
       targets: [target('median latency ratio (lib/pg)', l.median / b.median, '<=', 2)],
       extra: {
         iterations: ITERATIONS,

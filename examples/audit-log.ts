@@ -25,10 +25,7 @@ const bg = new PgBackground({ connectionString: url });
 async function audit(actor: string, action: string): Promise<void> {
   // Parameters, never string interpolation. Reading the (empty) result to the end waits for
   // the commit and throws a WorkerError if the insert failed.
-  const h = await bg.launch(
-    { text: `INSERT INTO ${schema}.audit_log (actor, action) VALUES ($1, $2)`, values: [actor, action] },
-    { label: 'audit' },
-  );
+  const h = await bg.launch({ text: `INSERT INTO ${schema}.audit_log (actor, action) VALUES ($1, $2)`, values: [actor, action] }, { label: 'audit' });
   await bg.result(h).toArray();
 }
 

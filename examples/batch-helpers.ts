@@ -24,7 +24,12 @@ for (const o of await bg.drain(batch, { timeoutMs: 10_000 })) console.log(`${o.l
 // Clean-up by label pattern (SQL LIKE), then forget what has finished.
 const stragglers = await Promise.all(['etl/a', 'etl/b', 'report'].map((label) => bg.launch('SELECT pg_sleep(30)', { label })));
 console.log(`cancelled by label 'etl/%': ${await bg.cancelByLabel('etl/%', { graceMs: 1000 })}`);
-console.log(`still running: ${(await bg.list()).filter((w) => w.state === 'running').map((w) => w.label).join(', ')}`);
+console.log(
+  `still running: ${(await bg.list())
+    .filter((w) => w.state === 'running')
+    .map((w) => w.label)
+    .join(', ')}`,
+);
 await bg.cancel(stragglers[2]!);
 console.log(`purged: ${await bg.purge()}, left: ${(await bg.list()).length}`);
 const stats = await bg.stats();

@@ -87,7 +87,12 @@ function printList(workers: WorkerInfo[], title: string): void {
   ]);
   const header = ['label', 'pid', 'state', 'progress', 'elapsed'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    '  ' +
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   console.log(`\n${title}\n${line(header)}`);
   for (const row of rows) console.log(line(row));
 }

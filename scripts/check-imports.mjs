@@ -33,7 +33,6 @@ function unitOf(root, path) {
   const parts = relative(root, path).replace(/\.js$/, '.ts').split(/[\\/]/); // imports name the emitted .js file
   const file = parts.slice(0, 2).join('/');
   return file in RANKS ? file : parts[0];
-
 }
 
 function* sources(dir) {

@@ -100,16 +100,20 @@ export async function startLocalPostgres(options: LocalPostgresOptions = {}): Pr
     await chown(pwFile, runAs.uid, runAs.gid!);
   }
   try {
-    await run(binaries.initdb, [
-      `--pgdata=${dataDir}`,
-      `--username=${SUPERUSER}`,
-      `--pwfile=${pwFile}`,
-      `--auth=${auth}`,
-      '--encoding=UTF8',
-      '--locale=C',
-      '--no-sync',
-      '--no-instructions',
-    ], runAs);
+    await run(
+      binaries.initdb,
+      [
+        `--pgdata=${dataDir}`,
+        `--username=${SUPERUSER}`,
+        `--pwfile=${pwFile}`,
+        `--auth=${auth}`,
+        '--encoding=UTF8',
+        '--locale=C',
+        '--no-sync',
+        '--no-instructions',
+      ],
+      runAs,
+    );
   } finally {
     await rm(pwDir, { recursive: true, force: true });
   }
@@ -298,9 +302,7 @@ function run(command: string, args: string[], runAs: RunAs): Promise<void> {
     proc.stdout!.on('data', (chunk: Buffer) => (output += chunk));
     proc.stderr!.on('data', (chunk: Buffer) => (output += chunk));
     proc.once('error', reject);
-    proc.once('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`${command} exited with code ${code}:\n${output}`)),
-    );
+    proc.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command} exited with code ${code}:\n${output}`))));
   });
 }
 

@@ -122,11 +122,19 @@ test('client_encoding, DateStyle and IntervalStyle that node-postgres would misr
     [{ IntervalStyle: 'iso_8601' }, /settings\.IntervalStyle` cannot be "iso_8601"/],
   ];
   for (const [settings, message] of cases) {
-    await assert.rejects(bg.launch('SELECT 1', { settings }), (error: PgBackgroundError) => error.code === 'PGBG_INVALID_ARGUMENT' && message.test(error.message));
-    assert.throws(() => db.background({ settings }), (error: PgBackgroundError) => error.code === 'PGBG_INVALID_ARGUMENT' && message.test(error.message));
+    await assert.rejects(
+      bg.launch('SELECT 1', { settings }),
+      (error: PgBackgroundError) => error.code === 'PGBG_INVALID_ARGUMENT' && message.test(error.message),
+    );
+    assert.throws(
+      () => db.background({ settings }),
+      (error: PgBackgroundError) => error.code === 'PGBG_INVALID_ARGUMENT' && message.test(error.message),
+    );
   }
   // What pg reads correctly stays allowed.
-  const h = await bg.launch("SELECT '2026-12-01 13:00'::timestamp AS ts, '1 day'::interval AS iv", { settings: { client_encoding: 'UTF8', DateStyle: 'ISO, DMY', IntervalStyle: 'postgres' } });
+  const h = await bg.launch("SELECT '2026-12-01 13:00'::timestamp AS ts, '1 day'::interval AS iv", {
+    settings: { client_encoding: 'UTF8', DateStyle: 'ISO, DMY', IntervalStyle: 'postgres' },
+  });
   const [row] = (await bg.result(h).toArray()) as { ts: Date; iv: { days: number } }[];
   assert.equal(row!.ts.getFullYear(), 2026);
   assert.equal(row!.iv.days, 1);
@@ -141,7 +149,10 @@ test('a worker session that starts in a DateStyle pg cannot read fails to connec
     url.username = role;
     url.password = 'pw';
     const bg = db.background({ connectionString: url.toString() });
-    await assert.rejects(bg.launch('SELECT now()'), (error: PgBackgroundError) => error.code === 'PGBG_CONNECTION_FAILED' && /DateStyle = 'SQL, DMY'/.test(error.message) && !error.message.includes('pw'));
+    await assert.rejects(
+      bg.launch('SELECT now()'),
+      (error: PgBackgroundError) => error.code === 'PGBG_CONNECTION_FAILED' && /DateStyle = 'SQL, DMY'/.test(error.message) && !error.message.includes('pw'),
+    );
     await bg.close();
   } finally {
     await db.query(`REVOKE ALL ON SCHEMA public FROM ${role}; DROP ROLE ${role}`);
@@ -161,7 +172,13 @@ async function runPlan(plan: TaskPlan): Promise<TaskOutcome> {
   }
 }
 
-const forged = (pieces: string[], refusal: string | null = null): TaskPlan => ({ text: pieces.join(';'), values: null, pieces, statementCount: pieces.length, refusal });
+const forged = (pieces: string[], refusal: string | null = null): TaskPlan => ({
+  text: pieces.join(';'),
+  values: null,
+  pieces,
+  statementCount: pieces.length,
+  refusal,
+});
 
 test('a piece that holds two statements (a mis-split) fails on the server and rolls back what ran before it', async () => {
   await db.query('TRUNCATE t');

@@ -64,7 +64,10 @@ test('VACUUM shows its heap scan moving, from the columns PostgreSQL 14 to 18 sh
     'two fractions of the heap scan',
     60_000,
   );
-  assert.ok([...fractions].every((f) => f > 0 && f < 1), [...fractions].join(', '));
+  assert.ok(
+    [...fractions].every((f) => f > 0 && f < 1),
+    [...fractions].join(', '),
+  );
   await bg.cancel(h);
   assert.equal((await bg.info(h)).state, 'canceled');
   await bg.close();
@@ -134,7 +137,8 @@ test('progress the SQL reports itself wins over the server’s', async () => {
 });
 
 test('an instance whose workers all finish within a second never polls', async () => {
-  const control = () => db.query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg-background control'");
+  const control = () =>
+    db.query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg-background control'");
   // The control connections of the instances closed above are gone (their backends exit asynchronously).
   await until(async () => (await control()).length === 0, 'earlier control connections to go');
   const bg = db.background();
@@ -157,7 +161,9 @@ test('an instance whose workers all finish within a second never polls', async (
 
 test('offline: an observation is a change only while running and only when it says something new', () => {
   const heard: string[] = [];
-  const worker = new Worker(launchPlan('SELECT 1', undefined, instanceOptions({ user: 'alice' }), false), 'alice', { changed: (_w, change) => void heard.push(change.kind) });
+  const worker = new Worker(launchPlan('SELECT 1', undefined, instanceOptions({ user: 'alice' }), false), 'alice', {
+    changed: (_w, change) => void heard.push(change.kind),
+  });
   const lock = { phase: null, fractionCompleted: null, waitEvent: 'Lock:relation', blockedBy: [7] } as const;
   assert.equal(worker.apply({ kind: 'observed', observation: lock }), false); // pending: no backend yet
   worker.apply({ kind: 'started', pid: 41, backendStart: 'a', user: 'alice' });

@@ -14,7 +14,10 @@ test('a full queue stops reading: the backend blocks writing and queued bytes st
   const queueSize = 16384;
   const h = await bg.launch('SELECT g, md5(g::text) AS m FROM generate_series(1, 2000000) g', { queueSize });
   // Nobody reads: the server fills the socket buffers and then waits on the client.
-  await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length, 'the worker to block in ClientWrite');
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length,
+    'the worker to block in ClientWrite',
+  );
   const [blocked] = await bg.list();
   assert.equal(blocked!.state, 'running');
   assert.ok(blocked!.queuedBytes >= queueSize, `queue filled: ${blocked!.queuedBytes}`);
@@ -70,7 +73,10 @@ test('detaching a worker blocked on its full queue lets it finish and commit', a
   const bg = db.background();
   // DML with RETURNING sends its rows after the insert: make them outgrow the socket buffers.
   const h = await bg.launch("INSERT INTO detached_rows SELECT generate_series(1, 200000) RETURNING n, repeat('x', 200) AS pad", { queueSize: 4096 });
-  await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length, 'the worker to block');
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length,
+    'the worker to block',
+  );
   await bg.detach(h);
   assert.deepEqual(await bg.list(), []);
   await until(async () => (await db.query('SELECT count(*)::int AS n FROM detached_rows'))[0]!.n === 200000, 'the detached worker to commit');

@@ -56,7 +56,10 @@ const launchOptionValid: Record<string, (v: unknown) => boolean> = {
 function launchOptionsValid(options: unknown): boolean {
   if (options === undefined) return true;
   if (!isPlainObject(options)) return false;
-  return Object.keys(options).every((key) => LAUNCH_KEYS.includes(key)) && LAUNCH_KEYS.every((key) => options[key] === undefined || launchOptionValid[key]!(options[key]));
+  return (
+    Object.keys(options).every((key) => LAUNCH_KEYS.includes(key)) &&
+    LAUNCH_KEYS.every((key) => options[key] === undefined || launchOptionValid[key]!(options[key]))
+  );
 }
 
 /** What a handle should get: 'valid' (it names a tracked worker) or the documented error code. */
@@ -95,7 +98,9 @@ function badInteger(min: number, max: number, alsoValid: (v: unknown) => boolean
       fc.double({ noInteger: true }),
       fc.constantFrom(NaN, Infinity, -Infinity, -1, 0.5, 1e21, 2 ** 53, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MIN_VALUE, MAX_TIMER_MS + 1),
       // The right number in the wrong clothes.
-      fc.integer({ min: Math.max(min, -1e6), max: Math.min(max, 1e6) }).chain((n) => fc.constantFrom<unknown>(String(n), BigInt(n), Object(n), [n], { valueOf: () => n })),
+      fc
+        .integer({ min: Math.max(min, -1e6), max: Math.min(max, 1e6) })
+        .chain((n) => fc.constantFrom<unknown>(String(n), BigInt(n), Object(n), [n], { valueOf: () => n })),
       someValue,
     )
     .filter((v) => v !== undefined && !isIntIn(v, min, max) && !alsoValid(v));
@@ -123,28 +128,37 @@ const loneSurrogate = fc
 
 /** Not a string of 1..maxBytes well-formed UTF-8 bytes (or 0.. when empty is allowed). */
 const badString = (maxBytes: number, allowEmpty: boolean) =>
-  fc.oneof(someValue, tooLong(maxBytes), loneSurrogate, fc.constant(allowEmpty ? 7 : ''), fc.constant(Object('role'))).filter((v) => v !== undefined && !isGoodString(v, maxBytes, allowEmpty));
+  fc
+    .oneof(someValue, tooLong(maxBytes), loneSurrogate, fc.constant(allowEmpty ? 7 : ''), fc.constant(Object('role')))
+    .filter((v) => v !== undefined && !isGoodString(v, maxBytes, allowEmpty));
 
 const badEnum = (allowed: readonly string[]) =>
   fc
-    .oneof(
-      someValue,
-      fc.constantFrom(...allowed.flatMap((a) => [a.toUpperCase(), ` ${a}`, `${a} `, a.slice(0, -1), Object(a)])),
-      fc.string({ maxLength: 8 }),
-    )
+    .oneof(someValue, fc.constantFrom(...allowed.flatMap((a) => [a.toUpperCase(), ` ${a}`, `${a} `, a.slice(0, -1), Object(a)])), fc.string({ maxLength: 8 }))
     .filter((v) => v !== undefined && !allowed.includes(v as string));
 
-const settingValue = fc.oneof(fc.string({ maxLength: 8 }).filter((s) => s.isWellFormed()), fc.integer(), fc.boolean());
+const settingValue = fc.oneof(
+  fc.string({ maxLength: 8 }).filter((s) => s.isWellFormed()),
+  fc.integer(),
+  fc.boolean(),
+);
 const badSettings = fc
   .oneof(
     fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 2 }), fc.constant(new Map([['work_mem', '1MB']]))),
     // one bad name among good entries
-    fc.tuple(fc.dictionary(fc.constantFrom('work_mem', 'app.tenant', 'search_path'), settingValue), fc.string().filter((k) => !SETTING_NAME.test(k) && k !== '__proto__'), settingValue),
+    fc.tuple(
+      fc.dictionary(fc.constantFrom('work_mem', 'app.tenant', 'search_path'), settingValue),
+      fc.string().filter((k) => !SETTING_NAME.test(k) && k !== '__proto__'),
+      settingValue,
+    ),
     // one bad value among good entries
     fc.tuple(
       fc.dictionary(fc.constantFrom('work_mem', 'app.tenant'), settingValue),
       fc.constantFrom('statement_timeout', 'app.user_id'),
-      fc.oneof(fc.constantFrom(NaN, Infinity, -Infinity, null, undefined, 10n, [1], {}, Symbol('x'), () => 'x', new Date(0)), loneSurrogate),
+      fc.oneof(
+        fc.constantFrom(NaN, Infinity, -Infinity, null, undefined, 10n, [1], {}, Symbol('x'), () => 'x', new Date(0)),
+        loneSurrogate,
+      ),
     ),
   )
   .map((v) => {
@@ -156,10 +170,16 @@ const badSettings = fc
   })
   .filter((v) => !isGoodSettings(v));
 
-const badTypes = fc.oneof(someValue, fc.constantFrom({}, { getTypeParser: 'pg' }, { getTypeParser: null }, { parsers: {} })).filter((v) => v !== undefined && !isGoodTypes(v));
+const badTypes = fc
+  .oneof(someValue, fc.constantFrom({}, { getTypeParser: 'pg' }, { getTypeParser: null }, { parsers: {} }))
+  .filter((v) => v !== undefined && !isGoodTypes(v));
 
 const badSignal = fc
-  .oneof(someValue, fc.constantFrom<unknown>({ aborted: false }, { aborted: false, addEventListener() {}, removeEventListener() {} }, new EventTarget()), fc.constant(null).map(() => new AbortController()))
+  .oneof(
+    someValue,
+    fc.constantFrom<unknown>({ aborted: false }, { aborted: false, addEventListener() {}, removeEventListener() {} }, new EventTarget()),
+    fc.constant(null).map(() => new AbortController()),
+  )
   .filter((v) => v !== undefined && !(v instanceof AbortSignal));
 
 const badBoolean = fc.oneof(someValue, fc.constantFrom<unknown>('true', 'false', 1, 0, Object(true))).filter((v) => v !== undefined && typeof v !== 'boolean');
@@ -178,7 +198,10 @@ const badLaunchValue: Record<string, fc.Arbitrary<unknown>> = {
 
 const goodLaunchValue: Record<string, fc.Arbitrary<unknown>> = {
   queueSize: fc.oneof(fc.integer({ min: MIN_QUEUE, max: MAX_QUEUE }), fc.constantFrom(MIN_QUEUE, MAX_QUEUE)),
-  label: fc.oneof(fc.string({ unit: 'grapheme', maxLength: 64 }).filter((s) => bytes(s) <= 64), fc.constantFrom('', 'x'.repeat(64), 'ż'.repeat(32), '😀'.repeat(16))),
+  label: fc.oneof(
+    fc.string({ unit: 'grapheme', maxLength: 64 }).filter((s) => bytes(s) <= 64),
+    fc.constantFrom('', 'x'.repeat(64), 'ż'.repeat(32), '😀'.repeat(16)),
+  ),
   signal: fc.constant(null).map(() => new AbortController().signal),
   settings: fc.dictionary(fc.constantFrom('app.tenant', 'app.user_id', 'pgbg.flag'), settingValue, { maxKeys: 3 }),
   role: fc.constantFrom('pgbg_no_such_role', 'Ünïcødé role', 'x'.repeat(63)),
@@ -205,7 +228,10 @@ const badLaunchOptions = fc
         fc.oneof(
           fc.constantFrom(...LAUNCH_KEYS).chain((key) => badLaunchValue[key]!.map((value) => [key, value] as const)),
           fc
-            .oneof(fc.string({ minLength: 1 }), fc.constantFrom('queuesize', 'QueueSize', 'timeout', 'graceMs', 'values', 'text', 'signal ', 'constructor', 'toString'))
+            .oneof(
+              fc.string({ minLength: 1 }),
+              fc.constantFrom('queuesize', 'QueueSize', 'timeout', 'graceMs', 'values', 'text', 'signal ', 'constructor', 'toString'),
+            )
             .filter((key) => !LAUNCH_KEYS.includes(key) && key !== '__proto__')
             .chain((key) => fc.anything().map((value) => [key, value] as const)),
         ),
@@ -219,12 +245,29 @@ const pgSpace = fc.constantFrom(' ', '\t', '\n', '\r', '\f', '\v');
 const lineComment = fc.string({ maxLength: 20 }).map((s) => `--${s.replace(/[\n\r]/g, '')}\n`);
 const blockComment = fc.letrec<{ comment: string }>((tie) => ({
   comment: fc
-    .array(fc.oneof({ depthSize: 'small' }, fc.string({ maxLength: 10 }).map((s) => s.replaceAll('/*', '/ *').replaceAll('*/', '* /').replace(/[/*]$/, '')), tie('comment')), { maxLength: 3 })
+    .array(
+      fc.oneof(
+        { depthSize: 'small' },
+        fc.string({ maxLength: 10 }).map((s) => s.replaceAll('/*', '/ *').replaceAll('*/', '* /').replace(/[/*]$/, '')),
+        tie('comment'),
+      ),
+      { maxLength: 3 },
+    )
     .map((parts) => `/*${parts.join(' ')}*/`),
 })).comment;
 const noStatement = fc.oneof(
   fc.array(fc.oneof(pgSpace, lineComment, blockComment, fc.constant(';')), { maxLength: 12 }).map((parts) => parts.join('')),
-  fc.constantFrom('', ';', ' ;; ; ', '-- only a comment', '/* a /* nested */ comment */', ' '.repeat(5 << 20), '-- huge\n'.repeat(1 << 18), `/*${'x'.repeat(4 << 20)}*/`, ';'.repeat(100_000)),
+  fc.constantFrom(
+    '',
+    ';',
+    ' ;; ; ',
+    '-- only a comment',
+    '/* a /* nested */ comment */',
+    ' '.repeat(5 << 20),
+    '-- huge\n'.repeat(1 << 18),
+    `/*${'x'.repeat(4 << 20)}*/`,
+    ';'.repeat(100_000),
+  ),
 );
 
 const circular: Record<string, unknown> = { a: 1 };
@@ -232,17 +275,50 @@ circular.self = circular;
 
 /** Worker SQL that is not a string nor { text[, values] } with one statement for its values. */
 const badSql = fc.oneof(
-  fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.bigInt(), fc.constant(Symbol('sql')), fc.constant(() => 'SELECT 1'), fc.array(fc.string(), { maxLength: 2 }), fc.constant(Object('SELECT 1')), fc.constant(Buffer.from('SELECT 1'))),
+  fc.oneof(
+    fc.integer(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.constant(undefined),
+    fc.bigInt(),
+    fc.constant(Symbol('sql')),
+    fc.constant(() => 'SELECT 1'),
+    fc.array(fc.string(), { maxLength: 2 }),
+    fc.constant(Object('SELECT 1')),
+    fc.constant(Buffer.from('SELECT 1')),
+  ),
   // objects without a string `text`
   fc.object({ maxDepth: 1 }).filter((o) => typeof o.text !== 'string'),
   fc.record({ text: fc.oneof(fc.integer(), fc.constant(null), fc.constant(['SELECT 1']), fc.constant(Object('SELECT 1'))), values: fc.constant([]) }),
   // values that are not an array
-  fc.record({ text: fc.constant('SELECT $1::text'), values: fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.constant({ 0: 'a', length: 1 }), fc.constant(new Set(['a']))) }),
+  fc.record({
+    text: fc.constant('SELECT $1::text'),
+    values: fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.constant({ 0: 'a', length: 1 }), fc.constant(new Set(['a']))),
+  }),
   // values that cannot be sent, or too many of them
-  fc.record({ text: fc.constant('SELECT $1::text'), values: fc.constantFrom([circular], [{ big: 1n }], [{ toPostgres: () => { throw new Error('no') } }]) }),
+  fc.record({
+    text: fc.constant('SELECT $1::text'),
+    values: fc.constantFrom(
+      [circular],
+      [{ big: 1n }],
+      [
+        {
+          toPostgres: () => {
+            throw new Error('no');
+          },
+        },
+      ],
+    ),
+  }),
   fc.constant({ text: 'SELECT 1', values: Array.from({ length: 65_536 }, () => 1) }),
   // several statements with values
-  fc.tuple(fc.constantFrom('SELECT $1::int', 'INSERT INTO t VALUES ($1)'), fc.constantFrom('; SELECT 2', ';SELECT $1', '; /* c */ VACUUM'), fc.array(fc.integer(), { minLength: 1, maxLength: 2 })).map(([a, b, values]) => ({ text: a + b, values })),
+  fc
+    .tuple(
+      fc.constantFrom('SELECT $1::int', 'INSERT INTO t VALUES ($1)'),
+      fc.constantFrom('; SELECT 2', ';SELECT $1', '; /* c */ VACUUM'),
+      fc.array(fc.integer(), { minLength: 1, maxLength: 2 }),
+    )
+    .map(([a, b, values]) => ({ text: a + b, values })),
   // no statement at all
   noStatement,
   noStatement.map((text) => ({ text })),
@@ -280,9 +356,24 @@ function handleArbitrary(workers: readonly WorkerInfo[]): fc.Arbitrary<unknown> 
     fc.record({ pid, cookie }),
     fc.record({ pid, cookie }, { requiredKeys: [] }),
     // with extra fields, as a WorkerInfo or a user's own object would have
-    fc.tuple(fc.record({ pid, cookie }), fc.dictionary(fc.string().filter((k) => k !== 'pid' && k !== 'cookie' && k !== '__proto__'), fc.anything(), { maxKeys: 4 })).map(([h, extra]) => ({ ...extra, ...h })),
+    fc
+      .tuple(
+        fc.record({ pid, cookie }),
+        fc.dictionary(
+          fc.string().filter((k) => k !== 'pid' && k !== 'cookie' && k !== '__proto__'),
+          fc.anything(),
+          { maxKeys: 4 },
+        ),
+      )
+      .map(([h, extra]) => ({ ...extra, ...h })),
     fc.tuple(pid, cookie).map(([p, c]) => [p, c]),
-    fc.tuple(pid, cookie).map(([p, c]) => new Map<string, unknown>([['pid', p], ['cookie', c]])),
+    fc.tuple(pid, cookie).map(
+      ([p, c]) =>
+        new Map<string, unknown>([
+          ['pid', p],
+          ['cookie', c],
+        ]),
+    ),
   );
 }
 
@@ -374,16 +465,41 @@ test('constructor: bad options throw PGBG_INVALID_ARGUMENT naming the option, sy
     connectionString: someValue.filter((v) => typeof v !== 'string'),
   };
   const cases = fc.oneof(
-    fc.constantFrom(...Object.keys(badOption)).chain((name) => badOption[name]!.map((value) => ({ name, options: objectOf([['connectionString', db.url], [name, value]]) }))),
+    fc.constantFrom(...Object.keys(badOption)).chain((name) =>
+      badOption[name]!.map((value) => ({
+        name,
+        options: objectOf([
+          ['connectionString', db.url],
+          [name, value],
+        ]),
+      })),
+    ),
     // limits that depend on each other
     fc.integer({ min: 1, max: 1000 }).chain((maxWorkers) =>
       fc.oneof(
-        fc.integer({ min: maxWorkers + 1, max: maxWorkers + 1000 }).map((maxIdle) => ({ name: 'maxIdle', options: { connectionString: db.url, maxWorkers, maxIdle } })),
-        fc.integer({ min: 0, max: maxWorkers - 1 }).chain((maxIdle) => fc.integer({ min: maxIdle + 1, max: maxIdle + 100 }).map((minIdle) => ({ name: 'minIdle', options: { connectionString: db.url, maxWorkers, maxIdle, minIdle } }))),
+        fc
+          .integer({ min: maxWorkers + 1, max: maxWorkers + 1000 })
+          .map((maxIdle) => ({ name: 'maxIdle', options: { connectionString: db.url, maxWorkers, maxIdle } })),
+        fc
+          .integer({ min: 0, max: maxWorkers - 1 })
+          .chain((maxIdle) =>
+            fc
+              .integer({ min: maxIdle + 1, max: maxIdle + 100 })
+              .map((minIdle) => ({ name: 'minIdle', options: { connectionString: db.url, maxWorkers, maxIdle, minIdle } })),
+          ),
       ),
     ),
     // not an object at all
-    fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.anything(), { maxLength: 2 }), fc.constant(() => ({}))).map((options) => ({ name: 'options', options })),
+    fc
+      .oneof(
+        fc.string(),
+        fc.integer(),
+        fc.boolean(),
+        fc.constant(null),
+        fc.array(fc.anything(), { maxLength: 2 }),
+        fc.constant(() => ({})),
+      )
+      .map((options) => ({ name: 'options', options })),
   );
   await fc.assert(
     fc.asyncProperty(cases, async ({ name, options }) => {
@@ -406,7 +522,10 @@ test('constructor: accepts exactly the documented ranges (valid and invalid valu
       maxWorkers: value(fc.integer({ min: 1, max: 1000 }), badInteger(1, 1000)),
       defaultQueueSize: value(fc.integer({ min: MIN_QUEUE, max: MAX_QUEUE }), badInteger(MIN_QUEUE, MAX_QUEUE)),
       workerTimeoutMs: value(fc.integer({ min: 0, max: MAX_TIMER_MS }), badInteger(0, MAX_TIMER_MS)),
-      retentionMs: value(fc.oneof(fc.maxSafeNat(), fc.constant(Infinity)), badInteger(0, Number.MAX_SAFE_INTEGER, (v) => v === Infinity)),
+      retentionMs: value(
+        fc.oneof(fc.maxSafeNat(), fc.constant(Infinity)),
+        badInteger(0, Number.MAX_SAFE_INTEGER, (v) => v === Infinity),
+      ),
       cancelGraceMs: value(fc.integer({ min: 0, max: MAX_GRACE_MS }), badInteger(0, MAX_GRACE_MS)),
       whenFull: value(fc.constantFrom('error', 'queue'), badEnum(['error', 'queue'])),
       maxIdle: value(fc.integer({ min: 0, max: 40 }), badInteger(0, 1000)),
@@ -489,7 +608,18 @@ test('launch: labels — at most 64 bytes of well-formed UTF-8 launch and are li
       fc.string({ unit: 'binary', maxLength: 40 }),
       tooLong(64),
       loneSurrogate,
-      fc.constantFrom('', 'a'.repeat(64), 'a'.repeat(65), 'a'.repeat(62) + 'ż', 'a'.repeat(63) + 'ż', 'a'.repeat(60) + '😀', 'a'.repeat(61) + '😀', '\u0000', 'e\u0301'.repeat(21), 'e\u0301'.repeat(22)),
+      fc.constantFrom(
+        '',
+        'a'.repeat(64),
+        'a'.repeat(65),
+        'a'.repeat(62) + 'ż',
+        'a'.repeat(63) + 'ż',
+        'a'.repeat(60) + '😀',
+        'a'.repeat(61) + '😀',
+        '\u0000',
+        'e\u0301'.repeat(21),
+        'e\u0301'.repeat(22),
+      ),
     );
     let launched = 0;
     await fc.assert(
@@ -522,9 +652,16 @@ test('launch: options with valid and invalid entries mixed — launches exactly 
   await ready();
   const instance = db.background({ application_name: `${APP}-mixed`, idleTimeoutMs: 0, livenessTimeoutMs: 0 });
   try {
-    const entry = (key: string) => fc.oneof({ weight: 4, arbitrary: goodLaunchValue[key]! }, { weight: 1, arbitrary: badLaunchValue[key]! }).map((value) => [key, value] as const);
+    const entry = (key: string) =>
+      fc.oneof({ weight: 4, arbitrary: goodLaunchValue[key]! }, { weight: 1, arbitrary: badLaunchValue[key]! }).map((value) => [key, value] as const);
     const options = fc.oneof(
-      { weight: 9, arbitrary: fc.subarray(LAUNCH_KEYS).chain((keys) => fc.tuple(...keys.map(entry))).map((entries) => objectOf(entries)) },
+      {
+        weight: 9,
+        arbitrary: fc
+          .subarray(LAUNCH_KEYS)
+          .chain((keys) => fc.tuple(...keys.map(entry)))
+          .map((entries) => objectOf(entries)),
+      },
       { weight: 1, arbitrary: badLaunchOptions },
     );
     let launched = 0;
@@ -606,15 +743,52 @@ test('wait/cancel/cancelAll/close/install: bad options reject PGBG_INVALID_ARGUM
   assert.equal(running.state, 'running');
   const unknownKey = (known: readonly string[]) =>
     fc
-      .tuple(fc.oneof(fc.string({ minLength: 1 }), fc.constantFrom('timeout', 'grace', 'GraceMs', 'timeoutms', 'cancel ', 'force')).filter((k) => !known.includes(k) && k !== '__proto__'), fc.anything())
+      .tuple(
+        fc
+          .oneof(fc.string({ minLength: 1 }), fc.constantFrom('timeout', 'grace', 'GraceMs', 'timeoutms', 'cancel ', 'force'))
+          .filter((k) => !known.includes(k) && k !== '__proto__'),
+        fc.anything(),
+      )
       .map(([key, value]) => objectOf([[key, value]]));
   const notObject = fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.anything(), { maxLength: 2 }), fc.constant(Symbol('o')));
   const calls = fc.oneof(
-    fc.oneof(notObject, unknownKey(['timeoutMs', 'signal']), badInteger(0, MAX_TIMER_MS).map((timeoutMs) => ({ timeoutMs })), badSignal.map((signal) => ({ timeoutMs: 5, signal }))).map((options) => ({ method: 'wait', options, call: () => bg.wait(running, options as never) })),
-    fc.oneof(notObject, unknownKey(['graceMs']), badInteger(0, MAX_GRACE_MS).map((graceMs) => ({ graceMs }))).map((options) => ({ method: 'cancel', options, call: () => bg.cancel(running, options as never) })),
-    fc.oneof(notObject, unknownKey(['graceMs']), badInteger(0, MAX_GRACE_MS).map((graceMs) => ({ graceMs }))).map((options) => ({ method: 'cancelAll', options, call: () => bg.cancelAll(options as never) })),
-    fc.oneof(notObject, unknownKey(['cancel', 'timeoutMs']), badBoolean.map((cancel) => ({ cancel })), badInteger(0, MAX_TIMER_MS).map((timeoutMs) => ({ cancel: true, timeoutMs }))).map((options) => ({ method: 'close', options, call: () => bg.close(options as never) })),
-    fc.oneof(notObject, unknownKey(['schema']), badString(63, false).map((schema) => ({ schema }))).map((options) => ({ method: 'install', options, call: () => bg.install(options as never) })),
+    fc
+      .oneof(
+        notObject,
+        unknownKey(['timeoutMs', 'signal']),
+        badInteger(0, MAX_TIMER_MS).map((timeoutMs) => ({ timeoutMs })),
+        badSignal.map((signal) => ({ timeoutMs: 5, signal })),
+      )
+      .map((options) => ({ method: 'wait', options, call: () => bg.wait(running, options as never) })),
+    fc
+      .oneof(
+        notObject,
+        unknownKey(['graceMs']),
+        badInteger(0, MAX_GRACE_MS).map((graceMs) => ({ graceMs })),
+      )
+      .map((options) => ({ method: 'cancel', options, call: () => bg.cancel(running, options as never) })),
+    fc
+      .oneof(
+        notObject,
+        unknownKey(['graceMs']),
+        badInteger(0, MAX_GRACE_MS).map((graceMs) => ({ graceMs })),
+      )
+      .map((options) => ({ method: 'cancelAll', options, call: () => bg.cancelAll(options as never) })),
+    fc
+      .oneof(
+        notObject,
+        unknownKey(['cancel', 'timeoutMs']),
+        badBoolean.map((cancel) => ({ cancel })),
+        badInteger(0, MAX_TIMER_MS).map((timeoutMs) => ({ cancel: true, timeoutMs })),
+      )
+      .map((options) => ({ method: 'close', options, call: () => bg.close(options as never) })),
+    fc
+      .oneof(
+        notObject,
+        unknownKey(['schema']),
+        badString(63, false).map((schema) => ({ schema })),
+      )
+      .map((options) => ({ method: 'install', options, call: () => bg.install(options as never) })),
   );
   await fc.assert(
     fc.asyncProperty(calls, async ({ method, options, call }) => {

@@ -32,11 +32,42 @@ const instances: PgBackground[] = [];
 function makeCertificates(dir: string): void {
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', ...key, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=pgbg-test-ca',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  openssl(
+    'req',
+    '-x509',
+    ...key,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=pgbg-test-ca',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  );
   writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
   openssl('req', ...key, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=pgbg-test-server');
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'server.ext');
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.crt',
+    '-days',
+    '2',
+    '-extfile',
+    'server.ext',
+  );
   openssl('req', ...key, '-keyout', 'client.key', '-out', 'client.csr', '-subj', `/CN=${CERT_USER}`);
   openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.crt', '-days', '2');
 }
@@ -83,7 +114,9 @@ const sleeping = (pid: number) =>
 
 /** Statements other backends ran last that signal a backend (the control-connection fallback). */
 const signalQueries = async () =>
-  (await query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query ~ 'pg_(cancel|terminate)_backend'")).map((row) => row.query);
+  (await query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query ~ 'pg_(cancel|terminate)_backend'")).map(
+    (row) => row.query,
+  );
 
 const encrypted = async (pid: number) => (await query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = $1', [pid]))[0]?.ssl;
 
@@ -186,5 +219,8 @@ test('a cancel that no path can deliver rejects with PGBG_CANCEL_FAILED; the wor
   } finally {
     await proxy.close();
   }
-  await until(async () => (await query("SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")).length === 0, 'every backend to exit');
+  await until(
+    async () => (await query("SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")).length === 0,
+    'every backend to exit',
+  );
 });

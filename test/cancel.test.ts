@@ -5,7 +5,10 @@ import { until, useDatabase, type TestDatabase } from './support/database.js';
 const db = useDatabase(import.meta.filename);
 
 const sleeping = (pid: number, database: TestDatabase = db) =>
-  until(async () => (await database.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [pid])).length, `backend ${pid} to sleep`);
+  until(
+    async () => (await database.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [pid])).length,
+    `backend ${pid} to sleep`,
+  );
 
 test('cancel stops a running worker, resolves once it has stopped, and its work rolls back', async () => {
   await db.query('CREATE TABLE cancel_rollback (n int)');
@@ -65,7 +68,10 @@ test('graceMs 0 terminates at once', async () => {
 test('cancel reaches a worker blocked on its full queue', async () => {
   const bg = db.background();
   const h = await bg.launch('SELECT g, md5(g::text) FROM generate_series(1, 5000000) g', { queueSize: 4096 });
-  await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length, 'the worker to block');
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length,
+    'the worker to block',
+  );
   await bg.cancel(h);
   assert.equal((await bg.list())[0]!.state, 'canceled');
   assert.equal((await bg.errorInfo(h))?.sqlstate, '57014');

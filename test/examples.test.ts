@@ -70,7 +70,14 @@ test('audit-log: the audit row commits although the caller rolls back', async ()
 });
 
 test('parallel-counts: one worker per table, at most maxWorkers at a time', async () => {
-  await check('parallel-counts', [/^customers +1,000$/m, /^orders +250,000$/m, /^order_lines +600,000$/m, /^invoices +40,000$/m, /^events +0$/m, /^5 workers \(at most 3 at a time\)/m]);
+  await check('parallel-counts', [
+    /^customers +1,000$/m,
+    /^orders +250,000$/m,
+    /^order_lines +600,000$/m,
+    /^invoices +40,000$/m,
+    /^events +0$/m,
+    /^5 workers \(at most 3 at a time\)/m,
+  ]);
 });
 
 test('run-with-timeout: the quick statement returns rows, the slow one is cancelled', async () => {

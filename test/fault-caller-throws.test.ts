@@ -13,9 +13,14 @@ test('an exception thrown while reading a large result propagates unchanged; the
   const bg = db.background({ maxWorkers: 1 });
   const total = 200_000;
   // DML with RETURNING: the rows come back after the insert, and the commit follows the last row.
-  const h = await bg.launch(`INSERT INTO thrown_rows SELECT generate_series(1, ${total}) RETURNING n, repeat('x', 100) AS pad, pg_backend_pid() AS pid`, { queueSize: 4096 });
+  const h = await bg.launch(`INSERT INTO thrown_rows SELECT generate_series(1, ${total}) RETURNING n, repeat('x', 100) AS pad, pg_backend_pid() AS pid`, {
+    queueSize: 4096,
+  });
   // The worker is blocked on its full queue when the caller starts reading.
-  await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length, 'the worker to block');
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length,
+    'the worker to block',
+  );
 
   class CallerBug extends Error {}
   const thrown = new CallerBug('the caller gave up at row 1000');

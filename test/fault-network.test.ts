@@ -78,12 +78,17 @@ async function cutDuringStream(bg: PgBackground, proxy: TcpProxy, cut: () => voi
   const h = await bg.launch(BIG, { label: 'stream' });
   let faultAt = 0;
   const counter = { rows: 0 };
-  const reading = read(bg, h, (n) => {
-    if (n === 10_000) {
-      cut();
-      faultAt = Date.now();
-    }
-  }, counter);
+  const reading = read(
+    bg,
+    h,
+    (n) => {
+      if (n === 10_000) {
+        cut();
+        faultAt = Date.now();
+      }
+    },
+    counter,
+  );
   await assert.rejects(within(reading, 15_000, 'reading the result'), isLostConnection(h));
   await logTerminal(bg, h, faultAt, what);
   assert.ok(counter.rows >= 10_000 && counter.rows < 5_000_000, `rows read: ${counter.rows}`);
@@ -131,7 +136,10 @@ test('a freeze during a cancel: cancel rejects (PGBG_CANCEL_FAILED), the worker 
   const bg = behind(proxy);
   try {
     const h = await bg.launch('INSERT INTO frozen_cancel VALUES (1); SELECT pg_sleep(30)', { label: 'sleeper' });
-    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).length, 'the worker to sleep');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).length,
+      'the worker to sleep',
+    );
     proxy.freeze();
     const faultAt = Date.now();
     // Neither the cancel request, nor pg_cancel_backend, nor pg_terminate_backend gets through.
@@ -173,7 +181,10 @@ test('close() while the network is frozen resolves, and leaves no socket and no 
     await bg.wait(warm);
     const sleeper = await bg.launch('SELECT pg_sleep(30)');
     const blocked = await bg.launch(BIG, { queueSize: 4096 });
-    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [sleeper.pid])).length, 'the worker to sleep');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [sleeper.pid])).length,
+      'the worker to sleep',
+    );
     await until(async () => (await bg.info(blocked)).queuedBytes >= 4096, 'the queue to fill');
     proxy.freeze();
     const faultAt = Date.now();

@@ -37,7 +37,10 @@ async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: stri
 }
 
 const waitEvent = (pid: number, event: string) =>
-  until(async () => (await query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = $2", [pid, event])).length, `backend ${pid} to wait on ${event}`);
+  until(
+    async () => (await query('SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = $2', [pid, event])).length,
+    `backend ${pid} to wait on ${event}`,
+  );
 
 interface Scenario {
   bg: PgBackground;
@@ -55,20 +58,28 @@ async function runningWorkers(table: string): Promise<Scenario> {
   // A warm connection, idle in the pool when the server stops.
   const warm = await bg.launch('SELECT pg_backend_pid() AS pid');
   const [{ pid: warmPid }] = (await bg.result(warm).toArray()) as [{ pid: number }];
-  await until(async () => (await query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'idle' AND query = 'DISCARD ALL'", [warmPid])).length, 'the warm connection to be parked');
+  await until(
+    async () => (await query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'idle' AND query = 'DISCARD ALL'", [warmPid])).length,
+    'the warm connection to be parked',
+  );
 
   const sleeper = await bg.launch(`INSERT INTO ${table} VALUES (1); SELECT pg_sleep(30)`, { label: 'sleeper' });
   const blocked = await bg.launch('SELECT g, md5(g::text) AS m FROM generate_series(1, 5000000) g', { label: 'blocked', queueSize: 4096 });
-  const loop = await bg.submit(`DO $$ BEGIN FOR i IN 1..100000 LOOP INSERT INTO ${table} VALUES (i); PERFORM pg_sleep(0.01); END LOOP; END $$`, { label: 'loop' });
+  const loop = await bg.submit(`DO $$ BEGIN FOR i IN 1..100000 LOOP INSERT INTO ${table} VALUES (i); PERFORM pg_sleep(0.01); END LOOP; END $$`, {
+    label: 'loop',
+  });
   await waitEvent(sleeper.pid, 'PgSleep');
   await waitEvent(blocked.pid, 'ClientWrite');
   await until(async () => (await query('SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = $2', [loop.pid, 'active'])).length, 'the loop to run');
-  assert.deepEqual((await bg.list()).map((w) => [w.label, w.state]), [
-    ['loop', 'running'],
-    ['blocked', 'running'],
-    ['sleeper', 'running'],
-    [null, 'stopped'],
-  ]);
+  assert.deepEqual(
+    (await bg.list()).map((w) => [w.label, w.state]),
+    [
+      ['loop', 'running'],
+      ['blocked', 'running'],
+      ['sleeper', 'running'],
+      [null, 'stopped'],
+    ],
+  );
   return { bg, sleeper, blocked, loop, warmPid };
 }
 
@@ -109,7 +120,9 @@ for (const mode of ['fast', 'immediate'] as const) {
         handles.map(async (h) => {
           const done = await bg.wait(h, { timeoutMs: 10_000 });
           const info = await bg.info(h);
-          console.log(`[fault-restart] ${mode} shutdown, ${info.label}: ${done ? `${info.finishedAt!.getTime() - faultAt} ms from fault to terminal state` : `still ${info.state} after 10000 ms`}`);
+          console.log(
+            `[fault-restart] ${mode} shutdown, ${info.label}: ${done ? `${info.finishedAt!.getTime() - faultAt} ms from fault to terminal state` : `still ${info.state} after 10000 ms`}`,
+          );
           return [info.label, done] as const;
         }),
       );
@@ -127,7 +140,9 @@ for (const mode of ['fast', 'immediate'] as const) {
         })(),
         (e: unknown) => e instanceof WorkerError && e.sqlstate === '08006',
       );
-      console.log(`[fault-restart] ${mode} shutdown, blocked: ${rows} rows read before the error; ${(await bg.info(blocked)).finishedAt!.getTime() - faultAt} ms from fault to terminal state once read`);
+      console.log(
+        `[fault-restart] ${mode} shutdown, blocked: ${rows} rows read before the error; ${(await bg.info(blocked)).finishedAt!.getTime() - faultAt} ms from fault to terminal state once read`,
+      );
       const outcome: Record<string, [string, string | undefined]> = {};
       for (const h of handles) {
         const info = await bg.info(h);
@@ -146,12 +161,23 @@ for (const mode of ['fast', 'immediate'] as const) {
       await worksAgain(bg, table, [warmPid, sleeper.pid, blocked.pid, loop.pid]);
       // Checked last so that the rest is exercised either way: a worker whose consumer reads
       // nothing must reach its terminal state too (livenessTimeoutMs is 1000 here).
-      assert.deepEqual(finished, [['sleeper', true], ['blocked', true], ['loop', true]], 'every wait(h) resolves without reading the result');
+      assert.deepEqual(
+        finished,
+        [
+          ['sleeper', true],
+          ['blocked', true],
+          ['loop', true],
+        ],
+        'every wait(h) resolves without reading the result',
+      );
     } finally {
       await server.startServer(); // a no-op unless a failure left it stopped
       await bg.close();
     }
     // close() ends its connections on our side; their backends exit a moment later.
-    await until(async () => (await query("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pg-background%'")).length === 0, 'no backend of ours left');
+    await until(
+      async () => (await query("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pg-background%'")).length === 0,
+      'no backend of ours left',
+    );
   });
 }

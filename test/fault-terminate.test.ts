@@ -68,7 +68,10 @@ test('terminating a worker blocked on its paused consumer: the queued rows are r
   const total = 2_000_000;
   const h = await bg.launch(`SELECT g, md5(g::text) AS m FROM generate_series(1, ${total}) g`, { queueSize: 4096 });
   // Nobody reads: the queue fills, the connection stops reading, the backend blocks writing.
-  await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length, 'the worker to block in ClientWrite');
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'", [h.pid])).length,
+    'the worker to block in ClientWrite',
+  );
   const faultAt = await terminate(h.pid);
   // A backend blocked writing to its client dies without sending the client its FATAL message
   // (PostgreSQL's ProcessClientWriteInterrupt): the connection just ends after the rows that were
@@ -117,7 +120,10 @@ test('terminating an idle warm connection: it is dropped, never reused, and noth
   const [{ pid }] = (await bg.result(first).toArray()) as [{ pid: number }];
   assert.equal(pid, first.pid);
   // The connection has been reset (DISCARD ALL) and waits in the warm set.
-  await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'idle' AND query = 'DISCARD ALL'", [pid])).length, 'the connection to be parked');
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'idle' AND query = 'DISCARD ALL'", [pid])).length,
+    'the connection to be parked',
+  );
   await until(() => String(bg).includes('connections: 1'), 'the pool to hold the warm connection');
 
   const faultAt = await terminate(pid);
@@ -131,7 +137,10 @@ test('terminating an idle warm connection: it is dropped, never reused, and noth
   assert.notEqual(next.pid, pid);
   assert.deepEqual(row, { pid: next.pid, ok: 3 });
   assert.equal((await bg.info(next)).state, 'stopped');
-  assert.equal((await bg.list()).every((w) => w.state === 'stopped'), true);
+  assert.equal(
+    (await bg.list()).every((w) => w.state === 'stopped'),
+    true,
+  );
   await bg.close();
   await noBackendsLeft();
 });

@@ -44,7 +44,15 @@ async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: stri
 const LIVENESS_MS = 500;
 
 function behind(proxy: TcpProxy, options: PgBackgroundOptions = {}): PgBackground {
-  return new PgBackground({ host: '127.0.0.1', port: proxy.port, user: server.user, password: server.password, database: 'postgres', livenessTimeoutMs: LIVENESS_MS, ...options });
+  return new PgBackground({
+    host: '127.0.0.1',
+    port: proxy.port,
+    user: server.user,
+    password: server.password,
+    database: 'postgres',
+    livenessTimeoutMs: LIVENESS_MS,
+    ...options,
+  });
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -67,7 +75,10 @@ async function terminate(pids: number[]): Promise<void> {
 /** Each of `values` was inserted into `table` exactly once, and nothing else. */
 async function committedOnce(table: string, values: number[]): Promise<void> {
   const rows = await query<{ n: number; c: number }>(`SELECT n, count(*)::int AS c FROM ${table} GROUP BY n ORDER BY n`);
-  assert.deepEqual(rows, values.map((n) => ({ n, c: 1 })));
+  assert.deepEqual(
+    rows,
+    values.map((n) => ({ n, c: 1 })),
+  );
 }
 
 async function closeAll(bg: PgBackground, proxy: TcpProxy | null): Promise<void> {
@@ -101,8 +112,14 @@ test('after a fast restart, warm connections whose FATAL is still unread are rep
     await server.startServer();
     proxy.resume();
     const results = await launchAll(bg, inserts(table, 10));
-    assert.deepEqual(results, Array.from({ length: 10 }, (_, n) => [{ n }]));
-    await committedOnce(table, Array.from({ length: 10 }, (_, n) => n));
+    assert.deepEqual(
+      results,
+      Array.from({ length: 10 }, (_, n) => [{ n }]),
+    );
+    await committedOnce(
+      table,
+      Array.from({ length: 10 }, (_, n) => n),
+    );
     const stats = await bg.stats();
     assert.deepEqual([stats.workersCompleted, stats.workersFailed], [14, 0]);
   } finally {
@@ -136,11 +153,20 @@ test('after a crash restart the event loop was busy through, the next 10 launche
         } catch {}
       }
       process.exit(1);`;
-    const waited = spawnSync(process.execPath, ['--input-type=module', '-e', waiter], { env: { ...process.env, URL: server.url, PIDS: JSON.stringify(pids) }, encoding: 'utf8' });
+    const waited = spawnSync(process.execPath, ['--input-type=module', '-e', waiter], {
+      env: { ...process.env, URL: server.url, PIDS: JSON.stringify(pids) },
+      encoding: 'utf8',
+    });
     assert.equal(waited.status, 0, waited.stderr);
     const results = await launchAll(bg, inserts(table, 10));
-    assert.deepEqual(results, Array.from({ length: 10 }, (_, n) => [{ n }]));
-    await committedOnce(table, Array.from({ length: 10 }, (_, n) => n));
+    assert.deepEqual(
+      results,
+      Array.from({ length: 10 }, (_, n) => [{ n }]),
+    );
+    await committedOnce(
+      table,
+      Array.from({ length: 10 }, (_, n) => n),
+    );
   } finally {
     await closeAll(bg, null);
   }
@@ -208,7 +234,10 @@ test('a task that never ran, and then finds no server for its second try, ends i
     proxy.resume(); // the FATAL arrives; the new connection the task then needs is refused
     await assert.rejects(bg.result(h).toArray(), failsWith(h, '08006'));
     const error = await bg.errorInfo(h);
-    assert.match(error!.message, /^the task never ran: its connection had died \(terminating connection due to administrator command\) and no new one could be opened: /);
+    assert.match(
+      error!.message,
+      /^the task never ran: its connection had died \(terminating connection due to administrator command\) and no new one could be opened: /,
+    );
     assert.equal((await bg.info(h)).state, 'error');
     await server.startServer();
     await committedOnce('warm_down', []);
@@ -222,7 +251,9 @@ test('a task with settings whose connection died before their round trip was ans
   const { bg, proxy, oldPid } = await deadWarm('warm_settings');
   try {
     // The settings go first, in their own round trip: the task itself was never written.
-    const launching = bg.launch("INSERT INTO warm_settings SELECT 1 WHERE current_setting('work_mem') = '4321kB' RETURNING n", { settings: { work_mem: '4321kB' } });
+    const launching = bg.launch("INSERT INTO warm_settings SELECT 1 WHERE current_setting('work_mem') = '4321kB' RETURNING n", {
+      settings: { work_mem: '4321kB' },
+    });
     proxy.resume();
     const h = await launching;
     assert.notEqual(h.pid, oldPid);

@@ -45,7 +45,19 @@ test('an unknown pid is PGBG_UNKNOWN_WORKER and a wrong cookie PGBG_COOKIE_MISMA
 test('malformed handles are PGBG_INVALID_ARGUMENT from every method', async () => {
   const bg = db.background();
   const h = await bg.launch('SELECT 1');
-  const bad: unknown[] = [undefined, null, 42, 'pid', {}, { pid: h.pid }, { cookie: h.cookie }, { pid: String(h.pid), cookie: h.cookie }, { pid: h.pid, cookie: Number(h.cookie) }, { pid: -1, cookie: 1n }, { pid: 1.5, cookie: 1n }];
+  const bad: unknown[] = [
+    undefined,
+    null,
+    42,
+    'pid',
+    {},
+    { pid: h.pid },
+    { cookie: h.cookie },
+    { pid: String(h.pid), cookie: h.cookie },
+    { pid: h.pid, cookie: Number(h.cookie) },
+    { pid: -1, cookie: 1n },
+    { pid: 1.5, cookie: 1n },
+  ];
   for (const [name, call] of methods) {
     for (const handle of bad) {
       await assert.rejects(call(bg, handle as WorkerHandle), { code: 'PGBG_INVALID_ARGUMENT' }, `${name}(${String(handle)})`);
@@ -56,15 +68,31 @@ test('malformed handles are PGBG_INVALID_ARGUMENT from every method', async () =
   await bg.close();
 });
 
-test('a handle whose getters throw is PGBG_INVALID_ARGUMENT from every method, never the getter\'s error', async () => {
+test("a handle whose getters throw is PGBG_INVALID_ARGUMENT from every method, never the getter's error", async () => {
   const bg = db.background();
   const h = await bg.launch('SELECT 1 AS x');
   const boom = () => {
     throw new Error('getter boom');
   };
   const bad: [string, unknown][] = [
-    ['pid getter', { get pid() { return boom(); }, cookie: h.cookie }],
-    ['cookie getter', { pid: h.pid, get cookie() { return boom(); } }],
+    [
+      'pid getter',
+      {
+        get pid() {
+          return boom();
+        },
+        cookie: h.cookie,
+      },
+    ],
+    [
+      'cookie getter',
+      {
+        pid: h.pid,
+        get cookie() {
+          return boom();
+        },
+      },
+    ],
     ['proxy', new Proxy({}, { get: boom, getOwnPropertyDescriptor: boom, has: boom })],
   ];
   for (const [name, call] of methods) {

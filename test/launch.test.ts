@@ -35,7 +35,14 @@ test('failing SQL does not make launch throw: the failure is recorded on the wor
   assert.equal(info!.state, 'error');
   assert.equal(info!.lastError, 'division by zero');
   assert.equal((await bg.errorInfo(h))?.sqlstate, '22012');
-  await assert.rejects(bg.result(h).toArray(), { name: 'WorkerError', code: 'PGBG_WORKER_FAILED', sqlstate: '22012', pid: h.pid, cookie: h.cookie, label: 'div' });
+  await assert.rejects(bg.result(h).toArray(), {
+    name: 'WorkerError',
+    code: 'PGBG_WORKER_FAILED',
+    sqlstate: '22012',
+    pid: h.pid,
+    cookie: h.cookie,
+    label: 'div',
+  });
   await bg.close();
 });
 
@@ -89,7 +96,10 @@ test('errors serialise to JSON (the bigint cookie as a string) for loggers', asy
   const bg = db.background();
   const h = await bg.launch('SELECT 1/0', { label: 'json' });
   await bg.wait(h);
-  const error = await bg.result(h).toArray().catch((e: unknown) => e);
+  const error = await bg
+    .result(h)
+    .toArray()
+    .catch((e: unknown) => e);
   const json = JSON.parse(JSON.stringify(error)) as Record<string, unknown>;
   assert.equal(json.name, 'WorkerError');
   assert.equal(json.code, 'PGBG_WORKER_FAILED');

@@ -34,7 +34,14 @@ test("whenFull 'queue': launches wait as pending (pid 0) and start in order as s
     const list = await bg.list();
     return list.filter((w) => w.state === 'pending').length === 2 && list;
   }, 'two pending workers');
-  assert.deepEqual(pending.map((w) => [w.label, w.state, w.pid]), [['third', 'pending', 0], ['second', 'pending', 0], [null, 'running', first.pid]]);
+  assert.deepEqual(
+    pending.map((w) => [w.label, w.state, w.pid]),
+    [
+      ['third', 'pending', 0],
+      ['second', 'pending', 0],
+      [null, 'running', first.pid],
+    ],
+  );
   assert.equal((await bg.stats()).workersActive, 3);
   await bg.cancel(first);
   const h2 = await second;
@@ -77,7 +84,11 @@ test('a fire-and-forget launch aborted while it waits (its signal, cancelAll) re
   assert.deepEqual(rejections, []);
   assert.deepEqual(
     (await bg.list()).map((w) => [w.label, w.state, w.canceledBy]),
-    [['by cancelAll', 'canceled', 'cancel'], ['by signal', 'canceled', 'signal'], [null, 'canceled', 'cancel']],
+    [
+      ['by cancelAll', 'canceled', 'cancel'],
+      ['by signal', 'canceled', 'signal'],
+      [null, 'canceled', 'cancel'],
+    ],
   );
   assert.equal((await bg.info(first)).state, 'canceled');
   await bg.close();
@@ -122,11 +133,14 @@ test('bad arguments throw PGBG_INVALID_ARGUMENT before any connection is opened,
     [{ settings: JSON.parse('{"__proto__": "x"}') }, /keys of `settings` to be setting names, got "__proto__"/],
   ];
   for (const [options, message] of constructorCases) {
-    assert.throws(() => new PgBackground(options as never), (error: PgBackgroundError) => {
-      assert.equal(error.code, 'PGBG_INVALID_ARGUMENT');
-      assert.match(error.message, message);
-      return true;
-    });
+    assert.throws(
+      () => new PgBackground(options as never),
+      (error: PgBackgroundError) => {
+        assert.equal(error.code, 'PGBG_INVALID_ARGUMENT');
+        assert.match(error.message, message);
+        return true;
+      },
+    );
   }
 
   const bg = db.background();
@@ -178,13 +192,16 @@ test('arguments whose getters or proxies throw are PGBG_INVALID_ARGUMENT naming 
   const throwing = (key: string, rest: Record<string, unknown> = {}) => Object.defineProperty({ ...rest }, key, { get: boom, enumerable: true });
   const proxy = () => new Proxy({}, { ownKeys: boom, get: boom });
   const check = async (what: string, call: () => unknown, names: RegExp) => {
-    await assert.rejects(async () => call(), (error: PgBackgroundError) => {
-      assert.ok(error instanceof PgBackgroundError, `${what}: ${String(error)}`);
-      assert.equal(error.code, 'PGBG_INVALID_ARGUMENT', what);
-      assert.match(error.message, names, what);
-      assert.match(error.message, /getter boom/, what);
-      return true;
-    });
+    await assert.rejects(
+      async () => call(),
+      (error: PgBackgroundError) => {
+        assert.ok(error instanceof PgBackgroundError, `${what}: ${String(error)}`);
+        assert.equal(error.code, 'PGBG_INVALID_ARGUMENT', what);
+        assert.match(error.message, names, what);
+        assert.match(error.message, /getter boom/, what);
+        return true;
+      },
+    );
   };
   await check('constructor getter', () => new PgBackground(throwing('maxWorkers') as never), /`maxWorkers`/);
   await check('constructor proxy', () => new PgBackground(proxy() as never), /`options`/);

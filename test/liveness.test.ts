@@ -60,7 +60,14 @@ async function fillRole(): Promise<pg.Client[]> {
   const url = new URL(db.url);
   const fillers: pg.Client[] = [];
   for (let i = 0; i <= ROLE_LIMIT; i++) {
-    const client = new pg.Client({ host: url.hostname, port: Number(url.port), database: decodeURIComponent(url.pathname.slice(1)), user: ROLE, password: PASSWORD, application_name: 'pgbg-test-filler' });
+    const client = new pg.Client({
+      host: url.hostname,
+      port: Number(url.port),
+      database: decodeURIComponent(url.pathname.slice(1)),
+      user: ROLE,
+      password: PASSWORD,
+      application_name: 'pgbg-test-filler',
+    });
     client.on('error', () => {});
     try {
       await client.connect();
@@ -73,7 +80,8 @@ async function fillRole(): Promise<pg.Client[]> {
   throw new Error(`the role accepted more than ${ROLE_LIMIT} connections`);
 }
 
-const controlOpen = async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE usename = $1 AND application_name = 'pg-background control'", [ROLE])).length > 0;
+const controlOpen = async () =>
+  (await db.query("SELECT 1 FROM pg_stat_activity WHERE usename = $1 AND application_name = 'pg-background control'", [ROLE])).length > 0;
 
 /** Terminates our control connection (if it is open), so that the next check must open another. */
 async function dropControl(): Promise<void> {
@@ -135,7 +143,10 @@ for (const sqlstate of ['53300', '28000'] as const) {
       // The worker waits (silently) for a lock the test holds, after its INSERT.
       await db.query('SELECT pg_advisory_lock($1)', [LOCK]);
       const h = await bg.launch(`INSERT INTO runs VALUES ('${name}', 1); SELECT pg_advisory_xact_lock(${LOCK})`);
-      await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'advisory'", [h.pid])).length, 'the worker to wait for the lock');
+      await until(
+        async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'advisory'", [h.pid])).length,
+        'the worker to wait for the lock',
+      );
       undo = await refuse(sqlstate);
       await refusedChecks(proxy, 3, async () => (await bg.info(h)).state !== 'running');
       assert.deepEqual([(await bg.info(h)).state, (await bg.info(h)).lastError], ['running', null]);
@@ -192,7 +203,10 @@ test('a full server cannot stop a terminate: the control connection is open from
   try {
     await db.query('SELECT pg_advisory_lock($1)', [LOCK]);
     const h = await bg.launch(`INSERT INTO runs VALUES ('terminate', 1); SELECT pg_advisory_xact_lock(${LOCK})`);
-    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'advisory'", [h.pid])).length, 'the worker to wait for the lock');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'advisory'", [h.pid])).length,
+      'the worker to wait for the lock',
+    );
     await until(controlOpen, 'the control connection to be open');
     // The role is full (worker and control connection): nobody else gets in.
     const fillers = await fillRole();

@@ -85,7 +85,12 @@ test('concurrent installs from separate connections wait for the lock in turn: o
   const locker = await db.client();
   await locker.query('SELECT pg_advisory_lock(7302948117394112)');
   const instances = Array.from({ length: 4 }, () => db.background());
-  const installs = instances.map((bg) => bg.install({ schema: 'together' }).then(() => 'installed', (error: Error) => error.message));
+  const installs = instances.map((bg) =>
+    bg.install({ schema: 'together' }).then(
+      () => 'installed',
+      (error: Error) => error.message,
+    ),
+  );
   await until(async () => {
     const [row] = await db.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",

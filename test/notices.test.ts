@@ -30,7 +30,7 @@ test('many notices are delivered in order, none lost, also from submitted worker
   const bg = db.background();
   const seen: string[] = [];
   bg.on('notice', (notice) => seen.push(notice.message));
-  const h = await bg.submit('DO $$ BEGIN FOR i IN 1..2000 LOOP RAISE NOTICE \'%\', i; END LOOP; END $$');
+  const h = await bg.submit("DO $$ BEGIN FOR i IN 1..2000 LOOP RAISE NOTICE '%', i; END LOOP; END $$");
   await bg.wait(h);
   assert.equal(seen.length, 2000);
   assert.deepEqual(seen.slice(0, 3), ['1', '2', '3']);

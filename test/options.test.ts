@@ -17,14 +17,17 @@ const db = useDatabase(import.meta.filename, {
   },
 });
 
-test('role runs the worker SQL with that role\'s privileges (instance and per launch)', async () => {
+test("role runs the worker SQL with that role's privileges (instance and per launch)", async () => {
   const bg = db.background({ role: reader });
   const denied = await bg.launch('SELECT * FROM secret');
   await bg.wait(denied);
   assert.equal((await bg.errorInfo(denied))?.sqlstate, '42501');
   const allowed = await bg.launch('SELECT current_user AS u, count(*)::int AS n FROM open_to_all');
   assert.deepEqual(await bg.result(allowed).toArray(), [{ u: reader, n: 0 }]);
-  assert.deepEqual((await bg.list()).map((w) => w.user), [reader, reader]);
+  assert.deepEqual(
+    (await bg.list()).map((w) => w.user),
+    [reader, reader],
+  );
 
   const plain = db.background();
   const perLaunch = await plain.launch('SELECT current_user AS u', { role: reader });
@@ -35,12 +38,14 @@ test('role runs the worker SQL with that role\'s privileges (instance and per la
   await Promise.all([bg.close(), plain.close()]);
 });
 
-test('an unknown setting fails the worker with the server\'s error, not the launch', async () => {
+test("an unknown setting fails the worker with the server's error, not the launch", async () => {
   const bg = db.background();
   const h = await bg.launch('SELECT 1', { settings: { no_such_setting: 'x' } });
   await bg.wait(h);
   assert.equal((await bg.errorInfo(h))?.sqlstate, '42704');
-  const custom = await bg.launch("SELECT current_setting('app.tenant') AS t", { settings: { 'app.tenant': 'acme', statement_timeout: 5000, enable_seqscan: false } });
+  const custom = await bg.launch("SELECT current_setting('app.tenant') AS t", {
+    settings: { 'app.tenant': 'acme', statement_timeout: 5000, enable_seqscan: false },
+  });
   assert.deepEqual(await bg.result(custom).toArray(), [{ t: 'acme' }]);
   await bg.close();
 });

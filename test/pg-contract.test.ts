@@ -217,17 +217,23 @@ test('ReadyForQuery: pg drops the query and records the status before its handle
   await client.end();
 });
 
-test('a reader queued from a task\'s last handler receives the trailer\'s answers (the reset behind a task)', async () => {
+test("a reader queued from a task's last handler receives the trailer's answers (the reset behind a task)", async () => {
   const { client, wire, errors } = await connected();
   const log: string[] = [];
   const trailer = new TrailerReader(client, (error) => log.push(`trailer done: ${error?.message ?? 'ok'}`));
-  startTask(client, recorder(log, 'A', () => (trailer.expect(), false)));
+  startTask(
+    client,
+    recorder(log, 'A', () => (trailer.expect(), false)),
+  );
   wire.emit('commandComplete', { text: 'SELECT 0' });
   wire.emit('readyForQuery', { status: 'I' });
   wire.emit('commandComplete', { text: 'DISCARD ALL' });
   wire.emit('readyForQuery', { status: 'I' });
   // Used again for the next task; this time the reset itself fails.
-  startTask(client, recorder(log, 'B', () => (trailer.expect(), false)));
+  startTask(
+    client,
+    recorder(log, 'B', () => (trailer.expect(), false)),
+  );
   wire.emit('readyForQuery', { status: 'I' });
   wire.emit('errorMessage', new pg.DatabaseError('reset failed', 0, 'error'));
   wire.emit('readyForQuery', { status: 'I' });
@@ -248,7 +254,10 @@ test('handleError is terminal: pg drops the task, calls nothing else on it; a re
   const { client, wire, errors } = await connected();
   const log: string[] = [];
   const trailer = new TrailerReader(client, (error) => log.push(`trailer done: ${error?.message ?? 'ok'}`));
-  startTask(client, recorder(log, 'A', () => (trailer.expect(), false)));
+  startTask(
+    client,
+    recorder(log, 'A', () => (trailer.expect(), false)),
+  );
   wire.emit('errorMessage', new pg.DatabaseError('division by zero', 0, 'error'));
   wire.emit('readyForQuery', { status: 'I' }); // the task's own: no handler of A runs
   assert.deepEqual(log, ['A.write', 'A.error:division by zero']);
@@ -278,7 +287,10 @@ test('a wrapped task (BEGIN, statements, Sync; COMMIT as a simple Query; reset) 
     'cork',
     ...statement('BEGIN'),
     ...statement('INSERT INTO t VALUES (1)'),
-    'parse: SELECT 2 AS two', 'bind:[]', 'describe:P', 'execute',
+    'parse: SELECT 2 AS two',
+    'bind:[]',
+    'describe:P',
+    'execute',
     'sync',
     'query:COMMIT',
     'query:DISCARD ALL',
@@ -338,7 +350,7 @@ test('a CopyInResponse is answered with a CopyFail on the connection pg passes',
   await client.end();
 });
 
-test('the cancel request is pg.Connection\'s 16-byte CancelRequest, resolved when the server hangs up', async () => {
+test("the cancel request is pg.Connection's 16-byte CancelRequest, resolved when the server hangs up", async () => {
   const received: Buffer[] = [];
   const server = createServer((socket: Socket) => {
     socket.on('data', (chunk) => {
@@ -360,7 +372,7 @@ test('the cancel request is pg.Connection\'s 16-byte CancelRequest, resolved whe
   }
 });
 
-test('parameters are serialised by pg\'s own prepareValue', () => {
+test("parameters are serialised by pg's own prepareValue", () => {
   assert.equal(prepareValue([1, null, 'a"b']), '{"1",NULL,"a\\"b"}');
   assert.equal(prepareValue({ a: 1 }), '{"a":1}');
   const bytes = Buffer.from([1, 2]);
@@ -371,11 +383,17 @@ test('parameters are serialised by pg\'s own prepareValue', () => {
 // Last: node's deprecate() warns once per process, so this sees everything the tests above did.
 test('our use of pg raised no DeprecationWarning (and a deprecated use would have been seen)', async () => {
   await new Promise((resolve) => setImmediate(resolve));
-  assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
+  assert.deepEqual(
+    warnings.map((w) => `${w.name}: ${w.message}`),
+    [],
+  );
   const { client } = fakeClient();
   void (client as unknown as { queryQueue: unknown }).queryQueue; // deprecated in pg 8, gone in 9
   await new Promise((resolve) => setImmediate(resolve));
-  assert.deepEqual(warnings.map((w) => w.name), ['DeprecationWarning']);
+  assert.deepEqual(
+    warnings.map((w) => w.name),
+    ['DeprecationWarning'],
+  );
 });
 
 test('a FATAL after the CommandComplete of our COMMIT is a commit; a terminate before it is none; a crash before it is outcome unknown', async () => {
@@ -405,7 +423,7 @@ test('a FATAL after the CommandComplete of our COMMIT is a commit; a terminate b
   }
 });
 
-test('a FATAL after a simple query\'s CommandComplete is a commit: the server commits before it says so', async () => {
+test("a FATAL after a simple query's CommandComplete is a commit: the server commits before it says so", async () => {
   const { client, wire } = await connected();
   const { task } = runTask(client, planTask('INSERT INTO t VALUES (1)'), []);
   wire.emit('commandComplete', { text: 'INSERT 0 1' });

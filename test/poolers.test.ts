@@ -143,7 +143,9 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
     await db.query('CREATE TABLE tx_cancel (n int)');
     const bg = behind('transaction', { maxWorkers: 2 });
     const h = await bg.launch('INSERT INTO tx_cancel VALUES (1); SELECT pg_sleep(30)');
-    const [running] = await db.query<{ pid: number; xact: boolean }>('SELECT pid, xact_start IS NOT NULL AS xact FROM pg_stat_activity WHERE pid = $1', [h.pid]);
+    const [running] = await db.query<{ pid: number; xact: boolean }>('SELECT pid, xact_start IS NOT NULL AS xact FROM pg_stat_activity WHERE pid = $1', [
+      h.pid,
+    ]);
     assert.deepEqual(running, { pid: h.pid, xact: true }); // the handle names the backend running it
     await bg.cancel(h);
     assert.deepEqual([(await bg.info(h)).state, (await bg.errorInfo(h))?.sqlstate], ['canceled', '57014']);
@@ -225,7 +227,10 @@ describe('behind PgBouncer in session mode', { skip }, () => {
     const p = await bg.launch("SELECT pg_background_progress(50, 'half'); SELECT pg_sleep(30)");
     await until(async () => (await bg.getProgress(p))?.pct === 50, 'progress');
     // The progress comes from the first statement; the sleep starts right after it.
-    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [p.pid])).length, 'the worker to sleep');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [p.pid])).length,
+      'the worker to sleep',
+    );
     await bg.cancel(p);
     assert.equal((await bg.info(p)).state, 'canceled');
 

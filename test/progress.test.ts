@@ -23,7 +23,13 @@ test('progress reported from worker SQL is visible live through getProgress() an
   const [info] = await bg.list();
   assert.equal(info!.state, 'running');
   assert.deepEqual(info!.progress, { pct: 50, message: 'Halfway' });
-  assert.deepEqual(events.map((e) => [e.label, e.progress.pct, e.progress.message, e.handle.pid]), [['report', 25, 'quarter', h.pid], ['report', 50, 'Halfway', h.pid]]);
+  assert.deepEqual(
+    events.map((e) => [e.label, e.progress.pct, e.progress.message, e.handle.pid]),
+    [
+      ['report', 25, 'quarter', h.pid],
+      ['report', 50, 'Halfway', h.pid],
+    ],
+  );
   await bg.cancel(h);
   // The last progress stays after the worker finished.
   assert.deepEqual(await bg.getProgress(h), { pct: 50, message: 'Halfway' });
@@ -70,7 +76,9 @@ test('install() never replaces a pg_background_progress it did not create', asyn
     assert.match(error.message, /foreign_fn\.pg_background_progress\(integer,text\) already exists and was not created by pg-background/);
     return true;
   });
-  const [fn] = await db.query("SELECT prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname = 'foreign_fn' AND proname = 'pg_background_progress'");
+  const [fn] = await db.query(
+    "SELECT prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname = 'foreign_fn' AND proname = 'pg_background_progress'",
+  );
   assert.equal(fn!.prosrc, 'SELECT NULL');
   await bg.close();
 });

@@ -7,7 +7,15 @@ import assert from 'node:assert/strict';
 import { setImmediate as nextMacrotask, setTimeout as sleep } from 'node:timers/promises';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
-import { PgBackgroundError, type PgBackground, type PgBackgroundOptions, type WorkerFinishedEvent, type WorkerHandle, type WorkerInfo, type WorkerState } from 'pg-background';
+import {
+  PgBackgroundError,
+  type PgBackground,
+  type PgBackgroundOptions,
+  type WorkerFinishedEvent,
+  type WorkerHandle,
+  type WorkerInfo,
+  type WorkerState,
+} from 'pg-background';
 import { activeResources, resourcesGrownSince, type ResourceCounts } from './support/resources.js';
 import { until, useDatabase } from './support/database.js';
 import { random, seedFrom, type Random } from './support/random.js';
@@ -258,7 +266,10 @@ test('a) 1000 tasks with cancels, detaches, waits and timeouts at random moments
 
     const unexpected = driven.flatMap((result, i) => (result.status === 'rejected' ? [`${tasks[i]!.label}: ${String(result.reason)}`] : []));
     assert.deepEqual(unexpected, [], 'no call of the drivers may fail');
-    assert.deepEqual(tasks.flatMap((t) => t.violations.map((v) => `${t.label}: ${v}`)), []);
+    assert.deepEqual(
+      tasks.flatMap((t) => t.violations.map((v) => `${t.label}: ${v}`)),
+      [],
+    );
 
     // Launches that never got a handle were cancelled while pending (cancel through list(), or their signal).
     for (const task of tasks.filter((t) => !t.handle)) {
@@ -291,7 +302,11 @@ test('a) 1000 tasks with cancels, detaches, waits and timeouts at random moments
       assert.equal(error === null, info.state === 'stopped', `${task.label}: errorInfo is set exactly when it did not stop`);
       outcomes.set(task, { state: info.state, sqlstate: error?.sqlstate ?? null, canceledBy: info.canceledBy });
     }
-    assert.deepEqual([...listed.values()].filter((w) => ACTIVE.includes(w.state)), [], 'no listed worker is still active');
+    assert.deepEqual(
+      [...listed.values()].filter((w) => ACTIVE.includes(w.state)),
+      [],
+      'no listed worker is still active',
+    );
     assert.equal(listed.size, tasks.filter((t) => !t.detached).length);
 
     // What the server committed.
@@ -309,7 +324,8 @@ test('a) 1000 tasks with cancels, detaches, waits and timeouts at random moments
       if (n > 1) problems.push(`${describe} committed ${n} times`);
       if (state === 'stopped' && n !== 1) problems.push(`${describe} is 'stopped' but committed ${n} times`);
       if (state === 'canceled' && n !== 0) problems.push(`${describe} is 'canceled' but its row is there`);
-      if (state === 'canceled' && sqlstate !== undefined && sqlstate !== '57014' && sqlstate !== '57P01') problems.push(`${describe} is 'canceled' with sqlstate ${sqlstate}`);
+      if (state === 'canceled' && sqlstate !== undefined && sqlstate !== '57014' && sqlstate !== '57P01')
+        problems.push(`${describe} is 'canceled' with sqlstate ${sqlstate}`);
       if (state === 'error') {
         const message = task.detached ? '' : `: ${(await bg.errorInfo(task.handle ?? { pid: 0, cookie: listed.get(task.label)!.cookie }))?.message}`;
         console.log(`races: ${describe} ended in error (sqlstate ${sqlstate ?? 'unknown: detached'}${message}), committed ${n}×`);
@@ -317,7 +333,9 @@ test('a) 1000 tasks with cancels, detaches, waits and timeouts at random moments
         if (sqlstate !== '08006' && n !== 0) problems.push(`${describe} is 'error' (${sqlstate ?? 'detached'}) but its row is there`);
       }
       // Nothing that was not asked to stop may stop early: no cancel, no timeout, no signal.
-      const leftAlone = task.timeoutMs === undefined && (task.action === 'none' || task.action === 'wait' || task.action === 'detach' || (task.action === 'wait-timeout' && task.delayMs % 2 === 1));
+      const leftAlone =
+        task.timeoutMs === undefined &&
+        (task.action === 'none' || task.action === 'wait' || task.action === 'detach' || (task.action === 'wait-timeout' && task.delayMs % 2 === 1));
       if (leftAlone && state !== 'stopped') problems.push(`${describe} was never cancelled but ended ${state} (${sqlstate})`);
     }
     const stats = await bg.stats();
@@ -325,7 +343,9 @@ test('a) 1000 tasks with cancels, detaches, waits and timeouts at random moments
     const percentile = (p: number) => toTerminal[Math.min(toTerminal.length - 1, Math.floor(p * toTerminal.length))];
     console.log(
       `races a) seed ${SEED}: ${tasks.length} tasks, all terminal after ${elapsedMs} ms — stopped ${perState.stopped}, canceled ${perState.canceled} ` +
-        `(${Object.entries(canceledBy).map(([k, v]) => `${k} ${v}`).join(', ')}), error ${perState.error}; ` +
+        `(${Object.entries(canceledBy)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}), error ${perState.error}; ` +
         `detached ${tasks.filter((t) => t.detached).length}, aborted before start ${tasks.filter((t) => !t.handle).length}, ` +
         `rows committed ${[...counts.values()].reduce((a, b) => a + b, 0)}; launch→terminal ms p50 ${percentile(0.5)}, p95 ${percentile(0.95)}, max ${toTerminal.at(-1)}`,
     );
@@ -369,13 +389,17 @@ test('b) a cancel arriving as a quick INSERT commits: canceled ⇒ absent, stopp
     const stats = await bg.stats();
     assert.equal(stats.workersLaunched, 200);
     assert.equal(stats.workersLaunched, stats.workersCompleted + stats.workersFailed + stats.workersCanceled + stats.workersActive);
-    console.log(`races b) seed ${SEED}: ${Object.entries(seen).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    console.log(
+      `races b) seed ${SEED}: ${Object.entries(seen)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
   });
 });
 
 // ---- c) a late cancel must never hit the connection's next task --------------------------------------
 
-test("c) cancelling a finished task whose connection now serves the next one leaves the next one alone", async () => {
+test('c) cancelling a finished task whose connection now serves the next one leaves the next one alone', async () => {
   takeBaseline();
   await withInstance({ maxWorkers: 1, whenFull: 'queue' }, async (bg) => {
     const a = await bg.launch("INSERT INTO bystander VALUES ('A')");
@@ -385,12 +409,15 @@ test("c) cancelling a finished task whose connection now serves the next one lea
     await db.query('SELECT pg_advisory_lock(4242)');
     const b = await bg.launch("SELECT pg_advisory_xact_lock(4242); INSERT INTO bystander VALUES ('B')");
     assert.equal(b.pid, a.pid, 'B runs on the warm connection A used');
-    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [b.pid])).length, 'B to wait for the lock');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [b.pid])).length,
+      'B to wait for the lock',
+    );
     await bg.cancel(a);
     await bg.cancel(a, { graceMs: 0 });
     assert.equal((await bg.info(a)).state, 'stopped');
     assert.equal((await bg.info(b)).state, 'running');
-    assert.deepEqual(await db.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", [b.pid]), [{ wait_event_type: 'Lock' }]);
+    assert.deepEqual(await db.query('SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1', [b.pid]), [{ wait_event_type: 'Lock' }]);
     await db.query('SELECT pg_advisory_unlock(4242)');
     await bg.wait(b);
     assert.equal((await bg.info(b)).state, 'stopped');
@@ -433,7 +460,11 @@ test('c) hammer: cancel(A) racing launch(B) on one connection slot never touches
       const [b] = await Promise.all([launchingB, cancellingA]);
       await bg.wait(b);
       const [infoA, infoB] = [await bg.info(a), await bg.info(b)];
-      const rows = new Map((await db.query<{ id: string; n: number }>('SELECT id, count(*)::int AS n FROM hammer WHERE id IN ($1, $2) GROUP BY id', [`A${i}`, `B${i}`])).map((r) => [r.id, r.n]));
+      const rows = new Map(
+        (await db.query<{ id: string; n: number }>('SELECT id, count(*)::int AS n FROM hammer WHERE id IN ($1, $2) GROUP BY id', [`A${i}`, `B${i}`])).map(
+          (r) => [r.id, r.n],
+        ),
+      );
       const what = `#${i} graceMs ${graceMs}: A ${infoA.state} (pid ${a.pid}), B ${infoB.state} (pid ${b.pid}, ${(await bg.errorInfo(b))?.message ?? 'no error'})`;
       assert.equal(infoB.state, 'stopped', what);
       assert.equal(rows.get(`B${i}`), 1, what);
@@ -447,7 +478,9 @@ test('c) hammer: cancel(A) racing launch(B) on one connection slot never touches
         if (a.pid === b.pid) tally.bReusedA++;
       }
     }
-    console.log(`races c) seed ${SEED}: 150 rounds — A canceled ${tally.aCanceled}, A stopped ${tally.aStopped} (B on A's warm connection ${tally.bReusedA}), B stopped 150`);
+    console.log(
+      `races c) seed ${SEED}: 150 rounds — A canceled ${tally.aCanceled}, A stopped ${tally.aStopped} (B on A's warm connection ${tally.bReusedA}), B stopped 150`,
+    );
   });
 });
 
@@ -459,7 +492,10 @@ test('c) a launch aborted while its connection is being opened gives that connec
     // By the next macrotask the launch holds a slot and its (first) connection is being opened:
     // TCP and authentication take several round trips.
     await nextMacrotask();
-    assert.deepEqual((await bg.list()).map((w) => [w.label, w.state, w.pid]), [['aborted', 'pending', 0]]);
+    assert.deepEqual(
+      (await bg.list()).map((w) => [w.label, w.state, w.pid]),
+      [['aborted', 'pending', 0]],
+    );
     controller.abort();
     await assert.rejects(aborted, { code: 'PGBG_ABORTED' });
     // The connection opens anyway and goes back to the pool, reset, as a warm one.
@@ -471,7 +507,10 @@ test('c) a launch aborted while its connection is being opened gives that connec
 
     await db.query('SELECT pg_advisory_lock(4343)');
     const first = await bg.launch("SELECT pg_advisory_xact_lock(4343); INSERT INTO bystander VALUES ('first')", { label: 'first' });
-    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [first.pid])).length, 'first to wait for the lock');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [first.pid])).length,
+      'first to wait for the lock',
+    );
     const second = await bg.launch("INSERT INTO bystander VALUES ('second')", { label: 'second' });
     // Cancelling `second` must not touch `first`, whatever connection each one got.
     await bg.cancel(second);

@@ -27,7 +27,7 @@ test('only the last statement returns rows; commandTag and rowCount describe it'
     ['CREATE TABLE made_here (x int)', [], 'CREATE TABLE', 0],
     ['INSERT INTO last_stmt VALUES (7) RETURNING id', [{ id: 7 }], 'INSERT', 1],
     ['DELETE FROM last_stmt WHERE id = 7; SELECT count(*)::int AS n FROM last_stmt', [{ n: 3 }], 'SELECT', 1],
-    ["SHOW server_encoding", [{ server_encoding: 'UTF8' }], 'SHOW', 1],
+    ['SHOW server_encoding', [{ server_encoding: 'UTF8' }], 'SHOW', 1],
     ['DO $$ BEGIN PERFORM 1; END $$', [], 'DO', 0],
   ];
   for (const [sql, rows, commandTag, rowCount] of cases) {
@@ -57,7 +57,10 @@ test('result(h) can be taken once: a second call throws PGBG_ALREADY_CONSUMED an
   const bg = db.background();
   const h = await bg.launch('SELECT 1 AS one');
   const result = bg.result(h);
-  assert.throws(() => bg.result(h), (error: PgBackgroundError) => error.code === 'PGBG_ALREADY_CONSUMED' && error.message.includes(String(h.pid)));
+  assert.throws(
+    () => bg.result(h),
+    (error: PgBackgroundError) => error.code === 'PGBG_ALREADY_CONSUMED' && error.message.includes(String(h.pid)),
+  );
   assert.equal((await bg.list())[0]!.consumed, false);
   assert.deepEqual(await result.toArray(), [{ one: 1 }]);
   assert.equal((await bg.list())[0]!.consumed, true);
@@ -83,7 +86,10 @@ test("rowMode 'array' keeps duplicate column names; a column named __proto__ sta
   const h = await bg.launch('SELECT 1 AS a, 2 AS a', { rowMode: 'array' });
   const result = bg.result(h);
   assert.deepEqual(await result.toArray(), [[1, 2]]);
-  assert.deepEqual(result.fields?.map((f) => f.name), ['a', 'a']);
+  assert.deepEqual(
+    result.fields?.map((f) => f.name),
+    ['a', 'a'],
+  );
   const h2 = await bg.launch(`SELECT '{"polluted": true}'::jsonb AS "__proto__", 1 AS a`);
   const [row] = (await bg.result(h2).toArray()) as Record<string, unknown>[];
   assert.deepEqual(Object.keys(row!), ['__proto__', 'a']);
@@ -106,7 +112,13 @@ test('types: per-instance and per-launch parsers, without touching pg globals', 
 });
 
 test('a type parser that throws ends the iteration with PGBG_TYPE_PARSER_FAILED and frees the worker', async () => {
-  const bg = db.background({ types: { getTypeParser: () => () => { throw new Error('bad value'); } } });
+  const bg = db.background({
+    types: {
+      getTypeParser: () => () => {
+        throw new Error('bad value');
+      },
+    },
+  });
   const h = await bg.launch('SELECT g FROM generate_series(1, 100000) g', { queueSize: 4096 });
   await assert.rejects(bg.result(h).toArray(), { code: 'PGBG_TYPE_PARSER_FAILED', pid: h.pid, message: /column "g" \(type oid 23\).*bad value/ });
   await bg.wait(h);

@@ -9,9 +9,15 @@ test('finished workers are pruned retentionMs after they finish, unread rows too
   const running = await bg.launch('SELECT pg_sleep(30)', { label: 'running' });
   const finished = await bg.launch('SELECT g FROM generate_series(1, 100) g', { label: 'finished' });
   await bg.wait(finished);
-  assert.deepEqual((await bg.list()).map((w) => w.label), ['finished', 'running']);
+  assert.deepEqual(
+    (await bg.list()).map((w) => w.label),
+    ['finished', 'running'],
+  );
   await until(async () => (await bg.list()).length === 1, 'the finished worker to be pruned');
-  assert.deepEqual((await bg.list()).map((w) => [w.label, w.state]), [['running', 'running']]);
+  assert.deepEqual(
+    (await bg.list()).map((w) => [w.label, w.state]),
+    [['running', 'running']],
+  );
   assert.throws(() => bg.result(finished), { code: 'PGBG_UNKNOWN_WORKER' });
   // Pruning does not change the counters.
   assert.equal((await bg.stats()).workersCompleted, 1);

@@ -71,7 +71,9 @@ test('a refused task with settings and a role leaves neither on the connection',
   const refused = await bg.launch('BEGIN', { settings: { search_path: 'pg_catalog', statement_timeout: 1234 }, role: 'pg_monitor' });
   await bg.wait(refused);
   assert.equal((await bg.errorInfo(refused))?.sqlstate, '0A000');
-  const probe = await bg.launch("SELECT current_user = session_user AS own_role, current_setting('statement_timeout') AS st, current_setting('search_path') AS sp");
+  const probe = await bg.launch(
+    "SELECT current_user = session_user AS own_role, current_setting('statement_timeout') AS st, current_setting('search_path') AS sp",
+  );
   assert.deepEqual(await bg.result(probe).toArray(), [{ own_role: true, st: '0', sp: '"$user", public' }]);
   await bg.close();
 });
@@ -80,7 +82,9 @@ test('a reset that fails (the last task set a tiny statement_timeout) retires th
   await db.query('CREATE SCHEMA evil; CREATE TABLE public.audit (sp text); CREATE TABLE evil.audit (sp text)');
   const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
   // Many temp tables make DISCARD ALL slow enough for the 1 ms timeout this task leaves behind.
-  const dirty = await bg.launch(`DO $$BEGIN FOR i IN 1..400 LOOP EXECUTE format('CREATE TEMP TABLE tt%s (a int)', i); END LOOP; END$$; SET search_path = evil, public; SET statement_timeout = 1`);
+  const dirty = await bg.launch(
+    `DO $$BEGIN FOR i IN 1..400 LOOP EXECUTE format('CREATE TEMP TABLE tt%s (a int)', i); END LOOP; END$$; SET search_path = evil, public; SET statement_timeout = 1`,
+  );
   const next = await bg.launch("INSERT INTO audit SELECT current_setting('search_path') RETURNING pg_backend_pid() AS pid");
   const [row] = (await bg.result(next).toArray()) as { pid: number }[];
   assert.equal((await bg.info(dirty)).state, 'stopped');
@@ -93,7 +97,7 @@ test('a reset that fails (the last task set a tiny statement_timeout) retires th
 
 test('settings and role of one task do not leak into the next on the same connection', async () => {
   const bg = db.background({ maxWorkers: 1 });
-  const first = await bg.launch('SELECT pg_backend_pid() AS pid, current_setting(\'work_mem\') AS wm', { settings: { work_mem: '64MB' } });
+  const first = await bg.launch("SELECT pg_backend_pid() AS pid, current_setting('work_mem') AS wm", { settings: { work_mem: '64MB' } });
   const [a] = (await bg.result(first).toArray()) as { pid: number; wm: string }[];
   const second = await bg.launch("SELECT pg_backend_pid() AS pid, current_setting('work_mem') AS wm");
   const [b] = (await bg.result(second).toArray()) as { pid: number; wm: string }[];

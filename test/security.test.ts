@@ -129,7 +129,11 @@ test('a) failed connections: no password or connection string in errors, list(),
     ['wrong port (URL)', { connectionString: urlFor(secretRole, PASSWORD, { port }) }, undefined],
     ['wrong port (fields)', { host: '127.0.0.1', port, user: secretRole, password: PASSWORD, database: db.name }, undefined],
     ['wrong password (URL)', { connectionString: urlFor(wrongUser, WRONG_PASSWORD) }, wrongState],
-    ['wrong password (fields)', { host: new URL(db.url).hostname, port: Number(new URL(db.url).port), user: wrongUser, password: WRONG_PASSWORD, database: db.name }, wrongState],
+    [
+      'wrong password (fields)',
+      { host: new URL(db.url).hostname, port: Number(new URL(db.url).port), user: wrongUser, password: WRONG_PASSWORD, database: db.name },
+      wrongState,
+    ],
     ['no such database', { connectionString: urlFor(secretRole, PASSWORD, { database: `${db.name}_missing` }) }, '3D000'],
     ['malformed URL', { connectionString: urlFor(secretRole, PASSWORD).replace(/:\d+\//, ':99999/') }, undefined],
   ];
@@ -144,7 +148,13 @@ test('a) failed connections: no password or connection string in errors, list(),
           () => assert.fail(`${name}: the launch succeeded`),
           (e: unknown) => e,
         );
-        return { error, list: await bg.list(), stats: await bg.stats(), finished, bg: [String(bg), inspect(bg), inspect(bg, { showHidden: true, depth: 10 }), inspect(bg, { showHidden: true, depth: 10, customInspect: false })] };
+        return {
+          error,
+          list: await bg.list(),
+          stats: await bg.stats(),
+          finished,
+          bg: [String(bg), inspect(bg), inspect(bg, { showHidden: true, depth: 10 }), inspect(bg, { showHidden: true, depth: 10, customInspect: false })],
+        };
       } finally {
         await bg.close();
       }
@@ -157,7 +167,11 @@ test('a) failed connections: no password or connection string in errors, list(),
     assert.equal(outcome.list.length, 1, name);
     assert.equal(outcome.list[0]!.state, 'error', name);
     assert.ok(outcome.list[0]!.lastError, name);
-    assert.deepEqual(outcome.finished.map((e) => e.state), ['error'], name);
+    assert.deepEqual(
+      outcome.finished.map((e) => e.state),
+      ['error'],
+      name,
+    );
     for (const [what, value] of Object.entries(outcome)) assertNoSecrets(`${name}: ${what}`, value, secrets);
   }
 });
@@ -251,16 +265,25 @@ test('a) a working instance: no password or connection string in list(), events,
     bg.on('notice', (notice) => notices.push(notice));
     bg.on('finished', (event) => finished.push(event));
     try {
-      const ok = await bg.launch("DO $$ BEGIN RAISE NOTICE 'hello from %', current_user; RAISE WARNING 'careful'; END $$; SELECT current_user AS u, current_setting('application_name') AS app", { label: 'ok' });
+      const ok = await bg.launch(
+        "DO $$ BEGIN RAISE NOTICE 'hello from %', current_user; RAISE WARNING 'careful'; END $$; SELECT current_user AS u, current_setting('application_name') AS app",
+        { label: 'ok' },
+      );
       produced.rows = await bg.result(ok).toArray();
       assert.deepEqual(produced.rows, [{ u: secretRole, app: 'pg-background' }]);
       const failing = await bg.launch('SELECT * FROM no_such_table', { label: 'failing' });
-      produced.workerError = await bg.result(failing).toArray().catch((e: unknown) => e);
+      produced.workerError = await bg
+        .result(failing)
+        .toArray()
+        .catch((e: unknown) => e);
       assert.equal((produced.workerError as PgBackgroundError).code, 'PGBG_WORKER_FAILED');
       produced.errorInfo = await bg.errorInfo(failing);
       const sleeping = await bg.launch('SELECT pg_sleep(30)', { label: 'sleeping' });
       await bg.cancel(sleeping, { graceMs: 0 });
-      produced.canceledError = await bg.result(sleeping).toArray().catch((e: unknown) => e);
+      produced.canceledError = await bg
+        .result(sleeping)
+        .toArray()
+        .catch((e: unknown) => e);
       // install() in a schema the role may not create in: PGBG_INSTALL_FAILED with the server's error as cause.
       // (Not public: before PostgreSQL 15 every role may create in it.)
       produced.installError = await bg.install({ schema: 'sealed' }).catch((e: unknown) => e);
@@ -307,7 +330,10 @@ test('b) install() by an unprivileged role: SECURITY INVOKER, search_path pinned
   await db.query(`GRANT USAGE ON SCHEMA evil TO PUBLIC; GRANT INSERT, SELECT ON evil.calls TO PUBLIC`);
   await db.query(`CREATE FUNCTION evil.json_build_object(text, integer, text, text) RETURNS json LANGUAGE plpgsql AS $$
     BEGIN INSERT INTO evil.calls VALUES ('json_build_object'); RETURN '{"pct": 13, "message": "pwned"}'::json; END $$`);
-  for (const [op, name, real] of [['<', 'lt', 'int4lt'], ['>', 'gt', 'int4gt']] as const) {
+  for (const [op, name, real] of [
+    ['<', 'lt', 'int4lt'],
+    ['>', 'gt', 'int4gt'],
+  ] as const) {
     await db.query(`CREATE FUNCTION evil.int_${name}(a integer, b integer) RETURNS boolean LANGUAGE plpgsql AS $$
       BEGIN INSERT INTO evil.calls VALUES ('${op}'); RETURN pg_catalog.${real}(a, b); END $$`);
     await db.query(`CREATE OPERATOR evil.${op} (LEFTARG = integer, RIGHTARG = integer, FUNCTION = evil.int_${name})`);
@@ -331,7 +357,10 @@ test('b) install() by an unprivileged role: SECURITY INVOKER, search_path pinned
 
     const hostile = { role: caller, settings: { search_path: 'evil, pg_catalog, public' }, fresh: true };
     const control = await superuser.launch("SELECT current_user AS u, public.unpinned_progress(42, 'hello') AS p", hostile);
-    assert.deepEqual((await superuser.result(control).toArray()).map((r) => r.u), [caller]);
+    assert.deepEqual(
+      (await superuser.result(control).toArray()).map((r) => r.u),
+      [caller],
+    );
     const fooled = (await db.query<{ what: string }>('SELECT DISTINCT what FROM evil.calls ORDER BY what')).map((r) => r.what);
     assert.ok(fooled.includes('<') && fooled.includes('>'), `the control must fall for the hostile search_path (it used: ${fooled.join(', ')})`);
     await db.query('TRUNCATE evil.calls');
@@ -448,7 +477,12 @@ test('c) role: a worker without SELECT on a table fails with 42501 (instance-lev
 
   const instanceRole = db.background({ role: reader });
   const denied = await instanceRole.launch('SELECT v FROM classified', { label: 'denied' });
-  await assert.rejects(instanceRole.result(denied).toArray(), { name: 'WorkerError', code: 'PGBG_WORKER_FAILED', sqlstate: '42501', message: /permission denied for table classified/ });
+  await assert.rejects(instanceRole.result(denied).toArray(), {
+    name: 'WorkerError',
+    code: 'PGBG_WORKER_FAILED',
+    sqlstate: '42501',
+    message: /permission denied for table classified/,
+  });
   const allowed = await instanceRole.launch('SELECT current_user AS u, count(*)::int AS n FROM published', { label: 'allowed' });
   assert.deepEqual(await instanceRole.result(allowed).toArray(), [{ u: reader, n: 0 }]);
   const writes = await instanceRole.launch("INSERT INTO published VALUES ('x')", { label: 'writes' });
@@ -456,7 +490,11 @@ test('c) role: a worker without SELECT on a table fails with 42501 (instance-lev
   assert.equal((await instanceRole.errorInfo(writes))?.sqlstate, '42501');
   assert.deepEqual(
     (await instanceRole.list()).map((w) => [w.label, w.user, w.state]),
-    [['writes', reader, 'error'], ['allowed', reader, 'stopped'], ['denied', reader, 'error']],
+    [
+      ['writes', reader, 'error'],
+      ['allowed', reader, 'stopped'],
+      ['denied', reader, 'error'],
+    ],
   );
 
   const perLaunch = db.background();
@@ -471,7 +509,10 @@ test('c) role: a worker without SELECT on a table fails with 42501 (instance-lev
   assert.deepEqual(await instanceRole.result(overridden).toArray(), [{ u: login }]);
   assert.deepEqual(
     (await perLaunch.list()).map((w) => [w.label, w.user, w.state]),
-    [['as login', login, 'stopped'], ['denied per launch', reader, 'error']],
+    [
+      ['as login', login, 'stopped'],
+      ['denied per launch', reader, 'error'],
+    ],
   );
   assert.equal((await instanceRole.info(overridden)).user, login);
   await Promise.all([instanceRole.close(), perLaunch.close()]);

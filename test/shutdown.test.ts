@@ -12,7 +12,7 @@ test('close waits for running workers to commit, discarding rows nobody reads, t
   const bg = db.background();
   await bg.launch('SELECT pg_sleep(0.2); INSERT INTO closing VALUES (1)');
   // This one would block on its full queue forever if close() did not discard its rows.
-  await bg.launch("SELECT g, md5(g::text) FROM generate_series(1, 300000) g; INSERT INTO closing VALUES (2)", { queueSize: 4096 });
+  await bg.launch('SELECT g, md5(g::text) FROM generate_series(1, 300000) g; INSERT INTO closing VALUES (2)', { queueSize: 4096 });
   await bg.close();
   assert.deepEqual(await db.query('SELECT n FROM closing ORDER BY n'), [{ n: 1 }, { n: 2 }]);
   assert.deepEqual(await db.backends(), []);
@@ -22,7 +22,10 @@ test('close({ cancel: true }) cancels running workers: their work rolls back', a
   await db.query('CREATE TABLE closing_cancel (n int)');
   const bg = db.background();
   await bg.launch('INSERT INTO closing_cancel VALUES (1); SELECT pg_sleep(30)');
-  await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")).length, 'the worker to sleep');
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")).length,
+    'the worker to sleep',
+  );
   await bg.close({ cancel: true });
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM closing_cancel'), [{ n: 0 }]);
   assert.deepEqual(await db.backends(), []);
@@ -58,7 +61,11 @@ test('close() drains fire-and-forget launches: every accepted submit runs and co
       await bg.close();
     });
     assert.deepEqual(rejections, [], JSON.stringify(options));
-    assert.deepEqual(await db.query('SELECT n FROM closing_fire_and_forget ORDER BY n'), [1, 2, 3, 4, 5, 6].map((n) => ({ n })), JSON.stringify(options));
+    assert.deepEqual(
+      await db.query('SELECT n FROM closing_fire_and_forget ORDER BY n'),
+      [1, 2, 3, 4, 5, 6].map((n) => ({ n })),
+      JSON.stringify(options),
+    );
     const stats = await db.background().stats();
     assert.equal(stats.workersLaunched, 0);
   }
@@ -111,7 +118,11 @@ test('after close every call throws or rejects PGBG_CLOSED; close is idempotent'
     ['install', (b) => b.install()],
   ];
   for (const [name, call] of calls) {
-    await assert.rejects(async () => call(bg, h), (error: PgBackgroundError) => error.code === 'PGBG_CLOSED', name);
+    await assert.rejects(
+      async () => call(bg, h),
+      (error: PgBackgroundError) => error.code === 'PGBG_CLOSED',
+      name,
+    );
   }
 });
 

@@ -30,7 +30,10 @@ const literal: fc.Arbitrary<string> = fc.oneof(
   text.map((s) => `'${s.replaceAll("'", "''")}'`),
   text.map((s) => `E'${s.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`),
   text.map((s) => `U&'${s.replaceAll("'", "''").replaceAll('\\', '\\\\')}'`),
-  fc.tuple(pick('', 'q', 'tag', 'é'), text).filter(([tag, s]) => !s.includes(`$${tag}$`) && !s.endsWith('$')).map(([tag, s]) => `$${tag}$${s}$${tag}$`),
+  fc
+    .tuple(pick('', 'q', 'tag', 'é'), text)
+    .filter(([tag, s]) => !s.includes(`$${tag}$`) && !s.endsWith('$'))
+    .map(([tag, s]) => `$${tag}$${s}$${tag}$`),
 );
 
 interface Expr {
@@ -46,12 +49,10 @@ const intExpr: fc.Arbitrary<Expr> = fc.oneof(
 
 /** A SELECT returning one row: column n = value, plus labels spelled like keywords. */
 const select = (value: number): fc.Arbitrary<string> =>
-  fc
-    .tuple(fc.array(fc.tuple(intExpr, keyword), { maxLength: 3 }), gap, gap)
-    .map(([extras, g1, g2]) => {
-      const columns = extras.map(([expr, label]) => `${expr.sql} AS ${label}`);
-      return `SELECT${g1}${value} AS n${columns.map((c) => `,${g2}${c}`).join('')} FROM (SELECT 1 AS "end", 2 AS "case", 3 AS "begin") p`;
-    });
+  fc.tuple(fc.array(fc.tuple(intExpr, keyword), { maxLength: 3 }), gap, gap).map(([extras, g1, g2]) => {
+    const columns = extras.map(([expr, label]) => `${expr.sql} AS ${label}`);
+    return `SELECT${g1}${value} AS n${columns.map((c) => `,${g2}${c}`).join('')} FROM (SELECT 1 AS "end", 2 AS "case", 3 AS "begin") p`;
+  });
 
 let routines = 0;
 /** A CREATE PROCEDURE with a BEGIN ATOMIC body of 1-3 such SELECTs (each statement ends with ;). */
@@ -67,17 +68,20 @@ interface Generated {
   readonly last: number;
 }
 const generated: fc.Arbitrary<Generated> = fc
-  .array(fc.oneof({ weight: 3, arbitrary: fc.constant('select' as const) }, { weight: 2, arbitrary: fc.constant('routine' as const) }), { minLength: 1, maxLength: 5 })
+  .array(fc.oneof({ weight: 3, arbitrary: fc.constant('select' as const) }, { weight: 2, arbitrary: fc.constant('routine' as const) }), {
+    minLength: 1,
+    maxLength: 5,
+  })
   .chain((kinds) => {
     const parts = kinds.map((kind, i) => (kind === 'select' ? select(i + 1) : routine));
     // The last statement is always a SELECT whose n says which it is.
-    return fc.tuple(fc.tuple(...parts), select(kinds.length + 1), fc.array(gap, { minLength: kinds.length + 1, maxLength: kinds.length + 1 }), fc.boolean()).map(
-      ([statements, last, gaps, semicolon]) => ({
+    return fc
+      .tuple(fc.tuple(...parts), select(kinds.length + 1), fc.array(gap, { minLength: kinds.length + 1, maxLength: kinds.length + 1 }), fc.boolean())
+      .map(([statements, last, gaps, semicolon]) => ({
         sql: [...statements, last].map((s, i) => (i === 0 ? s : `${gaps[i - 1]}${s}`)).join(';') + (semicolon ? ';' : ''),
         count: statements.length + 1,
         last: kinds.length + 1,
-      }),
-    );
+      }));
   });
 
 let client: pg.Client | undefined;

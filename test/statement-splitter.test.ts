@@ -61,7 +61,14 @@ const unitCases: readonly UnitCase[] = [
       ['Insert INTO t values (1)', ['insert', 'into', 't', 'values']],
     ],
   },
-  { name: 'no whitespace around semicolons', sql: 'SELECT 1;SELECT 2', expected: [['SELECT 1', ['select']], ['SELECT 2', ['select']]] },
+  {
+    name: 'no whitespace around semicolons',
+    sql: 'SELECT 1;SELECT 2',
+    expected: [
+      ['SELECT 1', ['select']],
+      ['SELECT 2', ['select']],
+    ],
+  },
   {
     name: "semicolons inside '...' strings with '' escapes",
     sql: "SELECT 'a;b', 'it''s; here'; SELECT ';', ''''",
@@ -114,7 +121,7 @@ const unitCases: readonly UnitCase[] = [
     ],
   },
   {
-    name: "U&'...' and U&\"...\": a backslash is a Unicode escape, never a quote escape",
+    name: 'U&\'...\' and U&"...": a backslash is a Unicode escape, never a quote escape',
     sql: String.raw`SELECT U&'d\0061t\+000061;' AS u&"a;b""c", u&'\'; SELECT U&'d!0061t;' UESCAPE '!'`,
     expected: [
       [String.raw`SELECT U&'d\0061t\+000061;' AS u&"a;b""c", u&'\'`, ['select', S, 'as', Q, S]],
@@ -283,7 +290,10 @@ const unitCases: readonly UnitCase[] = [
     sql: 'CREATE VIEW v AS SELECT CASE WHEN true THEN 1 END AS c; CREATE FUNCTION g() RETURNS int LANGUAGE sql RETURN CASE WHEN true THEN 1 END; SELECT 2',
     expected: [
       ['CREATE VIEW v AS SELECT CASE WHEN true THEN 1 END AS c', ['create', 'view', 'v', 'as', 'select', 'case', 'when', 'true', 'then', 'end', 'as', 'c']],
-      ['CREATE FUNCTION g() RETURNS int LANGUAGE sql RETURN CASE WHEN true THEN 1 END', ['create', 'function', 'g', 'returns', 'int', 'language', 'sql', 'return', 'case', 'when', 'true', 'then', 'end']],
+      [
+        'CREATE FUNCTION g() RETURNS int LANGUAGE sql RETURN CASE WHEN true THEN 1 END',
+        ['create', 'function', 'g', 'returns', 'int', 'language', 'sql', 'return', 'case', 'when', 'true', 'then', 'end'],
+      ],
       ['SELECT 2', ['select']],
     ],
   },
@@ -356,10 +366,7 @@ const unitCases: readonly UnitCase[] = [
     name: 'at most MAX_WORDS first words',
     sql: 'SELECT ' + Array.from({ length: 20 }, (_, i) => `c${i + 1}`).join(', '),
     expected: [
-      [
-        'SELECT ' + Array.from({ length: 20 }, (_, i) => `c${i + 1}`).join(', '),
-        ['select', ...Array.from({ length: MAX_WORDS - 1 }, (_, i) => `c${i + 1}`)],
-      ],
+      ['SELECT ' + Array.from({ length: 20 }, (_, i) => `c${i + 1}`).join(', '), ['select', ...Array.from({ length: MAX_WORDS - 1 }, (_, i) => `c${i + 1}`)]],
     ],
   },
 ];
@@ -372,7 +379,18 @@ describe('splitStatements: exact cases', () => {
   }
 
   test('whitespace- and comment-only text gives no statement', () => {
-    for (const sql of ['', ' \t\n\r\f\v', ';', ' ; ;; ', '-- x', '-- x\n', '/* a */ -- b\n ;', '/* /* */ */', '/* unterminated ; SELECT 1', '-- a\n/* b */;\n-- c']) {
+    for (const sql of [
+      '',
+      ' \t\n\r\f\v',
+      ';',
+      ' ; ;; ',
+      '-- x',
+      '-- x\n',
+      '/* a */ -- b\n ;',
+      '/* /* */ */',
+      '/* unterminated ; SELECT 1',
+      '-- a\n/* b */;\n-- c',
+    ]) {
       assert.deepEqual(splitStatements(sql), [], JSON.stringify(sql));
       assert.deepEqual(splitStatements(sql, { standardConformingStrings: false }), [], JSON.stringify(sql));
     }
@@ -420,15 +438,19 @@ const joined = (units: fc.Arbitrary<string>, minLength = 0, maxLength = 8): fc.A
 /** Whitespace between tokens; \v is whitespace to PostgreSQL 17 on (a syntax error before). */
 const whitespaceUnitOf = (verticalTab: boolean): fc.Arbitrary<GapUnit> =>
   pick(' ', '  ', '\n', '\t', '\r\n', '\f', ...(verticalTab ? ['\v'] : [])).map((text) => ({ text, comment: false }));
-const lineCommentUnit: fc.Arbitrary<GapUnit> = joined(pick('a', ' ', ';', "'", '"', '$', '$$', '/*', '*/', '\\', 'é', '-', '🐢', 'BEGIN'), 0, 10).map((body) => ({
-  text: `--${body}\n`,
-  comment: true,
-}));
+const lineCommentUnit: fc.Arbitrary<GapUnit> = joined(pick('a', ' ', ';', "'", '"', '$', '$$', '/*', '*/', '\\', 'é', '-', '🐢', 'BEGIN'), 0, 10).map(
+  (body) => ({
+    text: `--${body}\n`,
+    comment: true,
+  }),
+);
 // Nested block comments. Free text never holds a bare * or / next to another piece (that could
 // form /* or */ across pieces); ' * ' and ' / ' keep them apart.
 const blockComment: fc.Arbitrary<string> = fc.letrec<{ comment: string }>((tie) => ({
   comment: fc
-    .array(fc.oneof({ maxDepth: 3 }, pick(' ', 'a', ';', "'", '"', '$$', '$a$', '--', ' * ', ' / ', '\n', "E'", '\\', 'é', 'END'), tie('comment')), { maxLength: 6 })
+    .array(fc.oneof({ maxDepth: 3 }, pick(' ', 'a', ';', "'", '"', '$$', '$a$', '--', ' * ', ' / ', '\n', "E'", '\\', 'é', 'END'), tie('comment')), {
+      maxLength: 6,
+    })
     .map((parts) => `/*${parts.join('')}*/`),
 })).comment;
 const blockCommentUnit: fc.Arbitrary<GapUnit> = blockComment.map((text) => ({ text, comment: true }));
@@ -443,7 +465,10 @@ const wordToken: fc.Arbitrary<Token> = fc
   .map(([head, tail]) => head + tail)
   .filter((w) => !reservedForHeuristics.has(w.toLowerCase()))
   .map((text) => ({ kind: 'word', text }));
-const numberToken: fc.Arbitrary<Token> = pick('1', '42', '1.5e-3', '.5', '1e10', '0x1F', '1_000', '3.14', '2E+5', '0.0').map((text) => ({ kind: 'number', text }));
+const numberToken: fc.Arbitrary<Token> = pick('1', '42', '1.5e-3', '.5', '1e10', '0x1F', '1_000', '3.14', '2E+5', '0.0').map((text) => ({
+  kind: 'number',
+  text,
+}));
 const paramToken: fc.Arbitrary<Token> = fc.integer({ min: 1, max: 99 }).map((n) => ({ kind: 'param', text: `$${n}` }));
 const operatorToken: fc.Arbitrary<Token> = pick('+', '*', ',', '=', '<>', '::', '%', '[', ']').map((text) => ({ kind: 'operator', text }));
 const stringToken: fc.Arbitrary<Token> = fc.oneof(
@@ -463,7 +488,9 @@ const quotedIdentToken: fc.Arbitrary<Token> = fc
   .map(([prefix, body]) => ({ kind: 'qident', text: `${prefix}"${body}"` }));
 /** A dollar-quoted body that does not contain its own closing delimiter (or PostgreSQL ends it early). */
 const dollarBody = (tag: string): fc.Arbitrary<string> =>
-  joined(pick(';', "'", '"', '$', '$$', '$a$', '$tag$', '$A$', '--', '/*', '\n', 'x', ' ', '\\', "E'")).filter((body) => (body + `$${tag}$`).indexOf(`$${tag}$`) === body.length);
+  joined(pick(';', "'", '"', '$', '$$', '$a$', '$tag$', '$A$', '--', '/*', '\n', 'x', ' ', '\\', "E'")).filter(
+    (body) => (body + `$${tag}$`).indexOf(`$${tag}$`) === body.length,
+  );
 const dollarToken: fc.Arbitrary<Token> = pick('', 'a', 'tag', '_x1', 'A', 'é')
   .chain((tag) => dollarBody(tag).map((body) => `$${tag}$${body}$${tag}$`))
   .map((text) => ({ kind: 'dollar', text }));
@@ -500,7 +527,10 @@ const gapText = (units: Gap): string => units.map((u) => u.text).join('');
 
 // Parentheses holding tokens separated by whitespace, comments and bare semicolons.
 const parensToken: fc.Arbitrary<Token> = fc
-  .tuple(fc.array(atomicToken, { maxLength: 4 }), fc.array(fc.array(fc.oneof(gapUnit, fc.constant<GapUnit>({ text: ';', comment: false })), { minLength: 1, maxLength: 3 }), { minLength: 5, maxLength: 5 }))
+  .tuple(
+    fc.array(atomicToken, { maxLength: 4 }),
+    fc.array(fc.array(fc.oneof(gapUnit, fc.constant<GapUnit>({ text: ';', comment: false })), { minLength: 1, maxLength: 3 }), { minLength: 5, maxLength: 5 }),
+  )
   .map(([raw, gaps]) => {
     const tokens = separateContinuations(raw);
     let text = '(';
@@ -614,7 +644,47 @@ const builtSql: fc.Arbitrary<Built> = genSql.map(build);
 
 // A small alphabet of troublesome pieces, for properties that must hold on any text at all.
 const anyText: fc.Arbitrary<string> = joined(
-  pick(';', "'", "''", '"', '$', '$$', '$a$', '$1', 'E', 'e', "E'", "U&'", 'U&"', "B'", '\\', '-', '--', '/', '*', '/*', '*/', '(', ')', ' ', '\n', '\r', 'a', 'x', ' begin ', ' end ', ' case ', 'create function ', 'create or replace procedure ', ' atomic ', '1', '.', 'e-', '+', 'é'),
+  pick(
+    ';',
+    "'",
+    "''",
+    '"',
+    '$',
+    '$$',
+    '$a$',
+    '$1',
+    'E',
+    'e',
+    "E'",
+    "U&'",
+    'U&"',
+    "B'",
+    '\\',
+    '-',
+    '--',
+    '/',
+    '*',
+    '/*',
+    '*/',
+    '(',
+    ')',
+    ' ',
+    '\n',
+    '\r',
+    'a',
+    'x',
+    ' begin ',
+    ' end ',
+    ' case ',
+    'create function ',
+    'create or replace procedure ',
+    ' atomic ',
+    '1',
+    '.',
+    'e-',
+    '+',
+    'é',
+  ),
   0,
   40,
 );
@@ -846,44 +916,70 @@ interface ServerSyntax {
   readonly nonDecimalIntegers: boolean;
 }
 
-const serverLiteralOf = (syntax: ServerSyntax): fc.Arbitrary<Literal> => fc.oneof(
-  literalOf('', pick(pair('a'), pair(';'), pair("''", "'"), pair('\\'), pair('"'), pair('$$'), pair('--'), pair('/*'), pair('*/'), pair(' '), pair('\n'), pair('é'), pair('🐢'))),
-  pick('E', 'e').chain((prefix) =>
+const serverLiteralOf = (syntax: ServerSyntax): fc.Arbitrary<Literal> =>
+  fc.oneof(
     literalOf(
-      prefix,
+      '',
       pick(
-        pair("\\'", "'"),
-        pair("''", "'"),
-        pair('\\\\', '\\'),
-        pair('\\n', '\n'),
-        pair('\\t', '\t'),
-        pair(';'),
         pair('a'),
-        pair('\\x41', 'A'),
-        pair('\\u00e9', 'é'),
-        pair('\\101', 'A'),
+        pair(';'),
+        pair("''", "'"),
+        pair('\\'),
         pair('"'),
         pair('$$'),
         pair('--'),
         pair('/*'),
-        pair('\\;', ';'),
+        pair('*/'),
+        pair(' '),
+        pair('\n'),
+        pair('é'),
+        pair('🐢'),
       ),
     ),
-  ),
-  pick('U&', 'u&').chain((prefix) =>
-    literalOf(prefix, pick(pair('a'), pair(';'), pair("''", "'"), pair('\\0061', 'a'), pair('\\\\', '\\'), pair('\\+01F422', '🐢'), pair('"'), pair('--'), pair('/*'))),
-  ),
-  literalOf('N', pick(pair('a'), pair(';'), pair("''", "'"), pair('\\'), pair('$$'), pair('--'), pair('é')), 1),
-  pick<Literal>({ text: "B'0101'", value: '0101' }, { text: "X'1F'", value: '00011111' }),
-  pick<Literal>(
-    { text: '42', value: 42 },
-    { text: '1.5e-3', value: '0.0015' },
-    { text: '.5', value: '0.5' },
-    { text: '1e10', value: '10000000000' },
-    ...(syntax.nonDecimalIntegers ? [{ text: '0x1F', value: 31 }, { text: '1_000', value: 1000 }] : []),
-  ),
-  pick('', 'a', 'tag', '_x1', 'A', 'é').chain((tag) => dollarBody(tag).map((body): Literal => ({ text: `$${tag}$${body}$${tag}$`, value: body }))),
-);
+    pick('E', 'e').chain((prefix) =>
+      literalOf(
+        prefix,
+        pick(
+          pair("\\'", "'"),
+          pair("''", "'"),
+          pair('\\\\', '\\'),
+          pair('\\n', '\n'),
+          pair('\\t', '\t'),
+          pair(';'),
+          pair('a'),
+          pair('\\x41', 'A'),
+          pair('\\u00e9', 'é'),
+          pair('\\101', 'A'),
+          pair('"'),
+          pair('$$'),
+          pair('--'),
+          pair('/*'),
+          pair('\\;', ';'),
+        ),
+      ),
+    ),
+    pick('U&', 'u&').chain((prefix) =>
+      literalOf(
+        prefix,
+        pick(pair('a'), pair(';'), pair("''", "'"), pair('\\0061', 'a'), pair('\\\\', '\\'), pair('\\+01F422', '🐢'), pair('"'), pair('--'), pair('/*')),
+      ),
+    ),
+    literalOf('N', pick(pair('a'), pair(';'), pair("''", "'"), pair('\\'), pair('$$'), pair('--'), pair('é')), 1),
+    pick<Literal>({ text: "B'0101'", value: '0101' }, { text: "X'1F'", value: '00011111' }),
+    pick<Literal>(
+      { text: '42', value: 42 },
+      { text: '1.5e-3', value: '0.0015' },
+      { text: '.5', value: '0.5' },
+      { text: '1e10', value: '10000000000' },
+      ...(syntax.nonDecimalIntegers
+        ? [
+            { text: '0x1F', value: 31 },
+            { text: '1_000', value: 1000 },
+          ]
+        : []),
+    ),
+    pick('', 'a', 'tag', '_x1', 'A', 'é').chain((tag) => dollarBody(tag).map((body): Literal => ({ text: `$${tag}$${body}$${tag}$`, value: body }))),
+  );
 
 const serverAlias: fc.Arbitrary<Literal> = fc
   .array(pick(pair('a'), pair(';'), pair('""', '"'), pair("'"), pair('$'), pair('-'), pair(' '), pair('/*'), pair('é')), { minLength: 1, maxLength: 8 })
@@ -894,20 +990,26 @@ interface ServerStatement {
   readonly rows: readonly Record<string, unknown>[];
 }
 
-const serverStatementOf = (syntax: ServerSyntax, unit: fc.Arbitrary<GapUnit>): fc.Arbitrary<ServerStatement> => fc
-  .record({ shape: pick('select', 'values', 'parens'), literal: serverLiteralOf(syntax), alias: serverAlias, gaps: fc.array(gap(1, unit), { minLength: 4, maxLength: 4 }) })
-  .map(({ shape, literal, alias, gaps }) => {
-    const [g0, g1, g2, g3] = gaps.map(gapText) as [string, string, string, string];
-    const column = String(alias.value);
-    switch (shape) {
-      case 'values':
-        return { text: `VALUES${g0}(${g1}${literal.text}${g2})`, rows: [{ column1: literal.value }] };
-      case 'parens':
-        return { text: `SELECT${g0}(${literal.text})${g1}AS${g2}${alias.text}`, rows: [{ [column]: literal.value }] };
-      default:
-        return { text: `SELECT${g0}${literal.text}${g1}AS${g3}${alias.text}`, rows: [{ [column]: literal.value }] };
-    }
-  });
+const serverStatementOf = (syntax: ServerSyntax, unit: fc.Arbitrary<GapUnit>): fc.Arbitrary<ServerStatement> =>
+  fc
+    .record({
+      shape: pick('select', 'values', 'parens'),
+      literal: serverLiteralOf(syntax),
+      alias: serverAlias,
+      gaps: fc.array(gap(1, unit), { minLength: 4, maxLength: 4 }),
+    })
+    .map(({ shape, literal, alias, gaps }) => {
+      const [g0, g1, g2, g3] = gaps.map(gapText) as [string, string, string, string];
+      const column = String(alias.value);
+      switch (shape) {
+        case 'values':
+          return { text: `VALUES${g0}(${g1}${literal.text}${g2})`, rows: [{ column1: literal.value }] };
+        case 'parens':
+          return { text: `SELECT${g0}(${literal.text})${g1}AS${g2}${alias.text}`, rows: [{ [column]: literal.value }] };
+        default:
+          return { text: `SELECT${g0}${literal.text}${g1}AS${g3}${alias.text}`, rows: [{ [column]: literal.value }] };
+      }
+    });
 
 interface ServerSql {
   readonly sql: string;
@@ -949,7 +1051,11 @@ describe('splitStatements: the server runs as many statements as we count', () =
       }
       const results = await runOnServer(sql, standardConformingStrings);
       const statements = splitStatements(sql, { standardConformingStrings });
-      assert.equal(results.length, statements.length, `server ran ${results.length} statements, splitter counts ${statements.length}: ${JSON.stringify(texts(sql, { standardConformingStrings }))}`);
+      assert.equal(
+        results.length,
+        statements.length,
+        `server ran ${results.length} statements, splitter counts ${statements.length}: ${JSON.stringify(texts(sql, { standardConformingStrings }))}`,
+      );
       assert.deepEqual(results.at(-1)!.rows, lastRows);
     });
   }

@@ -11,7 +11,16 @@ test('stats count every launched worker exactly once, detached ones included', a
     assert.equal(s.workersLaunched, s.workersCompleted + s.workersFailed + s.workersCanceled + s.workersActive, JSON.stringify(s));
     return s;
   };
-  assert.deepEqual(await check(), { workersLaunched: 0, workersCompleted: 0, workersFailed: 0, workersCanceled: 0, workersTimedOut: 0, workersActive: 0, avgExecutionMs: 0, maxWorkers: 8 });
+  assert.deepEqual(await check(), {
+    workersLaunched: 0,
+    workersCompleted: 0,
+    workersFailed: 0,
+    workersCanceled: 0,
+    workersTimedOut: 0,
+    workersActive: 0,
+    avgExecutionMs: 0,
+    maxWorkers: 8,
+  });
   const ok = await bg.launch('SELECT 1');
   const failed = await bg.launch('SELECT 1/0');
   const canceled = await bg.launch('SELECT pg_sleep(30)');

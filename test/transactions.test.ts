@@ -92,7 +92,11 @@ test('an error raised at commit (deferred constraint) is the worker error, and n
     CREATE TABLE parent (id int PRIMARY KEY);
     CREATE TABLE child (parent_id int REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)`);
   const bg = db.background();
-  for (const sql of ['INSERT INTO child VALUES (1)', 'INSERT INTO child VALUES (1); SELECT 42 AS answer', "INSERT INTO child VALUES (1) RETURNING 'row' AS r"]) {
+  for (const sql of [
+    'INSERT INTO child VALUES (1)',
+    'INSERT INTO child VALUES (1); SELECT 42 AS answer',
+    "INSERT INTO child VALUES (1) RETURNING 'row' AS r",
+  ]) {
     const h = await bg.launch(sql);
     await assert.rejects(bg.result(h).toArray(), { name: 'WorkerError', sqlstate: '23503' }, sql);
     const info = await bg.errorInfo(h);
@@ -107,7 +111,12 @@ test('an error raised at commit (deferred constraint) is the worker error, and n
 test('COPY to or from the client is refused with 0A000; server-side COPY runs', async () => {
   await db.query('CREATE TABLE copied (n int)');
   const bg = db.background();
-  for (const sql of ['COPY copied FROM STDIN', 'COPY copied (n) FROM stdin WITH (FORMAT csv)', 'copy (select 1) to stdout', 'SELECT 1; COPY public.copied TO STDOUT']) {
+  for (const sql of [
+    'COPY copied FROM STDIN',
+    'COPY copied (n) FROM stdin WITH (FORMAT csv)',
+    'copy (select 1) to stdout',
+    'SELECT 1; COPY public.copied TO STDOUT',
+  ]) {
     const h = await bg.launch(sql);
     await bg.wait(h);
     const info = await bg.errorInfo(h);

@@ -45,7 +45,10 @@ test('run reads the rows, waits and detaches; a failed worker is an outcome', as
   await assert.rejects(bg.outcome(ok), code('PGBG_UNKNOWN_WORKER'));
 
   const failed = await bg.run('SELECT 1/0');
-  assert.deepEqual([failed.state, failed.hasError, failed.sqlstate, failed.errorMessage, failed.rows, failed.timedOut], ['error', true, '22012', 'division by zero', null, false]);
+  assert.deepEqual(
+    [failed.state, failed.hasError, failed.sqlstate, failed.errorMessage, failed.rows, failed.timedOut],
+    ['error', true, '22012', 'division by zero', null, false],
+  );
   assert.deepEqual(await bg.list(), []);
   const stats = await bg.stats();
   assert.deepEqual([stats.workersCompleted, stats.workersFailed, stats.workersTimedOut, stats.workersActive], [1, 1, 0, 0]);
@@ -59,7 +62,10 @@ test('a timed-out run cancels, waits for the stop, commits nothing and says time
   assert.deepEqual([run.state, run.completed, run.hasError, run.timedOut, run.sqlstate, run.rows], ['canceled', true, true, true, '57014', null]);
   assert.ok(run.elapsedMs >= 200, `elapsedMs ${run.elapsedMs}`);
   // Nothing of it is still running on the server the moment run() resolves.
-  const running = await db.query("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND (pid = $1 OR query LIKE '%v2-helpers-timeout%')", [run.pid]);
+  const running = await db.query(
+    "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND (pid = $1 OR query LIKE '%v2-helpers-timeout%')",
+    [run.pid],
+  );
   assert.deepEqual(running, []);
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM run_sink'), [{ n: 0 }]);
   assert.deepEqual(await bg.list(), []);
@@ -87,7 +93,15 @@ test('workersTimedOut counts timeouts of launch and workerTimeoutMs, not plain c
   await bg.cancel(cancelled);
   await bg.drain([byInstance, byLaunch, quick]);
   const outcomes = await Promise.all([byInstance, byLaunch, cancelled, quick].map((h) => bg.outcome(h)));
-  assert.deepEqual(outcomes.map((o) => [o.state, o.timedOut]), [['canceled', true], ['canceled', true], ['canceled', false], ['stopped', false]]);
+  assert.deepEqual(
+    outcomes.map((o) => [o.state, o.timedOut]),
+    [
+      ['canceled', true],
+      ['canceled', true],
+      ['canceled', false],
+      ['stopped', false],
+    ],
+  );
   const stats = await bg.stats();
   assert.deepEqual([stats.workersCanceled, stats.workersTimedOut, stats.workersCompleted], [3, 2, 1]);
   await bg.close();
@@ -140,10 +154,16 @@ test('drain shares one budget: when it is spent, unfinished workers are reported
   const started = Date.now();
   const outcomes = await bg.drain([...stuck, fast], { timeoutMs: 300 });
   const took = Date.now() - started;
-  assert.deepEqual(outcomes.map((o) => o.state), ['running', 'running', 'running', 'stopped']);
+  assert.deepEqual(
+    outcomes.map((o) => o.state),
+    ['running', 'running', 'running', 'stopped'],
+  );
   // One shared budget, not one per handle (that would take 900 ms or more).
   assert.ok(took >= 300 && took < 900, `drain took ${took} ms`);
-  assert.deepEqual((await bg.drain(stuck, { timeoutMs: 0 })).map((o) => o.completed), [false, false, false]);
+  assert.deepEqual(
+    (await bg.drain(stuck, { timeoutMs: 0 })).map((o) => o.completed),
+    [false, false, false],
+  );
   await bg.cancelAll();
   await bg.close();
 });
@@ -194,7 +214,15 @@ test('cancelByLabel cancels exactly the active workers whose label matches, and 
   const states = async () => Object.fromEntries(await Promise.all([...handles].map(async ([label, h]) => [label, (await bg.info(h)).state])));
 
   assert.equal(await bg.cancelByLabel('etl/prod/%', { graceMs: 1000 }), 2);
-  assert.deepEqual(await states(), { 'etl/prod/a': 'canceled', 'etl/prod/b': 'canceled', 'etl/dev/a': 'running', etl_prod: 'running', etlXprod: 'running', '50%/x': 'running', '(none)': 'running' });
+  assert.deepEqual(await states(), {
+    'etl/prod/a': 'canceled',
+    'etl/prod/b': 'canceled',
+    'etl/dev/a': 'running',
+    etl_prod: 'running',
+    etlXprod: 'running',
+    '50%/x': 'running',
+    '(none)': 'running',
+  });
   assert.equal((await bg.outcome(done)).state, 'stopped');
   assert.equal(await bg.cancelByLabel('etl\\_prod'), 1);
   assert.equal((await bg.info(handles.get('etlXprod')!)).state, 'running');
@@ -213,10 +241,15 @@ test("the label matcher agrees with the server's LIKE on generated labels and pa
   const chars = ['a', 'b', 'A', '%', '_', '\\', 'é', '😀', '.', '*', '\n'];
   const text = fc.array(fc.constantFrom(...chars), { maxLength: 8 }).map((a) => a.join(''));
   // Patterns derived from a label match often; free ones mostly do not: test both.
-  const derived = fc.tuple(fc.array(fc.constantFrom(...chars), { maxLength: 8 }), fc.array(fc.constantFrom('keep', 'keep', 'one', 'any', 'escape', 'drop'), { minLength: 8, maxLength: 8 })).map(([label, ops]) => {
-    const pattern = label.map((char, i) => ({ keep: char, one: '_', any: '%', escape: '\\' + char, drop: '' })[ops[i]!]!).join('');
-    return [label.join(''), pattern] as const;
-  });
+  const derived = fc
+    .tuple(
+      fc.array(fc.constantFrom(...chars), { maxLength: 8 }),
+      fc.array(fc.constantFrom('keep', 'keep', 'one', 'any', 'escape', 'drop'), { minLength: 8, maxLength: 8 }),
+    )
+    .map(([label, ops]) => {
+      const pattern = label.map((char, i) => ({ keep: char, one: '_', any: '%', escape: '\\' + char, drop: '' })[ops[i]!]!).join('');
+      return [label.join(''), pattern] as const;
+    });
   const pairs = fc.oneof(fc.tuple(text, text), derived);
   let matched = 0;
   let refusedByServer = 0;
@@ -260,7 +293,10 @@ test('purge drops finished workers only; running ones stay tracked', async () =>
   const running = await bg.launch('SELECT pg_sleep(30)', { label: 'keeps running' });
   await bg.drain(finished);
   assert.equal(await bg.purge(), 3);
-  assert.deepEqual((await bg.list()).map((w) => [w.label, w.state]), [['keeps running', 'running']]);
+  assert.deepEqual(
+    (await bg.list()).map((w) => [w.label, w.state]),
+    [['keeps running', 'running']],
+  );
   for (const h of finished) await assert.rejects(bg.outcome(h), code('PGBG_UNKNOWN_WORKER'));
   assert.equal(await bg.purge(), 0);
   await bg.cancel(running);

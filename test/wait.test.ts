@@ -6,7 +6,10 @@ const db = useDatabase(import.meta.filename);
 
 test('wait resolves once the worker is finished, and list() already shows the terminal state', async () => {
   const bg = db.background();
-  for (const [sql, state] of [['SELECT pg_sleep(0.1)', 'stopped'], ['SELECT 1/0', 'error']] as const) {
+  for (const [sql, state] of [
+    ['SELECT pg_sleep(0.1)', 'stopped'],
+    ['SELECT 1/0', 'error'],
+  ] as const) {
     const h = await bg.launch(sql);
     assert.equal(await bg.wait(h), undefined);
     const [info] = await bg.list();

@@ -57,7 +57,14 @@ test('a pending worker cancelled stays pending until its start ends; a second st
   assert.equal(pending.discardReason, 'submit');
   pending.apply({ kind: 'cancel-requested', reason: 'close' });
   assert.deepEqual([pending.state, pending.discardReason], ['pending', 'submit']);
-  assert.deepEqual(heard.map(([kind, prior]) => [kind, prior.state]), [['started', 'pending'], ['started', 'running'], ['cancel-requested', 'pending']]);
+  assert.deepEqual(
+    heard.map(([kind, prior]) => [kind, prior.state]),
+    [
+      ['started', 'pending'],
+      ['started', 'running'],
+      ['cancel-requested', 'pending'],
+    ],
+  );
 });
 
 /** What the launcher passes for a start: a worker (its signal, and whether it is aborted already). */
@@ -90,7 +97,7 @@ test('admission: FIFO, an aborted wait gives its turn back, a pause holds starts
   assert.deepEqual(order, ['third', 'held']);
 });
 
-test('admission: a free slot is taken without making the start\'s signal; a cancel in the same turn still gives it back', async () => {
+test("admission: a free slot is taken without making the start's signal; a cancel in the same turn still gives it back", async () => {
   const slots = new WorkerSlots(1);
   let made = 0;
   const controller = new AbortController();

@@ -10,7 +10,20 @@ export type { InstanceOptions };
 import { unreadableSetting } from '../pool/readable-settings.js';
 import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
-import { MAX_TIMER_MS, abortSignal, boolean, checkUtf8, describe, integer, knownKeys, nonEmptyString, oneOf, plainObject, readable, unreadable } from '../util/validate.js';
+import {
+  MAX_TIMER_MS,
+  abortSignal,
+  boolean,
+  checkUtf8,
+  describe,
+  integer,
+  knownKeys,
+  nonEmptyString,
+  oneOf,
+  plainObject,
+  readable,
+  unreadable,
+} from '../util/validate.js';
 
 export const MIN_QUEUE_SIZE = 4096;
 export const MAX_QUEUE_SIZE = 268_435_456;
@@ -21,7 +34,6 @@ export const MAX_CLUSTER_WORKERS = 10_000;
 export const MAX_CLUSTER_KEY_BYTES = 256;
 const DEFAULT_CLUSTER_KEY = 'pg-background';
 const DEFAULT_APPLICATION_NAME = 'pg-background';
-
 
 const ownKeys = [
   'maxWorkers',
@@ -73,11 +85,15 @@ export function instanceOptions(input: unknown): InstanceOptions {
   // pg's client-side read timer would fire on our long-lived internal readers and drop warm
   // connections; worker and statement deadlines have their own options.
   if (connection.query_timeout !== undefined) {
-    throw invalidArgument('Option `query_timeout` is not supported: use `workerTimeoutMs` (or a launch\'s `timeoutMs`) to cancel workers that run too long, or `statement_timeout` in `settings`');
+    throw invalidArgument(
+      "Option `query_timeout` is not supported: use `workerTimeoutMs` (or a launch's `timeoutMs`) to cancel workers that run too long, or `statement_timeout` in `settings`",
+    );
   }
   // pg takes `connection` for its own protocol object: it would replace every worker's.
   if (connection.connection !== undefined) {
-    throw invalidArgument(`Option \`connection\` is not supported: pg-background opens each worker's protocol connection itself, got ${describe(connection.connection)}`);
+    throw invalidArgument(
+      `Option \`connection\` is not supported: pg-background opens each worker's protocol connection itself, got ${describe(connection.connection)}`,
+    );
   }
   if (connection.client_encoding !== undefined) {
     const why = unreadableSetting('client_encoding', String(connection.client_encoding));
@@ -95,7 +111,12 @@ export function instanceOptions(input: unknown): InstanceOptions {
   connection.connectionTimeoutMillis ??= controlTimeoutMs;
   connection.keepAlive ??= true;
   const maxIdle = options.maxIdle === undefined ? maxWorkers : integer('maxIdle', options.maxIdle, 0, maxWorkers);
-  const retentionMs = options.retentionMs === undefined ? 900_000 : options.retentionMs === Infinity ? Infinity : integer('retentionMs', options.retentionMs, 0, Number.MAX_SAFE_INTEGER);
+  const retentionMs =
+    options.retentionMs === undefined
+      ? 900_000
+      : options.retentionMs === Infinity
+        ? Infinity
+        : integer('retentionMs', options.retentionMs, 0, Number.MAX_SAFE_INTEGER);
   return Object.freeze({
     connection: Object.freeze(connection as pg.ClientConfig),
     maxWorkers,
@@ -126,7 +147,9 @@ export function instanceOptions(input: unknown): InstanceOptions {
 function livenessTimeout(value: unknown): number {
   if (value === 0) return 0;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_LIVENESS_TIMEOUT_MS || value > MAX_TIMER_MS) {
-    throw invalidArgument(`Expected \`livenessTimeoutMs\` to be 0 (no checks) or an integer from ${MIN_LIVENESS_TIMEOUT_MS} to ${MAX_TIMER_MS}, got ${describe(value)}`);
+    throw invalidArgument(
+      `Expected \`livenessTimeoutMs\` to be 0 (no checks) or an integer from ${MIN_LIVENESS_TIMEOUT_MS} to ${MAX_TIMER_MS}, got ${describe(value)}`,
+    );
   }
   return value;
 }

@@ -52,7 +52,12 @@ function installError(error: unknown, stage: InstallStage): PgBackgroundError {
   return new PgBackgroundError('PGBG_INSTALL_FAILED', `install() failed: ${message}; ${outcome}`);
 }
 
-async function install(control: ControlConnection, schema: string, quote: (identifier: string) => string, reached: (stage: InstallStage) => void): Promise<void> {
+async function install(
+  control: ControlConnection,
+  schema: string,
+  quote: (identifier: string) => string,
+  reached: (stage: InstallStage) => void,
+): Promise<void> {
   await control.use(async (client) => {
     reached('installing');
     await migrate(client, schema, quote, () => reached('committing'));

@@ -38,7 +38,8 @@ export async function runWorker<R>(host: HelperHost, sql: WorkerSql, options: La
   } catch (error) {
     // A worker that was registered but never started (no connection, cancelled while it
     // waited for a slot) has an outcome like any other; it is still named by pid 0.
-    const worker = error instanceof PgBackgroundError && (error.code === 'PGBG_CONNECTION_FAILED' || error.code === 'PGBG_ABORTED') ? unstarted(host, error.cookie) : null;
+    const worker =
+      error instanceof PgBackgroundError && (error.code === 'PGBG_CONNECTION_FAILED' || error.code === 'PGBG_ABORTED') ? unstarted(host, error.cookie) : null;
     if (!worker) throw error;
     host.detach(worker);
     return { ...outcomeOf(worker), rows: null };
@@ -52,7 +53,8 @@ export async function runWorker<R>(host: HelperHost, sql: WorkerSql, options: La
     // The worker's failure or cancel is in its outcome; rows dropped by a cancel or a detach
     // leave `rows` null. Anything else (a closed instance, a type parser that threw) is thrown
     // once the worker has ended.
-    const incomplete = error instanceof WorkerError || (error instanceof PgBackgroundError && (error.code === 'PGBG_RESULT_DISCARDED' || error.code === 'PGBG_DETACHED'));
+    const incomplete =
+      error instanceof WorkerError || (error instanceof PgBackgroundError && (error.code === 'PGBG_RESULT_DISCARDED' || error.code === 'PGBG_DETACHED'));
     if (!incomplete) thrown = error;
   }
   await worker.whenTerminal;
@@ -103,7 +105,9 @@ export async function cancelWorkersByLabel(host: HelperHost, pattern: unknown, g
 
 function lookupAll(host: HelperHost, handles: unknown, nonEmpty: boolean): Worker[] {
   if (!Array.isArray(handles) || (nonEmpty && handles.length === 0)) {
-    throw invalidArgument(`Expected \`handles\` to be ${nonEmpty ? 'a non-empty' : 'an'} array of worker handles, got ${Array.isArray(handles) ? 'an empty array' : describe(handles)}`);
+    throw invalidArgument(
+      `Expected \`handles\` to be ${nonEmpty ? 'a non-empty' : 'an'} array of worker handles, got ${Array.isArray(handles) ? 'an empty array' : describe(handles)}`,
+    );
   }
   return handles.map((handle: unknown, index) => {
     try {
@@ -122,7 +126,11 @@ export function claimResult<R>(worker: Worker): WorkerResult<R> {
     throw new PgBackgroundError('PGBG_RESULTS_DISABLED', `Worker pid ${pid} was started with submit(): its rows are discarded`, { pid, cookie, label });
   }
   if (worker.resultClaimed) {
-    throw new PgBackgroundError('PGBG_ALREADY_CONSUMED', `The result of worker pid ${pid} was already taken by an earlier result() call`, { pid, cookie, label });
+    throw new PgBackgroundError('PGBG_ALREADY_CONSUMED', `The result of worker pid ${pid} was already taken by an earlier result() call`, {
+      pid,
+      cookie,
+      label,
+    });
   }
   worker.apply({ kind: 'claimed' });
   return new WorkerResult<R>(worker);

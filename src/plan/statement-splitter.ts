@@ -91,7 +91,7 @@ export function splitStatements(sql: string, options: SplitOptions = {}): SqlSta
       const next = sql.charCodeAt(to);
       const length = to - i;
       const lower = c | 0x20;
-      if (length === 1 && next === QUOTE && (lower === 0x65 /* e */ || lower === 0x62 /* b */ || lower === 0x78 /* x */ || lower === 0x6e /* n */)) {
+      if (length === 1 && next === QUOTE && (lower === 0x65 /* e */ || lower === 0x62 /* b */ || lower === 0x78 /* x */ || lower === 0x6e) /* n */) {
         // E'...' always has backslash escapes, N'...' as a plain string does, B'' and X'' never.
         const end = skipString(sql, to, lower === 0x65 || (lower === 0x6e && backslashEscapes));
         token(i, end);

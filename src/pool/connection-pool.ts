@@ -157,7 +157,10 @@ export class ConnectionPool {
     }
     if (connection.ready) return this.#available(connection);
     const reset = connection.reset();
-    this.#resetting.set(connection, reset.catch(() => {}));
+    this.#resetting.set(
+      connection,
+      reset.catch(() => {}),
+    );
     void reset.then(
       () => {
         this.#resetting.delete(connection);
@@ -226,14 +229,17 @@ export class ConnectionPool {
     const { idleTimeoutMs, minIdle } = this.#options;
     if (this.#timer || idleTimeoutMs === 0 || this.#idle.length <= minIdle) return;
     const oldest = this.#idle[0]!.since;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      const now = Date.now();
-      while (this.#idle.length > minIdle && now - this.#idle[0]!.since >= idleTimeoutMs) {
-        void this.#close(this.#idle.shift()!.connection);
-      }
-      if (this.#idle.length) this.#scheduleSweep();
-    }, Math.max(0, oldest + idleTimeoutMs - Date.now()) + 5);
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = null;
+        const now = Date.now();
+        while (this.#idle.length > minIdle && now - this.#idle[0]!.since >= idleTimeoutMs) {
+          void this.#close(this.#idle.shift()!.connection);
+        }
+        if (this.#idle.length) this.#scheduleSweep();
+      },
+      Math.max(0, oldest + idleTimeoutMs - Date.now()) + 5,
+    );
     this.#timer.unref();
   }
 

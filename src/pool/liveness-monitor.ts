@@ -91,7 +91,8 @@ export class LivenessMonitor {
         for (const [connection, watch] of silent) {
           if (connection.failure || connection.lastReceivedAt >= asked) continue;
           if (watch.paused) connection.poke();
-          else if (!answered) lost(connection, watch, `nothing arrived for ${this.#timeoutMs} ms and the server did not answer a check (${(error as Error).message})`);
+          else if (!answered)
+            lost(connection, watch, `nothing arrived for ${this.#timeoutMs} ms and the server did not answer a check (${(error as Error).message})`);
         }
         return;
       }

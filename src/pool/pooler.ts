@@ -35,4 +35,4 @@ export function poolerUnsupported(reason: string, details: { cookie?: bigint; la
 
 /** The hint added to a task refused inside the transaction it needs behind a pooler (VACUUM...). */
 export const PINNED_HINT =
-  'Behind a connection pooler, pg-background runs each task in a transaction of its own (so that its role, settings, pid and cancel stay on one backend); statements that cannot run in a transaction block need the database\'s direct endpoint (or a pooler in session mode, reached directly).';
+  "Behind a connection pooler, pg-background runs each task in a transaction of its own (so that its role, settings, pid and cancel stay on one backend); statements that cannot run in a transaction block need the database's direct endpoint (or a pooler in session mode, reached directly).";

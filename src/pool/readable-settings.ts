@@ -14,9 +14,14 @@ export const CHECKED_SETTINGS = ['client_encoding', 'DateStyle', 'IntervalStyle'
  */
 export function unreadableSetting(name: string, value: string): string | null {
   const key = name.toLowerCase();
-  const normalized = value.trim().toLowerCase().replace(/^'(.*)'$/, '$1');
+  const normalized = value
+    .trim()
+    .toLowerCase()
+    .replace(/^'(.*)'$/, '$1');
   if (key === 'client_encoding') {
-    return ['utf8', 'utf-8', 'unicode'].includes(normalized) ? null : 'node-postgres always sends and reads UTF-8 (the server would read the SQL in another encoding)';
+    return ['utf8', 'utf-8', 'unicode'].includes(normalized)
+      ? null
+      : 'node-postgres always sends and reads UTF-8 (the server would read the SQL in another encoding)';
   }
   if (key === 'datestyle') {
     const parts = normalized.split(/[\s,]+/).filter(Boolean);
@@ -28,4 +33,3 @@ export function unreadableSetting(name: string, value: string): string | null {
   }
   return null;
 }
-

@@ -38,7 +38,6 @@ export interface BackendIdentity {
   readonly started: string;
 }
 
-
 export class WorkerConnection implements BackendIdentity, TaskSession {
   #pid = 0;
   #user = '';
@@ -116,7 +115,9 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
       for (const [name, value] of connection.#reported) {
         const why = unreadableSetting(name, value);
         if (why) {
-          throw new Error(`the session starts with ${name} = '${value}' (from the role, the database, the server or the connection's options): ${why}; set it for the role or database used by pg-background (ALTER ROLE ... SET ${name} = ...)`);
+          throw new Error(
+            `the session starts with ${name} = '${value}' (from the role, the database, the server or the connection's options): ${why}; set it for the role or database used by pg-background (ALTER ROLE ... SET ${name} = ...)`,
+          );
         }
       }
       const [identity] = rows;

@@ -222,7 +222,10 @@ export class TaskQuery implements WireReader {
       if (error.severity === 'ERROR') return error;
       if (error.severity === 'FATAL' && (error.code === '57P01' || error.code === '25P03')) return error;
     }
-    return new WorkerFailure(CONNECTION_FAILURE, `outcome unknown: the connection ended while the worker's COMMIT was in flight (${error.message}); it may have committed`);
+    return new WorkerFailure(
+      CONNECTION_FAILURE,
+      `outcome unknown: the connection ended while the worker's COMMIT was in flight (${error.message}); it may have committed`,
+    );
   }
 
   readyForQuery(): boolean {
@@ -234,7 +237,9 @@ export class TaskQuery implements WireReader {
     // The server ran a different number of statements than we counted: the "last statement"
     // rows may be the wrong ones. Never report such a result as a success.
     const mismatch =
-      this.#statement === expected ? null : new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`);
+      this.#statement === expected
+        ? null
+        : new Error(`pg-background counted ${this.#plan.statementCount} statements but the server ran ${this.#statement}; please report this SQL`);
     if (this.#wrapped) {
       this.#failure = mismatch;
       return this.#awaitCommit();
@@ -279,7 +284,17 @@ function statement(wire: WireWriter, text: string, describe: boolean): void {
 }
 
 // Command tags of PostgreSQL's TransactionStmt.
-const TRANSACTION_TAGS = new Set(['BEGIN', 'START TRANSACTION', 'COMMIT', 'ROLLBACK', 'SAVEPOINT', 'RELEASE', 'PREPARE TRANSACTION', 'COMMIT PREPARED', 'ROLLBACK PREPARED']);
+const TRANSACTION_TAGS = new Set([
+  'BEGIN',
+  'START TRANSACTION',
+  'COMMIT',
+  'ROLLBACK',
+  'SAVEPOINT',
+  'RELEASE',
+  'PREPARE TRANSACTION',
+  'COMMIT PREPARED',
+  'ROLLBACK PREPARED',
+]);
 
 function endsTransaction(tag: string): boolean {
   return TRANSACTION_TAGS.has(tag);

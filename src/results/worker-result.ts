@@ -104,7 +104,11 @@ class RowIterator<R> implements AsyncIterator<R> {
     this.#done = true;
     switch (source.discardReason) {
       case 'detach':
-        throw new PgBackgroundError('PGBG_DETACHED', `Worker pid ${pid} was detached while its result was being read; the rest of its rows were dropped`, { pid, cookie, label });
+        throw new PgBackgroundError('PGBG_DETACHED', `Worker pid ${pid} was detached while its result was being read; the rest of its rows were dropped`, {
+          pid,
+          cookie,
+          label,
+        });
       case 'close':
         throw new PgBackgroundError('PGBG_CLOSED', `The instance was closed while the result of worker pid ${pid} was being read`, { pid, cookie, label });
     }
@@ -113,7 +117,11 @@ class RowIterator<R> implements AsyncIterator<R> {
     const error = source.workerError();
     if (error) throw error;
     if (source.discardReason === 'cancel' && source.queue.dropped > 0) {
-      throw new PgBackgroundError('PGBG_RESULT_DISCARDED', `Worker pid ${pid} committed before the cancel reached it, but cancel() had already dropped ${source.queue.dropped} unread rows`, { pid, cookie, label });
+      throw new PgBackgroundError(
+        'PGBG_RESULT_DISCARDED',
+        `Worker pid ${pid} committed before the cancel reached it, but cancel() had already dropped ${source.queue.dropped} unread rows`,
+        { pid, cookie, label },
+      );
     }
     return { done: true, value: undefined };
   }

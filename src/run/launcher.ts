@@ -80,7 +80,10 @@ export class Launcher {
     const localFull = () => {
       if (options.whenFull !== 'error' || registry.active.size < options.maxWorkers) return;
       const max = options.maxWorkers;
-      throw new PgBackgroundError('PGBG_MAX_WORKERS', `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`);
+      throw new PgBackgroundError(
+        'PGBG_MAX_WORKERS',
+        `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`,
+      );
     };
     localFull();
     // whenFull 'error' and the cluster cap: a slot now or the error, before any worker exists.
@@ -129,11 +132,17 @@ export class Launcher {
       const info = errorInfo(cancelled ? new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : error);
       this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
       if (cancelled) {
-        throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, { cookie: worker.cookie, label: worker.label, cause: signal?.aborted ? signal.reason : undefined });
+        throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, {
+          cookie: worker.cookie,
+          label: worker.label,
+          cause: signal?.aborted ? signal.reason : undefined,
+        });
       }
       if (error instanceof PgBackgroundError) throw error; // a pooler refused for the cluster cap
       // pg's own words for its connect deadline name neither the time nor the option.
-      const deadline = /timeout/i.test(info.message) ? ` (within connectionTimeoutMillis, ${options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)` : '';
+      const deadline = /timeout/i.test(info.message)
+        ? ` (within connectionTimeoutMillis, ${options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)`
+        : '';
       throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}${deadline}`, {
         cookie: worker.cookie,
         label: worker.label,
@@ -176,7 +185,8 @@ export class Launcher {
     running.set(worker, connection);
     connection.onNotice = (notice) => events.notice(worker, notice);
     const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
-    const timer = launch.timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
+    const timer =
+      launch.timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
     // What is on the wire: our settings round trip, then the task.
     let sent: Sent = null;
     // Resolves when a second try is on its way (the launch waits for it while settings are sent).
@@ -310,7 +320,10 @@ export class Launcher {
       return outcome;
     } catch (error) {
       if (error instanceof pg.DatabaseError) return { ...outcome, error };
-      return { ...outcome, error: new Error(`the COMMIT of the task's transaction got no answer (${(error as Error).message}); the worker's outcome is unknown`) };
+      return {
+        ...outcome,
+        error: new Error(`the COMMIT of the task's transaction got no answer (${(error as Error).message}); the worker's outcome is unknown`),
+      };
     }
   }
 

@@ -74,4 +74,3 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   runtime.observer.close();
   await Promise.all([runtime.pool.close(), runtime.control.close(), runtime.cluster?.close()]);
 }
-

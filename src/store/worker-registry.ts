@@ -103,9 +103,16 @@ export class WorkerRegistry implements WorkerStore {
     // A handle taken while the worker was pending (pid 0) still names it once it runs.
     if (worker && (worker.pid === pid || pid === 0 || worker.firstPid === pid)) return worker;
     if (this.#pids.has(pid)) {
-      throw new PgBackgroundError('PGBG_COOKIE_MISMATCH', `Cookie mismatch for worker pid ${pid}: the handle is stale (that pid now runs another worker)`, { pid, cookie });
+      throw new PgBackgroundError('PGBG_COOKIE_MISMATCH', `Cookie mismatch for worker pid ${pid}: the handle is stale (that pid now runs another worker)`, {
+        pid,
+        cookie,
+      });
     }
-    throw new PgBackgroundError('PGBG_UNKNOWN_WORKER', `No worker with pid ${pid} is tracked by this instance (never launched here, detached, or pruned after retentionMs)`, { pid, cookie });
+    throw new PgBackgroundError(
+      'PGBG_UNKNOWN_WORKER',
+      `No worker with pid ${pid} is tracked by this instance (never launched here, detached, or pruned after retentionMs)`,
+      { pid, cookie },
+    );
   }
 
   /** Tracked workers, newest first. */
@@ -166,11 +173,14 @@ export class WorkerRegistry implements WorkerStore {
   #schedulePrune(): void {
     if (this.#timer || this.#finishedHead === this.#finished.length) return;
     const due = this.#finished[this.#finishedHead]!.finishedAt! + this.#retentionMs - Date.now();
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.prune();
-      this.#schedulePrune();
-    }, Math.min(Math.max(due, 0), MAX_TIMER_MS));
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = null;
+        this.prune();
+        this.#schedulePrune();
+      },
+      Math.min(Math.max(due, 0), MAX_TIMER_MS),
+    );
     // Pruning frees memory; it is no reason to keep the process alive.
     this.#timer.unref();
   }

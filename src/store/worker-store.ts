@@ -23,4 +23,3 @@ export interface WorkerStore {
   /** Stops the store's own timers (close()). */
   dispose(): void;
 }
-

@@ -26,7 +26,8 @@ function tokenize(pattern: string, name: string): Token[] {
   for (let i = 0; i < chars.length; i++) {
     const char = chars[i]!;
     if (char === '\\') {
-      if (++i === chars.length) throw invalidArgument(`Expected \`${name}\` not to end with the escape character \\ (LIKE refuses it), got ${describe(pattern)}`);
+      if (++i === chars.length)
+        throw invalidArgument(`Expected \`${name}\` not to end with the escape character \\ (LIKE refuses it), got ${describe(pattern)}`);
       tokens.push({ kind: 'literal', char: chars[i]! });
     } else if (char === '%') {
       // %% is %: collapsing runs keeps the backtracking below linear in the pattern.

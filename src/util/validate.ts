@@ -84,7 +84,8 @@ export function readable(name: string, value: object, known: readonly string[]):
       throw unreadable(path(key), error);
     }
     // defineProperty: a key named __proto__ stays data for the checks to see.
-    if (property !== undefined || own.includes(key)) Object.defineProperty(copy, key, { value: property, enumerable: true, writable: true, configurable: true });
+    if (property !== undefined || own.includes(key))
+      Object.defineProperty(copy, key, { value: property, enumerable: true, writable: true, configurable: true });
   }
   return copy;
 }

@@ -42,7 +42,9 @@ export interface DatabaseHooks {
 
 /** Registers before/after hooks for this test file and returns its database. */
 export function useDatabase(file: string, hooks: DatabaseHooks = {}): TestDatabase {
-  const name = `pgbg_test_${basename(file).replace(/\.test\.[jt]s$/, '').replace(/\W/g, '_')}_${randomBytes(3).toString('hex')}`.toLowerCase();
+  const name = `pgbg_test_${basename(file)
+    .replace(/\.test\.[jt]s$/, '')
+    .replace(/\W/g, '_')}_${randomBytes(3).toString('hex')}`.toLowerCase();
   const url = withDatabase(serverUrl(), name);
   let admin: pg.Client | undefined;
   const instances: PgBackground[] = [];

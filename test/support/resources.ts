@@ -14,7 +14,5 @@ export function activeResources(): ResourceCounts {
 
 /** The resource types there are more of now than in `before`, as 'type: before → now'. */
 export function resourcesGrownSince(before: ResourceCounts): string[] {
-  return [...activeResources()]
-    .filter(([type, n]) => n > (before.get(type) ?? 0))
-    .map(([type, n]) => `${type}: ${before.get(type) ?? 0} → ${n}`);
+  return [...activeResources()].filter(([type, n]) => n > (before.get(type) ?? 0)).map(([type, n]) => `${type}: ${before.get(type) ?? 0} → ${n}`);
 }

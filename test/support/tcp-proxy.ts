@@ -186,7 +186,7 @@ export class TcpProxy {
     let holding = false;
     for (const link of this.#links) {
       const { client, upstream, held } = link;
-      for (let left = allowance; left > 0 && held.length > 0; ) {
+      for (let left = allowance; left > 0 && held.length > 0;) {
         const chunk = held[0]!;
         const part = chunk.length <= left ? chunk : chunk.subarray(0, left);
         if (part === chunk) held.shift();
