@@ -22,7 +22,7 @@ interface Child {
 }
 
 function child(env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', CHILD], {
+  const proc = spawn(process.execPath, ['--conditions=pg-background-source', '--import', 'tsx', CHILD], {
     cwd: ROOT,
     env: { ...process.env, PGBG_CHILD_URL: db.url, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],

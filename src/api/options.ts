@@ -2,14 +2,14 @@
 import type pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import { invalidArgument } from '../errors.js';
-import type { RowMode, TypeParsers } from '../results/row-parser.js';
+import type { TypeParsers } from '../results/row-parser.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
+import { unreadableSetting } from '../pool/readable-settings.js';
+import { planTask, type TaskSql } from '../plan/task-plan.js';
+import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
 
 export type { InstanceOptions };
-import { unreadableSetting } from '../pool/readable-settings.js';
-import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
-import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
 import {
   MAX_TIMER_MS,
   abortSignal,

@@ -4,7 +4,7 @@
 // through LaunchEvents; the worker record changes only through Worker.apply. A cancel before the
 // start aborts the worker's signal, which every wait of the start (slot, connection) listens to.
 import pg from 'pg';
-import { COMMIT_SQL, pinSql, ROLLBACK_SQL } from '../catalog.js';
+import { pinSql } from '../catalog.js';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import type { WorkerHandle } from '../api/types.js';
 import { unlessAborted } from '../core/abort.js';
@@ -13,12 +13,13 @@ import { bothSlots, type ClusterSlots } from '../pool/cluster-slots.js';
 import type { ConnectionPool } from '../pool/connection-pool.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 import type { LivenessMonitor } from '../pool/liveness-monitor.js';
-import { PINNED_HINT, poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
+import { poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
 import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
 import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, WorkerFailure } from '../results/error-info.js';
 import type { ResultField } from '../results/row-parser.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { endPinnedTask } from './pinned-task.js';
 import { planTask, type TaskPlan } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
@@ -203,7 +204,7 @@ export class Launcher {
         }
       }
       if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
-      void this.#unpin(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
+      void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
     if (connection.pooled) {
@@ -293,38 +294,6 @@ export class Launcher {
     this.#deps.pool.release(connection, reusable);
     slot.release();
     this.#finish(worker, state, info, outcome.commandTag, outcome.rowCount);
-  }
-
-  /**
-   * Ends a pinned task's transaction (see pooler.ts): COMMIT after a task that succeeded and was
-   * not cancelled; ROLLBACK after one that failed; after a cancel request the session is dropped
-   * uncommitted, so the backend (a signal may be on its way to it) is never anyone else's.
-   */
-  async #unpin(worker: Worker, connection: WorkerConnection, outcome: TaskOutcome): Promise<TaskOutcome> {
-    connection.onNotice = null;
-    // Synchronously with the check below: a cancel from now on signals nothing.
-    connection.unpin();
-    if (connection.failure) return outcome;
-    if (worker.cancelRequested) {
-      connection.destroy(new Error('cancelled behind a connection pooler: the session was dropped before its transaction committed'));
-      if (outcome.error) return outcome;
-      return { ...outcome, error: new WorkerFailure('57014', 'canceling statement due to user request (the task had run but was never committed)') };
-    }
-    if (outcome.error) {
-      await connection.query(ROLLBACK_SQL).catch(() => {});
-      if (outcome.error instanceof pg.DatabaseError && outcome.error.code === '25001' && !outcome.error.hint) outcome.error.hint = PINNED_HINT;
-      return outcome;
-    }
-    try {
-      await connection.query(COMMIT_SQL);
-      return outcome;
-    } catch (error) {
-      if (error instanceof pg.DatabaseError) return { ...outcome, error };
-      return {
-        ...outcome,
-        error: new Error(`the COMMIT of the task's transaction got no answer (${(error as Error).message}); the worker's outcome is unknown`),
-      };
-    }
   }
 
   #finish(worker: Worker, state: TerminalState, info: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
