@@ -80,6 +80,8 @@ before(async () => {
   pem.clientKey = read('client.key');
   pem.clientCert = read('client.crt');
   server = await startLocalPostgres({
+    // Its own pg_hba asks for passwords, whatever PGBG_PG_AUTH says for the suite's server.
+    auth: 'scram-sha-256',
     // Few connections, so that a test can use them all up (53300) for the certificate's role.
     settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key', ssl_ca_file: 'ca.crt', max_connections: 12 },
     files: { 'server.crt': read('server.crt'), 'server.key': read('server.key'), 'ca.crt': pem.ca, 'pg_hba.conf': HBA },
