@@ -67,15 +67,22 @@ test('a pending worker cancelled stays pending until its start ends; a second st
   );
 });
 
-/** What the launcher passes for a start: a worker (its signal, and whether it is aborted already). */
-const start = (controller = new AbortController()) => ({
-  get signal() {
-    return controller.signal;
-  },
-  get aborted() {
-    return controller.signal.aborted;
-  },
-});
+/** What the launcher passes for a start: a worker's cancel state, heard through one callback. */
+const start = (controller = new AbortController()) => {
+  let listener: ((reason: unknown) => void) | null = null;
+  controller.signal.addEventListener('abort', () => listener?.(controller.signal.reason));
+  return {
+    get aborted() {
+      return controller.signal.aborted;
+    },
+    get abortReason() {
+      return controller.signal.reason;
+    },
+    whenAborted(callback: ((reason: unknown) => void) | null) {
+      listener = callback;
+    },
+  };
+};
 
 test('admission: FIFO, an aborted wait gives its turn back, a pause holds starts until resume', async () => {
   const slots = new WorkerSlots(1);
@@ -97,23 +104,14 @@ test('admission: FIFO, an aborted wait gives its turn back, a pause holds starts
   assert.deepEqual(order, ['third', 'held']);
 });
 
-test("admission: a free slot is taken without making the start's signal; a cancel in the same turn still gives it back", async () => {
+test('admission: a cancel while queued rejects the wait at once and gives the turn back in order', async () => {
   const slots = new WorkerSlots(1);
-  let made = 0;
+  const first = await slots.acquire(start());
   const controller = new AbortController();
-  const lazy = {
-    get signal() {
-      made++;
-      return controller.signal;
-    },
-    get aborted() {
-      return controller.signal.aborted;
-    },
-  };
-  (await slots.acquire(lazy)).release();
-  assert.equal(made, 0);
-  const racing = slots.acquire(lazy);
-  controller.abort(new Error('cancelled at once'));
-  await assert.rejects(racing, /cancelled at once/);
-  (await slots.acquire(start())).release(); // the turn was given back
+  const queued = slots.acquire(start(controller));
+  const next = slots.acquire(start());
+  controller.abort(new Error('cancelled while queued'));
+  await assert.rejects(queued, /cancelled while queued/);
+  first.release();
+  (await next).release(); // the cancelled wait's turn was given back
 });

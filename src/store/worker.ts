@@ -35,6 +35,9 @@ export class Worker {
   #abort: AbortController | null = null;
   /** The launch's own promise: a cancel before the start marks it handled (fire and forget). */
   #launching: Promise<unknown> | null = null;
+  #abortReason: unknown = null;
+  /** The one wait (a queued slot) that hears a cancel directly: see pool/worker-slots.ts. */
+  #abortListener: ((reason: unknown) => void) | null = null;
   #terminal: Promise<void> | null = null;
   #resolveTerminal: (() => void) | null = null;
   #handle: WorkerHandle | null = null;
@@ -87,7 +90,12 @@ export class Worker {
       // Last, once the facts are in place: listeners (a wait for a slot or a connection) see them.
       const message = `worker was cancelled (${change.reason}) before it started`;
       if (this.#state === 'pending') this.#launching?.catch(() => {});
-      (this.#abort ??= new AbortController()).abort(new PgBackgroundError('PGBG_ABORTED', message, { cookie: this.cookie, label: this.label }));
+      const reason = new PgBackgroundError('PGBG_ABORTED', message, { cookie: this.cookie, label: this.label });
+      this.#abortReason = reason;
+      (this.#abort ??= new AbortController()).abort(reason);
+      const listener = this.#abortListener;
+      this.#abortListener = null;
+      listener?.(reason);
     } else if (change.kind === 'finished') {
       this.#resolveTerminal?.();
     }
@@ -246,7 +254,17 @@ export class Worker {
 
   /** Cancelled already (the signal would say aborted), without making the signal. */
   get aborted(): boolean {
-    return this.#abort?.signal.aborted ?? false;
+    return this.#abortReason !== null;
+  }
+
+  /** The PGBG_ABORTED error of the cancel request, once there was one. */
+  get abortReason(): unknown {
+    return this.#abortReason;
+  }
+
+  /** The queued slot wait's callback for a cancel (one at a time; null clears it). */
+  whenAborted(listener: ((reason: unknown) => void) | null): void {
+    this.#abortListener = listener;
   }
 
   /**
