@@ -1,40 +1,17 @@
 // Fault: the server stops under running workers (fast and immediate shutdown) and comes back.
 // This file runs its own throwaway server, since it restarts it.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgBackground, WorkerError, type WorkerHandle } from 'pg-background';
-import { startLocalPostgres, type LocalPostgres } from '../scripts/local-postgres.js';
 import { until } from './support/database.js';
+import { useRestartableServer } from './support/restartable-server.js';
 
-let server: LocalPostgres;
-let admin: pg.Client | null = null;
-
-before(async () => {
-  // The WAL writer at its slowest: were a commit ever acknowledged before its WAL reached the
-  // kernel (synchronous_commit = off), the immediate shutdown would lose it every time, not only
-  // when the timing is unlucky.
-  server = await startLocalPostgres({ settings: { wal_writer_delay: '10s' } });
-});
-
-after(async () => {
-  await admin?.end().catch(() => {});
-  await server?.destroy();
-});
-
-/** A query on an admin connection, reopened after a restart. */
-async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
-  if (!admin) {
-    const client = new pg.Client({ connectionString: server.url, application_name: 'pgbg-test-admin' });
-    client.on('error', () => {});
-    client.on('end', () => {
-      if (admin === client) admin = null;
-    });
-    await client.connect();
-    admin = client;
-  }
-  return (await admin.query<R>(text, values)).rows;
-}
+// The WAL writer at its slowest: were a commit ever acknowledged before its WAL reached the
+// kernel (synchronous_commit = off), the immediate shutdown would lose it every time, not only
+// when the timing is unlucky.
+const restartable = useRestartableServer({ settings: { wal_writer_delay: '10s' } });
+const query = restartable.query.bind(restartable);
 
 const waitEvent = (pid: number, event: string) =>
   until(
@@ -53,7 +30,7 @@ interface Scenario {
 /** Workers of every kind, running when the server goes down; the control connection is open. */
 async function runningWorkers(table: string): Promise<Scenario> {
   await query(`CREATE TABLE ${table} (n int)`);
-  const bg = new PgBackground({ connectionString: server.url, maxWorkers: 4, livenessTimeoutMs: 1000 });
+  const bg = new PgBackground({ connectionString: restartable.server.url, maxWorkers: 4, livenessTimeoutMs: 1000 });
   await bg.install(); // opens the control connection
   // A warm connection, idle in the pool when the server stops.
   const warm = await bg.launch('SELECT pg_backend_pid() AS pid');
@@ -114,8 +91,8 @@ for (const mode of ['fast', 'immediate'] as const) {
       // one kills the server's processes, not the OS, so nothing written to the kernel is lost).
       await query(`CREATE TABLE ${table}_acknowledged AS SELECT 42 AS n`);
       const faultAt = Date.now();
-      await server.stopServer(mode);
-      admin = null;
+      await restartable.server.stopServer(mode);
+      restartable.dropAdmin();
       const finished = await Promise.all(
         handles.map(async (h) => {
           const done = await bg.wait(h, { timeoutMs: 10_000 });
@@ -156,7 +133,7 @@ for (const mode of ['fast', 'immediate'] as const) {
       const stats = await bg.stats();
       assert.deepEqual([stats.workersActive, stats.workersFailed, stats.workersCompleted], [0, 3, 1]);
 
-      await server.startServer();
+      await restartable.server.startServer();
       assert.deepEqual(await query(`SELECT n FROM ${table}_acknowledged`), [{ n: 42 }], 'a commit acknowledged before the shutdown survives it');
       await worksAgain(bg, table, [warmPid, sleeper.pid, blocked.pid, loop.pid]);
       // Checked last so that the rest is exercised either way: a worker whose consumer reads
@@ -171,7 +148,7 @@ for (const mode of ['fast', 'immediate'] as const) {
         'every wait(h) resolves without reading the result',
       );
     } finally {
-      await server.startServer(); // a no-op unless a failure left it stopped
+      await restartable.server.startServer(); // a no-op unless a failure left it stopped
       await bg.close();
     }
     // close() ends its connections on our side; their backends exit a moment later.

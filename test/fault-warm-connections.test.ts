@@ -3,43 +3,18 @@
 // backend runs on a new connection, once, transparently; one that may have run keeps its honest
 // error. This file runs its own throwaway server, since it restarts it; most cases reach it
 // through a TCP proxy, which holds back what a dead backend sent, as a busy event loop would.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { PgBackground, WorkerError, type PgBackgroundOptions, type WorkerHandle } from 'pg-background';
-import { startLocalPostgres, type LocalPostgres } from '../scripts/local-postgres.js';
 import { CHECK_AFTER_IDLE_MS } from '../src/pool/connection-pool.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { until } from './support/database.js';
+import { useRestartableServer } from './support/restartable-server.js';
 
-let server: LocalPostgres;
-let admin: pg.Client | null = null;
-
-before(async () => {
-  server = await startLocalPostgres();
-});
-
-after(async () => {
-  await admin?.end().catch(() => {});
-  await server?.destroy();
-});
-
-/** A query on a direct admin connection (durable commits), reopened after a restart. */
-async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
-  if (!admin) {
-    const client = new pg.Client({ connectionString: server.url, application_name: 'pgbg-test-admin' });
-    client.on('error', () => {});
-    client.on('end', () => {
-      if (admin === client) admin = null;
-    });
-    await client.connect();
-    // The throwaway server commits asynchronously; the tables made here must survive a crash.
-    await client.query('SET synchronous_commit = on');
-    admin = client;
-  }
-  return (await admin.query<R>(text, values)).rows;
-}
+const restartable = useRestartableServer();
+const query = restartable.query.bind(restartable);
 
 const LIVENESS_MS = 500;
 
@@ -47,8 +22,8 @@ function behind(proxy: TcpProxy, options: PgBackgroundOptions = {}): PgBackgroun
   return new PgBackground({
     host: '127.0.0.1',
     port: proxy.port,
-    user: server.user,
-    password: server.password,
+    user: restartable.server.user,
+    password: restartable.server.password,
     database: 'postgres',
     livenessTimeoutMs: LIVENESS_MS,
     ...options,
@@ -99,7 +74,7 @@ async function launchAll(bg: PgBackground, sqls: string[]): Promise<unknown[]> {
 test('after a fast restart, warm connections whose FATAL is still unread are replaced: the next 10 launches all run, once', async () => {
   const table = 'warm_fast';
   await query(`CREATE TABLE ${table} (n int)`);
-  const proxy = await TcpProxy.start({ host: server.host, port: server.port });
+  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
   const bg = behind(proxy, { maxWorkers: 10 });
   try {
     await warm(bg, 4);
@@ -107,9 +82,9 @@ test('after a fast restart, warm connections whose FATAL is still unread are rep
     // What the dying backends send (FATAL 57P01, then the end) is held back until the launches
     // are written, as when the event loop is busy while the server restarts.
     proxy.freeze();
-    await server.stopServer('fast');
-    admin = null;
-    await server.startServer();
+    await restartable.server.stopServer('fast');
+    restartable.dropAdmin();
+    await restartable.server.startServer();
     proxy.resume();
     const results = await launchAll(bg, inserts(table, 10));
     assert.deepEqual(
@@ -123,7 +98,7 @@ test('after a fast restart, warm connections whose FATAL is still unread are rep
     const stats = await bg.stats();
     assert.deepEqual([stats.workersCompleted, stats.workersFailed], [14, 0]);
   } finally {
-    await server.startServer();
+    await restartable.server.startServer();
     await closeAll(bg, proxy);
   }
 });
@@ -131,14 +106,14 @@ test('after a fast restart, warm connections whose FATAL is still unread are rep
 test('after a crash restart the event loop was busy through, the next 10 launches all run, once', async () => {
   const table = 'warm_crash';
   await query(`CREATE TABLE ${table} (n int)`);
-  const bg = new PgBackground({ connectionString: server.url, maxWorkers: 10, livenessTimeoutMs: LIVENESS_MS });
+  const bg = new PgBackground({ connectionString: restartable.server.url, maxWorkers: 10, livenessTimeoutMs: LIVENESS_MS });
   try {
     const pids = await warm(bg, 4);
     await delay(CHECK_AFTER_IDLE_MS);
     // A backend crashes: the server kills every other backend (WARNING 57P02, then the end)
     // and restarts. This process is blocked until the server accepts again without them.
     const victim = (await query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]!.pid;
-    admin = null;
+    restartable.dropAdmin();
     process.kill(victim, 'SIGKILL');
     const waiter = `
       import pg from 'pg';
@@ -154,7 +129,7 @@ test('after a crash restart the event loop was busy through, the next 10 launche
       }
       process.exit(1);`;
     const waited = spawnSync(process.execPath, ['--input-type=module', '-e', waiter], {
-      env: { ...process.env, URL: server.url, PIDS: JSON.stringify(pids) },
+      env: { ...process.env, URL: restartable.server.url, PIDS: JSON.stringify(pids) },
       encoding: 'utf8',
     });
     assert.equal(waited.status, 0, waited.stderr);
@@ -175,7 +150,7 @@ test('after a crash restart the event loop was busy through, the next 10 launche
 test('a silently dead warm link is checked before use: the launch runs on a new connection', async () => {
   const table = 'warm_silent';
   await query(`CREATE TABLE ${table} (n int)`);
-  const proxy = await TcpProxy.start({ host: server.host, port: server.port });
+  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
   const bg = behind(proxy);
   try {
     const [oldPid] = await warm(bg, 1);
@@ -199,7 +174,7 @@ const failsWith = (h: WorkerHandle, sqlstate: string) => (e: unknown) => {
 /** A warm connection through `proxy` whose backend was terminated while the proxy held its FATAL back. */
 async function deadWarm(table: string): Promise<{ bg: PgBackground; proxy: TcpProxy; oldPid: number }> {
   await query(`CREATE TABLE ${table} (n int)`);
-  const proxy = await TcpProxy.start({ host: server.host, port: server.port });
+  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
   const bg = behind(proxy);
   const [oldPid] = await warm(bg, 1);
   proxy.freeze();
@@ -229,8 +204,8 @@ test('a task that never ran, and then finds no server for its second try, ends i
   const { bg, proxy } = await deadWarm('warm_down');
   try {
     const h = await bg.launch({ text: 'INSERT INTO warm_down VALUES ($1) RETURNING n', values: [1] });
-    await server.stopServer('fast');
-    admin = null;
+    await restartable.server.stopServer('fast');
+    restartable.dropAdmin();
     proxy.resume(); // the FATAL arrives; the new connection the task then needs is refused
     await assert.rejects(bg.result(h).toArray(), failsWith(h, '08006'));
     const error = await bg.errorInfo(h);
@@ -239,10 +214,10 @@ test('a task that never ran, and then finds no server for its second try, ends i
       /^the task never ran: its connection had died \(terminating connection due to administrator command\) and no new one could be opened: /,
     );
     assert.equal((await bg.info(h)).state, 'error');
-    await server.startServer();
+    await restartable.server.startServer();
     await committedOnce('warm_down', []);
   } finally {
-    await server.startServer();
+    await restartable.server.startServer();
     await closeAll(bg, proxy);
   }
 });
@@ -265,7 +240,7 @@ test('a task with settings whose connection died before their round trip was ans
 });
 
 test('a live warm connection that idled past the threshold passes its check and is reused', async () => {
-  const proxy = await TcpProxy.start({ host: server.host, port: server.port });
+  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
   const bg = behind(proxy);
   try {
     const [pid] = await warm(bg, 1);
@@ -292,7 +267,7 @@ test('a simple-protocol task answered only by FATAL 57P01 may have run (a proced
 
 test('a task whose connection ended with nothing sent back may have run: its error stays (08006, outcome unknown)', async () => {
   await query('CREATE TABLE warm_eof (n int)');
-  const proxy = await TcpProxy.start({ host: server.host, port: server.port });
+  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
   const bg = behind(proxy);
   try {
     await warm(bg, 1);
@@ -308,7 +283,7 @@ test('a task whose connection ended with nothing sent back may have run: its err
 });
 
 test('a task terminated after the server parsed it keeps its error (57P01), on its own connection', async () => {
-  const proxy = await TcpProxy.start({ host: server.host, port: server.port });
+  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
   const bg = behind(proxy);
   try {
     await warm(bg, 1);

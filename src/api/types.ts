@@ -1,7 +1,8 @@
 // The public shapes: options, handles, worker information, statistics and events.
-// Nearly a leaf: it imports nothing of ours but the errors' types and the state vocabulary
-// (src/core), so every folder ranked above core may use it.
+// Nearly a leaf: it imports nothing of ours but types, from the errors, the state vocabulary
+// (src/core) and the pg seam (a result column), so every folder ranked above those may use it.
 import type pg from 'pg';
+import type { WireField } from '../pg/index.js';
 import type { CancelReason as CoreCancelReason, WorkerState as CoreWorkerState } from '../core/states.js';
 
 export type { WorkerErrorInfo } from '../errors.js';
@@ -13,16 +14,8 @@ export interface TypeParsers {
   getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown;
 }
 
-/** Column metadata of the result, as the server described it. */
-export interface ResultField {
-  name: string;
-  tableID: number;
-  columnID: number;
-  dataTypeID: number;
-  dataTypeSize: number;
-  dataTypeModifier: number;
-  format: 'text' | 'binary';
-}
+/** Column metadata of the result, as the server described it (a RowDescription's field). */
+export type ResultField = WireField;
 
 /** A value for a server setting, sent as text. */
 export type SettingValue = string | number | boolean;
