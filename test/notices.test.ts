@@ -37,3 +37,16 @@ test('many notices are delivered in order, none lost, also from submitted worker
   assert.equal(seen.at(-1), '2000');
   await bg.close();
 });
+
+test("'finished' carries the worker's error info (null when it stopped)", async () => {
+  const bg = db.background();
+  const events: { state: string; sqlstate: string | null; message: string | null }[] = [];
+  bg.on('finished', ({ state, error }) => events.push({ state, sqlstate: error?.sqlstate ?? null, message: error?.message ?? null }));
+  await bg.wait(await bg.launch('SELECT 1'));
+  await bg.wait(await bg.launch('SELECT 1/0'));
+  assert.deepEqual(events, [
+    { state: 'stopped', sqlstate: null, message: null },
+    { state: 'error', sqlstate: '22012', message: 'division by zero' },
+  ]);
+  await bg.close();
+});

@@ -25,7 +25,14 @@ export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEven
   return {
     finished(worker: Worker, state: TerminalState): void {
       if (target.listenerCount('finished') === 0) return;
-      emitSafely('finished', { handle: worker.handle, label: worker.label, state, elapsedMs: worker.finishedAt! - worker.launchedAt });
+      const { error } = worker;
+      emitSafely('finished', {
+        handle: worker.handle,
+        label: worker.label,
+        state,
+        elapsedMs: worker.finishedAt! - worker.launchedAt,
+        error: error && { ...error },
+      });
     },
     notice(worker: Worker, notice: ServerNotice): void {
       const progress = progressFromNotice(notice);

@@ -55,6 +55,23 @@ const ownKeys = [
   'clusterKey',
 ] as const;
 
+/**
+ * Keys that node-postgres would take silently and ignore: a launch's own options, and pg.Pool's.
+ * Everything else that is not ours goes to pg's Client as it is.
+ */
+const notForTheConstructor: Record<string, string> = {
+  queueSize: 'it is a launch option (launch(sql, { queueSize })); the instance-wide default is `defaultQueueSize`',
+  label: 'it is a launch option (launch(sql, { label }))',
+  signal: 'it is a launch option (launch(sql, { signal })); close() ends the instance',
+  timeoutMs: 'it is a launch option (launch(sql, { timeoutMs })); the instance-wide default is `workerTimeoutMs`',
+  fresh: 'it is a launch option (launch(sql, { fresh }))',
+  max: 'it is a pg.Pool option; the most workers at once is `maxWorkers`',
+  min: 'it is a pg.Pool option; warm connections kept are `minIdle` / `maxIdle`',
+  idleTimeoutMillis: 'it is a pg.Pool option; warm connections close after `idleTimeoutMs`',
+  maxUses: 'it is a pg.Pool option; pg-background resets a connection after every task',
+  allowExitOnIdle: 'it is a pg.Pool option; idle warm connections never keep the process alive',
+};
+
 export function instanceOptions(input: unknown): InstanceOptions {
   const options = (input === undefined ? {} : readable('options', plainObject('options', input), ownKeys)) as PgBackgroundOptions & Record<string, unknown>;
   const connection: Record<string, unknown> = {};
@@ -63,6 +80,8 @@ export function instanceOptions(input: unknown): InstanceOptions {
     // Everything else goes to node-postgres, but a miscased option of ours is surely a typo.
     const ours = ownKeys.find((own) => own.toLowerCase() === key.toLowerCase());
     if (ours) throw invalidArgument(`Unknown option \`${key}\`; did you mean \`${ours}\`?`);
+    const elsewhere = notForTheConstructor[key];
+    if (elsewhere) throw invalidArgument(`Option \`${key}\` does not belong to the constructor: ${elsewhere}`);
     connection[key] = value;
   }
   if (connection.connectionString !== undefined) {

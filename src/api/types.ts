@@ -5,7 +5,9 @@ import type pg from 'pg';
 import type { WireField } from '../pg/index.js';
 import type { CancelReason as CoreCancelReason, WorkerState as CoreWorkerState } from '../core/states.js';
 
-export type { WorkerErrorInfo } from '../errors.js';
+import type { WorkerErrorInfo } from '../errors.js';
+
+export type { WorkerErrorInfo };
 
 export type RowMode = 'object' | 'array';
 
@@ -240,6 +242,8 @@ export interface WorkerFinishedEvent {
   label: string | null;
   state: 'stopped' | 'canceled' | 'error';
   elapsedMs: number;
+  /** The worker's error (as errorInfo(h) gives it), null when it stopped without one. */
+  error: WorkerErrorInfo | null;
 }
 
 export interface PgBackgroundEvents {
