@@ -47,3 +47,23 @@ test('a reader that started before pruning keeps reading its rows', async () => 
   assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   await bg.close();
 });
+
+test('maxRetained keeps at most that many finished workers listed, oldest forgotten first; running ones stay', async () => {
+  const bg = db.background({ maxRetained: 2 });
+  const sleeper = await bg.launch('SELECT pg_sleep(30)', { label: 'running' });
+  for (const label of ['a', 'b', 'c', 'd']) await bg.wait(await bg.launch('SELECT 1', { label }));
+  assert.deepEqual(
+    (await bg.list()).map((w) => [w.label, w.state]),
+    [
+      ['d', 'stopped'],
+      ['c', 'stopped'],
+      ['running', 'running'],
+    ],
+  );
+  await bg.cancel(sleeper);
+  assert.deepEqual(
+    (await bg.list()).map((w) => w.label),
+    ['d', 'running'],
+  );
+  await bg.close();
+});

@@ -41,6 +41,7 @@ const ownKeys = [
   'workerTimeoutMs',
   'whenFull',
   'retentionMs',
+  'maxRetained',
   'settings',
   'role',
   'rowMode',
@@ -143,6 +144,10 @@ export function instanceOptions(input: unknown): InstanceOptions {
     workerTimeoutMs: options.workerTimeoutMs === undefined ? 0 : integer('workerTimeoutMs', options.workerTimeoutMs, 0, MAX_TIMER_MS),
     whenFull: options.whenFull === undefined ? 'error' : oneOf('whenFull', options.whenFull, ['error', 'queue'] as const),
     retentionMs,
+    maxRetained:
+      options.maxRetained === undefined || options.maxRetained === Infinity
+        ? Infinity
+        : integer('maxRetained', options.maxRetained, 0, Number.MAX_SAFE_INTEGER),
     settings: options.settings === undefined ? Object.freeze({}) : settings('settings', options.settings),
     role: options.role === undefined ? null : nonEmptyString('role', options.role, 63),
     rowMode: options.rowMode === undefined ? 'object' : oneOf('rowMode', options.rowMode, ['object', 'array'] as const),

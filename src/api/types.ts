@@ -40,6 +40,8 @@ export interface PgBackgroundOptions extends Omit<pg.ClientConfig, 'types'> {
   clusterKey?: string;
   /** How long a finished worker stays in `list()` (and its unread rows in memory). Default 900000. */
   retentionMs?: number;
+  /** At most this many finished workers stay in `list()` (the oldest are forgotten first, as retention would); 0..; default Infinity. */
+  maxRetained?: number;
   /** Server settings applied to every worker's task (`set_config`), e.g. `{ work_mem: '256MB' }`. */
   settings?: Readonly<Record<string, SettingValue>>;
   /** Role every worker's SQL runs as (`SET ROLE`); the login role must be a member of it. */

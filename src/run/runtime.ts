@@ -37,7 +37,7 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents): R
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
   const control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
-  const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started());
+  const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained);
   const observer = new BackendObserver(control, store);
   const liveness = backendMonitor(options.livenessTimeoutMs, control);
   // The connection of each worker past its start: the launcher sets it, the stopper reads it.

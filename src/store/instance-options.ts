@@ -9,6 +9,8 @@ export interface InstanceOptions {
   readonly workerTimeoutMs: number;
   readonly whenFull: 'error' | 'queue';
   readonly retentionMs: number;
+  /** At most this many finished workers stay listed (Infinity: no count limit). */
+  readonly maxRetained: number;
   readonly settings: Readonly<Record<string, string>>;
   readonly role: string | null;
   readonly rowMode: RowMode;

@@ -13,6 +13,10 @@ import type { WorkerStore } from './worker-store.js';
 
 export class WorkerRegistry implements WorkerStore {
   readonly #retentionMs: number;
+  /** At most this many finished workers stay listed (the oldest go first). */
+  readonly #maxRetained: number;
+  /** Finished workers in #finished still tracked. */
+  #retained = 0;
   readonly #onStarted: ((worker: Worker) => void) | null;
   readonly #tracked = new Map<bigint, Worker>(); // by cookie, oldest first
   readonly #pids = new Map<number, number>(); // tracked workers per pid (connections are reused)
@@ -29,9 +33,10 @@ export class WorkerRegistry implements WorkerStore {
   #timedOut = 0;
   #executionMs = 0;
 
-  constructor(retentionMs: number, onStarted: ((worker: Worker) => void) | null = null) {
+  constructor(retentionMs: number, onStarted: ((worker: Worker) => void) | null = null, maxRetained = Infinity) {
     this.#retentionMs = retentionMs;
     this.#onStarted = onStarted;
+    this.#maxRetained = maxRetained;
   }
 
   add(worker: Worker): void {
@@ -54,6 +59,7 @@ export class WorkerRegistry implements WorkerStore {
         return;
       case 'untracked':
         if (!prior.tracked) return;
+        if (!worker.active && this.#queuesFinished) this.#retained--;
         this.#tracked.delete(worker.cookie);
         this.#countPid(worker.pid, -1);
         return;
@@ -74,8 +80,10 @@ export class WorkerRegistry implements WorkerStore {
       this.#ran++;
       this.#executionMs += worker.finishedAt! - worker.startedAt;
     }
-    if (worker.tracked && this.#retentionMs !== Infinity) {
+    if (worker.tracked && this.#queuesFinished) {
       this.#finished.push(worker);
+      this.#retained++;
+      if (this.#retained > this.#maxRetained) this.prune();
       this.#schedulePrune();
     }
   }
@@ -154,7 +162,7 @@ export class WorkerRegistry implements WorkerStore {
   prune(now = Date.now()): void {
     while (this.#finishedHead < this.#finished.length) {
       const worker = this.#finished[this.#finishedHead]!;
-      if (worker.tracked && now - worker.finishedAt! < this.#retentionMs) break;
+      if (worker.tracked && now - worker.finishedAt! < this.#retentionMs && this.#retained <= this.#maxRetained) break;
       this.#finishedHead++;
       // A reader already holding the result keeps its rows (they go when it does).
       if (worker.tracked) worker.apply({ kind: 'untracked', reason: 'prune' });
@@ -170,8 +178,13 @@ export class WorkerRegistry implements WorkerStore {
     this.#timer = null;
   }
 
+  /** Finished workers are queued for pruning when either limit is finite. */
+  get #queuesFinished(): boolean {
+    return this.#retentionMs !== Infinity || this.#maxRetained !== Infinity;
+  }
+
   #schedulePrune(): void {
-    if (this.#timer || this.#finishedHead === this.#finished.length) return;
+    if (this.#timer || this.#finishedHead === this.#finished.length || this.#retentionMs === Infinity) return;
     const due = this.#finished[this.#finishedHead]!.finishedAt! + this.#retentionMs - Date.now();
     this.#timer = setTimeout(
       () => {
