@@ -17,9 +17,12 @@ function recorded(): { heard: [string, PriorFacts][]; store: { changed(w: Worker
   return { heard, store: { changed: (_worker, change, prior) => void heard.push([change.kind, prior]) } };
 }
 
-test('the state vocabulary is one frozen constant', () => {
+test('the state vocabulary is one frozen constant, and the package exports it', async () => {
   assert.deepEqual(WORKER_STATES, ['pending', 'running', 'cancelling', 'stopped', 'canceled', 'error']);
   assert.equal(Object.isFrozen(WORKER_STATES), true);
+  const pkg = await import('pg-background');
+  assert.equal(pkg.WORKER_STATES, WORKER_STATES);
+  assert.deepEqual(pkg.CANCEL_REASONS, ['cancel', 'timeout', 'signal', 'close']);
 });
 
 test('apply reports each change once, with the facts before it; a repeat changes nothing', () => {
