@@ -205,3 +205,26 @@ test('a COMMIT the lexer missed is reported as outcome unknown, never as a plain
   assert.deepEqual(await rowsOfT(), [1]); // it did commit: the library said it might have
   assert.equal(planTask('INSERT INTO t VALUES (1); COMMIT; SELECT 1/0').refusal?.includes('found COMMIT'), true);
 });
+
+test("a terminate or a cancel while the worker's COMMIT runs (a slow deferred trigger) ends canceled, and nothing committed", async () => {
+  await db.query(`CREATE TABLE slow_commit (n int);
+    CREATE FUNCTION slow_check() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(30); RETURN NULL; END$$;
+    CREATE CONSTRAINT TRIGGER slow_commit_check AFTER INSERT ON slow_commit DEFERRABLE INITIALLY DEFERRED
+      FOR EACH ROW EXECUTE FUNCTION slow_check()`);
+  const bg = db.background();
+  for (const [graceMs, sqlstate] of [
+    [0, '57P01'], // terminated inside the COMMIT: a FATAL with no CommandComplete
+    [5000, '57014'], // cancelled inside the COMMIT: an ERROR, the COMMIT fails
+  ] as const) {
+    const h = await bg.launch('INSERT INTO slow_commit VALUES (1); SELECT 1');
+    // The trigger sleeps inside our COMMIT (a simple query of its own, so pg_stat_activity says so).
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND query = 'COMMIT' AND wait_event = 'PgSleep'", [h.pid])).length,
+      'the COMMIT to run the deferred trigger',
+    );
+    await bg.cancel(h, { graceMs });
+    assert.deepEqual([(await bg.info(h)).state, (await bg.errorInfo(h))?.sqlstate], ['canceled', sqlstate]);
+  }
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM slow_commit'), [{ n: 0 }]);
+  await bg.close();
+});
