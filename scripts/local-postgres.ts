@@ -306,7 +306,8 @@ function run(command: string, args: string[], runAs: RunAs): Promise<void> {
   });
 }
 
-function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 free a moment ago (the test helpers that start servers use it too). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

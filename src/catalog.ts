@@ -180,6 +180,19 @@ export const MIGRATIONS_TABLE = 'pg_background_migrations';
 /** Marks the migrations table install() created (and may therefore use). */
 export const MIGRATIONS_TABLE_MARKER = 'pg-background migrations';
 
+/**
+ * Whose an object is, as install() must know before it adopts it: its owner, whether that is the
+ * current user, its comment (our marker) and the extension it belongs to, if any. `alias` is the
+ * catalog row (`p` of pg_proc, `c` of pg_class), `owner` its owner column, `catalog` its table.
+ */
+function ownership(alias: string, owner: string, catalog: string): string {
+  return `pg_catalog.pg_get_userbyid(${alias}.${owner}) AS owner,
+       ${alias}.${owner} = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) AS mine,
+       pg_catalog.obj_description(${alias}.oid, '${catalog}') AS comment,
+       (SELECT e.extname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+         WHERE d.classid = 'pg_catalog.${catalog}'::pg_catalog.regclass AND d.objid = ${alias}.oid AND d.deptype = 'e') AS extension`;
+}
+
 export const installSql = {
   begin: 'BEGIN',
   commit: 'COMMIT',
@@ -191,11 +204,7 @@ export const installSql = {
   /** $1 = schema name, $2 = function names. Every overload, whose it is, and whether it is ours. */
   functions: `SELECT p.oid::pg_catalog.regprocedure::text AS signature,
        p.proname::text AS name,
-       pg_catalog.pg_get_userbyid(p.proowner) AS owner,
-       p.proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) AS mine,
-       pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,
-       (SELECT e.extname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-         WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e') AS extension
+       ${ownership('p', 'proowner', 'pg_proc')}
   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = $1 AND p.proname = ANY ($2::text[])`,
   /**
@@ -206,11 +215,7 @@ export const installSql = {
    */
   migrationsTable: `SELECT c.oid::pg_catalog.regclass::text AS name,
        c.relkind::text AS kind,
-       pg_catalog.pg_get_userbyid(c.relowner) AS owner,
-       c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) AS mine,
-       pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
-       (SELECT e.extname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e') AS extension,
+       ${ownership('c', 'relowner', 'pg_class')},
        EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
          OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid) AS hooked,
        EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid OR i.inhparent = c.oid) AS inherits,
