@@ -77,7 +77,10 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
     const bg = behind('transaction', { maxWorkers: 1 });
     const { other, otherPid } = await warmWithBackendTaken(bg);
     const h = await bg.launch('INSERT INTO tx_terminate VALUES (1); SELECT pg_sleep(5)');
-    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'")).length, 'the task to sleep');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")).length,
+      'the task to sleep',
+    );
     await bg.cancel(h, { graceMs: 0 });
     const info = await bg.info(h);
     // Terminated: its own backend (its handle names the backend its transaction ran on).

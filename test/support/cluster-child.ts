@@ -3,7 +3,7 @@
 // after another in a tight loop (the next launch as soon as the last one's SQL is on its way)
 // until "stop". It prints "ready" once its instance exists, "launched <ms waited>" per launch,
 // then "done <workers that ended stopped>" and exits after close(). Run it as
-//   node --conditions=source --import tsx test/support/cluster-child.ts
+//   node --conditions=pg-background-source --import tsx test/support/cluster-child.ts
 // with PGBG_CHILD_URL, PGBG_CHILD_SQL, PGBG_CHILD_COUNT, PGBG_CLUSTER_MAX, PGBG_CLUSTER_KEY and
 // optionally PGBG_CHILD_ON_CALLER_EXIT ('finish', the default, or 'rollback').
 import { createInterface } from 'node:readline';
