@@ -62,6 +62,28 @@ async function closeAll(bg: PgBackground, proxy: TcpProxy | null): Promise<void>
   await until(async () => (await query("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'pg-background%'")).length === 0, 'no backend of ours left');
 }
 
+/** A PgBackground behind a new proxy to the test server; both closed (and checked gone) after `body`. */
+async function throughProxy(body: (bg: PgBackground, proxy: TcpProxy) => Promise<void>, options?: PgBackgroundOptions): Promise<void> {
+  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
+  const bg = behind(proxy, options);
+  try {
+    await body(bg, proxy);
+  } finally {
+    await closeAll(bg, proxy);
+  }
+}
+
+/** throughProxy, with a table and one warm connection whose backend was terminated while the proxy held its FATAL back. */
+async function withDeadWarm(table: string, body: (bg: PgBackground, proxy: TcpProxy, oldPid: number) => Promise<void>): Promise<void> {
+  await query(`CREATE TABLE ${table} (n int)`);
+  await throughProxy(async (bg, proxy) => {
+    const [oldPid] = await warm(bg, 1);
+    proxy.freeze();
+    await terminate([oldPid!]);
+    await body(bg, proxy, oldPid!);
+  });
+}
+
 const inserts = (table: string, count: number) => Array.from({ length: count }, (_, i) => `INSERT INTO ${table} VALUES (${i}) RETURNING n`);
 
 /** Launches every SQL at once, with nothing in between (no event loop turn), and reads each result. */
@@ -74,33 +96,35 @@ async function launchAll(bg: PgBackground, sqls: string[]): Promise<unknown[]> {
 test('after a fast restart, warm connections whose FATAL is still unread are replaced: the next 10 launches all run, once', async () => {
   const table = 'warm_fast';
   await query(`CREATE TABLE ${table} (n int)`);
-  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
-  const bg = behind(proxy, { maxWorkers: 10 });
-  try {
-    await warm(bg, 4);
-    await delay(CHECK_AFTER_IDLE_MS); // they idle past the threshold, as across any restart
-    // What the dying backends send (FATAL 57P01, then the end) is held back until the launches
-    // are written, as when the event loop is busy while the server restarts.
-    proxy.freeze();
-    await restartable.server.stopServer('fast');
-    restartable.dropAdmin();
-    await restartable.server.startServer();
-    proxy.resume();
-    const results = await launchAll(bg, inserts(table, 10));
-    assert.deepEqual(
-      results,
-      Array.from({ length: 10 }, (_, n) => [{ n }]),
-    );
-    await committedOnce(
-      table,
-      Array.from({ length: 10 }, (_, n) => n),
-    );
-    const stats = await bg.stats();
-    assert.deepEqual([stats.workersCompleted, stats.workersFailed], [14, 0]);
-  } finally {
-    await restartable.server.startServer();
-    await closeAll(bg, proxy);
-  }
+  await throughProxy(
+    async (bg, proxy) => {
+      try {
+        await warm(bg, 4);
+        await delay(CHECK_AFTER_IDLE_MS); // they idle past the threshold, as across any restart
+        // What the dying backends send (FATAL 57P01, then the end) is held back until the launches
+        // are written, as when the event loop is busy while the server restarts.
+        proxy.freeze();
+        await restartable.server.stopServer('fast');
+        restartable.dropAdmin();
+        await restartable.server.startServer();
+        proxy.resume();
+        const results = await launchAll(bg, inserts(table, 10));
+        assert.deepEqual(
+          results,
+          Array.from({ length: 10 }, (_, n) => [{ n }]),
+        );
+        await committedOnce(
+          table,
+          Array.from({ length: 10 }, (_, n) => n),
+        );
+        const stats = await bg.stats();
+        assert.deepEqual([stats.workersCompleted, stats.workersFailed], [14, 0]);
+      } finally {
+        await restartable.server.startServer();
+      }
+    },
+    { maxWorkers: 10 },
+  );
 });
 
 test('after a crash restart the event loop was busy through, the next 10 launches all run, once', async () => {
@@ -150,9 +174,7 @@ test('after a crash restart the event loop was busy through, the next 10 launche
 test('a silently dead warm link is checked before use: the launch runs on a new connection', async () => {
   const table = 'warm_silent';
   await query(`CREATE TABLE ${table} (n int)`);
-  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
-  const bg = behind(proxy);
-  try {
+  await throughProxy(async (bg, proxy) => {
     const [oldPid] = await warm(bg, 1);
     proxy.blackhole(); // no FIN, no RST: the idle link just goes nowhere; new links work
     await delay(CHECK_AFTER_IDLE_MS);
@@ -160,9 +182,7 @@ test('a silently dead warm link is checked before use: the launch runs on a new 
     assert.notEqual(h.pid, oldPid);
     assert.deepEqual(await bg.result(h).toArray(), [{ n: 1 }]);
     await committedOnce(table, [1]);
-  } finally {
-    await closeAll(bg, proxy);
-  }
+  });
 });
 
 const failsWith = (h: WorkerHandle, sqlstate: string) => (e: unknown) => {
@@ -171,20 +191,8 @@ const failsWith = (h: WorkerHandle, sqlstate: string) => (e: unknown) => {
   return true;
 };
 
-/** A warm connection through `proxy` whose backend was terminated while the proxy held its FATAL back. */
-async function deadWarm(table: string): Promise<{ bg: PgBackground; proxy: TcpProxy; oldPid: number }> {
-  await query(`CREATE TABLE ${table} (n int)`);
-  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
-  const bg = behind(proxy);
-  const [oldPid] = await warm(bg, 1);
-  proxy.freeze();
-  await terminate([oldPid!]);
-  return { bg, proxy, oldPid: oldPid! };
-}
-
 test('a task whose connection sent FATAL 57P01 before parsing it runs again on a new connection; its handle stays valid', async () => {
-  const { bg, proxy, oldPid } = await deadWarm('warm_retry');
-  try {
+  await withDeadWarm('warm_retry', async (bg, proxy, oldPid) => {
     // Written at once (the connection idled a moment only, so it is not checked), then the
     // held-back FATAL arrives: the server never answered the task's Parse.
     const h = await bg.launch({ text: 'INSERT INTO warm_retry VALUES ($1) RETURNING n', values: [7] });
@@ -195,36 +203,33 @@ test('a task whose connection sent FATAL 57P01 before parsing it runs again on a
     assert.equal(info.state, 'stopped');
     assert.notEqual(info.pid, oldPid);
     await committedOnce('warm_retry', [7]);
-  } finally {
-    await closeAll(bg, proxy);
-  }
+  });
 });
 
 test('a task that never ran, and then finds no server for its second try, ends in error saying it never ran', async () => {
-  const { bg, proxy } = await deadWarm('warm_down');
-  try {
-    const h = await bg.launch({ text: 'INSERT INTO warm_down VALUES ($1) RETURNING n', values: [1] });
-    await restartable.server.stopServer('fast');
-    restartable.dropAdmin();
-    proxy.resume(); // the FATAL arrives; the new connection the task then needs is refused
-    await assert.rejects(bg.result(h).toArray(), failsWith(h, '08006'));
-    const error = await bg.errorInfo(h);
-    assert.match(
-      error!.message,
-      /^the task never ran: its connection had died \(terminating connection due to administrator command\) and no new one could be opened: /,
-    );
-    assert.equal((await bg.info(h)).state, 'error');
-    await restartable.server.startServer();
-    await committedOnce('warm_down', []);
-  } finally {
-    await restartable.server.startServer();
-    await closeAll(bg, proxy);
-  }
+  await withDeadWarm('warm_down', async (bg, proxy) => {
+    try {
+      const h = await bg.launch({ text: 'INSERT INTO warm_down VALUES ($1) RETURNING n', values: [1] });
+      await restartable.server.stopServer('fast');
+      restartable.dropAdmin();
+      proxy.resume(); // the FATAL arrives; the new connection the task then needs is refused
+      await assert.rejects(bg.result(h).toArray(), failsWith(h, '08006'));
+      const error = await bg.errorInfo(h);
+      assert.match(
+        error!.message,
+        /^the task never ran: its connection had died \(terminating connection due to administrator command\) and no new one could be opened: /,
+      );
+      assert.equal((await bg.info(h)).state, 'error');
+      await restartable.server.startServer();
+      await committedOnce('warm_down', []);
+    } finally {
+      await restartable.server.startServer();
+    }
+  });
 });
 
 test('a task with settings whose connection died before their round trip was answered runs on a new connection', async () => {
-  const { bg, proxy, oldPid } = await deadWarm('warm_settings');
-  try {
+  await withDeadWarm('warm_settings', async (bg, proxy, oldPid) => {
     // The settings go first, in their own round trip: the task itself was never written.
     const launching = bg.launch("INSERT INTO warm_settings SELECT 1 WHERE current_setting('work_mem') = '4321kB' RETURNING n", {
       settings: { work_mem: '4321kB' },
@@ -234,42 +239,31 @@ test('a task with settings whose connection died before their round trip was ans
     assert.notEqual(h.pid, oldPid);
     assert.deepEqual(await bg.result(h).toArray(), [{ n: 1 }]);
     await committedOnce('warm_settings', [1]);
-  } finally {
-    await closeAll(bg, proxy);
-  }
+  });
 });
 
 test('a live warm connection that idled past the threshold passes its check and is reused', async () => {
-  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
-  const bg = behind(proxy);
-  try {
+  await throughProxy(async (bg, proxy) => {
     const [pid] = await warm(bg, 1);
     await delay(CHECK_AFTER_IDLE_MS);
     const h = await bg.launch('SELECT pg_backend_pid() AS pid');
     assert.deepEqual(await bg.result(h).toArray(), [{ pid }]);
-  } finally {
-    await closeAll(bg, proxy);
-  }
+  });
 });
 
 test('a simple-protocol task answered only by FATAL 57P01 may have run (a procedure can commit before any answer): its error stays', async () => {
-  const { bg, proxy } = await deadWarm('warm_simple');
-  try {
+  await withDeadWarm('warm_simple', async (bg, proxy) => {
     const h = await bg.launch('INSERT INTO warm_simple VALUES (1) RETURNING n');
     proxy.resume();
     await assert.rejects(bg.result(h).toArray(), failsWith(h, '57P01'));
     assert.equal((await bg.info(h)).state, 'error');
     await committedOnce('warm_simple', []);
-  } finally {
-    await closeAll(bg, proxy);
-  }
+  });
 });
 
 test('a task whose connection ended with nothing sent back may have run: its error stays (08006, outcome unknown)', async () => {
   await query('CREATE TABLE warm_eof (n int)');
-  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
-  const bg = behind(proxy);
-  try {
+  await throughProxy(async (bg, proxy) => {
     await warm(bg, 1);
     proxy.freeze();
     const h = await bg.launch({ text: 'INSERT INTO warm_eof VALUES ($1) RETURNING n', values: [1] });
@@ -277,15 +271,11 @@ test('a task whose connection ended with nothing sent back may have run: its err
     await assert.rejects(bg.result(h).toArray(), failsWith(h, '08006'));
     assert.equal((await bg.info(h)).state, 'error');
     await committedOnce('warm_eof', []);
-  } finally {
-    await closeAll(bg, proxy);
-  }
+  });
 });
 
 test('a task terminated after the server parsed it keeps its error (57P01), on its own connection', async () => {
-  const proxy = await TcpProxy.start({ host: restartable.server.host, port: restartable.server.port });
-  const bg = behind(proxy);
-  try {
+  await throughProxy(async (bg, proxy) => {
     await warm(bg, 1);
     const h = await bg.launch({ text: 'SELECT pg_sleep($1)', values: [30] });
     await until(async () => (await query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).length, 'the task to sleep');
@@ -293,7 +283,5 @@ test('a task terminated after the server parsed it keeps its error (57P01), on i
     await assert.rejects(bg.result(h).toArray(), failsWith(h, '57P01'));
     const info = await bg.info(h);
     assert.deepEqual([info.state, info.pid], ['error', h.pid]);
-  } finally {
-    await closeAll(bg, proxy);
-  }
+  });
 });
