@@ -32,6 +32,9 @@ export const BEGIN_SQL = 'BEGIN';
 /** pg_cancel_backend of exactly that backend ($1 pid, $2 started). */
 export const CANCEL_BACKEND_SQL = `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`;
 
+/** A row while exactly that backend ($1 pid, $2 started) exists. */
+export const BACKEND_EXISTS_SQL = `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`;
+
 /** pg_terminate_backend of exactly that backend ($1 pid, $2 started). */
 export const TERMINATE_BACKEND_SQL = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND ${BACKEND_STARTED_SQL} = $2`;
 

@@ -228,3 +228,12 @@ test("a terminate or a cancel while the worker's COMMIT runs (a slow deferred tr
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM slow_commit'), [{ n: 0 }]);
   await bg.close();
 });
+
+test('a ROLLBACK the lexer missed is outcome unknown even when nothing failed: part of the work committed, part not', async () => {
+  await db.query('TRUNCATE t');
+  const outcome = await runPlan(forged(['INSERT INTO t VALUES (1)', 'ROLLBACK', 'INSERT INTO t VALUES (2)']));
+  const info = errorInfo(outcome.error);
+  assert.equal(info.sqlstate, '08006');
+  assert.match(info.message, /^outcome unknown: the server ran a transaction control statement \(ROLLBACK\).*the task then ended without an error/);
+  assert.deepEqual(await rowsOfT(), [2]);
+});

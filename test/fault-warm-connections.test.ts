@@ -285,3 +285,28 @@ test('a task terminated after the server parsed it keeps its error (57P01), on i
     assert.deepEqual([info.state, info.pid], ['error', h.pid]);
   });
 });
+
+test("a notice raised by the task's own Parse counts as an answer: it proves the task was read, never that it was not", async () => {
+  const { WorkerConnection } = await import('../src/pool/worker-connection.js');
+  const { RowQueue } = await import('../src/results/row-queue.js');
+  const { TaskQuery } = await import('../src/results/task-query.js');
+  const { planTask } = await import('../src/plan/task-plan.js');
+  const { provesNeverRan } = await import('../src/results/error-info.js');
+  const connection = await WorkerConnection.open({ connectionString: restartable.server.url, application_name: 'pg-background test' }, 10_000);
+  try {
+    const notices: string[] = [];
+    connection.onNotice = (notice) => notices.push(notice.code ?? '');
+    // Identifiers are cut to 63 bytes: the lexer says so (NOTICE 42622) while the server parses.
+    const plan = planTask({ text: `SELECT $1::int AS ${'x'.repeat(70)}`, values: [1] });
+    const query = new TaskQuery(plan, new RowQueue(65536), { columns() {} }, null);
+    connection.run(query);
+    assert.equal((await query.done).error, null);
+    assert.deepEqual(notices, ['42622']);
+    assert.equal(connection.firstAnswer, 0x31);
+    // Were the connection to die now, that first answer proves nothing was skipped: no second try.
+    const fatal = Object.assign(new pg.DatabaseError('terminating connection due to administrator command', 0, 'error'), { code: '57P01', severity: 'FATAL' });
+    assert.equal(provesNeverRan(fatal, connection.firstAnswer, true), false);
+  } finally {
+    await connection.close();
+  }
+});

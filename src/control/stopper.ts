@@ -3,7 +3,7 @@
 // control deadline. `cancel()` resolves only once the work has stopped; when no path reached the
 // backend it rejects with PGBG_CANCEL_FAILED and the worker says outcome unknown. Behind a pooler
 // a pid is signalled only while it is provably ours (see pool/pooler.ts).
-import { CANCEL_BACKEND_SQL, TERMINATE_BACKEND_SQL } from '../catalog.js';
+import { BACKEND_EXISTS_SQL, CANCEL_BACKEND_SQL, TERMINATE_BACKEND_SQL } from '../catalog.js';
 import { PgBackgroundError } from '../errors.js';
 import type { CancelReason } from '../api/types.js';
 import { sendCancelRequest } from '../pg/index.js';
@@ -43,18 +43,24 @@ export class Stopper {
     return stopping;
   }
 
+  /**
+   * Stops every one of `workers`; every stop runs to its end, then the first that could not be
+   * proven (PGBG_CANCEL_FAILED) is the rejection. Resolves with how many.
+   */
+  async stopAll(workers: readonly Worker[], reason: CancelReason, graceMs: number): Promise<number> {
+    const stops = await Promise.allSettled(workers.map((worker) => this.stop(worker, reason, graceMs)));
+    const failure = stops.find((stop) => stop.status === 'rejected');
+    if (failure) throw failure.reason;
+    return workers.length;
+  }
+
   async #halt(worker: Worker, graceMs: number): Promise<void> {
-    if (worker.state === 'pending') {
-      // The cancel request aborted its signal: its wait for a slot or a connection ends.
-      await worker.whenTerminal;
-      return;
-    }
-    const connection = this.#deps.running.get(worker);
-    // None between a task's two tries (the launcher's retry): the abort stopped the second.
-    if (!connection) return worker.whenTerminal;
-    if (!connection.signalSafe) {
-      // Behind a pooler, once its transaction is being ended: its COMMIT is on the way (an answer
-      // within the connection's deadline), and the backend may already serve someone else.
+    const connection = worker.state === 'pending' ? undefined : this.#deps.running.get(worker);
+    if (!connection?.signalSafe) {
+      // Nothing to signal: a pending start (the cancel request ends its wait for a slot or a
+      // connection), the gap between a task's two tries (the cancel stops the second), or a
+      // pinned task whose transaction is being ended behind a pooler (its COMMIT is on the way
+      // within the connection's deadline, and the backend may already serve someone else).
       await worker.whenTerminal;
       return;
     }
@@ -141,7 +147,19 @@ export class Stopper {
     if (!(await worker.waitTerminal(controlTimeoutMs))) {
       connection.destroy(new Error('the worker was terminated but its connection did not close; it was dropped and the outcome is unknown'));
       await worker.whenTerminal;
+      // Stopped only if the server says its backend is gone (the signal may not have taken).
+      return this.#backendGone(connection);
     }
     return true;
+  }
+
+  /** The server says the backend (pid and start time) no longer exists; false if it cannot be asked. */
+  async #backendGone(connection: WorkerConnection): Promise<boolean> {
+    try {
+      const { rows } = await this.#deps.control.query(BACKEND_EXISTS_SQL, [connection.pid, connection.started]);
+      return rows.length === 0;
+    } catch {
+      return false;
+    }
   }
 }

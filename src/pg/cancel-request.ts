@@ -31,7 +31,8 @@ export interface CancelTarget extends ResolvedEndpoint {
 export function sendCancelRequest(target: CancelTarget, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const wire = new pg.Connection({
-      stream: target.stream,
+      // A factory makes a socket of its own; a socket instance is the worker's, never ours to use.
+      stream: typeof target.stream === 'function' ? target.stream : undefined,
       ssl: target.ssl,
       sslNegotiation: target.sslNegotiation,
     } as pg.ConnectionConfig) as unknown as CancelWire;

@@ -38,6 +38,11 @@ export interface BackendIdentity {
   readonly started: string;
 }
 
+/** The server's words for a backend that is going away (admin or crash shutdown, starting up). */
+const SHUTDOWN_CODES = new Set(['57P01', '57P02', '57P03']);
+/** A first answer that proves the task was read (ParseComplete's type byte). */
+const ANSWERED = 0x31;
+
 export class WorkerConnection implements BackendIdentity, TaskSession {
   #pid = 0;
   #user = '';
@@ -87,7 +92,17 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
       this.#ended = true;
       this.#fail(new Error('Connection terminated'));
     });
-    this.#client.on('notice', (notice: ServerNotice) => this.#onNotice?.(notice));
+    this.#client.on('notice', (notice: ServerNotice) => {
+      // pg parses a chunk before our 'data' listener (added after connect) sees it: a notice now,
+      // with a task's first answer still awaited, came in that first chunk. Only a shutdown warning
+      // proves the task was never read; any other (the task's own Parse can raise one: an
+      // identifier truncated, say) is an answer to it, so it counts as one.
+      if (this.#awaitingAnswer && !SHUTDOWN_CODES.has(notice.code ?? '')) {
+        this.#awaitingAnswer = false;
+        this.#firstAnswer = ANSWERED;
+      }
+      this.#onNotice?.(notice);
+    });
     onParameterStatus(this.#client, (name, value) => {
       if (name === 'standard_conforming_strings') this.#standardConformingStrings = value === 'on';
       else if ((CHECKED_SETTINGS as readonly string[]).includes(name)) this.#reported.set(name, value);

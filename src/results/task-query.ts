@@ -260,12 +260,14 @@ export class TaskQuery implements WireReader {
 
   #finish(error: Error | null): void {
     if (this.#finished) return;
-    if (error && this.#escaped !== null) {
+    if (this.#escaped !== null) {
       // Never report a rollback that may not have happened (a cancel would otherwise say
-      // `canceled`): the statements before the escaped one may have committed.
+      // `canceled`), nor one transaction where there were two: after an escaped ROLLBACK the
+      // rest commits on its own, after an escaped COMMIT what came before it did.
+      const then = error ? `the task then failed: ${error.message}` : 'the task then ended without an error';
       error = new WorkerFailure(
         CONNECTION_FAILURE,
-        `outcome unknown: the server ran a transaction control statement (${this.#escaped}) that pg-background did not see in the SQL, so statements before it may have committed; the task then failed: ${error.message}. Please report this SQL`,
+        `outcome unknown: the server ran a transaction control statement (${this.#escaped}) that pg-background did not see in the SQL, so part of the work may have committed and part not; ${then}. Please report this SQL`,
       );
     }
     this.#finished = true;
@@ -273,6 +275,15 @@ export class TaskQuery implements WireReader {
     this.#session?.taskEnded();
     this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
   }
+}
+
+/**
+ * Whether TaskQuery.write opens the task with a Parse (parameters, or one Parse per statement)
+ * rather than one simple Query: what the launcher's never-ran rule (results/error-info.ts
+ * provesNeverRan) needs to know, decided here beside the write so the two cannot drift.
+ */
+export function startsWithParse(plan: TaskPlan): boolean {
+  return plan.values !== null || plan.pieces !== null;
 }
 
 /** Unnamed statement and portal, unlimited Execute; a Describe for the result's columns. */
