@@ -2,7 +2,6 @@
 // This file runs its own throwaway server, since it restarts it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import { PgBackground, WorkerError, type WorkerHandle } from 'pg-background';
 import { until } from './support/database.js';
 import { useRestartableServer } from './support/restartable-server.js';

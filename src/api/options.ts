@@ -199,8 +199,7 @@ function loginUser({ user }: pg.ClientConfig): string {
 const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh'] as const;
 
 export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean): LaunchPlan {
-  const options = (input === undefined ? {} : readable('options', plainObject('options', input), launchKeys)) as LaunchOptions & Record<string, unknown>;
-  if (input !== undefined) knownKeys('options', options, launchKeys);
+  const options = (input === undefined ? {} : methodOptions(input, launchKeys)) as LaunchOptions & Record<string, unknown>;
   // { text, values } read once, here: the worker may plan it again later, from this copy.
   if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
   const values = (sql as { values?: unknown } | null)?.values;
@@ -213,8 +212,11 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
   }
   const plan = planTask(sql as TaskSql);
   const label = options.label === undefined ? null : labelOption(options.label);
+  const own = options.settings !== undefined || options.role !== undefined;
   const role = options.role === undefined ? instance.role : nonEmptyString('role', options.role, 63);
   const taskSettings = options.settings === undefined ? instance.settings : { ...instance.settings, ...settings('settings', options.settings) };
+  // A launch without settings or a role of its own shares the instance's, built once.
+  const session = own ? sessionSetup(taskSettings, role) : instanceSession(instance);
   return {
     sql: sql as TaskSql,
     plan,
@@ -222,8 +224,8 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     queueSize: options.queueSize === undefined ? instance.defaultQueueSize : integer('queueSize', options.queueSize, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE),
     label,
     signal: options.signal === undefined ? null : abortSignal('signal', options.signal),
-    session: sessionSetup(taskSettings, role),
-    settings: Object.entries(taskSettings),
+    session: session.query,
+    settings: session.pairs,
     role,
     rowMode: options.rowMode === undefined ? instance.rowMode : oneOf('rowMode', options.rowMode, ['object', 'array'] as const),
     types: options.types === undefined ? instance.types : typeParsers('types', options.types),
@@ -233,12 +235,25 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
 }
 
 /** `SELECT set_config(...)` for the settings and the role (last: settings need the login's rights). */
-function sessionSetup(settings: Readonly<Record<string, string>>, role: string | null): LaunchPlan['session'] {
-  const values = Object.entries(settings).flat();
+type Session = { readonly query: LaunchPlan['session']; readonly pairs: LaunchPlan['settings'] };
+
+/** `SELECT set_config(...)` for the settings and the role (last: settings need the login's rights), and the settings as pairs. */
+function sessionSetup(settings: Readonly<Record<string, string>>, role: string | null): Session {
+  const pairs = Object.freeze(Object.entries(settings));
+  const values = pairs.flat();
   if (role !== null) values.push('role', role);
-  if (values.length === 0) return null;
+  if (values.length === 0) return { query: null, pairs };
   const calls = Array.from({ length: values.length / 2 }, (_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`);
-  return { text: `SELECT ${calls.join(', ')}`, values };
+  return { query: Object.freeze({ text: `SELECT ${calls.join(', ')}`, values }), pairs };
+}
+
+const instanceSessions = new WeakMap<InstanceOptions, Session>();
+
+/** The instance's own settings and role as a launch's session, made on first use. */
+function instanceSession(instance: InstanceOptions): Session {
+  let session = instanceSessions.get(instance);
+  if (!session) instanceSessions.set(instance, (session = sessionSetup(instance.settings, instance.role)));
+  return session;
 }
 
 /** The options of wait(h, options). */

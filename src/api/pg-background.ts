@@ -28,6 +28,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     lookup: (handle) => this.#store.lookup(handle),
     tracked: () => this.#store.list(),
     stop: (worker, reason, grace) => this.#runtime.stopper.stop(worker, reason, grace),
+    stopAll: (workers, reason, grace) => this.#runtime.stopper.stopAll(workers, reason, grace),
     detach: (worker) => this.#detach(worker),
   };
 
@@ -111,12 +112,11 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   async cancelAll(options?: CancelOptions): Promise<number> {
     this.#assertOpen();
     const grace = graceMs(options, this.#options);
-    const active = this.#store.list().filter((worker) => worker.active);
-    // Every stop runs to its end; then the first that could not be proven is the rejection.
-    const stops = await Promise.allSettled(active.map((worker) => this.#runtime.stopper.stop(worker, 'cancel', grace)));
-    const failure = stops.find((stop) => stop.status === 'rejected');
-    if (failure) throw failure.reason;
-    return active.length;
+    return this.#runtime.stopper.stopAll(
+      this.#store.list().filter((worker) => worker.active),
+      'cancel',
+      grace,
+    );
   }
 
   /** What list() says about one worker. */

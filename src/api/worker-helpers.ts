@@ -21,6 +21,8 @@ export interface HelperHost {
   tracked(): Worker[];
   /** Cancels (or joins the cancel under way) and resolves once the worker is terminal. */
   stop(worker: Worker, reason: CancelReason, graceMs: number): Promise<void>;
+  /** Stops them all, each to its end; then rejects with the first stop that could not be proven. */
+  stopAll(workers: readonly Worker[], reason: CancelReason, graceMs: number): Promise<number>;
   detach(worker: Worker): void;
 }
 
@@ -99,8 +101,7 @@ export async function waitAnyWorker<H extends WorkerRef>(host: HelperHost, handl
 export async function cancelWorkersByLabel(host: HelperHost, pattern: unknown, graceMs: number): Promise<number> {
   const matches = likeMatcher(pattern);
   const targets = host.tracked().filter((worker) => worker.active && worker.label !== null && matches(worker.label));
-  await Promise.all(targets.map((worker) => host.stop(worker, 'cancel', graceMs)));
-  return targets.length;
+  return host.stopAll(targets, 'cancel', graceMs);
 }
 
 function lookupAll(host: HelperHost, handles: unknown, nonEmpty: boolean): Worker[] {

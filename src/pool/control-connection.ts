@@ -23,7 +23,7 @@ export class ControlConnection {
 
   /** Opens the connection now unless it is open (or opening); never waits, never rejects. */
   open(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#current) return; // called at every task: nothing to do once open(ing)
     try {
       this.#connect().ready.catch(() => {});
     } catch {

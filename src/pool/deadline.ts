@@ -1,4 +1,5 @@
 // Deadlines on promises: every wait on the server or on our own cleanup is bounded.
+import { untilSettled } from '../core/abort.js';
 
 /**
  * Settles like `promise`, unless `ms` pass first: then `expire()` runs (it may drop a connection)
@@ -22,9 +23,5 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, expire: () => E
 
 /** True once `promise` has settled (either way), false if `ms` pass first. Never rejects. */
 export function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  const settled = promise.then(
-    () => true,
-    () => true,
-  );
-  return withDeadline(settled, ms, () => new Error('deadline passed')).catch(() => false);
+  return untilSettled(promise, ms, null);
 }

@@ -16,11 +16,11 @@ import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import { poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
 import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
 import type { Admission, Slot } from '../pool/worker-slots.js';
-import { CONNECTION_FAILURE, errorInfo, WorkerFailure } from '../results/error-info.js';
+import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
 import type { ResultField } from '../results/row-parser.js';
-import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { startsWithParse, TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
-import { planTask, type TaskPlan } from '../plan/task-plan.js';
+import { planTask } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
@@ -130,7 +130,7 @@ export class Launcher {
       slot?.release();
       reserved?.release();
       const cancelled = worker.aborted;
-      const info = errorInfo(cancelled ? new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`) : error);
+      const info = cancelled ? cancelledBeforeStart(worker) : errorInfo(error);
       this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
       if (cancelled) {
         throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, {
@@ -273,12 +273,17 @@ export class Launcher {
     } catch (error) {
       slot.release();
       const info = worker.aborted
-        ? errorInfo(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it started`))
-        : errorInfo(new Error(`the task never ran: its connection had died (${cause.message}) and no new one could be opened: ${errorInfo(error).message}`));
+        ? cancelledBeforeStart(worker)
+        : syntheticError(
+            CONNECTION_FAILURE,
+            `the task never ran: its connection had died (${cause.message}) and no new one could be opened: ${errorInfo(error).message}`,
+          );
       this.#finish(worker, worker.aborted ? 'canceled' : 'error', info, null, 0);
       return;
     }
-    await this.#run(worker, connection, slot, firstStart);
+    // Its only rejection (a pooler refusing the pin) has already finished the worker, saying why;
+    // nobody awaits a second try, so it must not become an unhandled rejection.
+    await this.#run(worker, connection, slot, firstStart).catch(() => {});
   }
 
   #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
@@ -307,10 +312,9 @@ function started(worker: Worker, connection: WorkerConnection): void {
   worker.apply({ kind: 'started', pid: connection.pid, backendStart: connection.started, user: connection.user });
 }
 
-/** How TaskQuery writes `plan`: a Parse first, or one simple Query. */
-function startsWithParse(plan: TaskPlan): boolean {
-  // Parameters, or statements sent one Parse each (see TaskQuery.submit); else one simple Query.
-  return plan.values !== null || plan.pieces !== null;
+/** The error info of a worker cancelled while it waited for a slot or a connection. */
+function cancelledBeforeStart(worker: Worker): WorkerErrorInfo {
+  return syntheticError('57014', `worker was cancelled (${worker.canceledBy}) before it started`);
 }
 
 /** A task that ended before (or instead of) reaching the server. */

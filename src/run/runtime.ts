@@ -60,7 +60,7 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   const { store, stopper, options } = runtime;
   const active = [...store.active];
   for (const worker of active) worker.apply({ kind: 'discarded', reason: 'close' });
-  for (const worker of store.list()) worker.apply({ kind: 'discarded', reason: 'close' });
+  for (const worker of store.list()) if (!worker.active) worker.apply({ kind: 'discarded', reason: 'close' });
   const stopAll = () => Promise.allSettled(active.map((worker) => stopper.stop(worker, 'close', options.cancelGraceMs)));
   if (cancel) {
     await stopAll();

@@ -38,8 +38,6 @@ export type WorkerChange =
       readonly rowCount: number;
     };
 
-export type WorkerChangeKind = WorkerChange['kind'];
-
 /** What the worker was just before a change (what a store's indexes may be keyed by). */
 export interface PriorFacts {
   readonly state: WorkerState;

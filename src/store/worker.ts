@@ -49,7 +49,6 @@ export class Worker {
   #user: string;
   #startedAt: number | null = null;
   #finishedAt: number | null = null;
-  #attempts = 1;
   #error: WorkerErrorInfo | null = null;
   #commandTag: string | null = null;
   #rowCount = 0;
@@ -92,7 +91,7 @@ export class Worker {
       if (this.#state === 'pending') this.#launching?.catch(() => {});
       const reason = new PgBackgroundError('PGBG_ABORTED', message, { cookie: this.cookie, label: this.label });
       this.#abortReason = reason;
-      (this.#abort ??= new AbortController()).abort(reason);
+      this.#abort?.abort(reason); // made only if a wait asked for it
       const listener = this.#abortListener;
       this.#abortListener = null;
       listener?.(reason);
@@ -209,7 +208,8 @@ export class Worker {
   }
   /** Runs of its task asked for: 1 (retries will count here). */
   get attempts(): number {
-    return this.#attempts;
+    // A second try (the first connection had died before the task reached it) keeps the first pid.
+    return this.#firstPid === 0 ? 1 : 2;
   }
   get error(): WorkerErrorInfo | null {
     return this.#error;
@@ -249,12 +249,16 @@ export class Worker {
 
   /** Aborted (with a PGBG_ABORTED reason) by the first cancel request. */
   get signal(): AbortSignal {
-    return (this.#abort ??= new AbortController()).signal;
+    if (!this.#abort) {
+      this.#abort = new AbortController();
+      if (this.#abortReason !== null) this.#abort.abort(this.#abortReason);
+    }
+    return this.#abort.signal;
   }
 
   /** Cancelled already (the signal would say aborted), without making the signal. */
   get aborted(): boolean {
-    return this.#abortReason !== null;
+    return this.cancelRequested;
   }
 
   /** The PGBG_ABORTED error of the cancel request, once there was one. */
