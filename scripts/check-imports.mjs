@@ -11,7 +11,9 @@ import { dirname, join, normalize, relative } from 'node:path';
  * and below every other folder, which may all use it. Ranks may be fractional.
  */
 export const RANKS = {
+  cli: 10, // the command line, on top of the package
   'index.ts': 9,
+  monitor: 8, // WorkerMonitor: beside the facade, over the view and the control functions
   'api/types.ts': 2.5,
   api: 8,
   run: 7,

@@ -240,3 +240,29 @@ export const installSql = {
   /** `schema` quoted; $1 = id, $2 = name. */
   record: (schema: string) => `INSERT INTO ${schema}.${MIGRATIONS_TABLE} (id, name, applied_at) VALUES ($1, $2, pg_catalog.now())`,
 } as const;
+
+// ---- the operator's view, from another process (monitor/worker-monitor.ts) -------------------
+// The view pg_background_workers and the control functions live in install()'s schema; `schema`
+// is passed in quoted. The int8 columns come back as text (the monitor makes bigints and
+// numbers of them), so a caller's type parsers can never change what the monitor reads.
+
+/** The view every process's workers are shown in (created by install()). */
+export const WORKERS_VIEW = 'pg_background_workers';
+
+/**
+ * `schema` quoted; $1 int8 or null: finished workers older than that many ms are left out (null:
+ * every retained one). Newest first; a tie (one launch instant) by cookie, so the order is stable.
+ */
+export const monitorListSql = (schema: string) => `SELECT cookie::text AS cookie, pid, label, scope, parent::text AS parent, state, phase,
+       fraction_completed, sql_preview, user_name, owner, attempts, launched_at, started_at, updated_at, finished_at,
+       elapsed_ms::text AS elapsed_ms, wait_event, blocked_by, sqlstate, error_message, command_tag, row_count::text AS row_count
+  FROM ${schema}.${WORKERS_VIEW}
+ WHERE $1::int8 IS NULL OR finished_at IS NULL
+    OR finished_at >= pg_catalog.clock_timestamp() - $1::int8 * interval '1 millisecond'
+ ORDER BY launched_at DESC, cookie`;
+
+/** `schema` quoted; $1 cookie (int8 as text), $2 grace (ms). Whether it changed anything. */
+export const monitorCancelSql = (schema: string) => `SELECT ${schema}.pg_background_cancel_worker($1::int8, $2::int4) AS changed`;
+/** `schema` quoted; $1 cookie (int8 as text). */
+export const monitorPauseSql = (schema: string) => `SELECT ${schema}.pg_background_pause_worker($1::int8) AS changed`;
+export const monitorResumeSql = (schema: string) => `SELECT ${schema}.pg_background_resume_worker($1::int8) AS changed`;

@@ -44,7 +44,11 @@ export type PgBackgroundErrorCode =
    * transaction on one backend (PgBouncer's statement mode): use session or transaction mode, or
    * the direct endpoint.
    */
-  | 'PGBG_POOLER_UNSUPPORTED';
+  | 'PGBG_POOLER_UNSUPPORTED'
+  /** The journal, the view `pg_background_workers` or the control functions are missing where needed: run install(). */
+  | 'PGBG_NOT_INSTALLED'
+  /** The server refused a control call: the caller could not `pg_cancel_backend` that worker's backend (42501). */
+  | 'PGBG_PERMISSION_DENIED';
 
 export interface PgBackgroundErrorDetails {
   pid?: number | undefined;
