@@ -52,7 +52,7 @@ async function consumerLock(pack: PackResult, roots: string[], devRoots: string[
     for (const dep of Object.keys(entry.optionalDependencies ?? {})) add(dep, true);
   };
   for (const name of [...roots, ...devRoots]) add(name, false);
-  const manifest = JSON.parse(await readFile(join(repo, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+  const manifest = JSON.parse(await readFile(join(repo, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; bin: Record<string, string> };
   const devDependencies = Object.fromEntries(devRoots.map((name) => [name, packages[`node_modules/${name}`]!.version]));
   return {
     name: 'consumer',
@@ -60,7 +60,8 @@ async function consumerLock(pack: PackResult, roots: string[], devRoots: string[
     requires: true,
     packages: {
       '': { name: 'consumer', dependencies: { 'pg-background': tarball }, devDependencies },
-      'node_modules/pg-background': { version: '0.1.0', resolved: tarball, integrity: pack.integrity, dependencies: manifest.dependencies },
+      // npm links a package's commands from its lockfile entry's `bin`.
+      'node_modules/pg-background': { version: '0.1.0', resolved: tarball, integrity: pack.integrity, dependencies: manifest.dependencies, bin: manifest.bin },
       ...packages,
     },
   };
@@ -109,7 +110,8 @@ test('the packed tarball holds the build, installs into a fresh project, runs an
     files.filter((f) => /test|bench|example|\.ci|scripts/.test(f)),
     [],
   );
-  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/results/result-stream.js', 'dist/results/result-stream.d.ts']) assert.ok(files.includes(f), f);
+  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/results/result-stream.js', 'dist/results/result-stream.d.ts', 'dist/cli/main.js'])
+    assert.ok(files.includes(f), f);
   // Every emitted module is one of today's sources: no stale file from an older build.
   const sources = new Set(files.filter((f) => f.startsWith('src/') && f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => f.slice(4, -3)));
   const emitted = files
@@ -142,6 +144,17 @@ test('the packed tarball holds the build, installs into a fresh project, runs an
   assert.equal(sourced.stdout.trim(), 'CANCEL_REASONS,PgBackground,PgBackgroundError,WORKER_STATES,WorkerError,WorkerMonitor');
   const required = await run(process.execPath, ['-e', `(${exportsOf})(require('pg-background'))`], { cwd: project });
   assert.equal(required.stdout.trim(), 'CANCEL_REASONS,PgBackground,PgBackgroundError,WORKER_STATES,WorkerError,WorkerMonitor');
+
+  // The command the package installs runs from the build (dist/cli/main.js through its bin link).
+  const bin = join(project, 'node_modules', '.bin', 'pg-background');
+  assert.equal((await run(bin, ['--version'], { cwd: project })).stdout, '0.1.0\n');
+  assert.match((await run(bin, ['--help'], { cwd: project })).stdout, /^Usage: pg-background /);
+  const usage = await run(bin, ['cancel', 'nope'], { cwd: project }).then(
+    () => assert.fail('bad usage exited 0'),
+    (error: { code: number; stderr: string }) => error,
+  );
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /^pg-background: expected a cookie .*\n$/);
 
   await writeFile(join(project, 'consumer.ts'), consumer);
   for (const conditions of [null, ['source']]) {

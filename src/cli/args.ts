@@ -69,8 +69,13 @@ export function parseCommand(argv: readonly string[]): Command {
       },
     });
   } catch (error) {
-    // parseArgs' messages name the option ("Unknown option '--x'", "Option '--url <value>' argument missing").
-    throw new UsageError((error as Error).message.split('\n')[0]!);
+    // parseArgs' messages are long and vary between Node versions: ours name the option.
+    const { code, message } = error as { code?: string; message: string };
+    const option = /'(-[^' ]*)/.exec(message)?.[1];
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) throw new UsageError(`unknown option ${option}`);
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option)
+      throw new UsageError(`${option} needs a value (${option}=VALUE for one that starts with '-')`);
+    throw new UsageError(message.split('\n')[0]!);
   }
   const { values, positionals } = parsed;
   if (values.help || positionals[0] === 'help') return { name: 'help' };

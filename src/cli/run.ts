@@ -65,7 +65,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           frame: async () => {
             const workers = first ?? (await list());
             first = null;
-            return [new Date().toLocaleTimeString('en-GB'), ...renderTable(workers, { now: new Date() })];
+            return renderTable(workers, { now: new Date() });
           },
           describeError: (error) => oneLine(redact(describe(error, target), secrets)),
         });

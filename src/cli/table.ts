@@ -3,6 +3,7 @@
 // progress bar, the durations, and --json's rows (the view's own column names; bigints as
 // strings, dates in ISO 8601). Text that came from users (labels, phases, errors) has its control
 // characters replaced, so a label can never move the cursor or recolour the operator's terminal.
+import { WORKER_STATES } from '../core/states.js';
 import type { MonitoredWorker } from '../monitor/worker-monitor.js';
 
 const BAR_CELLS = 10;
@@ -114,11 +115,18 @@ export function renderTable(workers: readonly MonitoredWorker[], options: TableO
   return [line(HEADERS), ...rows.map(line), summary(workers)];
 }
 
-/** `(3 workers: 1 running, 2 stopped)`, states in the order of their first appearance. */
+/** `(3 workers: 1 running, 2 stopped)`, states in WORKER_STATES' order. */
 function summary(workers: readonly MonitoredWorker[]): string {
   const counts = new Map<string, number>();
   for (const w of workers) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
-  const states = [...counts].map(([state, n]) => `${n} ${state}`).join(', ');
+  const rank = (state: string) => {
+    const i = (WORKER_STATES as readonly string[]).indexOf(state);
+    return i < 0 ? WORKER_STATES.length : i;
+  };
+  const states = [...counts]
+    .sort(([a], [b]) => rank(a) - rank(b))
+    .map(([state, n]) => `${n} ${state}`)
+    .join(', ');
   return `(${workers.length} worker${workers.length === 1 ? '' : 's'}: ${states})`;
 }
 

@@ -28,13 +28,15 @@ export async function watch(out: NodeJS.WritableStream & Partial<Pick<WriteStrea
   const tty = out.isTTY === true;
   let lines: string[] = [];
   let status = '';
+  /** When the table shown was read (local time). */
+  let at = '';
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let finish!: () => void;
   const done = new Promise<void>((resolve) => (finish = resolve));
 
   const draw = () => {
-    const header = `${options.title} · every ${interval / 1000}s, Ctrl-C to quit${status ? ` · ${status}` : ''}`;
+    const header = `${options.title} · ${at} · every ${interval / 1000}s, Ctrl-C to quit${status ? ` · ${status}` : ''}`;
     const all = [header, '', ...lines];
     if (!tty) {
       out.write(all.join('\n') + '\n\n');
@@ -51,6 +53,7 @@ export async function watch(out: NodeJS.WritableStream & Partial<Pick<WriteStrea
     const started = Date.now();
     try {
       lines = await options.frame();
+      at = new Date().toLocaleTimeString('en-GB');
       status = '';
     } catch (error) {
       status = `refresh failed: ${options.describeError(error)}`;
