@@ -348,3 +348,80 @@ test('grace_ms: a worker that ignores the cancel is terminated once the grace pa
   await backendGone(orphaned.pids[0]!);
   assert.equal(await marks('stubborn orphan'), 0);
 });
+
+/** The pid of the only session that listens for control requests. */
+async function listenerPid(): Promise<number> {
+  const rows = await db.query<{ pid: number }>(
+    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid = $1 AND objid = $2
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    [(CONTROL_LISTENER_KEY >> 32n).toString(), (CONTROL_LISTENER_KEY & 0xffffffffn).toString()],
+  );
+  assert.equal(rows.length, 1);
+  return rows[0]!.pid;
+}
+
+/** A schema with the functions and a journal table of the columns they read (the journal's own migration is another's). */
+async function journaled(schema: string): Promise<string> {
+  const bg = db.background();
+  await db.query(`CREATE SCHEMA ${schema}`);
+  await bg.install({ schema });
+  await bg.close();
+  await db.query(`CREATE TABLE ${schema}.pg_background_journal (cookie int8 PRIMARY KEY, pid int4, state text NOT NULL,
+    owner_control_pid int4, owner_control_started int8)`);
+  return schema;
+}
+
+test('with the journal: pause, resume and cancel of a pending worker go to the owner it names; with the owner gone they return false', async () => {
+  const s = await journaled('journal_pending');
+  const owner = await spawnOwner([{ label: 'beside', sql: sleeper('beside') }]);
+  const control = await listenerPid();
+  const cookie = 77n;
+  await db.query(`INSERT INTO ${s}.pg_background_journal VALUES ($1, 0, 'pending', $2, 0)`, [cookie.toString(), control]);
+  const request = (action: string, graceMs = 0) => ({ v: 1, id: '', action, cookie: cookie.toString(), graceMs, pid: 0, handler: control });
+  const call = async (sql: string) => (await db.query<{ r: boolean }>(`SELECT ${s}.${sql} AS r`))[0]!.r;
+  let heard = await requestsDuring(async () => {
+    assert.equal(await call(`pg_background_resume_worker(${cookie})`), false); // pending: nothing to resume
+    assert.equal(await call(`pg_background_pause_worker(${cookie})`), true);
+    await db.query(`UPDATE ${s}.pg_background_journal SET state = 'paused'`);
+    assert.equal(await call(`pg_background_pause_worker(${cookie})`), false); // already paused
+    assert.equal(await call(`pg_background_resume_worker(${cookie})`), true);
+    assert.equal(await call(`pg_background_cancel_worker(${cookie}, 250)`), true);
+  });
+  assert.deepEqual(
+    heard.map((r) => ({ ...(r as object), id: '' })),
+    [request('pause'), request('resume'), request('cancel', 250)],
+  );
+  // A pending worker is judged by its owner's role.
+  const outsider = new pg.Client({ connectionString: urlAs(stranger, 'stranger') });
+  await outsider.connect();
+  await assert.rejects(outsider.query(`SELECT ${s}.pg_background_resume_worker(${cookie})`), { code: '42501' });
+  await outsider.end();
+  await owner.kill();
+  await until(async () => (await listening()) === 0, 'the killed owner to stop listening');
+  heard = await requestsDuring(async () => {
+    for (const fn of ['pause', 'resume', 'cancel']) assert.equal(await call(`pg_background_${fn}_worker(${cookie})`), false, fn);
+  });
+  assert.deepEqual(heard, []);
+});
+
+test('with the journal: a running worker whose owner the journal names is dead is stopped by the function itself, though another instance listens', async () => {
+  const s = await journaled('journal_running');
+  const owner = await spawnOwner([{ label: 'orphan/j', sql: sleeper('orphan/j') }]);
+  await db.query(`INSERT INTO ${s}.pg_background_journal VALUES ($1, $2, 'running', $3, 0)`, [
+    owner.cookies[0]!.toString(),
+    owner.pids[0],
+    await listenerPid(),
+  ]);
+  const other = db.background();
+  await other.wait(await other.launch('SELECT 1'));
+  await until(async () => (await listening()) === 2, 'the second instance to listen');
+  await owner.kill();
+  await until(async () => (await listening()) === 1, 'the killed owner to stop listening');
+  const heard = await requestsDuring(async () => {
+    assert.deepEqual(await db.query(`SELECT ${s}.pg_background_cancel_worker(${owner.cookies[0]}, 1000) AS r`), [{ r: true }]);
+  });
+  assert.deepEqual(heard, []);
+  await backendGone(owner.pids[0]!);
+  assert.equal(await marks('orphan/j'), 0);
+  await other.close();
+});
