@@ -174,6 +174,56 @@ export const CLUSTER_RELEASE_SQL = `SELECT pg_catalog.pg_advisory_unlock($1::int
 export const TURNSTILE_LOCK_SQL = `SELECT pg_catalog.pg_advisory_lock($1::int4, ${TURNSTILE_OBJID})`;
 export const TURNSTILE_UNLOCK_SQL = `SELECT pg_catalog.pg_advisory_unlock($1::int4, ${TURNSTILE_OBJID})`;
 
+// ---- control from SQL (store/migrations.ts migration 3, control/remote-control.ts) -----------
+// Every instance's control connection LISTENs on one channel and holds a shared session advisory
+// lock on one int8 key (objsubid 1 in pg_locks, apart from the cluster cap's int4 pairs), so that
+// the SQL functions see in pg_locks, visible to every role, which sessions hear their requests.
+// A worker's backend is named by its pid and its tag's prefix ('pgbg:' + 16 hex digits + ':').
+
+/** The channel of control requests and their acks (one per database). */
+export const CONTROL_CHANNEL = 'pgbg_control';
+/** Held (shared) by every listening control connection. */
+export const CONTROL_LISTENER_KEY = 7_302_948_117_394_113n;
+/** 'pgbg:' + the cookie as 16 hex digits + ':'. */
+export const TAG_PREFIX_LENGTH = 22;
+
+/** On a direct control connection: listen for requests and say so. */
+export const CONTROL_LISTEN_SQL = `LISTEN ${CONTROL_CHANNEL}; SELECT pg_catalog.pg_advisory_lock_shared(${CONTROL_LISTENER_KEY})`;
+
+/** $1 payload. An ack (or any message) on the control channel. */
+export const CONTROL_NOTIFY_SQL = `SELECT pg_catalog.pg_notify('${CONTROL_CHANNEL}', $1)`;
+
+/**
+ * Whether the session $1 (the requester, by pid) could pg_cancel_backend the worker's backend
+ * ($2 pid, $3 tag prefix) or, with no such backend, a backend of the current user (a worker
+ * still pending): the rule of signalfuncs.c, as the SQL functions check it. No row when the
+ * requester's session is gone (it cannot be vouched for); `target` null when the worker's
+ * backend no longer carries the tag.
+ */
+export const CONTROL_AUTHORIZE_SQL = `WITH worker AS (
+  SELECT w.usesysid AS role FROM pg_catalog.pg_stat_activity w
+   WHERE w.pid = $2 AND left(w.application_name, ${TAG_PREFIX_LENGTH}) = $3)
+SELECT EXISTS (SELECT 1 FROM worker) AS target,
+       (NOT t.rolsuper OR r.rolsuper)
+       AND (pg_catalog.pg_has_role(r.oid, t.oid, 'USAGE') OR pg_catalog.pg_has_role(r.oid, 'pg_signal_backend', 'USAGE')) AS allowed
+  FROM pg_catalog.pg_stat_activity a
+  JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
+  JOIN pg_catalog.pg_roles t ON t.oid = coalesce((SELECT role FROM worker), (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
+ WHERE a.pid = $1`;
+
+/** $1 pid, $2 tag prefix: pg_cancel_backend of that backend while it carries the tag. */
+export const CANCEL_TAGGED_SQL = `SELECT pg_catalog.pg_cancel_backend(pid) AS sent FROM pg_catalog.pg_stat_activity
+ WHERE pid = $1 AND left(application_name, ${TAG_PREFIX_LENGTH}) = $2`;
+
+/** $1 pid, $2 tag prefix: pg_terminate_backend of that backend while it carries the tag. */
+export const TERMINATE_TAGGED_SQL = `SELECT pg_catalog.pg_terminate_backend(pid) AS sent FROM pg_catalog.pg_stat_activity
+ WHERE pid = $1 AND left(application_name, ${TAG_PREFIX_LENGTH}) = $2`;
+
+/** $1 pid, $2 tag prefix: a row while that backend carries the tag and is not idle (its work not ended). */
+export const TAGGED_BUSY_SQL = `SELECT 1 FROM pg_catalog.pg_stat_activity
+ WHERE pid = $1 AND left(application_name, ${TAG_PREFIX_LENGTH}) = $2
+   AND state IS DISTINCT FROM 'idle' AND state IS DISTINCT FROM 'idle in transaction (aborted)'`;
+
 // ---- install ---------------------------------------------------------------------------------
 
 /** Advisory lock key serialising concurrent installs (any schema, any database of the server). */

@@ -12,6 +12,9 @@ import { migrate } from '../src/store/migrate.js';
 import { FUNCTION_MARKER, MIGRATIONS, type Migration } from '../src/store/migrations.js';
 
 const q = pg.escapeIdentifier;
+/** What install() records on a fresh schema: every migration this version knows. */
+const ALL = MIGRATIONS.map(({ id, name }) => ({ id, name }));
+const LATEST = Math.max(...MIGRATIONS.map((m) => m.id));
 const other = `pgbg_migrations_other_${randomBytes(3).toString('hex')}`;
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
@@ -48,7 +51,7 @@ test('install() records migration 1 in a table of its schema, owned by the curre
   const rows = await recorded('fresh');
   assert.deepEqual(
     rows.map(({ id, name }) => ({ id, name })),
-    [{ id: 1, name: 'progress function' }],
+    ALL,
   );
   assert.ok(rows[0]!.applied_at >= before, `applied_at ${rows[0]!.applied_at.toISOString()} is before the install`);
   const [table] = await db.query(
@@ -101,7 +104,7 @@ test('concurrent installs from separate connections wait for the lock in turn: o
   assert.deepEqual(await Promise.all(installs), ['installed', 'installed', 'installed', 'installed']);
   assert.deepEqual(
     (await recorded('together')).map((r) => r.id),
-    [1],
+    ALL.map((m) => m.id),
   );
   assert.equal((await progressFunctions('together')).length, 1);
   await Promise.all(instances.map((bg) => bg.close()));
@@ -132,7 +135,7 @@ test('a schema installed before migrations existed (function, no table) is adopt
   await bg.install({ schema: 'legacy' });
   assert.deepEqual(
     (await recorded('legacy')).map(({ id, name }) => ({ id, name })),
-    [{ id: 1, name: 'progress function' }],
+    ALL,
   );
   assert.equal((await progressFunctions('legacy'))[0]!.oid, before!.oid); // replaced in place, ours
   await bg.close();
@@ -143,7 +146,7 @@ test('an upgrade adds a row; an older pg-background then changes nothing and wil
   const bg = db.background();
   await bg.install({ schema: 'upgraded' });
   const two: Migration = {
-    id: 2,
+    id: LATEST + 1,
     name: 'second function',
     functions: ['pgbg_test_two'],
     statements: (schema) => [
@@ -152,26 +155,23 @@ test('an upgrade adds a row; an older pg-background then changes nothing and wil
     ],
   };
   const client = await db.client();
-  assert.deepEqual(await migrate(client, 'upgraded', q, () => {}, [...MIGRATIONS, two]), { applied: [2], repaired: [], version: 2 });
-  assert.deepEqual(await migrate(client, 'upgraded', q, () => {}, [...MIGRATIONS, two]), { applied: [], repaired: [], version: 2 });
+  assert.deepEqual(await migrate(client, 'upgraded', q, () => {}, [...MIGRATIONS, two]), { applied: [LATEST + 1], repaired: [], version: LATEST + 1 });
+  assert.deepEqual(await migrate(client, 'upgraded', q, () => {}, [...MIGRATIONS, two]), { applied: [], repaired: [], version: LATEST + 1 });
   assert.deepEqual(
     (await recorded('upgraded')).map(({ id, name }) => ({ id, name })),
-    [
-      { id: 1, name: 'progress function' },
-      { id: 2, name: 'second function' },
-    ],
+    [...ALL, { id: LATEST + 1, name: 'second function' }],
   );
   assert.deepEqual(await db.query('SELECT upgraded.pgbg_test_two() AS v'), [{ v: 2 }]);
-  // This pg-background knows migration 1 only: it leaves the newer schema as it is…
+  // This pg-background knows only up to migration LATEST: it leaves the newer schema as it is…
   await bg.install({ schema: 'upgraded' });
-  assert.equal((await recorded('upgraded')).length, 2);
+  assert.equal((await recorded('upgraded')).length, ALL.length + 1);
   // …and will not re-create migration 1's function over a schema migrated further.
   await db.query('DROP FUNCTION upgraded.pg_background_progress(integer, text)');
   await assert.rejects(bg.install({ schema: 'upgraded' }), {
     code: 'PGBG_INSTALL_FAILED',
     message:
-      'install(): upgraded.pg_background_progress is missing, and schema "upgraded" is at migration 2, ' +
-      'newer than this pg-background knows (1); run install() with the newer version',
+      `install(): upgraded.pg_background_progress is missing, and schema "upgraded" is at migration ${LATEST + 1}, ` +
+      `newer than this pg-background knows (${LATEST}); run install() with the newer version`,
   });
   assert.equal((await progressFunctions('upgraded')).length, 0);
   await bg.close();

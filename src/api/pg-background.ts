@@ -13,6 +13,7 @@ import type { RunOptions, RunOutcome, WaitManyOptions, WaitOptions, WorkerHandle
 import type { WorkerProgress, WorkerSql, WorkerStats } from './types.js';
 import { cancelWorkersByLabel, claimResult, drainWorkers, runWorker, waitAnyWorker, type HelperHost } from './worker-helpers.js';
 import type { WorkerResult } from '../results/worker-result.js';
+import type { ControlActions } from '../control/remote-control.js';
 import { createRuntime, shutdown, type Runtime } from '../run/runtime.js';
 import { outcomeOf } from '../store/outcome.js';
 import type { Worker } from '../store/worker.js';
@@ -35,7 +36,29 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   constructor(options?: PgBackgroundOptions) {
     super();
     this.#options = instanceOptions(options);
-    this.#runtime = createRuntime(this.#options, eventRelay(this));
+    this.#runtime = createRuntime(this.#options, eventRelay(this), this.#controlActions());
+  }
+
+  /**
+   * What a control request from SQL (pg_background_cancel_worker and the others, heard on the
+   * control connection) does to a worker this instance tracks: what cancel, pause and resume do.
+   */
+  #controlActions(): ControlActions {
+    const tracked = (cookie: bigint) => this.#store.list().find((worker) => worker.cookie === cookie && worker.active);
+    const call = async (name: 'pause' | 'resume', cookie: bigint) => {
+      const worker = tracked(cookie);
+      const method = (this as unknown as Record<string, unknown>)[name];
+      return worker && typeof method === 'function' ? (method as (h: WorkerRef) => Promise<boolean>).call(this, worker.handle) : false;
+    };
+    return {
+      owns: (cookie) => !this.#closing && tracked(cookie) !== undefined,
+      cancel: async (cookie, grace) => {
+        const worker = tracked(cookie);
+        if (worker) await this.#runtime.stopper.stop(worker, 'cancel', grace);
+      },
+      pause: (cookie) => call('pause', cookie),
+      resume: (cookie) => call('resume', cookie),
+    };
   }
 
   get #store() {

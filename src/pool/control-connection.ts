@@ -5,9 +5,18 @@
 // cannot stop us from stopping or checking a worker; one that broke is opened again at the next
 // launch or use. Work on it runs one piece at a time, each with a deadline: a connection that
 // misses it is dropped and replaced, so a dead network can never wedge the queue.
+// A subscriber (control/remote-control.ts) is told of each new session before it serves (to
+// LISTEN there) and of every notification it receives.
 import pg from 'pg';
 import { socketOf } from '../pg/index.js';
 import { settlesWithin, withDeadline } from './deadline.js';
+
+/** What listens on the control connection: set up on each new session, told of each notification. */
+export interface ControlSubscriber {
+  /** A new session, before any work runs on it. A failure leaves the session serving, not listening. */
+  attach(client: pg.Client): Promise<void>;
+  notification(message: pg.Notification): void;
+}
 
 export class ControlConnection {
   readonly #config: pg.ClientConfig;
@@ -15,10 +24,16 @@ export class ControlConnection {
   #current: { client: pg.Client; ready: Promise<pg.Client> } | null = null;
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
+  #subscriber: ControlSubscriber | null = null;
 
   constructor(config: pg.ClientConfig, timeoutMs: number) {
     this.#config = config;
     this.#timeoutMs = timeoutMs;
+  }
+
+  /** Sets the subscriber of every session opened from now on. */
+  subscribe(subscriber: ControlSubscriber): void {
+    this.#subscriber = subscriber;
   }
 
   /** Opens the connection now unless it is open (or opening); never waits, never rejects. */
@@ -69,7 +84,10 @@ export class ControlConnection {
     if (this.#current) return this.#current;
     const client = new pg.Client(this.#config);
     // Idle, it does not keep the process alive (like idle worker connections); use() refs it.
-    const ready = client.connect().then(() => {
+    const subscriber = this.#subscriber;
+    if (subscriber) client.on('notification', (message) => subscriber.notification(message));
+    const ready = client.connect().then(async () => {
+      await subscriber?.attach(client).catch(() => {});
       socketOf(client).unref();
       return client;
     });

@@ -1,8 +1,11 @@
 // The parts of one PgBackground instance, wired together once: the worker store, the warm pool
 // and its connector, the control connection, the backend monitor (liveness and observation), the
-// stopper, the cluster-wide cap (when asked for) and the launcher; and the instance's shutdown.
+// stopper, the cluster-wide cap (when asked for), the launcher, and the handler of control
+// requests from SQL (remote control, acting through the facade's ControlActions); and the
+// instance's shutdown.
 // The facade holds a Runtime and delegates to it.
 import { BackendObserver, backendMonitor } from '../control/backend-monitor.js';
+import { RemoteControl, type ControlActions } from '../control/remote-control.js';
 import { Stopper } from '../control/stopper.js';
 import { ClusterSlots } from '../pool/cluster-slots.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
@@ -29,9 +32,11 @@ export interface Runtime {
   readonly launcher: Launcher;
   /** The cluster-wide cap, or null when clusterMaxWorkers is off (no connection, no query). */
   readonly cluster: ClusterSlots | null;
+  /** Hears control requests from SQL on the control connection. */
+  readonly remote: RemoteControl;
 }
 
-export function createRuntime(options: InstanceOptions, events: LaunchEvents): Runtime {
+export function createRuntime(options: InstanceOptions, events: LaunchEvents, actions: ControlActions): Runtime {
   const { connection, maxWorkers, controlTimeoutMs, maxIdle, minIdle, idleTimeoutMs } = options;
   const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
@@ -47,7 +52,8 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents): R
   const cap = options.cluster;
   const cluster = cap && new ClusterSlots(connection, { key: cap.key, max: cap.max, timeoutMs: controlTimeoutMs });
   const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events });
-  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster };
+  const remote = new RemoteControl(control, actions);
+  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, remote };
 }
 
 /**
@@ -72,5 +78,6 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   store.dispose();
   runtime.liveness.close();
   runtime.observer.close();
+  runtime.remote.close();
   await Promise.all([runtime.pool.close(), runtime.control.close(), runtime.cluster?.close()]);
 }
