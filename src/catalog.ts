@@ -311,6 +311,14 @@ export const monitorListSql = (schema: string) => `SELECT cookie::text AS cookie
     OR finished_at >= pg_catalog.clock_timestamp() - $1::int8 * interval '1 millisecond'
  ORDER BY launched_at DESC, cookie`;
 
+/** `schema` quoted; $1 cookie (int8 as text). The view's row of that worker, if it shows one. */
+export const monitorInfoSql = (schema: string) => `SELECT cookie::text AS cookie, pid, label, scope, parent::text AS parent, state, phase,
+       fraction_completed, sql_preview, user_name, owner, attempts, launched_at, started_at, updated_at, finished_at,
+       elapsed_ms::text AS elapsed_ms, wait_event, blocked_by, sqlstate, error_message, command_tag, row_count::text AS row_count
+  FROM ${schema}.${WORKERS_VIEW}
+ WHERE cookie = $1::int8
+ LIMIT 1`;
+
 /** `schema` quoted; $1 cookie (int8 as text), $2 grace (ms). Whether it changed anything. */
 export const monitorCancelSql = (schema: string) => `SELECT ${schema}.pg_background_cancel_worker($1::int8, $2::int4) AS changed`;
 /** `schema` quoted; $1 cookie (int8 as text). */

@@ -71,15 +71,21 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         });
         return 0;
       }
-      case 'cancel':
+      case 'cancel': {
+        // Resolves once the worker stopped (see WorkerMonitor.cancel); then the view says how it ended.
+        const graceMs = command.graceMs === undefined ? {} : { graceMs: command.graceMs };
+        if (!(await monitor.cancel(command.cookie, graceMs))) return fail(1, nothingMatched('cancel', command.cookie));
+        const state = (await monitor.info(command.cookie))?.state;
+        if (state === 'stopped' || state === 'error') {
+          return fail(1, `cancel: worker ${command.cookie} ended ${state} before the cancel reached it`);
+        }
+        io.stdout.write(state === 'canceled' ? `canceled worker ${command.cookie}\n` : `worker ${command.cookie} has stopped\n`);
+        return 0;
+      }
       case 'pause':
       case 'resume': {
-        const changed =
-          command.name === 'cancel'
-            ? await monitor.cancel(command.cookie, command.graceMs === undefined ? {} : { graceMs: command.graceMs })
-            : await monitor[command.name](command.cookie);
-        if (!changed) return fail(1, nothingMatched(command.name, command.cookie));
-        io.stdout.write(`${DONE[command.name]} worker ${command.cookie}\n`);
+        if (!(await monitor[command.name](command.cookie))) return fail(1, nothingMatched(command.name, command.cookie));
+        io.stdout.write(`${command.name} requested for worker ${command.cookie}\n`);
         return 0;
       }
     }
@@ -89,8 +95,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     await monitor.close();
   }
 }
-
-const DONE = { cancel: 'canceled', pause: 'paused', resume: 'resumed' } as const;
 
 function nothingMatched(name: 'cancel' | 'pause' | 'resume', cookie: bigint): string {
   if (name === 'cancel') return `cancel: no active worker with cookie ${cookie} (unknown, or already finished)`;

@@ -6,10 +6,10 @@
 // stay exact. Inputs are checked before any I/O; a database without the view or the functions is
 // PGBG_NOT_INSTALLED, a control call the server refuses is PGBG_PERMISSION_DENIED.
 import pg from 'pg';
-import { WORKERS_VIEW, monitorCancelSql, monitorListSql, monitorPauseSql, monitorResumeSql } from '../catalog.js';
+import { WORKERS_VIEW, monitorCancelSql, monitorInfoSql, monitorListSql, monitorPauseSql, monitorResumeSql } from '../catalog.js';
 import { PgBackgroundError, invalidArgument } from '../errors.js';
 import { describe, integer, nonEmptyString, plainObject } from '../util/validate.js';
-import type { WorkerState } from '../core/states.js';
+import { TERMINAL_STATES, type WorkerState } from '../core/states.js';
 
 /** Connection options as pg.Pool takes them (PG* variables fill in what is missing), and where install() put the view. */
 export interface WorkerMonitorOptions extends Omit<pg.PoolConfig, 'types'> {
@@ -68,6 +68,11 @@ export type MonitorRef = bigint | { readonly cookie: bigint };
 
 const MAX_GRACE_MS = 3_600_000;
 const DEFAULT_GRACE_MS = 5000;
+/**
+ * How long past the grace a cancelled worker may still look active: the owner's ack wait (1 s),
+ * pg_terminate_backend's own wait (5 s), the journal's batch (1 s), with room to spare.
+ */
+const STOP_MARGIN_MS = 10_000;
 const INT8_MIN = -(2n ** 63n);
 const INT8_MAX = 2n ** 63n - 1n;
 const DEFAULT_APPLICATION_NAME = 'pg-background-monitor';
@@ -130,23 +135,48 @@ export class WorkerMonitor {
     return rows.map(toWorker);
   }
 
+  /** The view's row of one worker, or null when it shows none (unknown, pruned, or finished without the journal). */
+  async info(ref: MonitorRef): Promise<MonitoredWorker | null> {
+    const [row] = await this.#query<Row>(monitorInfoSql(this.#schema), [cookieOf(ref).toString()]);
+    return row ? toWorker(row) : null;
+  }
+
   /**
-   * Cancels a worker of any process: true when the server took the cancel (the worker was active),
-   * false when nothing matched (unknown cookie, or already finished).
+   * Cancels a worker of any process and resolves once it has stopped, as PgBackground's cancel()
+   * does: true when the server took the cancel (the worker was active), false when nothing matched
+   * (an unknown cookie, or one already finished). The owner (or, when it is gone, the server)
+   * escalates to terminating the backend after `graceMs`; a worker the view still shows active
+   * well after that (graceMs + 10 s) is PGBG_CANCEL_FAILED: it was asked, its outcome is unknown.
    */
   async cancel(ref: MonitorRef, options: MonitorCancelOptions = {}): Promise<boolean> {
     const cookie = cookieOf(ref);
     const { graceMs } = plainObject('options', options) as MonitorCancelOptions;
     const grace = graceMs === undefined ? DEFAULT_GRACE_MS : integer('graceMs', graceMs, 0, MAX_GRACE_MS);
-    return this.#control(monitorCancelSql(this.#schema), [cookie.toString(), grace]);
+    if (!(await this.#control(monitorCancelSql(this.#schema), [cookie.toString(), grace]))) return false;
+    const deadline = Date.now() + grace + STOP_MARGIN_MS;
+    for (let delay = 10; ; delay = Math.min(delay * 2, 100)) {
+      const worker = await this.info(cookie);
+      if (worker === null || (TERMINAL_STATES as readonly string[]).includes(worker.state)) return true;
+      if (Date.now() > deadline) {
+        throw new PgBackgroundError(
+          'PGBG_CANCEL_FAILED',
+          `Worker ${cookie} was asked to cancel, yet is still ${worker.state} ${grace + STOP_MARGIN_MS} ms later: its outcome is unknown`,
+          { cookie, pid: worker.pid, label: worker.label },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
 
-  /** Holds a pending worker (or job) until resumed: true when it changed something. */
+  /**
+   * Holds a pending worker (or job) until resumed: true when the request reached its owner (it
+   * was pending), false when nothing matched (unknown, running, finished, or its owner gone).
+   */
   async pause(ref: MonitorRef): Promise<boolean> {
     return this.#control(monitorPauseSql(this.#schema), [cookieOf(ref).toString()]);
   }
 
-  /** Releases a paused worker (or job): true when it changed something. */
+  /** Releases a paused worker (or job): true when the request reached its owner, false when nothing matched. */
   async resume(ref: MonitorRef): Promise<boolean> {
     return this.#control(monitorResumeSql(this.#schema), [cookieOf(ref).toString()]);
   }
