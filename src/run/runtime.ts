@@ -3,6 +3,7 @@
 // stopper, the cluster-wide cap (when asked for) and the launcher; and the instance's shutdown.
 // The facade holds a Runtime and delegates to it.
 import { BackendObserver, backendMonitor } from '../control/backend-monitor.js';
+import { JournalWriter } from '../control/journal-writer.js';
 import { Stopper } from '../control/stopper.js';
 import { ClusterSlots } from '../pool/cluster-slots.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
@@ -13,6 +14,7 @@ import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import type { WorkerConnection } from '../pool/worker-connection.js';
 import { WorkerSlots } from '../pool/worker-slots.js';
 import type { InstanceOptions } from '../store/instance-options.js';
+import { JournalStore } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 import { WorkerRegistry } from '../store/worker-registry.js';
 import type { WorkerStore } from '../store/worker-store.js';
@@ -29,6 +31,8 @@ export interface Runtime {
   readonly launcher: Launcher;
   /** The cluster-wide cap, or null when clusterMaxWorkers is off (no connection, no query). */
   readonly cluster: ClusterSlots | null;
+  /** The journal's writer (journal: true), or null: then nothing of the journal runs at all. */
+  readonly journal: JournalWriter | null;
 }
 
 export function createRuntime(options: InstanceOptions, events: LaunchEvents): Runtime {
@@ -37,7 +41,11 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents): R
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
   const control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
-  const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained);
+  const registry = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained);
+  const journal =
+    options.journal && new JournalWriter(control, options.journal.retentionMs, connection.application_name ?? null, (warning) => events.warning(warning));
+  // With the journal, the registry is wrapped: every change Worker.apply makes reaches it too.
+  const store: WorkerStore = journal ? new JournalStore(registry, journal) : registry;
   const observer = new BackendObserver(control, store);
   const liveness = backendMonitor(options.livenessTimeoutMs, control);
   // The connection of each worker past its start: the launcher sets it, the stopper reads it.
@@ -46,8 +54,8 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents): R
   const slots = new WorkerSlots(maxWorkers);
   const cap = options.cluster;
   const cluster = cap && new ClusterSlots(connection, { key: cap.key, max: cap.max, timeoutMs: controlTimeoutMs });
-  const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events });
-  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster };
+  const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events, journal });
+  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, journal };
 }
 
 /**
@@ -72,5 +80,7 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   store.dispose();
   runtime.liveness.close();
   runtime.observer.close();
+  // The last rows go on the control connection before it closes (a failure was warned of).
+  await runtime.journal?.close();
   await Promise.all([runtime.pool.close(), runtime.control.close(), runtime.cluster?.close()]);
 }
