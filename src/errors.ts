@@ -45,10 +45,15 @@ export type PgBackgroundErrorCode =
    * the direct endpoint.
    */
   | 'PGBG_POOLER_UNSUPPORTED'
-  /** The journal, the view `pg_background_workers` or the control functions are missing where needed: run install(). */
+  /** The journal, the view `pg_background_workers` or the control functions are missing where needed: run `install()` (`{ journal: true }` for the journal). */
   | 'PGBG_NOT_INSTALLED'
   /** The server refused a control call: the caller could not `pg_cancel_backend` that worker's backend (42501). */
-  | 'PGBG_PERMISSION_DENIED';
+  | 'PGBG_PERMISSION_DENIED'
+  /**
+   * A warning, never thrown: the journal could not be written (it is retried). Emitted once as
+   * the instance's 'warning' event (process.emitWarning when nobody listens).
+   */
+  | 'PGBG_JOURNAL_WRITE_FAILED';
 
 export interface PgBackgroundErrorDetails {
   pid?: number | undefined;

@@ -26,6 +26,14 @@ export interface TaskPlan {
   readonly statementCount: number;
   /** Set when the SQL must not run: the worker ends in `error` with this SQLSTATE 0A000 message. */
   readonly refusal: string | null;
+  /**
+   * The SQL can run in a transaction block, so one more statement (the journal's record of its
+   * end) can share its transaction: false for a single statement that refuses a block or may
+   * commit on its own (VACUUM, anything CONCURRENTLY, CALL, DO, …; see NOT_TRANSACTIONAL).
+   * Several statements always run in our block (a statement that refuses it fails there).
+   * Absent (a plan made by hand): false.
+   */
+  readonly transactional?: boolean;
 }
 
 // Statements that begin, end or split a transaction (PostgreSQL's TransactionStmt).
@@ -54,18 +62,19 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
   }
 
-  const { statementCount, refusal, pieces } = analyse(text, standardConformingStrings);
+  const { statementCount, refusal, pieces, transactional } = analyse(text, standardConformingStrings);
   if (values && statementCount > 1) {
     throw invalidArgument(`Expected \`sql\` with \`values\` to be a single statement, got ${statementCount} statements: parameters bind to one statement only`);
   }
   // With parameters the text goes in one Parse anyway.
-  return { text, values, pieces: values ? null : pieces, statementCount, refusal };
+  return { text, values, pieces: values ? null : pieces, statementCount, refusal, transactional };
 }
 
 interface Analysis {
   readonly statementCount: number;
   readonly refusal: string | null;
   readonly pieces: readonly string[] | null;
+  readonly transactional: boolean;
 }
 
 // Job layers launch the same SQL again and again: remember the analysis of recent short texts.
@@ -84,7 +93,12 @@ function analyse(text: string, standardConformingStrings: boolean): Analysis {
   if (statements.length === 0) {
     throw invalidArgument('Expected `sql` to contain at least one statement, got ' + (text.length ? 'only comments or whitespace' : 'an empty string'));
   }
-  const analysis: Analysis = { statementCount: statements.length, refusal: refusalFor(statements), pieces: piecesOf(text, statements) };
+  const analysis: Analysis = {
+    statementCount: statements.length,
+    refusal: refusalFor(statements),
+    pieces: piecesOf(text, statements),
+    transactional: statements.length > 1 || transactional(statements[0]!.words),
+  };
   if (text.length <= CACHE_MAX_TEXT) {
     if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
     cache.set(text, analysis);
@@ -113,6 +127,25 @@ function piecesOf(text: string, statements: readonly SqlStatement[]): readonly s
     from = to + 1;
   }
   return pieces;
+}
+
+/**
+ * First words of statements that refuse a transaction block, or may commit on their own (a
+ * procedure, a DO block), or whose block rules are subtle enough to leave alone (REINDEX,
+ * CLUSTER, DISCARD, CHECKPOINT). Erring here only costs the proof (the view then says "outcome
+ * unknown" where it could have said "nothing committed"); the other way would fail the worker.
+ */
+const NOT_TRANSACTIONAL = new Set(['vacuum', 'call', 'do', 'reindex', 'cluster', 'discard', 'checkpoint']);
+/** `create`/`drop`/`alter` of these refuse a block (ALTER DATABASE SET TABLESPACE does; all are left alone). */
+const NOT_TRANSACTIONAL_OBJECTS = new Set(['database', 'tablespace', 'subscription', 'system']);
+
+/** Whether one statement (its first words) can run inside a transaction block with ours. */
+function transactional(words: readonly string[]): boolean {
+  const [first, second] = words;
+  if (first === undefined) return true;
+  if (NOT_TRANSACTIONAL.has(first) || words.includes('concurrently')) return false;
+  if ((first === 'create' || first === 'drop' || first === 'alter') && second !== undefined && NOT_TRANSACTIONAL_OBJECTS.has(second)) return false;
+  return true;
 }
 
 function refusalFor(statements: readonly SqlStatement[]): string | null {

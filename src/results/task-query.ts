@@ -67,14 +67,19 @@ export class TaskQuery implements WireReader {
   #commandTag: string | null = null;
   #tagCount: number | null = null;
   #finished = false;
+  /** The journal's record of the end, run last in the task's transaction (see store/journal.ts), or null. */
+  readonly #journal: string | null;
 
   /**
    * `session` null: no reset behind the task (the connection will not be reused).
    * `inTransaction`: the task runs inside a transaction the caller opened and will end (behind a
    * connection pooler, see pool/pooler.ts): its statements then go without our BEGIN/COMMIT.
+   * `journal`: one statement of ours that runs last inside the task's transaction (only for a
+   * plan that is `transactional`); its answers are counted, never reported.
    */
-  constructor(plan: TaskPlan, queue: RowQueue, columns: ColumnSink, session: TaskSession | null, inTransaction = false) {
+  constructor(plan: TaskPlan, queue: RowQueue, columns: ColumnSink, session: TaskSession | null, inTransaction = false, journal: string | null = null) {
     this.#plan = plan;
+    this.#journal = journal;
     this.#queue = queue;
     this.#columns = columns;
     this.#session = session;
@@ -101,19 +106,25 @@ export class TaskQuery implements WireReader {
     const { text, values, pieces } = this.#plan;
     // One write: the task, and the trailer (the reset for the next task) right behind it.
     wire.cork();
+    // The journal's statement shares the task's transaction: the statements before one Sync (or
+    // in one simple Query) are one implicit transaction, committed at its end, where the work is.
+    const journal = this.#journal;
     if (values !== null) {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
       wire.parse(text);
       wire.bind(values as (string | Buffer | null)[]); // pg only reads them
       wire.describePortal();
       wire.execute();
+      if (journal !== null) statement(wire, journal, false);
       wire.sync();
     } else if (pieces === null) {
-      wire.query(text);
+      // The text holds no `;` but a last one: a line break ends a trailing `--` comment.
+      wire.query(journal === null ? text : `${text}\n;${journal}`);
     } else if (pieces.length === 1 || this.#inTransaction) {
       // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM);
       // in the caller's transaction, the statements need no block of ours.
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
+      if (journal !== null) statement(wire, journal, false);
       wire.sync();
     } else {
       // One Parse per statement, inside our own transaction block: every statement commits
@@ -126,6 +137,7 @@ export class TaskQuery implements WireReader {
       // Execute, whose answers wait in the server's buffer while it reads the next message).
       statement(wire, BEGIN_SQL, false);
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
+      if (journal !== null) statement(wire, journal, false);
       wire.sync();
       wire.query(COMMIT_SQL);
     }
@@ -182,8 +194,8 @@ export class TaskQuery implements WireReader {
       return false;
     }
     const { pieces, values, statementCount } = this.#plan;
-    if (pieces === null && values === null && !this.#inTransaction && this.#statement === statementCount) {
-      // A simple query commits its statement before it sends the CommandComplete: whatever
+    if (pieces === null && values === null && !this.#inTransaction && this.#statement === statementCount + this.#extra) {
+      // A simple query commits its (last) statement before it sends the CommandComplete: whatever
       // broke after it (a terminate, the network), the work is done.
       this.#finish(null);
       return false;
@@ -233,7 +245,7 @@ export class TaskQuery implements WireReader {
       this.#finish(this.#failure);
       return false;
     }
-    const expected = this.#plan.statementCount + (this.#wrapped ? 1 : 0);
+    const expected = this.#plan.statementCount + (this.#wrapped ? 1 : 0) + this.#extra;
     // The server ran a different number of statements than we counted: the "last statement"
     // rows may be the wrong ones. Never report such a result as a success.
     const mismatch =
@@ -246,6 +258,11 @@ export class TaskQuery implements WireReader {
     }
     this.#finish(mismatch);
     return false;
+  }
+
+  /** Statements of ours besides BEGIN and COMMIT: the journal's. */
+  get #extra(): number {
+    return this.#journal === null ? 0 : 1;
   }
 
   /** The answers to the COMMIT behind the first Sync come next: queue the task again for them. */

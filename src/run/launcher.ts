@@ -8,6 +8,7 @@ import { pinSql } from '../catalog.js';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import type { WorkerHandle } from '../api/types.js';
 import { unlessAborted } from '../core/abort.js';
+import type { JournalWriter } from '../control/journal-writer.js';
 import type { Stopper } from '../control/stopper.js';
 import { bothSlots, type ClusterSlots } from '../pool/cluster-slots.js';
 import type { ConnectionPool } from '../pool/connection-pool.js';
@@ -31,6 +32,8 @@ import { classify, neverRan, type Sent } from './classify.js';
 export interface LaunchEvents {
   finished(worker: Worker, state: TerminalState): void;
   notice(worker: Worker, notice: ServerNotice): void;
+  /** Something failed that fails no worker (a journal write). */
+  warning(warning: PgBackgroundError): void;
 }
 
 export interface LauncherDeps {
@@ -46,6 +49,8 @@ export interface LauncherDeps {
   /** The connection of each worker past its start (between attach and completion). */
   readonly running: Map<Worker, WorkerConnection>;
   readonly events: LaunchEvents;
+  /** The journal's writer, or null when journal is off. */
+  readonly journal: JournalWriter | null;
 }
 
 export class Launcher {
@@ -77,6 +82,9 @@ export class Launcher {
     if (launch.signal?.aborted) {
       throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
     }
+    // A journaling instance's first launch: the journal must exist (checked once; no await after).
+    const journalReady = this.#deps.journal?.ready();
+    if (journalReady) await journalReady;
     // Count active workers ourselves: p-limit frees a slot a microtask after the worker ended.
     const localFull = () => {
       if (options.whenFull !== 'error' || registry.active.size < options.maxWorkers) return;
@@ -249,7 +257,9 @@ export class Launcher {
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
     const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
-    const query = new TaskQuery(plan, worker.queue, columns, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
+    // With the journal, a transactional task's last statement records its end (it commits with it).
+    const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
+    const query = new TaskQuery(plan, worker.queue, columns, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned, journal);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
     sent = { kind: 'task', startsWithParse: startsWithParse(plan) };

@@ -5,6 +5,7 @@
 // instance's shutdown.
 // The facade holds a Runtime and delegates to it.
 import { BackendObserver, backendMonitor } from '../control/backend-monitor.js';
+import { JournalWriter } from '../control/journal-writer.js';
 import { RemoteControl, type ControlActions } from '../control/remote-control.js';
 import { Stopper } from '../control/stopper.js';
 import { ClusterSlots } from '../pool/cluster-slots.js';
@@ -16,6 +17,7 @@ import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import type { WorkerConnection } from '../pool/worker-connection.js';
 import { WorkerSlots } from '../pool/worker-slots.js';
 import type { InstanceOptions } from '../store/instance-options.js';
+import { JournalStore } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 import { WorkerRegistry } from '../store/worker-registry.js';
 import type { WorkerStore } from '../store/worker-store.js';
@@ -34,6 +36,8 @@ export interface Runtime {
   readonly cluster: ClusterSlots | null;
   /** Hears control requests from SQL on the control connection. */
   readonly remote: RemoteControl;
+  /** The journal's writer (journal: true), or null: then nothing of the journal runs at all. */
+  readonly journal: JournalWriter | null;
 }
 
 export function createRuntime(options: InstanceOptions, events: LaunchEvents, actions: ControlActions): Runtime {
@@ -42,7 +46,11 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents, ac
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
   const control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
-  const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained);
+  const registry = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained);
+  const journal =
+    options.journal && new JournalWriter(control, options.journal.retentionMs, connection.application_name ?? null, (warning) => events.warning(warning));
+  // With the journal, the registry is wrapped: every change Worker.apply makes reaches it too.
+  const store: WorkerStore = journal ? new JournalStore(registry, journal) : registry;
   const observer = new BackendObserver(control, store);
   const liveness = backendMonitor(options.livenessTimeoutMs, control);
   // The connection of each worker past its start: the launcher sets it, the stopper reads it.
@@ -51,9 +59,9 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents, ac
   const slots = new WorkerSlots(maxWorkers);
   const cap = options.cluster;
   const cluster = cap && new ClusterSlots(connection, { key: cap.key, max: cap.max, timeoutMs: controlTimeoutMs });
-  const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events });
+  const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events, journal });
   const remote = new RemoteControl(control, actions);
-  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, remote };
+  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, remote, journal };
 }
 
 /**
@@ -79,5 +87,7 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   runtime.liveness.close();
   runtime.observer.close();
   runtime.remote.close();
+  // The last rows go on the control connection before it closes (a failure was warned of).
+  await runtime.journal?.close();
   await Promise.all([runtime.pool.close(), runtime.control.close(), runtime.cluster?.close()]);
 }
