@@ -29,4 +29,6 @@ export interface InstanceOptions {
   readonly cluster: { readonly max: number; readonly key: string } | null;
   /** The journal (journal: true) and its retention, or null when off. */
   readonly journal: { readonly retentionMs: number } | null;
+  /** Connections carry their tag as application_name (store/worker-identity.ts). */
+  readonly tagConnections: boolean;
 }
