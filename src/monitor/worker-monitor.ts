@@ -76,8 +76,8 @@ const STOP_MARGIN_MS = 10_000;
 const INT8_MIN = -(2n ** 63n);
 const INT8_MAX = 2n ** 63n - 1n;
 const DEFAULT_APPLICATION_NAME = 'pg-background-monitor';
-/** undefined_function, undefined_table: the view or a function is not there. */
-const NOT_INSTALLED_SQLSTATES = new Set(['42883', '42P01']);
+/** undefined_function, undefined_table, invalid_schema_name: the view, a function or the schema is not there. */
+const NOT_INSTALLED_SQLSTATES = new Set(['42883', '42P01', '3F000']);
 
 interface Row {
   cookie: string;
