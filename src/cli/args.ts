@@ -50,11 +50,29 @@ const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   resume: [],
 };
 
+/** Options that take a value: what follows them is theirs, even when it starts with '-'. */
+const VALUED = new Set(['--url', '--schema', '--grace']);
+
+/**
+ * Cookies are signed: `cancel -4611686018427387904` (or list's `123:-46...`) names a worker, not
+ * an option. Such arguments go behind a `--`, where parseArgs takes them as positionals; the
+ * value of an option that takes one stays where it is.
+ */
+function negativeCookiesLast(argv: readonly string[]): string[] {
+  const end = argv.indexOf('--');
+  const head = end < 0 ? [...argv] : argv.slice(0, end);
+  const tail = end < 0 ? [] : argv.slice(end + 1);
+  const kept: string[] = [];
+  const moved: string[] = [];
+  head.forEach((arg, i) => (/^-\d+$/.test(arg) && !VALUED.has(head[i - 1] ?? '') ? moved : kept).push(arg));
+  return moved.length || end >= 0 ? [...kept, '--', ...moved, ...tail] : kept;
+}
+
 export function parseCommand(argv: readonly string[]): Command {
   let parsed;
   try {
     parsed = parseArgs({
-      args: [...argv],
+      args: negativeCookiesLast(argv),
       allowPositionals: true,
       strict: true,
       options: {
