@@ -49,8 +49,12 @@ async function viewColumns(schema: string) {
   return rows.map((row) => [row.name, row.type]);
 }
 
-/** A plain connection carrying a worker's tag, as a pg-background worker connection does. */
-const tagged = (tag: string) => db.client({ application_name: tag });
+/** A plain connection carrying a worker's tag, as a pg-background worker connection does, and its backend pid. */
+async function tagged(tag: string) {
+  const client = await db.client({ application_name: tag });
+  const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  return Object.assign(client, { pid });
+}
 
 test('install() creates the view with SPEC columns and types, and no journal table', async () => {
   await db.query('CREATE SCHEMA plain');
@@ -118,19 +122,19 @@ test('without the journal, a tagged connection running a statement is a running 
   const negative = await tagged('pgbg:ffffffffffffffff:');
   const alsoSleeping = negative.query('SELECT pg_sleep(30)');
   await until(
-    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [negative.processID])).length,
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [negative.pid])).length,
     'the second to sleep',
   );
   const idle = await tagged('pgbg:idle');
   const idleWorker = await tagged('pgbg:0000000000000abc:done'); // a tag on an idle connection: its task is over
   const rows = await db.query(`SELECT cookie, pid, label FROM live.pg_background_workers WHERE pid = ANY ($1::int[]) ORDER BY cookie`, [
-    [pid, negative.processID, idle.processID, idleWorker.processID],
+    [pid, negative.pid, idle.pid, idleWorker.pid],
   ]);
   assert.deepEqual(rows, [
-    { cookie: '-1', pid: negative.processID, label: null },
+    { cookie: '-1', pid: negative.pid, label: null },
     { cookie: '255', pid, label: 'etl/load' },
   ]);
-  await db.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [[pid, negative.processID]]);
+  await db.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [[pid, negative.pid]]);
   await assert.rejects(sleeping, { code: '57014' });
   await assert.rejects(alsoSleeping, { code: '57014' });
   await bg.close();
@@ -167,7 +171,7 @@ test('a COPY on a tagged connection shows its phase from pg_stat_progress_copy (
     return r?.phase ? r : null;
   }, 'the COPY to show in the progress view');
   assert.deepEqual(row, { phase: 'COPY TO', fraction_completed: null });
-  await db.query('SELECT pg_cancel_backend($1)', [copier.processID]);
+  await db.query('SELECT pg_cancel_backend($1)', [copier.pid]);
   await assert.rejects(copying, { code: '57014' });
   await bg.close();
 });
