@@ -132,7 +132,7 @@ test('stopped, failed and cancelled workers: their rows in the journal and the v
       owner_pid: process.pid,
       owner_application: 'pg-background',
       proven: true, // each ran in a transaction ending with the journal's record (a read-only one writes none)
-      control_application: 'pg-background control',
+      control_application: 'pgbg:control',
       started: 'string',
     })),
   );
@@ -143,7 +143,8 @@ test('stopped, failed and cancelled workers: their rows in the journal and the v
 test('a running worker is in the view within a second: its backend, live wait event, and the journaled row', async () => {
   const bg = db.background({ journal: true });
   const h = await bg.launch('SELECT pg_sleep(30)', { label: 'sleeper' });
-  const [row] = await viewRows([h], (r) => r.state === 'running' && r.wait_event === 'Timeout:PgSleep', 'the sleeper running in the view');
+  // Journaled (the owner is known) and live (the wait event from its backend).
+  const [row] = await viewRows([h], (r) => r.owner !== null && r.state === 'running' && r.wait_event === 'Timeout:PgSleep', 'the sleeper running in the view');
   assert.equal(row!.pid, h.pid);
   assert.equal(row!.label, 'sleeper');
   assert.equal(row!.finished_at, null);

@@ -338,7 +338,7 @@ test('a wrapped task whose statement fails waits, queued from handleError, for t
 
 test('a CopyInResponse is answered with a CopyFail on the connection pg passes', async () => {
   const { client, wire } = await connected();
-  const plan: TaskPlan = { text: 'COPY t FROM STDIN', values: null, pieces: null, statementCount: 1, refusal: null };
+  const plan: TaskPlan = { text: 'COPY t FROM STDIN', values: null, pieces: null, statementCount: 1, refusal: null, inBlock: false };
   const { task } = runTask(client, plan, []);
   wire.emit('copyInResponse', {});
   assert.deepEqual(wire.writes.slice(-1), ['copyFail:COPY FROM STDIN is not supported in pg-background workers']);

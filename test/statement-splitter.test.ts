@@ -1235,7 +1235,14 @@ describe('planTask', () => {
 
   test('the plan counts statements and keeps the text unchanged', () => {
     const sql = ' SELECT 1; /* x */ ;; SELECT 2 -- y';
-    assert.deepEqual(planTask(sql), { text: sql, values: null, pieces: [' SELECT 1', ' /* x */ ;; SELECT 2 -- y'], statementCount: 2, refusal: null });
+    assert.deepEqual(planTask(sql), {
+      text: sql,
+      values: null,
+      pieces: [' SELECT 1', ' /* x */ ;; SELECT 2 -- y'],
+      statementCount: 2,
+      refusal: null,
+      inBlock: false,
+    });
   });
 
   test('text with no `;` but a final one goes out whole; any other `;` cuts it into one piece per statement', () => {

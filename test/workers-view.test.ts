@@ -89,7 +89,7 @@ test('without the journal, a tagged connection running a statement is a running 
   await bg.install({ schema: 'live' });
   const client = await tagged('pgbg:00000000000000ff:etl/load');
   const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-  const sleeping = client.query('SELECT pg_sleep(30)');
+  const sleeping = client.query('SELECT pg_sleep(30)').catch((error: Error) => error);
   const row = await until(async () => {
     const [r] = await db.query('SELECT * FROM live.pg_background_workers WHERE cookie = 255');
     return r?.wait_event === 'Timeout:PgSleep' ? r : null;
@@ -120,7 +120,7 @@ test('without the journal, a tagged connection running a statement is a running 
   assert.equal(typeof elapsed_ms, 'string'); // int8
   // The cookie's 64 bits as two's complement; an empty label is null; untagged backends are not workers.
   const negative = await tagged('pgbg:ffffffffffffffff:');
-  const alsoSleeping = negative.query('SELECT pg_sleep(30)');
+  const alsoSleeping = negative.query('SELECT pg_sleep(30)').catch((error: Error) => error);
   await until(
     async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [negative.pid])).length,
     'the second to sleep',
@@ -135,8 +135,8 @@ test('without the journal, a tagged connection running a statement is a running 
     { cookie: '255', pid, label: 'etl/load' },
   ]);
   await db.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [[pid, negative.pid]]);
-  await assert.rejects(sleeping, { code: '57014' });
-  await assert.rejects(alsoSleeping, { code: '57014' });
+  assert.equal(((await sleeping) as Error & { code: string }).code, '57014');
+  assert.equal(((await alsoSleeping) as Error & { code: string }).code, '57014');
   await bg.close();
 });
 
@@ -205,7 +205,8 @@ test('a plain install() after the journal keeps it; a view dropped by hand comes
                   VALUES (42, 1, 'root', 'stopped', now(), now(), now(), true)`);
   await db.query('DROP VIEW repaired.pg_background_workers');
   await bg.install({ schema: 'repaired' });
-  assert.deepEqual(await db.query('SELECT cookie, state FROM repaired.pg_background_workers'), [{ cookie: '42', state: 'stopped' }]);
+  // (The view answers for the whole server: other files' running workers are in it too.)
+  assert.deepEqual(await db.query('SELECT cookie, state FROM repaired.pg_background_workers WHERE cookie = 42'), [{ cookie: '42', state: 'stopped' }]);
   assert.deepEqual(
     (await db.query('SELECT id FROM repaired.pg_background_migrations ORDER BY id')).map((r) => r.id),
     [1, 2, 4],

@@ -5,6 +5,7 @@ import { invalidArgument } from '../errors.js';
 import type { TypeParsers } from '../results/row-parser.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
+import { IDLE_TAG } from '../store/worker-identity.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
 import { planTask, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
@@ -56,6 +57,7 @@ const ownKeys = [
   'clusterKey',
   'journal',
   'journalRetentionMs',
+  'tagConnections',
 ] as const;
 
 /**
@@ -123,7 +125,13 @@ export function instanceOptions(input: unknown): InstanceOptions {
   }
   // Workers run one task at a time and cancel by connection: pg's pipeline mode would break both.
   connection.pipeline = false;
-  connection.application_name ??= DEFAULT_APPLICATION_NAME;
+  const tagConnections = options.tagConnections === undefined ? true : boolean('tagConnections', options.tagConnections);
+  // Tagged, a worker connection starts as `pgbg:idle`: the reset after each task (DISCARD ALL)
+  // brings its application_name back to that startup value (see store/worker-identity.ts).
+  // The caller's own name for it, before the tag replaces it: the journal's owner_application.
+  const application = typeof connection.application_name === 'string' ? connection.application_name : DEFAULT_APPLICATION_NAME;
+  if (tagConnections) connection.application_name = IDLE_TAG;
+  else connection.application_name ??= DEFAULT_APPLICATION_NAME;
 
   const maxWorkers = options.maxWorkers === undefined ? 16 : integer('maxWorkers', options.maxWorkers, 1, 1000);
   const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : livenessTimeout(options.livenessTimeoutMs);
@@ -163,7 +171,8 @@ export function instanceOptions(input: unknown): InstanceOptions {
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
     loginUser: loginUser(connection as pg.ClientConfig),
     cluster: clusterCap(options.clusterMaxWorkers, options.clusterKey),
-    journal: journalOption(options.journal, options.journalRetentionMs),
+    journal: journalOption(options.journal, options.journalRetentionMs, application),
+    tagConnections,
   });
 }
 
@@ -196,7 +205,7 @@ function clusterCap(max: unknown, key: unknown): InstanceOptions['cluster'] {
 export const DEFAULT_JOURNAL_RETENTION_MS = 14 * 24 * 3_600_000;
 
 /** journal and journalRetentionMs; off (null) unless journal is true. */
-function journalOption(journal: unknown, retentionMs: unknown): InstanceOptions['journal'] {
+function journalOption(journal: unknown, retentionMs: unknown, application: string): InstanceOptions['journal'] {
   if (journal !== undefined && typeof journal !== 'boolean') throw invalidArgument(`Expected \`journal\` to be a boolean, got ${describe(journal)}`);
   if (!journal) {
     if (retentionMs === undefined) return null;
@@ -204,6 +213,7 @@ function journalOption(journal: unknown, retentionMs: unknown): InstanceOptions[
   }
   return Object.freeze({
     retentionMs: retentionMs === undefined ? DEFAULT_JOURNAL_RETENTION_MS : integer('journalRetentionMs', retentionMs, 0, Number.MAX_SAFE_INTEGER),
+    application,
   });
 }
 

@@ -34,7 +34,17 @@ export interface TaskPlan {
    * Absent (a plan made by hand): false.
    */
   readonly transactional?: boolean;
+  /**
+   * One statement of plain DML (SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES, TABLE): it
+   * runs the same when a statement of ours (the connection's tag) goes ahead of it under the same
+   * Sync, in one transaction. Anything else may refuse to run after another statement in a
+   * pipeline (VACUUM, CREATE INDEX CONCURRENTLY, a CALL or DO block that commits: 25001, 2D000).
+   */
+  readonly inBlock: boolean;
 }
+
+// First words of plain DML: statements that run alike inside and outside a transaction block.
+const dml = new Set(['select', 'insert', 'update', 'delete', 'merge', 'with', 'values', 'table']);
 
 // Statements that begin, end or split a transaction (PostgreSQL's TransactionStmt).
 const transactionControl = new Set(['begin', 'start', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release']);
@@ -62,12 +72,12 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
   }
 
-  const { statementCount, refusal, pieces, transactional } = analyse(text, standardConformingStrings);
+  const { statementCount, refusal, pieces, transactional, inBlock } = analyse(text, standardConformingStrings);
   if (values && statementCount > 1) {
     throw invalidArgument(`Expected \`sql\` with \`values\` to be a single statement, got ${statementCount} statements: parameters bind to one statement only`);
   }
   // With parameters the text goes in one Parse anyway.
-  return { text, values, pieces: values ? null : pieces, statementCount, refusal, transactional };
+  return { text, values, pieces: values ? null : pieces, statementCount, refusal, transactional, inBlock };
 }
 
 interface Analysis {
@@ -75,6 +85,7 @@ interface Analysis {
   readonly refusal: string | null;
   readonly pieces: readonly string[] | null;
   readonly transactional: boolean;
+  readonly inBlock: boolean;
 }
 
 // Job layers launch the same SQL again and again: remember the analysis of recent short texts.
@@ -98,6 +109,7 @@ function analyse(text: string, standardConformingStrings: boolean): Analysis {
     refusal: refusalFor(statements),
     pieces: piecesOf(text, statements),
     transactional: statements.length > 1 || transactional(statements[0]!.words),
+    inBlock: statements.length === 1 && dml.has(statements[0]!.words[0] ?? ''),
   };
   if (text.length <= CACHE_MAX_TEXT) {
     if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);

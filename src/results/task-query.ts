@@ -3,8 +3,12 @@
 // dropped unparsed; the last statement's rows go into the bounded queue, whose budget pauses
 // the socket. The task is over at ReadyForQuery (success) or at the first ErrorResponse or
 // connection error, which covers errors raised at COMMIT after all rows were sent.
+// A tagged connection's tag (a SET application_name, see store/worker-identity.ts) goes ahead of
+// the statements in the same write: under the task's own Sync, in its transaction, where the SQL
+// allows (plain DML, our BEGIN ... COMMIT, the caller's transaction behind a pooler); else under a
+// Sync of its own just before the task (VACUUM and the like refuse to follow it in a pipeline).
 import pg from 'pg';
-import { BEGIN_SQL, COMMIT_SQL } from '../catalog.js';
+import { BEGIN_SQL, COMMIT_SQL, tagSql } from '../catalog.js';
 import type { WireReader, WireWriter } from '../pg/index.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
@@ -67,17 +71,40 @@ export class TaskQuery implements WireReader {
   #commandTag: string | null = null;
   #tagCount: number | null = null;
   #finished = false;
-  /** The journal's record of the end, run last in the task's transaction (see store/journal.ts), or null. */
+  /** The tag's SET, or null: none is sent. */
+  readonly #tag: string | null;
+  /** The journal's record of the end, run last in the task's transaction (see control/journal-writer.ts), or null. */
   readonly #journal: string | null;
+  /** The task's statements go as one simple Query (which commits before its CommandComplete). */
+  readonly #simple: boolean;
+  /** The tag has a Sync of its own ahead of the task: its ReadyForQuery is not the task's end. */
+  #tagSegment: boolean;
+  /**
+   * The value of #statement at which the tag's CommandComplete comes (not one of the task's
+   * statements: never counted), or -1 once it came or when there is none. 1 behind our BEGIN.
+   */
+  #tagAt: number;
 
   /**
    * `session` null: no reset behind the task (the connection will not be reused).
    * `inTransaction`: the task runs inside a transaction the caller opened and will end (behind a
    * connection pooler, see pool/pooler.ts): its statements then go without our BEGIN/COMMIT.
+   */
+  /**
+   * `tag`: the connection's application_name while the task runs (null: leave it as it is); the
+   * reset behind the task brings back the startup value. Behind a pooler it is SET LOCAL.
    * `journal`: one statement of ours that runs last inside the task's transaction (only for a
    * plan that is `transactional`); its answers are counted, never reported.
    */
-  constructor(plan: TaskPlan, queue: RowQueue, columns: ColumnSink, session: TaskSession | null, inTransaction = false, journal: string | null = null) {
+  constructor(
+    plan: TaskPlan,
+    queue: RowQueue,
+    columns: ColumnSink,
+    session: TaskSession | null,
+    inTransaction = false,
+    tag: string | null = null,
+    journal: string | null = null,
+  ) {
     this.#plan = plan;
     this.#journal = journal;
     this.#queue = queue;
@@ -88,7 +115,18 @@ export class TaskQuery implements WireReader {
     this.#wrapped = wrapped;
     this.#inTransaction = inTransaction;
     this.#resultIndex = plan.statementCount - (wrapped ? 0 : 1);
+    this.#tag = tag === null ? null : tagSql(tag, inTransaction);
+    // Under the task's Sync when it shares a transaction with it safely; else its own Sync.
+    this.#tagSegment = tag !== null && !wrapped && !inTransaction && !plan.inBlock;
+    this.#tagAt = tag === null ? -1 : wrapped ? 1 : 0;
+    // Untagged, or tagged under a Sync of its own, a plain single statement stays a simple Query.
+    this.#simple = plan.pieces === null && plan.values === null && (tag === null || this.#tagSegment);
     this.done = new Promise((resolve) => (this.#resolve = resolve));
+  }
+
+  /** The write opens with a Parse (see startsWithParse): what the never-ran rule needs. */
+  get startsWithParse(): boolean {
+    return this.#tag !== null || startsWithParse(this.#plan);
   }
 
   /** Rows of the last statement seen so far. */
@@ -109,6 +147,13 @@ export class TaskQuery implements WireReader {
     // The journal's statement shares the task's transaction: the statements before one Sync (or
     // in one simple Query) are one implicit transaction, committed at its end, where the work is.
     const journal = this.#journal;
+    const tag = this.#tag;
+    if (tag !== null && !this.#wrapped) {
+      // Ahead of everything: in the task's transaction (a failed task rolls it back, the reset
+      // undoes it after a success), or alone under its own Sync.
+      statement(wire, tag, false);
+      if (this.#tagSegment) wire.sync();
+    }
     if (values !== null) {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
       wire.parse(text);
@@ -119,7 +164,13 @@ export class TaskQuery implements WireReader {
       wire.sync();
     } else if (pieces === null) {
       // The text holds no `;` but a last one: a line break ends a trailing `--` comment.
-      wire.query(journal === null ? text : `${text}\n;${journal}`);
+      if (this.#simple) wire.query(journal === null ? text : `${text}\n;${journal}`);
+      else {
+        // Plain DML behind the tag, under one Sync: one transaction, as the simple Query was.
+        statement(wire, text, true);
+        if (journal !== null) statement(wire, journal, false);
+        wire.sync();
+      }
     } else if (pieces.length === 1 || this.#inTransaction) {
       // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM);
       // in the caller's transaction, the statements need no block of ours.
@@ -136,6 +187,7 @@ export class TaskQuery implements WireReader {
       // terminate again, so a commit is never followed by a FATAL alone (as it can be after an
       // Execute, whose answers wait in the server's buffer while it reads the next message).
       statement(wire, BEGIN_SQL, false);
+      if (tag !== null) statement(wire, tag, false); // inside our block: it ends with the work
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
       if (journal !== null) statement(wire, journal, false);
       wire.sync();
@@ -150,12 +202,16 @@ export class TaskQuery implements WireReader {
   }
 
   dataRow(fields: (string | null)[], bytes: number): void {
-    if (!this.#isLast()) return;
+    if (!this.#isLast() || this.#statement === this.#tagAt) return;
     this.#rows++;
     this.#queue.push(fields, bytes);
   }
 
   commandComplete(tag: string): void {
+    if (this.#statement === this.#tagAt) {
+      this.#tagAt = -1; // the tag's SET: not one of the task's statements
+      return;
+    }
     if (this.#closing) {
       this.#commitTag = tag; // our COMMIT: 'COMMIT', or 'ROLLBACK' after a failure
       return;
@@ -193,15 +249,22 @@ export class TaskQuery implements WireReader {
       this.#finish(this.#commitOutcome(error));
       return false;
     }
+    const fromServer = error instanceof pg.DatabaseError;
+    if (this.#tagSegment) {
+      // The tag failed under its own Sync (a cancel request that landed on it, say: the stopper
+      // sends it again). The task behind it is on the wire and runs: its answers follow.
+      this.#tagSegment = false;
+      this.#tagAt = -1;
+      if (fromServer && error.severity === 'ERROR') return true;
+    }
     const { pieces, values, statementCount } = this.#plan;
-    if (pieces === null && values === null && !this.#inTransaction && this.#statement === statementCount + this.#extra) {
+    if (this.#simple && !this.#inTransaction && this.#statement === statementCount + this.#extra) {
       // A simple query commits its (last) statement before it sends the CommandComplete: whatever
       // broke after it (a terminate, the network), the work is done.
       this.#finish(null);
       return false;
     }
-    const fromServer = error instanceof pg.DatabaseError;
-    if (pieces !== null && fromServer && error.position !== undefined) {
+    if (pieces !== null && fromServer && error.position !== undefined && this.#statement !== this.#tagAt) {
       // The server counts from the start of the statement's own Parse: make it the caller's text.
       const piece = this.#wrapped ? this.#statement - 1 : this.#statement;
       if (piece >= 0 && piece < pieces.length) {
@@ -241,6 +304,10 @@ export class TaskQuery implements WireReader {
   }
 
   readyForQuery(): boolean {
+    if (this.#tagSegment) {
+      this.#tagSegment = false; // the tag's own Sync: the task's answers come next
+      return true;
+    }
     if (this.#closing) {
       this.#finish(this.#failure);
       return false;
@@ -260,7 +327,7 @@ export class TaskQuery implements WireReader {
     return false;
   }
 
-  /** Statements of ours besides BEGIN and COMMIT: the journal's. */
+  /** Statements of ours counted with the task's, besides BEGIN: the journal's. */
   get #extra(): number {
     return this.#journal === null ? 0 : 1;
   }

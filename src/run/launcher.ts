@@ -19,13 +19,14 @@ import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.j
 import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
 import type { ResultField } from '../results/row-parser.js';
-import { startsWithParse, TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { planTask } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
 import type { WorkerStore } from '../store/worker-store.js';
+import { workerTag } from '../store/worker-identity.js';
 import { classify, neverRan, type Sent } from './classify.js';
 
 /** What the facade hears of a worker's life (it emits the public events). */
@@ -257,12 +258,15 @@ export class Launcher {
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
     const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
+    // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
+    const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
+    const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
     // With the journal, a transactional task's last statement records its end (it commits with it).
     const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
-    const query = new TaskQuery(plan, worker.queue, columns, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned, journal);
+    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, journal);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
-    sent = { kind: 'task', startsWithParse: startsWithParse(plan) };
+    sent = { kind: 'task', startsWithParse: query.startsWithParse };
     connection.run(query);
     void query.done.then(end);
   }

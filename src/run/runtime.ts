@@ -16,6 +16,7 @@ import { WorkerSlots } from '../pool/worker-slots.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import { JournalStore } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
+import { CONTROL_TAG } from '../store/worker-identity.js';
 import { WorkerRegistry } from '../store/worker-registry.js';
 import type { WorkerStore } from '../store/worker-store.js';
 import { Launcher, type LaunchEvents } from './launcher.js';
@@ -39,11 +40,11 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents): R
   const { connection, maxWorkers, controlTimeoutMs, maxIdle, minIdle, idleTimeoutMs } = options;
   const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
-  const control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
+  const controlName = options.tagConnections ? CONTROL_TAG : 'pg-background control';
+  const control = new ControlConnection({ ...connection, application_name: controlName }, controlTimeoutMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
   const registry = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained);
-  const journal =
-    options.journal && new JournalWriter(control, options.journal.retentionMs, connection.application_name ?? null, (warning) => events.warning(warning));
+  const journal = options.journal && new JournalWriter(control, options.journal.retentionMs, options.journal.application, (warning) => events.warning(warning));
   // With the journal, the registry is wrapped: every change Worker.apply makes reaches it too.
   const store: WorkerStore = journal ? new JournalStore(registry, journal) : registry;
   const observer = new BackendObserver(control, store);
