@@ -338,21 +338,20 @@ export const JOURNAL_LOCATE_SQL = `SELECT pg_catalog.quote_ident(n.nspname) AS s
  * One batch of journal rows: a multi-row upsert from a JSON array of rows keyed by column
  * (`columns`, without the owner's control connection, which the writing backend is). A row
  * never goes back from an end to a running state, nor from `stopped` (which the worker's own
- * transaction may have written) to another end. The lock timeout: a row is locked while its
- * worker's transaction commits; a slow commit must not hold up the control connection.
- * `schema` quoted; the rows go as a literal (one simple Query, no round trip of its own for SET).
+ * transaction may have written) to another end. `schema` quoted; $1 = the rows as JSON (a key
+ * left out is null). A row is locked only while its worker's own transaction commits (its
+ * journal statement is its last): the write waits that long at most, within the control deadline.
  */
-export function journalWriteSql(schema: string, columns: readonly string[], rows: string): string {
+export function journalWriteSql(schema: string, columns: readonly string[]): string {
   const updates = columns
     .filter((column) => column !== 'cookie')
     .concat(['owner_control_pid', 'owner_control_started'])
     .map((column) => `${column} = EXCLUDED.${column}`)
     .join(', ');
-  return `SET LOCAL lock_timeout = '1s';
-INSERT INTO ${schema}.pg_background_journal AS j (${columns.join(', ')}, owner_control_pid, owner_control_started)
+  return `INSERT INTO ${schema}.pg_background_journal AS j (${columns.join(', ')}, owner_control_pid, owner_control_started)
 SELECT ${columns.map((column) => `r.${column}`).join(', ')}, pg_catalog.pg_backend_pid(),
        (SELECT ${BACKEND_STARTED_SQL} FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid())::int8
-  FROM pg_catalog.json_populate_recordset(NULL::${schema}.pg_background_journal, ${pg.escapeLiteral(rows)}::json) r
+  FROM pg_catalog.json_populate_recordset(NULL::${schema}.pg_background_journal, $1::json) r
 ON CONFLICT (cookie) DO UPDATE SET ${updates}
  WHERE j.finished_at IS NULL OR (EXCLUDED.finished_at IS NOT NULL AND (j.state <> 'stopped' OR EXCLUDED.state = 'stopped'))`;
 }

@@ -5,6 +5,7 @@
 // refusing a view or a journal table that is not its own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { NOTHING_COMMITTED_PENDING, NOTHING_COMMITTED_RUNNING, OUTCOME_UNKNOWN_GONE } from '../src/store/migrations.js';
 import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename, {
@@ -49,8 +50,12 @@ async function viewColumns(schema: string) {
   return rows.map((row) => [row.name, row.type]);
 }
 
-/** A plain connection carrying a worker's tag, as a pg-background worker connection does. */
-const tagged = (tag: string) => db.client({ application_name: tag });
+/** A plain connection carrying a worker's tag, as a pg-background worker connection does, and its backend pid. */
+async function tagged(tag: string) {
+  const client = await db.client({ application_name: tag });
+  const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  return Object.assign(client, { pid });
+}
 
 test('install() creates the view with SPEC columns and types, and no journal table', async () => {
   await db.query('CREATE SCHEMA plain');
@@ -86,7 +91,7 @@ test('without the journal, a tagged connection running a statement is a running 
   await bg.install({ schema: 'live' });
   const client = await tagged('pgbg:00000000000000ff:etl/load');
   const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-  const sleeping = client.query('SELECT pg_sleep(30)');
+  const sleeping = client.query('SELECT pg_sleep(30)').catch((error: Error) => error);
   const row = await until(async () => {
     const [r] = await db.query('SELECT * FROM live.pg_background_workers WHERE cookie = 255');
     return r?.wait_event === 'Timeout:PgSleep' ? r : null;
@@ -117,23 +122,23 @@ test('without the journal, a tagged connection running a statement is a running 
   assert.equal(typeof elapsed_ms, 'string'); // int8
   // The cookie's 64 bits as two's complement; an empty label is null; untagged backends are not workers.
   const negative = await tagged('pgbg:ffffffffffffffff:');
-  const alsoSleeping = negative.query('SELECT pg_sleep(30)');
+  const alsoSleeping = negative.query('SELECT pg_sleep(30)').catch((error: Error) => error);
   await until(
-    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [negative.processID])).length,
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [negative.pid])).length,
     'the second to sleep',
   );
   const idle = await tagged('pgbg:idle');
   const idleWorker = await tagged('pgbg:0000000000000abc:done'); // a tag on an idle connection: its task is over
   const rows = await db.query(`SELECT cookie, pid, label FROM live.pg_background_workers WHERE pid = ANY ($1::int[]) ORDER BY cookie`, [
-    [pid, negative.processID, idle.processID, idleWorker.processID],
+    [pid, negative.pid, idle.pid, idleWorker.pid],
   ]);
   assert.deepEqual(rows, [
-    { cookie: '-1', pid: negative.processID, label: null },
+    { cookie: '-1', pid: negative.pid, label: null },
     { cookie: '255', pid, label: 'etl/load' },
   ]);
-  await db.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [[pid, negative.processID]]);
-  await assert.rejects(sleeping, { code: '57014' });
-  await assert.rejects(alsoSleeping, { code: '57014' });
+  await db.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [[pid, negative.pid]]);
+  assert.equal(((await sleeping) as Error & { code: string }).code, '57014');
+  assert.equal(((await alsoSleeping) as Error & { code: string }).code, '57014');
   await bg.close();
 });
 
@@ -162,14 +167,14 @@ test('a COPY on a tagged connection shows its phase from pg_stat_progress_copy (
   const bg = db.background();
   await bg.install({ schema: 'progress' });
   const copier = await tagged('pgbg:0000000000000009:copy');
-  const copying = copier.query("COPY (SELECT pg_sleep(0.01) FROM generate_series(1, 3000)) TO '/dev/null'");
+  const copying = copier.query("COPY (SELECT pg_sleep(0.01) FROM generate_series(1, 3000)) TO '/dev/null'").catch((error: Error) => error);
   const row = await until(async () => {
     const [r] = await db.query('SELECT phase, fraction_completed FROM progress.pg_background_workers WHERE cookie = 9');
     return r?.phase ? r : null;
   }, 'the COPY to show in the progress view');
   assert.deepEqual(row, { phase: 'COPY TO', fraction_completed: null });
-  await db.query('SELECT pg_cancel_backend($1)', [copier.processID]);
-  await assert.rejects(copying, { code: '57014' });
+  await db.query('SELECT pg_cancel_backend($1)', [copier.pid]);
+  assert.equal(((await copying) as Error & { code: string }).code, '57014');
   await bg.close();
 });
 
@@ -202,10 +207,60 @@ test('a plain install() after the journal keeps it; a view dropped by hand comes
                   VALUES (42, 1, 'root', 'stopped', now(), now(), now(), true)`);
   await db.query('DROP VIEW repaired.pg_background_workers');
   await bg.install({ schema: 'repaired' });
-  assert.deepEqual(await db.query('SELECT cookie, state FROM repaired.pg_background_workers'), [{ cookie: '42', state: 'stopped' }]);
+  // (The view answers for the whole server: other files' running workers are in it too.)
+  assert.deepEqual(await db.query('SELECT cookie, state FROM repaired.pg_background_workers WHERE cookie = 42'), [{ cookie: '42', state: 'stopped' }]);
   assert.deepEqual(
     (await db.query('SELECT id FROM repaired.pg_background_migrations ORDER BY id')).map((r) => r.id),
     [1, 2, 3, 4],
   );
+  await bg.close();
+});
+
+test('the view computes the truth of journal rows whose backend or owner is gone: nothing committed when proven, else outcome unknown', async () => {
+  await db.query('CREATE SCHEMA truth');
+  const bg = db.background();
+  await bg.install({ schema: 'truth', journal: true });
+  const [me] = await db.query<{ pid: number; started: string }>(
+    'SELECT pid, (extract(epoch FROM backend_start) * 1000000)::int8::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()',
+  );
+  const dead = 2147483000; // no backend has this pid
+  const row = (cookie: number, state: string, pid: number, started: string | null, proven: boolean, control: [number, string] | null) =>
+    db.query(
+      `INSERT INTO truth.pg_background_journal (cookie, pid, backend_started, scope, state, launched_at, updated_at, proven, owner_control_pid, owner_control_started)
+       VALUES ($1, $2, $3, 'root', $4, '2026-01-01T00:00:00Z', '2026-01-01T00:00:05Z', $5, $6, $7)`,
+      [cookie, pid, started, state, proven, control?.[0] ?? null, control?.[1] ?? null],
+    );
+  await row(1, 'running', dead, '1', true, null);
+  await row(2, 'running', dead, '1', false, null);
+  await row(3, 'running', me!.pid, '1', true, null); // that pid, but another backend (pid reused)
+  await row(4, 'running', me!.pid, me!.started, true, null); // its backend is there: running
+  await row(5, 'pending', 0, null, true, [dead, '1']); // owner gone, no backend carries its tag
+  await row(6, 'pending', 0, null, true, [me!.pid, me!.started]); // owner alive
+  await row(7, 'cancelling', dead, '1', false, null);
+  const rows = await db.query(
+    'SELECT cookie, state, sqlstate, error_message, finished_at, elapsed_ms FROM truth.pg_background_workers WHERE cookie < 100 ORDER BY cookie',
+  );
+  const gone = (cookie: string, message: string) => ({
+    cookie,
+    state: 'error',
+    sqlstate: '08006',
+    error_message: message,
+    finished_at: null,
+    elapsed_ms: '5000',
+  });
+  assert.deepEqual(
+    rows.map((r) => (r.state === 'error' ? r : { cookie: r.cookie, state: r.state, sqlstate: r.sqlstate, error_message: r.error_message })),
+    [
+      gone('1', NOTHING_COMMITTED_RUNNING),
+      gone('2', OUTCOME_UNKNOWN_GONE),
+      gone('3', NOTHING_COMMITTED_RUNNING),
+      { cookie: '4', state: 'running', sqlstate: null, error_message: null },
+      gone('5', NOTHING_COMMITTED_PENDING),
+      { cookie: '6', state: 'pending', sqlstate: null, error_message: null },
+      gone('7', OUTCOME_UNKNOWN_GONE),
+    ],
+  );
+  assert.match(NOTHING_COMMITTED_RUNNING, /nothing committed$/);
+  assert.match(OUTCOME_UNKNOWN_GONE, /^outcome unknown: /);
   await bg.close();
 });

@@ -128,6 +128,8 @@ export function instanceOptions(input: unknown): InstanceOptions {
   const tagConnections = options.tagConnections === undefined ? true : boolean('tagConnections', options.tagConnections);
   // Tagged, a worker connection starts as `pgbg:idle`: the reset after each task (DISCARD ALL)
   // brings its application_name back to that startup value (see store/worker-identity.ts).
+  // The caller's own name for it, before the tag replaces it: the journal's owner_application.
+  const application = typeof connection.application_name === 'string' ? connection.application_name : DEFAULT_APPLICATION_NAME;
   if (tagConnections) connection.application_name = IDLE_TAG;
   else connection.application_name ??= DEFAULT_APPLICATION_NAME;
 
@@ -169,7 +171,7 @@ export function instanceOptions(input: unknown): InstanceOptions {
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
     loginUser: loginUser(connection as pg.ClientConfig),
     cluster: clusterCap(options.clusterMaxWorkers, options.clusterKey),
-    journal: journalOption(options.journal, options.journalRetentionMs),
+    journal: journalOption(options.journal, options.journalRetentionMs, application),
     tagConnections,
   });
 }
@@ -203,7 +205,7 @@ function clusterCap(max: unknown, key: unknown): InstanceOptions['cluster'] {
 export const DEFAULT_JOURNAL_RETENTION_MS = 14 * 24 * 3_600_000;
 
 /** journal and journalRetentionMs; off (null) unless journal is true. */
-function journalOption(journal: unknown, retentionMs: unknown): InstanceOptions['journal'] {
+function journalOption(journal: unknown, retentionMs: unknown, application: string): InstanceOptions['journal'] {
   if (journal !== undefined && typeof journal !== 'boolean') throw invalidArgument(`Expected \`journal\` to be a boolean, got ${describe(journal)}`);
   if (!journal) {
     if (retentionMs === undefined) return null;
@@ -211,6 +213,7 @@ function journalOption(journal: unknown, retentionMs: unknown): InstanceOptions[
   }
   return Object.freeze({
     retentionMs: retentionMs === undefined ? DEFAULT_JOURNAL_RETENTION_MS : integer('journalRetentionMs', retentionMs, 0, Number.MAX_SAFE_INTEGER),
+    application,
   });
 }
 

@@ -24,6 +24,9 @@ export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
 /** Counts of every writer of this process, for tests and diagnostics. */
 export const journalCounts = { writes: 0, rows: 0, failures: 0, prunes: 0 };
 
+/** JSON.stringify's replacer: a key left out is null for json_populate_recordset (shorter JSON). */
+const withoutNulls = (_key: string, value: unknown) => (value === null ? undefined : value);
+
 export class JournalWriter implements JournalSink {
   readonly #control: ControlConnection;
   readonly #retentionMs: number;
@@ -35,6 +38,8 @@ export class JournalWriter implements JournalSink {
   readonly #proven = new WeakSet<Worker>();
   /** The journal's schema (quoted), once found. */
   #schema: string | null = null;
+  /** The batch's upsert, once the schema is known. */
+  #writeSql: string | null = null;
   #locating: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
   #writing: Promise<void> | null = null;
@@ -104,6 +109,7 @@ export class JournalWriter implements JournalSink {
       );
     }
     this.#schema = schema;
+    this.#writeSql = journalWriteSql(schema, JOURNAL_ROW_COLUMNS);
   }
 
   #schedule(ms: number): void {
@@ -128,7 +134,7 @@ export class JournalWriter implements JournalSink {
     const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#proven.has(worker)));
     try {
       journalCounts.writes++;
-      await this.#control.query(journalWriteSql(schema, JOURNAL_ROW_COLUMNS, JSON.stringify(rows)));
+      await this.#control.query(this.#writeSql!, [JSON.stringify(rows, withoutNulls)]);
       journalCounts.rows += rows.length;
       this.#failing = false;
     } catch (error) {

@@ -71,10 +71,10 @@ export class TaskQuery implements WireReader {
   #commandTag: string | null = null;
   #tagCount: number | null = null;
   #finished = false;
-  /** The journal's record of the end, run last in the task's transaction (see store/journal.ts), or null. */
-  readonly #journal: string | null;
   /** The tag's SET, or null: none is sent. */
   readonly #tag: string | null;
+  /** The journal's record of the end, run last in the task's transaction (see control/journal-writer.ts), or null. */
+  readonly #journal: string | null;
   /** The task's statements go as one simple Query (which commits before its CommandComplete). */
   readonly #simple: boolean;
   /** The tag has a Sync of its own ahead of the task: its ReadyForQuery is not the task's end. */
@@ -89,12 +89,12 @@ export class TaskQuery implements WireReader {
    * `session` null: no reset behind the task (the connection will not be reused).
    * `inTransaction`: the task runs inside a transaction the caller opened and will end (behind a
    * connection pooler, see pool/pooler.ts): its statements then go without our BEGIN/COMMIT.
-   * `journal`: one statement of ours that runs last inside the task's transaction (only for a
-   * plan that is `transactional`); its answers are counted, never reported.
    */
   /**
    * `tag`: the connection's application_name while the task runs (null: leave it as it is); the
    * reset behind the task brings back the startup value. Behind a pooler it is SET LOCAL.
+   * `journal`: one statement of ours that runs last inside the task's transaction (only for a
+   * plan that is `transactional`); its answers are counted, never reported.
    */
   constructor(
     plan: TaskPlan,
@@ -163,10 +163,9 @@ export class TaskQuery implements WireReader {
       if (journal !== null) statement(wire, journal, false);
       wire.sync();
     } else if (pieces === null) {
-      if (this.#simple) {
-        // The text holds no `;` but a last one: a line break ends a trailing `--` comment.
-        wire.query(journal === null ? text : `${text}\n;${journal}`);
-      } else {
+      // The text holds no `;` but a last one: a line break ends a trailing `--` comment.
+      if (this.#simple) wire.query(journal === null ? text : `${text}\n;${journal}`);
+      else {
         // Plain DML behind the tag, under one Sync: one transaction, as the simple Query was.
         statement(wire, text, true);
         if (journal !== null) statement(wire, journal, false);
@@ -328,7 +327,7 @@ export class TaskQuery implements WireReader {
     return false;
   }
 
-  /** Statements of ours besides BEGIN and COMMIT: the journal's. */
+  /** Statements of ours counted with the task's, besides BEGIN: the journal's. */
   get #extra(): number {
     return this.#journal === null ? 0 : 1;
   }

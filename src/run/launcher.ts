@@ -258,11 +258,11 @@ export class Launcher {
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
     const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
-    // With the journal, a transactional task's last statement records its end (it commits with it).
-    const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
     // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
     const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
+    // With the journal, a transactional task's last statement records its end (it commits with it).
+    const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
     const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, journal);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
