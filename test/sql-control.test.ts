@@ -5,7 +5,9 @@
 // SIGKILL is stopped by another instance's handler, or by the function itself when nobody
 // listens; grace_ms is honoured before the terminate; a wrong cookie, and pause or resume of a
 // running worker, return false and send nothing; a role that could not pg_cancel_backend the
-// worker is refused with 42501.
+// worker is refused with 42501 (and a request it forges with pg_notify is ignored by the owner).
+// With a journal table, pending workers are found there and their owner is the one it names.
+// Behind a transaction pooler an instance does not listen, and the function acts directly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,7 +15,9 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { PgBackground } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { findPgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY } from '../src/catalog.js';
 import { tagPrefix } from '../src/control/remote-control.js';
 
@@ -424,4 +428,34 @@ test('with the journal: a running worker whose owner the journal names is dead i
   await backendGone(owner.pids[0]!);
   assert.equal(await marks('orphan/j'), 0);
   await other.close();
+});
+
+test('behind a transaction pooler an instance cannot LISTEN: it does not say it listens, and the function stops its worker directly (error 57014, nothing committed)', async (t) => {
+  const found = findPgBouncer();
+  if ('missing' in found) return t.skip(found.missing);
+  const pooler = await startPgBouncer(found.binary, db.url, { mode: 'transaction', poolSize: 4 });
+  const bg = new PgBackground({ connectionString: pooler.url(db.url) });
+  try {
+    const h = await bg.launch(selfTagged('pooled', sleeper('pooled')), { label: 'pooled' });
+    await db.query('INSERT INTO control_tags VALUES ($1, $2)', ['pooled', `${tagPrefix(h.cookie)}pooled`]);
+    await until(
+      async () =>
+        (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [`${tagPrefix(h.cookie)}pooled`])).length ===
+        1,
+      'the pooled worker to run its main statement, tagged',
+    );
+    // Its control connection has served (the launch opened it), yet holds no listener lock.
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name IN ('pg-background control', 'pgbg:control')")).length > 0,
+      'the control connection',
+    );
+    assert.equal(await listening(), 0);
+    assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
+    await bg.wait(h);
+    assert.deepEqual([(await bg.info(h)).state, (await bg.errorInfo(h))?.sqlstate], ['error', '57014']);
+    assert.equal(await marks('pooled'), 0);
+  } finally {
+    await bg.close({ cancel: true });
+    await pooler.stop();
+  }
 });
