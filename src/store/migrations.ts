@@ -62,7 +62,9 @@ $pgbg$`,
 // - The owning process does the work, so its states stay exact: every live instance's control
 //   connection LISTENs on CONTROL_CHANNEL and holds a shared advisory lock on
 //   CONTROL_LISTENER_KEY (pg_locks, visible to all, says which sessions listen). The function
-//   NOTIFYs a request naming a handler: the owner when the journal names it and it listens,
+//   writes the request as a row of <schema>.pg_background_control_requests (forced row level
+//   security stamps the inserting role, so a NOTIFY of anyone's own cannot pass for it; rows
+//   older than an hour are pruned by the next request) and NOTIFYs its id, naming a handler: the owner when the journal names it and it listens,
 //   else (no journal, or its row not written yet) the listening session of lowest pid. NOTIFY is
 //   delivered at commit, so the function cannot wait for an answer and returns true at once. The
 //   owner acts and NOTIFYs an ack; a handler that does not own the worker waits ~1 s for that
