@@ -142,6 +142,9 @@ DECLARE
   resend timestamptz;
   request uuid;
 BEGIN
+  IF p_action IS NULL OR p_action NOT IN ('cancel', 'pause', 'resume') THEN
+    RAISE EXCEPTION 'pg_background_control: action must be cancel, pause or resume, got %', coalesce(p_action, 'NULL') USING ERRCODE = '22023';
+  END IF;
   IF p_grace_ms IS NULL OR p_grace_ms < 0 THEN
     RAISE EXCEPTION '%: grace_ms must be 0 or more, got %', fn, coalesce(p_grace_ms::text, 'NULL') USING ERRCODE = '22023';
   END IF;
