@@ -212,23 +212,33 @@ export const CONTROL_LISTEN_SQL = `LISTEN ${CONTROL_CHANNEL}; SELECT pg_catalog.
 /** $1 payload. An ack (or any message) on the control channel. */
 export const CONTROL_NOTIFY_SQL = `SELECT pg_catalog.pg_notify('${CONTROL_CHANNEL}', $1)`;
 
+/** The table of control requests, in the schema of the functions (migration 3). */
+export const CONTROL_REQUESTS_TABLE = 'pg_background_control_requests';
+/** Marks the requests table install() created (and a handler may therefore trust). */
+export const CONTROL_REQUESTS_MARKER = 'pg-background control requests';
+
+/** Whether role `role` (an expression) could pg_cancel_backend a backend of role `t` (signalfuncs.c's rule). */
+const maySignal = (role: string) => `((NOT t.rolsuper OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = ${role}))
+       AND (pg_catalog.pg_has_role(${role}, t.oid, 'USAGE') OR pg_catalog.pg_has_role(${role}, 'pg_signal_backend', 'USAGE')))`;
+
 /**
- * Whether the session $1 (the requester, by pid) could pg_cancel_backend the worker's backend
- * ($2 pid, $3 tag prefix) or, with no such backend, a backend of the current user (a worker
- * still pending): the rule of signalfuncs.c, as the SQL functions check it. No row when the
- * requester's session is gone (it cannot be vouched for); `target` null when the worker's
- * backend no longer carries the tag.
+ * `schema` quoted: the schema a request names. $1 request id, $2 the worker's backend pid (0 when
+ * pending), $3 its tag prefix, $4 the table's name, schema-qualified and quoted. The request's row, if that schema's requests table is one a
+ * forger cannot have filled: marked, with forced row level security (its insert policy stamps the
+ * inserting role), owned by a role that could itself signal the worker. `allowed` when its
+ * requester could pg_cancel_backend the worker's backend (for a pending worker, a backend of the
+ * current user); `running` when that backend still carries the tag.
  */
-export const CONTROL_AUTHORIZE_SQL = `WITH worker AS (
+export const controlRequestSql = (schema: string) => `WITH target AS (
   SELECT w.usesysid AS role FROM pg_catalog.pg_stat_activity w
    WHERE w.pid = $2 AND left(w.application_name, ${TAG_PREFIX_LENGTH}) = $3)
-SELECT EXISTS (SELECT 1 FROM worker) AS target,
-       (NOT t.rolsuper OR r.rolsuper)
-       AND (pg_catalog.pg_has_role(r.oid, t.oid, 'USAGE') OR pg_catalog.pg_has_role(r.oid, 'pg_signal_backend', 'USAGE')) AS allowed
-  FROM pg_catalog.pg_stat_activity a
-  JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
-  JOIN pg_catalog.pg_roles t ON t.oid = coalesce((SELECT role FROM worker), (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
- WHERE a.pid = $1`;
+SELECT q.action, q.cookie::text AS cookie, q.grace_ms, EXISTS (SELECT 1 FROM target) AS running,
+       ${maySignal('(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = q.requester)')} AND ${maySignal('c.relowner')} AS allowed
+  FROM ${schema}.${CONTROL_REQUESTS_TABLE} q
+  JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass($4)
+  JOIN pg_catalog.pg_roles t ON t.oid = coalesce((SELECT role FROM target), (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
+ WHERE q.id = $1::uuid AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
+   AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE '${CONTROL_REQUESTS_MARKER}:%'`;
 
 /** $1 pid, $2 tag prefix: pg_cancel_backend of that backend while it carries the tag. */
 export const CANCEL_TAGGED_SQL = `SELECT pg_catalog.pg_cancel_backend(pid) AS sent FROM pg_catalog.pg_stat_activity

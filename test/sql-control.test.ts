@@ -5,7 +5,9 @@
 // SIGKILL is stopped by another instance's handler, or by the function itself when nobody
 // listens; grace_ms is honoured before the terminate; a wrong cookie, and pause or resume of a
 // running worker, return false and send nothing; a role that could not pg_cancel_backend the
-// worker is refused with 42501.
+// worker is refused with 42501 (and a request it forges with pg_notify is ignored by the owner).
+// With a journal table, pending workers are found there and their owner is the one it names.
+// Behind a transaction pooler an instance does not listen, and the function acts directly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,7 +15,9 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { PgBackground } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { findPgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY } from '../src/catalog.js';
 import { tagPrefix } from '../src/control/remote-control.js';
 
@@ -266,16 +270,28 @@ test('a role that could not pg_cancel_backend the worker is refused with 42501, 
   });
   assert.deepEqual(heard, []);
   assert.equal(await isActive(owner.pids[0]!), true);
-  // A forged request of the stranger's own is checked by the owner, and ignored.
-  await outsider.query('SELECT pg_notify($1, $2)', [
-    CONTROL_CHANNEL,
-    JSON.stringify({ v: 1, id: 'forged', action: 'cancel', cookie: owner.cookies[0]!.toString(), graceMs: 0, pid: owner.pids[0], handler: 0 }),
-  ]);
-  await until(() => owner.stderr().includes('[PGBG_CONTROL_REFUSED]'), 'the owner to refuse the forged request');
-  assert.match(
-    owner.stderr(),
-    /a cancel request for worker -?\d+ from backend \d+ was ignored: (its role may not signal the worker's backend|its session had ended before its role could be checked)/,
+  // Requests forged with pg_notify are checked by the owner against their row, and ignored.
+  const forge = (id: string) =>
+    outsider.query('SELECT pg_notify($1, $2)', [
+      CONTROL_CHANNEL,
+      JSON.stringify({ v: 1, id, schema: 'public', action: 'cancel', cookie: owner.cookies[0]!.toString(), pid: owner.pids[0], handler: 0 }),
+    ]);
+  await forge('00000000-0000-4000-8000-000000000000');
+  await until(() => owner.stderr().includes('was ignored: it names no request of a table pg-background trusts'), 'the owner to ignore a request without a row');
+  await assert.rejects(
+    outsider.query(`INSERT INTO pg_background_control_requests (requester, action, cookie, grace_ms) VALUES ($1, 'cancel', $2, 0)`, [
+      ownerRole,
+      owner.cookies[0]!.toString(),
+    ]),
+    { code: '42501', message: 'new row violates row-level security policy for table "pg_background_control_requests"' },
   );
+  const [own] = (
+    await outsider.query<{ id: string }>(`INSERT INTO pg_background_control_requests (action, cookie, grace_ms) VALUES ('cancel', $1, 0) RETURNING id`, [
+      owner.cookies[0]!.toString(),
+    ])
+  ).rows;
+  await forge(own!.id);
+  await until(() => owner.stderr().includes("was ignored: its requester may not signal the worker's backend"), 'the owner to refuse the stranger’s request');
   assert.equal(await isActive(owner.pids[0]!), true);
   await outsider.end();
   // pg_signal_backend's members may: the owner's worker ends canceled.
@@ -377,7 +393,7 @@ test('with the journal: pause, resume and cancel of a pending worker go to the o
   const control = await listenerPid();
   const cookie = 77n;
   await db.query(`INSERT INTO ${s}.pg_background_journal VALUES ($1, 0, 'pending', $2, 0)`, [cookie.toString(), control]);
-  const request = (action: string, graceMs = 0) => ({ v: 1, id: '', action, cookie: cookie.toString(), graceMs, pid: 0, handler: control });
+  const request = (action: string) => ({ v: 1, id: '', schema: s, action, cookie: cookie.toString(), pid: 0, handler: control });
   const call = async (sql: string) => (await db.query<{ r: boolean }>(`SELECT ${s}.${sql} AS r`))[0]!.r;
   let heard = await requestsDuring(async () => {
     assert.equal(await call(`pg_background_resume_worker(${cookie})`), false); // pending: nothing to resume
@@ -389,7 +405,7 @@ test('with the journal: pause, resume and cancel of a pending worker go to the o
   });
   assert.deepEqual(
     heard.map((r) => ({ ...(r as object), id: '' })),
-    [request('pause'), request('resume'), request('cancel', 250)],
+    [request('pause'), request('resume'), request('cancel')],
   );
   // A pending worker is judged by its owner's role.
   const outsider = new pg.Client({ connectionString: urlAs(stranger, 'stranger') });
@@ -424,4 +440,86 @@ test('with the journal: a running worker whose owner the journal names is dead i
   await backendGone(owner.pids[0]!);
   assert.equal(await marks('orphan/j'), 0);
   await other.close();
+});
+
+test('behind a transaction pooler an instance cannot LISTEN: it does not say it listens, and the function stops its worker directly (error 57014, nothing committed)', async (t) => {
+  const found = findPgBouncer();
+  if ('missing' in found) return t.skip(found.missing);
+  const pooler = await startPgBouncer(found.binary, db.url, { mode: 'transaction', poolSize: 4 });
+  const bg = new PgBackground({ connectionString: pooler.url(db.url) });
+  try {
+    const h = await bg.launch(selfTagged('pooled', sleeper('pooled')), { label: 'pooled' });
+    await db.query('INSERT INTO control_tags VALUES ($1, $2)', ['pooled', `${tagPrefix(h.cookie)}pooled`]);
+    await until(
+      async () =>
+        (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [`${tagPrefix(h.cookie)}pooled`])).length ===
+        1,
+      'the pooled worker to run its main statement, tagged',
+    );
+    // Its control connection has served (the launch opened it), yet holds no listener lock.
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name IN ('pg-background control', 'pgbg:control')")).length > 0,
+      'the control connection',
+    );
+    assert.equal(await listening(), 0);
+    assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
+    await bg.wait(h);
+    assert.deepEqual([(await bg.info(h)).state, (await bg.errorInfo(h))?.sqlstate], ['error', '57014']);
+    assert.equal(await marks('pooled'), 0);
+  } finally {
+    await bg.close({ cancel: true });
+    await pooler.stop();
+  }
+});
+
+test('one-shot sessions (psql -c) that disconnect right after their cancel are heard: the owner ends all twelve canceled', async () => {
+  const workers = Array.from({ length: 12 }, (_, i) => ({ label: `oneshot/${i}`, sql: sleeper(`oneshot/${i}`) }));
+  const owner = await spawnOwner(workers);
+  await Promise.all(
+    owner.cookies.map(async (cookie) => {
+      const psql = new pg.Client({ connectionString: db.url });
+      await psql.connect();
+      assert.deepEqual((await psql.query(`SELECT pg_background_cancel_worker(${cookie})`)).rows, [{ pg_background_cancel_worker: true }]);
+      await psql.end();
+    }),
+  );
+  assert.deepEqual(
+    await Promise.all(workers.map((w) => owner.ends.get(w.label))),
+    workers.map((w) => ({ label: w.label, state: 'canceled', sqlstate: '57014' })),
+  );
+  assert.equal(owner.stderr().includes('PGBG_CONTROL_REFUSED'), false);
+  assert.equal(await marks('oneshot/0'), 0);
+  await owner.kill();
+});
+
+test('install() keeps its requests table and repairs a dropped control function; a requests table not its own is refused', async () => {
+  await db.query('CREATE SCHEMA repaired');
+  const bg = db.background();
+  await bg.install({ schema: 'repaired' });
+  const table = async () =>
+    db.query(
+      "SELECT oid::int, relrowsecurity, relforcerowsecurity, obj_description(oid, 'pg_class') AS comment FROM pg_class WHERE oid = 'repaired.pg_background_control_requests'::regclass",
+    );
+  const before = await table();
+  assert.deepEqual(
+    before.map(({ oid: _, ...rest }) => rest),
+    [{ relrowsecurity: true, relforcerowsecurity: true, comment: 'pg-background control requests: one row per control request sent to an instance' }],
+  );
+  await db.query('DROP FUNCTION repaired.pg_background_pause_worker(int8)');
+  await bg.install({ schema: 'repaired' });
+  assert.deepEqual(await table(), before);
+  assert.deepEqual(await db.query('SELECT repaired.pg_background_pause_worker(1) AS r'), [{ r: false }]);
+
+  await db.query('CREATE SCHEMA squatted');
+  await db.query(
+    'CREATE TABLE squatted.pg_background_control_requests (id uuid, requester name, action text, cookie int8, grace_ms int4, requested_at timestamptz)',
+  );
+  await assert.rejects(bg.install({ schema: 'squatted' }), {
+    code: 'PGBG_INSTALL_FAILED',
+    sqlstate: '42P07',
+    message:
+      'install() failed: install(): table "squatted".pg_background_control_requests already exists and is not pg-background\'s own (the current user\'s, marked, with row level security); pg-background will not use it',
+  });
+  assert.deepEqual(await db.query("SELECT count(*)::int AS n FROM pg_proc WHERE pronamespace = 'squatted'::regnamespace"), [{ n: 0 }]);
+  await bg.close();
 });

@@ -11,15 +11,18 @@
 //   owner is dead, detached the worker, or cannot listen) it stops the backend directly: a
 //   cancel, sent again now and then, then after the grace a terminate, always by pid and tag.
 //   Pause and resume of a worker nobody owns do nothing.
-// Anyone may NOTIFY any channel, so a request proves nothing by itself: before acting, the role
-// of the requesting session (the notification's server-stamped pid) must pass pg_cancel_backend's
-// rule against the worker's backend, as the SQL function checked it. A requester whose session
-// ended before that check cannot be vouched for and is ignored, with a warning.
+// Anyone may NOTIFY any channel, so a notification proves nothing by itself: it names a row of
+// the requests table (<schema>.pg_background_control_requests), whose policy stamps the role that
+// inserted it, and the handler acts only if that role passes pg_cancel_backend's rule against the
+// worker's backend, as the SQL function checked it, and the table is one a forger cannot have
+// filled (marked, row level security forced, owned by a role that could signal the worker
+// itself). The row outlives the requester's session, so a one-shot `psql -c` is heard too.
+// Anything else is ignored, with a warning PGBG_CONTROL_REFUSED.
 // Behind a transaction pooler LISTEN cannot work (the session is not ours): this instance does
 // not listen, the functions see nobody listening for it and stop the backend themselves.
-import type pg from 'pg';
-import { BACKEND_PID_SQL, CANCEL_TAGGED_SQL, CONTROL_AUTHORIZE_SQL, CONTROL_CHANNEL, CONTROL_LISTEN_SQL, CONTROL_NOTIFY_SQL } from '../catalog.js';
-import { TAGGED_BUSY_SQL, TERMINATE_TAGGED_SQL } from '../catalog.js';
+import pg from 'pg';
+import { BACKEND_PID_SQL, CANCEL_TAGGED_SQL, CONTROL_CHANNEL, CONTROL_LISTEN_SQL, CONTROL_NOTIFY_SQL, CONTROL_REQUESTS_TABLE } from '../catalog.js';
+import { TAGGED_BUSY_SQL, TERMINATE_TAGGED_SQL, controlRequestSql } from '../catalog.js';
 import { backendKey } from '../pg/index.js';
 import type { ControlConnection, ControlSubscriber } from '../pool/control-connection.js';
 
@@ -42,16 +45,26 @@ const RESEND_MS = 200;
 
 type Action = 'cancel' | 'pause' | 'resume';
 
+/** What a notification says (untrusted: only for routing, until its row is read). */
 interface Request {
   readonly id: string;
+  /** The schema of the functions and their requests table. */
+  readonly schema: string;
   readonly action: Action;
   readonly cookie: bigint;
-  readonly graceMs: number;
   /** The worker's backend, 0 when it is not running. */
   readonly pid: number;
   readonly handler: number;
-  /** The session that sent it (from the server, not the payload). */
-  readonly requester: number;
+  /** The session that sent it (from the server). */
+  readonly sender: number;
+}
+
+interface RequestRow {
+  action: string;
+  cookie: string;
+  grace_ms: number;
+  running: boolean;
+  allowed: boolean;
 }
 
 /** 'pgbg:' + the cookie as 16 hex digits (64-bit two's complement) + ':'. */
@@ -115,27 +128,30 @@ export class RemoteControl implements ControlSubscriber {
     const owned = this.#actions.owns(request.cookie);
     if (!owned && request.handler !== this.#listening?.pid) return;
     if (!owned && (request.action !== 'cancel' || request.pid === 0)) return;
-    // At once: the requester's session may end soon after its commit.
     const tag = tagPrefix(request.cookie);
-    const { rows } = await this.#control.query<{ target: boolean; allowed: boolean }>(CONTROL_AUTHORIZE_SQL, [request.requester, request.pid, tag]);
-    const verdict = rows[0];
-    if (!verdict || !verdict.allowed) {
-      const why = verdict ? `its role may not signal the worker's backend` : `its session had ended before its role could be checked`;
-      process.emitWarning(`pg-background: a ${request.action} request for worker ${request.cookie} from backend ${request.requester} was ignored: ${why}`, {
+    const schema = pg.escapeIdentifier(request.schema);
+    const { rows } = await this.#control.query<RequestRow>(controlRequestSql(schema), [request.id, request.pid, tag, `${schema}.${CONTROL_REQUESTS_TABLE}`]);
+    const row = rows[0];
+    if (!row || !row.allowed || row.action !== request.action || row.cookie !== request.cookie.toString()) {
+      const why = row ? `its requester may not signal the worker's backend` : `it names no request of a table pg-background trusts`;
+      process.emitWarning(`pg-background: a ${request.action} request for worker ${request.cookie} from backend ${request.sender} was ignored: ${why}`, {
         code: 'PGBG_CONTROL_REFUSED',
       });
       return;
     }
+    const graceMs = row.grace_ms;
     if (owned) {
-      await Promise.all([this.#control.query(CONTROL_NOTIFY_SQL, [JSON.stringify({ v: 1, ack: request.id })]), this.#act(request)]);
+      await Promise.all([
+        this.#control.query(CONTROL_NOTIFY_SQL, [JSON.stringify({ v: 1, ack: request.id })]),
+        this.#act(request.action, request.cookie, graceMs),
+      ]);
       return;
     }
-    if (!verdict.target || (await this.#acked(request.id))) return;
-    await this.#stopDirectly(request.pid, tag, request.graceMs);
+    if (!row.running || (await this.#acked(request.id))) return;
+    await this.#stopDirectly(request.pid, tag, graceMs);
   }
 
-  #act(request: Request): Promise<unknown> {
-    const { action, cookie, graceMs } = request;
+  #act(action: Action, cookie: bigint, graceMs: number): Promise<unknown> {
     return action === 'cancel' ? this.#actions.cancel(cookie, graceMs) : this.#actions[action](cookie);
   }
 
@@ -184,7 +200,7 @@ export class RemoteControl implements ControlSubscriber {
 }
 
 /** A request, an ack's id, or null for anything else (a payload is untrusted input). */
-function parse(payload: string, requester: number): Request | string | null {
+function parse(payload: string, sender: number): Request | string | null {
   let value: unknown;
   try {
     value = JSON.parse(payload);
@@ -195,13 +211,19 @@ function parse(payload: string, requester: number): Request | string | null {
   const v = value as Record<string, unknown>;
   if (v.v !== 1) return null;
   if (typeof v.ack === 'string') return v.ack;
-  const { id, action, cookie, graceMs, pid, handler } = v;
-  if (typeof id !== 'string' || (action !== 'cancel' && action !== 'pause' && action !== 'resume')) return null;
+  const { id, schema, action, cookie, pid, handler } = v;
+  if (
+    typeof id !== 'string' ||
+    !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id) ||
+    (action !== 'cancel' && action !== 'pause' && action !== 'resume')
+  )
+    return null;
+  if (typeof schema !== 'string' || schema.length === 0 || schema.length > 63) return null;
   if (typeof cookie !== 'string' || !/^-?\d{1,20}$/.test(cookie)) return null;
   const value64 = BigInt(cookie);
   if (BigInt.asIntN(64, value64) !== value64) return null;
-  if (!isInt(graceMs, 0x7fffffff) || !isInt(pid, 0x7fffffff) || !isInt(handler, 0x7fffffff)) return null;
-  return { id, action, cookie: value64, graceMs, pid, handler, requester };
+  if (!isInt(pid, 0x7fffffff) || !isInt(handler, 0x7fffffff)) return null;
+  return { id, schema, action, cookie: value64, pid, handler, sender };
 }
 
 function isInt(value: unknown, max: number): value is number {

@@ -21,7 +21,7 @@
 // Migration 3 is the SQL control functions (another branch); 4 is the journal.
 import { progressRows } from '../catalog.js';
 
-import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY, TAG_PREFIX_LENGTH } from '../catalog.js';
+import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY, CONTROL_REQUESTS_MARKER, CONTROL_REQUESTS_TABLE, TAG_PREFIX_LENGTH } from '../catalog.js';
 
 export const PROGRESS_SQLSTATE = 'PGBGP';
 export const PROGRESS_MESSAGE = 'pg_background_progress';
@@ -95,7 +95,9 @@ $pgbg$`,
 // - The owning process does the work, so its states stay exact: every live instance's control
 //   connection LISTENs on CONTROL_CHANNEL and holds a shared advisory lock on
 //   CONTROL_LISTENER_KEY (pg_locks, visible to all, says which sessions listen). The function
-//   NOTIFYs a request naming a handler: the owner when the journal names it and it listens,
+//   writes the request as a row of <schema>.pg_background_control_requests (forced row level
+//   security stamps the inserting role, so a NOTIFY of anyone's own cannot pass for it; rows
+//   older than an hour are pruned by the next request) and NOTIFYs its id, naming a handler: the owner when the journal names it and it listens,
 //   else (no journal, or its row not written yet) the listening session of lowest pid. NOTIFY is
 //   delivered at commit, so the function cannot wait for an answer and returns true at once. The
 //   owner acts and NOTIFYs an ack; a handler that does not own the worker waits ~1 s for that
@@ -111,6 +113,8 @@ export const CONTROL_FUNCTIONS = ['pg_background_cancel_worker', 'pg_background_
 
 /** `schema` quoted, as an SQL literal of `<schema>.<name>` (for to_regclass). */
 const qualifiedLiteral = (schema: string, name: string) => `'${`${schema}.${name}`.replace(/'/g, "''")}'`;
+/** `schema` quoted, as an SQL literal of the quoted name. */
+const schemaLiteral = (schema: string) => `'${schema.replace(/'/g, "''")}'`;
 const classId = CONTROL_LISTENER_KEY >> 32n;
 const objId = CONTROL_LISTENER_KEY & 0xffffffffn;
 
@@ -119,6 +123,35 @@ const controlFunctions: Migration = {
   name: 'control functions',
   functions: CONTROL_FUNCTIONS,
   statements: (schema) => [
+    // The requests table: created once, or else already ours (the current user's, marked).
+    `DO $pgbg$
+BEGIN
+  IF to_regclass(${qualifiedLiteral(schema, CONTROL_REQUESTS_TABLE)}) IS NULL THEN
+    CREATE TABLE ${schema}.${CONTROL_REQUESTS_TABLE} (
+      id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+      requester name NOT NULL DEFAULT current_user,
+      action text NOT NULL,
+      cookie int8 NOT NULL,
+      grace_ms int4 NOT NULL,
+      requested_at timestamptz NOT NULL DEFAULT now()
+    );
+    ALTER TABLE ${schema}.${CONTROL_REQUESTS_TABLE} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+    CREATE POLICY request ON ${schema}.${CONTROL_REQUESTS_TABLE} FOR INSERT TO PUBLIC WITH CHECK (requester = current_user);
+    CREATE POLICY read ON ${schema}.${CONTROL_REQUESTS_TABLE} FOR SELECT TO PUBLIC USING (true);
+    CREATE POLICY prune ON ${schema}.${CONTROL_REQUESTS_TABLE} FOR DELETE TO PUBLIC USING (requested_at < now() - interval '1 hour');
+    GRANT SELECT, INSERT, DELETE ON ${schema}.${CONTROL_REQUESTS_TABLE} TO PUBLIC;
+    COMMENT ON TABLE ${schema}.${CONTROL_REQUESTS_TABLE} IS '${CONTROL_REQUESTS_MARKER}: one row per control request sent to an instance';
+  ELSIF NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_class c
+     WHERE c.oid = to_regclass(${qualifiedLiteral(schema, CONTROL_REQUESTS_TABLE)}) AND c.relkind = 'r'
+       AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+       AND c.relrowsecurity AND c.relforcerowsecurity
+       AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE '${CONTROL_REQUESTS_MARKER}:%') THEN
+    RAISE EXCEPTION 'install(): table %.${CONTROL_REQUESTS_TABLE} already exists and is not pg-background''s own (the current user''s, marked, with row level security); pg-background will not use it',
+      ${schemaLiteral(schema)} USING ERRCODE = '42P07';
+  END IF;
+END
+$pgbg$`,
     `CREATE OR REPLACE FUNCTION ${schema}.pg_background_control(p_action text, p_cookie int8, p_grace_ms int4)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -140,7 +173,11 @@ DECLARE
   handler int4;
   deadline timestamptz;
   resend timestamptz;
+  request uuid;
 BEGIN
+  IF p_action IS NULL OR p_action NOT IN ('cancel', 'pause', 'resume') THEN
+    RAISE EXCEPTION 'pg_background_control: action must be cancel, pause or resume, got %', coalesce(p_action, 'NULL') USING ERRCODE = '22023';
+  END IF;
   IF p_grace_ms IS NULL OR p_grace_ms < 0 THEN
     RAISE EXCEPTION '%: grace_ms must be 0 or more, got %', fn, coalesce(p_grace_ms::text, 'NULL') USING ERRCODE = '22023';
   END IF;
@@ -184,8 +221,14 @@ BEGIN
      ORDER BY l.pid);
   handler := CASE WHEN owner_pid IS NULL THEN listeners[1] WHEN owner_pid = ANY (listeners) THEN owner_pid END;
   IF handler IS NOT NULL THEN
-    PERFORM pg_notify('${CONTROL_CHANNEL}', json_build_object('v', 1, 'id', gen_random_uuid(), 'action', p_action,
-      'cookie', p_cookie::text, 'graceMs', p_grace_ms, 'pid', coalesce(target_pid, 0), 'handler', handler)::text);
+    -- The row is the request's proof: its requester is the inserting role (the table's policy),
+    -- so a NOTIFY of anyone else's cannot pass for it. Rows older than an hour go.
+    DELETE FROM ${schema}.${CONTROL_REQUESTS_TABLE} WHERE requested_at < now() - interval '1 hour';
+    INSERT INTO ${schema}.${CONTROL_REQUESTS_TABLE} (action, cookie, grace_ms) VALUES (p_action, p_cookie, p_grace_ms)
+      RETURNING id INTO request;
+    PERFORM pg_notify('${CONTROL_CHANNEL}', json_build_object('v', 1, 'id', request,
+      'schema', (SELECT nspname FROM pg_namespace WHERE oid = to_regnamespace(${schemaLiteral(schema)})), 'action', p_action,
+      'cookie', p_cookie::text, 'pid', coalesce(target_pid, 0), 'handler', handler)::text);
     RETURN true;
   END IF;
   IF p_action <> 'cancel' OR target_pid IS NULL THEN
