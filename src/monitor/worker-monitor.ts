@@ -73,6 +73,8 @@ const DEFAULT_GRACE_MS = 5000;
  * pg_terminate_backend's own wait (5 s), the journal's batch (1 s), with room to spare.
  */
 const STOP_MARGIN_MS = 10_000;
+/** A live owner's journal batch lands within a second of a change: how long an inferred end may wait for it. */
+const JOURNAL_SETTLE_MS = 1500;
 const INT8_MIN = -(2n ** 63n);
 const INT8_MAX = 2n ** 63n - 1n;
 const DEFAULT_APPLICATION_NAME = 'pg-background-monitor';
@@ -154,9 +156,18 @@ export class WorkerMonitor {
     const grace = graceMs === undefined ? DEFAULT_GRACE_MS : integer('graceMs', graceMs, 0, MAX_GRACE_MS);
     if (!(await this.#control(monitorCancelSql(this.#schema), [cookie.toString(), grace]))) return false;
     const deadline = Date.now() + grace + STOP_MARGIN_MS;
+    let inferredSince: number | null = null;
     for (let delay = 10; ; delay = Math.min(delay * 2, 100)) {
       const worker = await this.info(cookie);
-      if (worker === null || (TERMINAL_STATES as readonly string[]).includes(worker.state)) return true;
+      if (worker === null) return true;
+      if ((TERMINAL_STATES as readonly string[]).includes(worker.state)) {
+        // A row with an end recorded is final. One without (finished_at null) is the view's own
+        // inference from a backend that is gone: final when its owner is dead, yet only until the
+        // owner's next journal batch when it is alive, which records how it really ended.
+        if (worker.finishedAt !== null) return true;
+        inferredSince ??= Date.now();
+        if (Date.now() - inferredSince > JOURNAL_SETTLE_MS) return true;
+      }
       if (Date.now() > deadline) {
         throw new PgBackgroundError(
           'PGBG_CANCEL_FAILED',
