@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { main } from '../src/cli/run.js';
 import { until, useDatabase } from './support/database.js';
 import { Terminal } from './support/terminal.js';
 
@@ -73,6 +75,30 @@ function cli(args: string[], env: Record<string, string | undefined> = {}): Prom
     child.once('error', reject);
     child.once('close', (status) => resolveRun({ status, stdout, stderr }));
   });
+}
+
+/**
+ * The same command in this process (main() with the given environment and captured streams):
+ * for the many cases of one rule, where a child process each would only cost seconds. Each rule
+ * is also checked through a real child process. (pg itself reads PG* from process.env, so the
+ * PG* resolution is only tested in a child.)
+ */
+async function inProcess(args: string[], env: Record<string, string | undefined> = {}): Promise<Ran> {
+  let stdout = '';
+  let stderr = '';
+  const sink = (write: (text: string) => void) =>
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        write(chunk.toString('utf8'));
+        done();
+      },
+    });
+  const status = await main(args, {
+    env: cleanEnv(env),
+    stdout: sink((text) => (stdout += text)) as unknown as NodeJS.WriteStream,
+    stderr: sink((text) => (stderr += text)),
+  });
+  return { status, stdout, stderr };
 }
 
 /** Rows of list's table as records keyed by the header's words, cut at the header's column starts. */
@@ -189,7 +215,7 @@ test('cancel <cookie> cancels another process’s worker (it ends canceled, and 
   await bg.wait(h);
   assert.equal((await bg.info(h)).state, 'canceled');
   await until(async () => (await viewRow(h.cookie))?.state === 'canceled', 'the view saying canceled');
-  const all = JSON.parse((await cli(['list', '--all', '--json'])).stdout) as { cookie: string; state: string }[];
+  const all = JSON.parse((await inProcess(['list', '--all', '--json'])).stdout) as { cookie: string; state: string }[];
   assert.deepEqual(
     all.filter((w) => w.cookie === h.cookie.toString()).map((w) => w.state),
     ['canceled'],
@@ -197,15 +223,15 @@ test('cancel <cookie> cancels another process’s worker (it ends canceled, and 
 
   // Again (it is finished now), and a cookie nobody has: nothing matched.
   // (Cookies are signed: a negative one is a cookie, not an option.)
-  for (const cookie of [h.cookie.toString(), '12345', '-12345']) {
-    assert.deepEqual(await cli(['cancel', cookie]), {
+  for (const [i, cookie] of [h.cookie.toString(), '12345', '-12345'].entries()) {
+    assert.deepEqual(await (i === 0 ? cli : inProcess)(['cancel', cookie]), {
       status: 1,
       stdout: '',
       stderr: `pg-background: cancel: no active worker with cookie ${cookie} (unknown, or already finished)\n`,
     });
   }
   // list's pid:cookie names it too.
-  assert.equal((await cli(['cancel', `${h.pid}:${h.cookie}`])).status, 1);
+  assert.equal((await inProcess(['cancel', `${h.pid}:${h.cookie}`])).status, 1);
   await bg.close();
 });
 
@@ -230,12 +256,13 @@ test('bad usage is exit 2 with one line on stderr, before any connection', async
   ];
   // DATABASE_URL points at a closed port: had any of them connected, it would have failed with 1.
   const env = { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
-  const results = await Promise.all(cases.map(([args]) => cli(args, env)));
+  // Two through a child process (the status and the line reach the shell), all of them in-process.
+  const results = await Promise.all(cases.map(([args], i) => (i < 2 ? cli : inProcess)(args, env)));
   results.forEach((ran, i) => {
     const [args, message] = cases[i]!;
     assert.deepEqual(ran, { status: 2, stdout: '', stderr: `pg-background: ${message} (pg-background --help for usage)\n` }, args.join(' '));
   });
-  const help = await cli(['--help'], env);
+  const help = await inProcess(['--help'], env);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /^Usage: pg-background \[--url URL\]/);
 });
@@ -252,10 +279,10 @@ test('the connection comes from --url, else DATABASE_URL, else the PG* variables
     PGDATABASE: db.name,
   };
   const [byUrl, byEnv, byPg, refused] = await Promise.all([
-    cli(['--url', db.url, 'list', '--json'], { DATABASE_URL: closed }),
-    cli(['list', '--json']),
+    inProcess(['--url', db.url, 'list', '--json'], { DATABASE_URL: closed }),
+    inProcess(['list', '--json']),
     cli(['list', '--json'], pgVars),
-    cli(['list'], { DATABASE_URL: closed }),
+    inProcess(['list'], { DATABASE_URL: closed }),
   ]);
   // The same rows (this file's earlier workers, all finished by now) whichever way it connected.
   const cookies = (ran: Ran) => (JSON.parse(ran.stdout) as { cookie: string }[]).map((w) => w.cookie);
@@ -267,7 +294,7 @@ test('the connection comes from --url, else DATABASE_URL, else the PG* variables
   assert.equal(refused.stdout, '');
   assert.match(refused.stderr, /^pg-background: cannot connect to nobody@127\.0\.0\.1:1\/none: .*ECONNREFUSED.*\n$/);
   // A database without the view: nothing installed there (another schema here).
-  const missing = await cli(['list', '--schema', 'nowhere']);
+  const missing = await inProcess(['list', '--schema', 'nowhere']);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /^pg-background: PGBG_NOT_INSTALLED: pg-background is not installed in schema "nowhere" of this database .*\n$/);
 });
@@ -280,14 +307,14 @@ test('no password is ever printed: not of a URL that fails to parse, to connect 
   const wrongPassword = new URL(db.url);
   wrongPassword.password = secret;
   const runs = await Promise.all([
-    cli(['--url', `postgres://alice:${secret}@[::1/db`, 'list']),
+    inProcess(['--url', `postgres://alice:${secret}@[::1/db`, 'list']),
     cli(['list'], { DATABASE_URL: `postgres://alice:${secret}@127.0.0.1:1/db` }),
-    cli(['list'], { DATABASE_URL: `postgres://alice:${encodeURIComponent(secret + '@/')}@127.0.0.1:1/db` }),
-    cli(['list'], { DATABASE_URL: `postgres://alice@127.0.0.1:1/db?password=${secret}` }),
-    cli(['--url', wrongDb.toString(), 'list']),
-    cli(['--url', wrongPassword.toString(), 'list', '--schema', 'nowhere']),
+    inProcess(['list'], { DATABASE_URL: `postgres://alice:${encodeURIComponent(secret + '@/')}@127.0.0.1:1/db` }),
+    inProcess(['list'], { DATABASE_URL: `postgres://alice@127.0.0.1:1/db?password=${secret}` }),
+    inProcess(['--url', wrongDb.toString(), 'list']),
+    inProcess(['--url', wrongPassword.toString(), 'list', '--schema', 'nowhere']),
     cli(['list'], { DATABASE_URL: undefined, PGHOST: '127.0.0.1', PGPORT: '1', PGUSER: 'alice', PGPASSWORD: secret }),
-    cli(['cancel', '1'], { DATABASE_URL: `postgres://alice:${secret}@127.0.0.1:1/db` }),
+    inProcess(['cancel', '1'], { DATABASE_URL: `postgres://alice:${secret}@127.0.0.1:1/db` }),
   ]);
   const statuses = runs.map((ran) => ran.status);
   assert.deepEqual(statuses, [2, 1, 1, 1, 1, 1, 1, 1]);
@@ -317,7 +344,7 @@ test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 
   // after the CLI to print its status; the pane then stays for the last capture.
   const command = `trap 'true' INT; printf 'before the watch\\n'; cd '${repo}'; ${node} list --watch; echo "exit status $?"; sleep 600`;
   const env = cleanEnv() as Record<string, string>;
-  const terminal = await Terminal.open(command, { width: 160, height: 20, env: { DATABASE_URL: env.DATABASE_URL!, TZ: 'UTC', PATH: env.PATH! } });
+  const terminal = await Terminal.open(command, { width: 200, height: 30, env: { DATABASE_URL: env.DATABASE_URL!, TZ: 'UTC', PATH: env.PATH! } });
   t.after(() => terminal.close());
 
   const id = `${h.pid}:${h.cookie}`;
@@ -343,7 +370,7 @@ test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 
     'WAIT',
   ]);
   // Newest first: this file's earlier workers (finished) follow it; the summary ends the table.
-  assert.ok(running[3]!.startsWith(id + ' '));
+  assert.ok(running[3]!.startsWith(id + ' '), running.join('\n'));
   const summaryAt = running.findIndex((line) => line.startsWith('('));
   assert.match(running[summaryAt]!, /^\(\d+ workers?: 1 running(, \d+ canceled)?\)$/);
   assert.ok(!running.includes('before the watch'));
@@ -357,7 +384,7 @@ test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 
   assert.equal(canceled.filter((line) => line.startsWith('pg-background list')).length, 1);
   assert.equal(canceled.filter((line) => line.startsWith('ID ')).length, 1);
   assert.deepEqual(rowOf(canceled).length, 1);
-  assert.ok(canceled[3]!.startsWith(id + ' '));
+  assert.ok(canceled[3]!.startsWith(id + ' '), canceled.join('\n'));
   assert.equal(
     canceled.findIndex((line) => line.startsWith('(')),
     summaryAt,
