@@ -152,8 +152,10 @@ test('list shows another process’s running worker as a row of the table, and -
   const table = parseTable(listed.stdout);
   assert.deepEqual(table.header, ['ID', 'SCOPE', 'LABEL', 'STATE', 'PHASE', 'PROGRESS', 'STARTED', 'ELAPSED', 'OWNER', 'WAIT']);
   const view = (await viewRow(h.cookie))!;
-  assert.equal(table.rows.length, 1);
-  const row = table.rows[0]!;
+  // The view answers for the whole server: the suite's other files have workers too (other databases).
+  const ours = table.rows.filter((r) => r.ID === `${h.pid}:${h.cookie}`);
+  assert.equal(ours.length, 1);
+  const row = ours[0]!;
   assert.match(row.ELAPSED!, /^\d+\.\ds$/);
   assert.deepEqual(
     { ...row, ELAPSED: '' },
@@ -170,12 +172,12 @@ test('list shows another process’s running worker as a row of the table, and -
       WAIT: 'Timeout:PgSleep',
     },
   );
-  assert.equal(table.summary, '(1 worker: 1 running)');
+  assert.match(table.summary, new RegExp(`^\\(${table.rows.length} workers?: \\d+ running.*\\)$`));
 
   const json = await cli(['list', '--json']);
   assert.equal(json.status, 0);
   assert.equal(json.stderr, '');
-  const rows = JSON.parse(json.stdout) as Record<string, unknown>[];
+  const rows = (JSON.parse(json.stdout) as Record<string, unknown>[]).filter((r) => r.cookie === h.cookie.toString());
   assert.equal(rows.length, 1);
   const [printed] = rows as [Record<string, unknown>];
   assert.deepEqual(Object.keys(printed), COLUMNS);
@@ -285,7 +287,8 @@ test('the connection comes from --url, else DATABASE_URL, else the PG* variables
     inProcess(['list'], { DATABASE_URL: closed }),
   ]);
   // The same rows (this file's earlier workers, all finished by now) whichever way it connected.
-  const cookies = (ran: Ran) => (JSON.parse(ran.stdout) as { cookie: string }[]).map((w) => w.cookie);
+  const cookies = (ran: Ran) =>
+    (JSON.parse(ran.stdout) as { cookie: string; label: string | null }[]).filter((w) => w.label?.startsWith('cli/')).map((w) => w.cookie);
   for (const ran of [byUrl, byEnv, byPg]) assert.deepEqual({ ...ran, stdout: '' }, { status: 0, stdout: '', stderr: '' });
   assert.equal(cookies(byEnv).length, 2);
   assert.deepEqual(cookies(byUrl), cookies(byEnv));
@@ -344,7 +347,7 @@ test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 
   // after the CLI to print its status; the pane then stays for the last capture.
   const command = `trap 'true' INT; printf 'before the watch\\n'; cd '${repo}'; ${node} list --watch; echo "exit status $?"; sleep 600`;
   const env = cleanEnv() as Record<string, string>;
-  const terminal = await Terminal.open(command, { width: 200, height: 30, env: { DATABASE_URL: env.DATABASE_URL!, TZ: 'UTC', PATH: env.PATH! } });
+  const terminal = await Terminal.open(command, { width: 200, height: 60, env: { DATABASE_URL: env.DATABASE_URL!, TZ: 'UTC', PATH: env.PATH! } });
   t.after(() => terminal.close());
 
   const id = `${h.pid}:${h.cookie}`;
@@ -369,10 +372,20 @@ test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 
     'OWNER',
     'WAIT',
   ]);
-  // Newest first: this file's earlier workers (finished) follow it; the summary ends the table.
-  assert.ok(running[3]!.startsWith(id + ' '), running.join('\n'));
-  const summaryAt = running.findIndex((line) => line.startsWith('('));
-  assert.match(running[summaryAt]!, /^\(\d+ workers?: 1 running(, \d+ canceled)?\)$/);
+  // A whole frame: header, blank, table header, its rows (other databases' running workers too:
+  // the view answers for the server), the summary saying how many, and nothing below it.
+  const frame = (screen: string[]) => {
+    const summaryAt = screen.findIndex((line) => /^\(\d+ workers?: .*\)$/.test(line));
+    assert.ok(summaryAt > 2, screen.join('\n'));
+    assert.equal(Number(/^\((\d+)/.exec(screen[summaryAt]!)![1]), summaryAt - 3, screen.join('\n'));
+    assert.deepEqual(screen.slice(summaryAt + 1).filter(Boolean), [], screen.join('\n'));
+    assert.equal(screen.filter((line) => line.startsWith('pg-background list')).length, 1);
+    assert.equal(screen.filter((line) => line.startsWith('ID ')).length, 1);
+    const ours = screen.slice(3, summaryAt).filter((line) => line.startsWith(id + ' '));
+    assert.equal(ours.length, 1, screen.join('\n'));
+    return ours[0]!;
+  };
+  assert.match(frame(running), / cli\/watched +running /);
   assert.ok(!running.includes('before the watch'));
 
   await bg.cancel(h);
@@ -380,17 +393,9 @@ test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 
     const screen = await terminal.screen();
     return rowOf(screen).some((line) => / canceled /.test(line)) && screen;
   }, 'the watch showing the worker canceled');
-  // Redrawn in place: one header, one row of that worker, on the same lines as before.
-  assert.equal(canceled.filter((line) => line.startsWith('pg-background list')).length, 1);
-  assert.equal(canceled.filter((line) => line.startsWith('ID ')).length, 1);
-  assert.deepEqual(rowOf(canceled).length, 1);
-  assert.ok(canceled[3]!.startsWith(id + ' '), canceled.join('\n'));
-  assert.equal(
-    canceled.findIndex((line) => line.startsWith('(')),
-    summaryAt,
-  );
-  assert.match(canceled[summaryAt]!, /^\(\d+ workers?: \d+ canceled\)$/);
-  assert.deepEqual(canceled.slice(summaryAt + 1).filter(Boolean), []);
+  // Redrawn in place: still one whole frame, the worker's one row now canceled (not appended).
+  assert.match(canceled[0]!, /^pg-background list · /);
+  assert.match(frame(canceled), / cli\/watched +canceled /);
 
   await terminal.keys('C-c');
   const after = await until(async () => {

@@ -1242,6 +1242,7 @@ describe('planTask', () => {
       statementCount: 2,
       refusal: null,
       inBlock: false,
+      transactional: true,
     });
   });
 
