@@ -50,9 +50,19 @@ export interface LauncherDeps {
 
 export class Launcher {
   readonly #deps: LauncherDeps;
+  #closed = false;
 
   constructor(deps: LauncherDeps) {
     this.#deps = deps;
+  }
+
+  /**
+   * The instance is closing: a launch still asking the cluster cap for a slot (whenFull
+   * 'error', before its worker exists) is refused with PGBG_CLOSED instead of starting a worker
+   * close() would not know of.
+   */
+  close(): void {
+    this.#closed = true;
   }
 
   /**
@@ -90,6 +100,7 @@ export class Launcher {
     // whenFull 'error' and the cluster cap: a slot now or the error, before any worker exists.
     let reserved = options.whenFull === 'error' && cluster ? await this.#reserve(cluster) : null;
     try {
+      if (this.#closed) throw closedDuringLaunch();
       localFull(); // other launches may have passed the check while the server answered
     } catch (error) {
       reserved?.release();
@@ -161,6 +172,7 @@ export class Launcher {
       slot = await cluster.tryAcquire();
     } catch (error) {
       if (error instanceof PgBackgroundError) throw error;
+      if (this.#closed) throw closedDuringLaunch();
       const reason = errorInfo(error).message;
       throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not ask the cluster-wide cap for a slot: ${reason}`, { cause: error });
     }
@@ -320,4 +332,8 @@ function cancelledBeforeStart(worker: Worker): WorkerErrorInfo {
 /** A task that ended before (or instead of) reaching the server. */
 function failed(error: unknown): TaskOutcome {
   return { error: error instanceof Error ? error : new Error(String(error)), commandTag: null, rowCount: 0 };
+}
+
+function closedDuringLaunch(): PgBackgroundError {
+  return new PgBackgroundError('PGBG_CLOSED', 'This PgBackground instance was closed while the launch waited for a cluster-wide slot');
 }

@@ -58,6 +58,7 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents): R
  */
 export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: number | undefined): Promise<void> {
   const { store, stopper, options } = runtime;
+  runtime.launcher.close();
   const active = [...store.active];
   for (const worker of active) worker.apply({ kind: 'discarded', reason: 'close' });
   for (const worker of store.list()) if (!worker.active) worker.apply({ kind: 'discarded', reason: 'close' });
