@@ -11,10 +11,10 @@ import { ControlConnection } from '../pool/control-connection.js';
 import { settlesWithin } from '../pool/deadline.js';
 import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import type { WorkerConnection } from '../pool/worker-connection.js';
-import { WorkerSlots } from '../pool/worker-slots.js';
+import { WorkerSlots, type Admission } from '../pool/worker-slots.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { Worker } from '../store/worker.js';
-import { WorkerRegistry } from '../store/worker-registry.js';
+import { WorkerRegistry, type StoreListener } from '../store/worker-registry.js';
 import type { WorkerStore } from '../store/worker-store.js';
 import { Launcher, type LaunchEvents } from './launcher.js';
 
@@ -27,17 +27,20 @@ export interface Runtime {
   readonly observer: BackendObserver;
   readonly stopper: Stopper;
   readonly launcher: Launcher;
+  /** Admission to the instance's slots (pause and resume act on its queue). */
+  readonly slots: Admission;
   /** The cluster-wide cap, or null when clusterMaxWorkers is off (no connection, no query). */
   readonly cluster: ClusterSlots | null;
 }
 
-export function createRuntime(options: InstanceOptions, events: LaunchEvents): Runtime {
+/** `events` hears what the launcher reports and, as the store's listener, every worker's change. */
+export function createRuntime(options: InstanceOptions, events: LaunchEvents & StoreListener): Runtime {
   const { connection, maxWorkers, controlTimeoutMs, maxIdle, minIdle, idleTimeoutMs } = options;
   const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
   const control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
-  const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained);
+  const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained, events);
   const observer = new BackendObserver(control, store);
   const liveness = backendMonitor(options.livenessTimeoutMs, control);
   // The connection of each worker past its start: the launcher sets it, the stopper reads it.
@@ -47,7 +50,7 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents): R
   const cap = options.cluster;
   const cluster = cap && new ClusterSlots(connection, { key: cap.key, max: cap.max, timeoutMs: controlTimeoutMs });
   const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events });
-  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster };
+  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, slots };
 }
 
 /**
