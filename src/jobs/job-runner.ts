@@ -92,7 +92,7 @@ async function run(host: JobHost, root: Worker, body: JobBody, ctx: JobContext):
   root.signal.removeEventListener('abort', onCancel);
   const children = root.children!;
   // Subtasks launched while we waited are waited for too.
-  for (let seen = -1; seen !== children.length; ) {
+  for (let seen = -1; seen !== children.length;) {
     seen = children.length;
     await Promise.all(children.map((child) => child.whenTerminal));
   }
@@ -111,9 +111,7 @@ function decide(root: Worker, children: readonly Worker[], failure: { error: unk
     return ['error', syntheticError('57014', message)];
   }
   // The first subtask to fail, by its finish, is the root's error (the body often rejects because of it).
-  const failed = children
-    .filter((child) => child.state === 'error' || child.state === 'canceled')
-    .sort((a, b) => a.finishedAt! - b.finishedAt!)[0];
+  const failed = children.filter((child) => child.state === 'error' || child.state === 'canceled').sort((a, b) => a.finishedAt! - b.finishedAt!)[0];
   if (failed) {
     const info = failed.error ?? syntheticError('57014', 'canceled');
     const how = failed.state === 'canceled' ? 'was canceled' : 'failed';

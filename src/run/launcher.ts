@@ -314,7 +314,8 @@ export class Launcher {
     worker.apply({ kind: 'retrying', error: errorInfo(error), delayMs });
     const { timeoutMs } = worker.launch;
     const elapsed = Date.now() - (worker.startedAt ?? Date.now());
-    const timer = timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs - elapsed)) : null;
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs - elapsed)) : null;
     await pauseUnlessAborted(delayMs, worker.signal);
     if (timer) clearTimeout(timer);
     if (worker.cancelRequested) {
