@@ -167,6 +167,8 @@ export class Worker {
         if (!this.active) return false;
         this.#phase = change.phase;
         this.#fraction = change.fraction;
+        // getProgress(root) answers as for a worker's SQL: percent and message.
+        if (change.fraction !== null) this.#progress = { pct: change.fraction * 100, message: change.phase ?? '' };
         return true;
       case 'subtask':
         if (this.children === null) return false;
