@@ -322,7 +322,7 @@ export class Launcher {
       connection.onNotice = null;
       pool.release(connection, true); // no cancel request was sent to it
       slot.release();
-      const message = `worker was cancelled (${worker.canceledBy}) between tries: try ${worker.attempts} had failed and rolled back (${error.message})`;
+      const message = `worker was cancelled (${worker.canceledBy}) between tries: try ${worker.attempts - 1} had failed and rolled back (${error.message})`;
       this.#finish(worker, 'canceled', syntheticError('57014', message), null, 0);
       return;
     }
