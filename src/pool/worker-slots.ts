@@ -42,6 +42,8 @@ export interface Admission {
 interface Entry {
   readonly start: Abortable;
   readonly grant: (slot: Slot) => void;
+  /** Came while the whole queue was paused: it waits for resume() (those before it go on). */
+  heldByPause: boolean;
 }
 
 export class WorkerSlots implements Admission {
@@ -62,7 +64,7 @@ export class WorkerSlots implements Admission {
   acquire(start: Abortable): Promise<Slot> {
     if (start.aborted) return Promise.reject(start.abortReason);
     return new Promise<Slot>((resolve, reject) => {
-      const entry: Entry = { start, grant: resolve };
+      const entry: Entry = { start, grant: resolve, heldByPause: this.#paused };
       start.whenAborted((reason) => {
         // Cancelled while queued: its turn goes to the next at once.
         this.#queue.delete(start);
@@ -89,15 +91,16 @@ export class WorkerSlots implements Admission {
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
+    for (const entry of this.#queue.values()) entry.heldByPause = false;
     this.#pump();
   }
 
   /** Hands free slots to the first starts that are not held, in order. */
   #pump(): void {
-    while (!this.#paused && this.#inUse < this.#max) {
+    while (this.#inUse < this.#max) {
       let next: Entry | null = null;
       for (const entry of this.#queue.values()) {
-        if (entry.start.held === true) continue;
+        if (entry.heldByPause || entry.start.held === true) continue;
         next = entry;
         break;
       }
