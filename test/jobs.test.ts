@@ -238,3 +238,19 @@ test('retention treats a tree as one: finished subtasks stay while their root do
   assert.equal((await bg.stats()).workersLaunched, 4);
   await bg.close();
 });
+
+test('a root holds no slot: with maxWorkers 1 and whenFull error its subtask still runs', async () => {
+  const bg = db.background({ maxWorkers: 1 });
+  const job = await bg.job(async (ctx) => {
+    await bg.wait(await ctx.launch('SELECT 1', { label: 'only' }));
+  });
+  await bg.wait(job);
+  assert.deepEqual(
+    (await bg.list()).map((w) => [w.label, w.state]),
+    [
+      ['only', 'stopped'],
+      [null, 'stopped'],
+    ],
+  );
+  await bg.close();
+});

@@ -81,7 +81,8 @@ export class Launcher {
     }
     // Count active workers ourselves: p-limit frees a slot a microtask after the worker ended.
     const localFull = () => {
-      if (options.whenFull !== 'error' || registry.active.size < options.maxWorkers) return;
+      // A job's root holds no slot: only workers that run SQL count against maxWorkers.
+      if (options.whenFull !== 'error' || registry.active.size - registry.activeRoots < options.maxWorkers) return;
       const max = options.maxWorkers;
       throw new PgBackgroundError(
         'PGBG_MAX_WORKERS',

@@ -30,6 +30,7 @@ export class WorkerRegistry implements WorkerStore {
   readonly #tracked = new Map<bigint, Worker>(); // by cookie, oldest first
   readonly #pids = new Map<number, number>(); // tracked workers per pid (connections are reused)
   readonly #active = new Set<Worker>();
+  #activeRoots = 0;
   #finished: Worker[] = []; // in finishing order, for retention; read from #finishedHead
   #finishedHead = 0;
   #timer: NodeJS.Timeout | null = null;
@@ -59,6 +60,7 @@ export class WorkerRegistry implements WorkerStore {
     this.#tracked.set(worker.cookie, worker);
     this.#countPid(worker.pid, 1);
     this.#active.add(worker);
+    if (worker.children !== null) this.#activeRoots++;
     this.#listener?.added(worker);
   }
 
@@ -97,6 +99,7 @@ export class WorkerRegistry implements WorkerStore {
 
   #ended(worker: Worker): void {
     this.#active.delete(worker);
+    if (worker.children !== null) this.#activeRoots--;
     if (worker.state === 'stopped') this.#completed++;
     else if (worker.state === 'canceled') this.#canceled++;
     else this.#failed++;
@@ -160,6 +163,10 @@ export class WorkerRegistry implements WorkerStore {
   /** Workers not yet terminal, detached ones included. */
   get active(): ReadonlySet<Worker> {
     return this.#active;
+  }
+
+  get activeRoots(): number {
+    return this.#activeRoots;
   }
 
   stats(maxWorkers: number): WorkerStats {
