@@ -137,7 +137,7 @@ test('cancel(root) aborts ctx.signal and cancels every subtask with the same gra
   for (const w of list.filter((w) => w.scope === 'subtask')) assert.equal((await bg.errorInfo(w))?.sqlstate, '57P01');
   assert.equal((await bg.errorInfo(job))?.message, 'the job was cancelled (cancel)');
   assert.equal(context.signal.aborted, true);
-  assert.equal((signalReason as { code?: string }).code, 'PGBG_ABORTED');
+  assert.deepEqual([(signalReason as { code?: string }).code, (signalReason as Error).message], ['PGBG_ABORTED', 'the job was cancelled (cancel)']);
   await assert.rejects(context.launch('SELECT 1'), { code: 'PGBG_ABORTED', message: /the job was cancelled \(cancel\)/ });
   await db.query('SELECT pg_advisory_unlock(201)');
   assert.deepEqual(await db.query('SELECT n FROM job_cancel'), []);
@@ -253,4 +253,26 @@ test('a root holds no slot: with maxWorkers 1 and whenFull error its subtask sti
     ],
   );
   await bg.close();
+});
+
+test("the job's signal cancels it; close({ cancel: true }) cancels a running job's tree", async () => {
+  await db.query('SELECT pg_advisory_lock(205)');
+  const bg = db.background();
+  const controller = new AbortController();
+  const body = async (ctx: JobContext) => {
+    await bg.wait(await ctx.launch('SELECT pg_advisory_xact_lock(205)', { label: `${ctx.handle.cookie}` }));
+  };
+  const bySignal = await bg.job(body, { signal: controller.signal });
+  const byClose = await bg.job(body);
+  await until(async () => (await bg.list()).filter((w) => w.waitEvent === 'Lock:advisory').length === 2, 'both subtasks to block');
+  controller.abort();
+  await bg.wait(bySignal);
+  assert.deepEqual([(await bg.info(bySignal)).state, (await bg.info(bySignal)).canceledBy], ['canceled', 'signal']);
+  assert.equal((await bg.info(byClose)).state, 'running');
+  await assert.rejects(bg.job(body, { signal: controller.signal }), { code: 'PGBG_ABORTED' });
+  const finished: string[] = [];
+  bg.on('finished', (event) => finished.push(`${event.label ?? 'root'}:${event.state}:${event.error?.sqlstate}`));
+  await bg.close({ cancel: true });
+  assert.deepEqual(finished, [`${byClose.cookie}:canceled:57014`, 'root:canceled:57014']);
+  await db.query('SELECT pg_advisory_unlock(205)');
 });

@@ -134,6 +134,17 @@ test('a cancel between two tries ends the worker canceled; nothing committed', a
   await bg.close();
 });
 
+test('a timeout spans the tries: it ends the pause between them, canceled by timeout', async () => {
+  const { seq } = await counter();
+  const bg = db.background();
+  const h = await bg.launch(`SELECT flaky('${seq}', 3)`, { retry: { attempts: 3, backoffMs: 3_600_000 }, timeoutMs: 200 });
+  await bg.wait(h);
+  const outcome = await bg.outcome(h);
+  assert.deepEqual([outcome.state, outcome.timedOut, outcome.sqlstate, (await bg.info(h)).attempts], ['canceled', true, '57014', 2]);
+  assert.equal((await bg.stats()).workersTimedOut, 1);
+  await bg.close();
+});
+
 test('retry options are validated, naming the option and the value', async () => {
   const bg = db.background();
   const bad: [unknown, RegExp][] = [

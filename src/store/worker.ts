@@ -120,7 +120,7 @@ export class Worker {
     this.#store.changed(this, change, prior);
     if (change.kind === 'cancel-requested') {
       // Last, once the facts are in place: listeners (a wait for a slot or a connection) see them.
-      const message = `worker was cancelled (${change.reason}) before it started`;
+      const message = this.children === null ? `worker was cancelled (${change.reason}) before it started` : `the job was cancelled (${change.reason})`;
       if (this.#startedAt === null) this.#launching?.catch(() => {});
       const reason = new PgBackgroundError('PGBG_ABORTED', message, { cookie: this.cookie, label: this.label });
       this.#abortReason = reason;
