@@ -62,7 +62,7 @@ function context(host: JobHost, root: Worker): JobContext {
     submit: (sql: WorkerSql, options?: LaunchOptions) => subtask(sql, options, true),
     status(phase: string): void {
       if (typeof phase !== 'string') throw invalidArgument(`Expected \`phase\` to be a string, got ${describe(phase)}`);
-      root.apply({ kind: 'status', phase, fraction: root.info(Date.now()).fractionCompleted });
+      root.apply({ kind: 'status', phase, fraction: root.fraction });
     },
     progress(fraction: number, message?: string): void {
       if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {

@@ -285,6 +285,10 @@ export class Worker {
   get phase(): string | null {
     return this.#phase;
   }
+  /** A job's root: its body's last fraction (ctx.progress), or null. */
+  get fraction(): number | null {
+    return this.#fraction;
+  }
   /** The last change of state or progress; the finish time once terminal. */
   get updatedAt(): number {
     return this.#updatedAt;
