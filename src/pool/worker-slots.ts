@@ -44,13 +44,22 @@ interface Entry {
   readonly grant: (slot: Slot) => void;
   /** Came while the whole queue was paused: it waits for resume() (those before it go on). */
   heldByPause: boolean;
+  /** Granted or cancelled: no longer waiting (left in the array, skipped). */
+  gone: boolean;
 }
 
 export class WorkerSlots implements Admission {
   readonly #max: number;
   #inUse = 0;
-  /** Starts waiting for a slot, in launch order (held ones keep their place); a Map keeps that order. */
-  readonly #queue = new Map<Abortable, Entry>();
+  /**
+   * Starts waiting for a slot, in launch order, from #head on; held ones keep their place, and
+   * entries that are gone are skipped (and compacted away), so a grant costs O(1) plus the held
+   * entries ahead of it.
+   */
+  #queue: Entry[] = [];
+  #head = 0;
+  /** The waiting entry of each start (for waiting() and a cancel). */
+  readonly #waiting = new Map<Abortable, Entry>();
   #paused = false;
 
   constructor(maxWorkers: number) {
@@ -64,20 +73,21 @@ export class WorkerSlots implements Admission {
   acquire(start: Abortable): Promise<Slot> {
     if (start.aborted) return Promise.reject(start.abortReason);
     return new Promise<Slot>((resolve, reject) => {
-      const entry: Entry = { start, grant: resolve, heldByPause: this.#paused };
+      const entry: Entry = { start, grant: resolve, heldByPause: this.#paused, gone: false };
       start.whenAborted((reason) => {
         // Cancelled while queued: its turn goes to the next at once.
-        this.#queue.delete(start);
+        this.#leave(entry);
         reject(reason);
         this.#pump();
       });
-      this.#queue.set(start, entry);
+      this.#queue.push(entry);
+      this.#waiting.set(start, entry);
       this.#pump();
     });
   }
 
   waiting(start: Abortable): boolean {
-    return !start.aborted && this.#queue.has(start);
+    return !start.aborted && this.#waiting.has(start);
   }
 
   reconsider(): void {
@@ -91,21 +101,29 @@ export class WorkerSlots implements Admission {
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    for (const entry of this.#queue.values()) entry.heldByPause = false;
+    for (const entry of this.#waiting.values()) entry.heldByPause = false;
     this.#pump();
+  }
+
+  #leave(entry: Entry): void {
+    entry.gone = true;
+    this.#waiting.delete(entry.start);
   }
 
   /** Hands free slots to the first starts that are not held, in order. */
   #pump(): void {
     while (this.#inUse < this.#max) {
+      // Entries gone at the front go for good; held ones stay where they are.
+      while (this.#head < this.#queue.length && this.#queue[this.#head]!.gone) this.#head++;
       let next: Entry | null = null;
-      for (const entry of this.#queue.values()) {
-        if (entry.heldByPause || entry.start.held === true) continue;
+      for (let i = this.#head; i < this.#queue.length; i++) {
+        const entry = this.#queue[i]!;
+        if (entry.gone || entry.heldByPause || entry.start.held === true) continue;
         next = entry;
         break;
       }
-      if (!next) return;
-      this.#queue.delete(next.start);
+      if (!next) break;
+      this.#leave(next);
       next.start.whenAborted(null);
       this.#inUse++;
       let released = false;
@@ -117,6 +135,10 @@ export class WorkerSlots implements Admission {
           this.#pump();
         },
       });
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
     }
   }
 }
