@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PgBackground, WorkerHandle, WorkerStateEvent } from '../src/index.js';
 import { until, useDatabase } from './support/database.js';
+import { WorkerSlots } from '../src/pool/worker-slots.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -104,4 +105,22 @@ test('pause is false for a running or finished worker; pauseAll and resumeAll co
   assert.equal(await bg.pause(p1), false); // finished
   await assert.rejects(bg.pause({ pid: 0, cookie: 1n }), { code: 'PGBG_UNKNOWN_WORKER' });
   await bg.close();
+});
+
+test('admission (offline): a held start keeps its place while those behind it go on, and is next once let go', async () => {
+  const slots = new WorkerSlots(1);
+  const start = (name: string) => ({ name, held: false, aborted: false, abortReason: null, whenAborted() {} });
+  const order: string[] = [];
+  const [a, b, c, d] = ['a', 'b', 'c', 'd'].map(start);
+  const grants = [a, b, c, d].map((s) => slots.acquire(s!).then((slot) => (order.push(s!.name), slot)));
+  b!.held = true;
+  (await grants[0]!).release(); // a's slot goes to c, past the held b
+  assert.equal(slots.waiting(b!), true);
+  b!.held = false;
+  slots.reconsider(); // no free slot yet: b waits in its place, ahead of d
+  (await grants[2]!).release();
+  (await grants[1]!).release();
+  (await grants[3]!).release();
+  assert.deepEqual(order, ['a', 'c', 'b', 'd']);
+  assert.equal(slots.waiting(b!), false);
 });

@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkerRetryingEvent } from '../src/index.js';
 import { until, useDatabase } from './support/database.js';
+import { commitsOnItsOwn } from '../src/plan/commit-points.js';
+import { planTask } from '../src/plan/task-plan.js';
 
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
@@ -174,4 +176,33 @@ test('retry options are validated, naming the option and the value', async () =>
   await bg.wait(await bg.launch('SELECT 1; SELECT 2', { retry: { attempts: 2 } }));
   assert.equal((await bg.stats()).workersLaunched, 2);
   await bg.close();
+});
+
+test('which SQL can commit on its own before it fails (offline): only those refuse retries', () => {
+  const can = (sql: string) => commitsOnItsOwn(planTask(sql));
+  for (const sql of [
+    'CALL p()',
+    'DO $$ BEGIN END $$',
+    'VACUUM t',
+    'ANALYZE',
+    'CLUSTER',
+    'REINDEX TABLE t',
+    'CREATE DATABASE d',
+    'DROP INDEX CONCURRENTLY i',
+    'checkpoint',
+    'EXPLAIN ANALYZE CALL p()',
+  ]) {
+    assert.equal(can(sql), true, sql);
+  }
+  for (const sql of [
+    'SELECT 1',
+    ' /* a /* nested */ comment */ -- line\n insert into t values (1)',
+    '(SELECT 1)',
+    'WITH x AS (SELECT 1) SELECT * FROM x',
+    'CREATE TABLE t (n int)',
+    'ALTER TABLE t ADD c int',
+    'SELECT 1; VACUUM',
+  ]) {
+    assert.equal(can(sql), false, sql);
+  }
 });
