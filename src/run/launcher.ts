@@ -79,7 +79,7 @@ export class Launcher {
     if (launch.signal?.aborted) {
       throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
     }
-    // Count active workers ourselves: p-limit frees a slot a microtask after the worker ended.
+    // Count active workers ourselves: whenFull 'error' answers now, before the worker exists.
     const localFull = () => {
       // A job's root holds no slot: only workers that run SQL count against maxWorkers.
       if (options.whenFull !== 'error' || registry.active.size - registry.activeRoots < options.maxWorkers) return;
