@@ -107,6 +107,24 @@ test('pause is false for a running or finished worker; pauseAll and resumeAll co
   await bg.close();
 });
 
+test('a paused worker is let go when it is detached, and by close(): it runs and commits', async () => {
+  await db.query('CREATE TABLE paused_close (n int)');
+  await db.query('SELECT pg_advisory_lock(105)');
+  const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+  const blocker = await bg.launch('SELECT pg_advisory_xact_lock(105)');
+  const launches = [1, 2].map((n) => bg.launch(`INSERT INTO paused_close VALUES (${n})`, { label: `held ${n}` }));
+  const [one, two] = [await pending(bg, 'held 1'), await pending(bg, 'held 2')];
+  assert.equal(await bg.pauseAll(), 2);
+  await bg.detach(one);
+  assert.equal((await bg.list()).length, 2); // the blocker and the paused 'held 2'
+  await db.query('SELECT pg_advisory_unlock(105)');
+  await bg.wait(blocker);
+  assert.equal(await state(bg, two), 'paused');
+  await bg.close();
+  await Promise.all(launches);
+  assert.deepEqual(await db.query('SELECT n FROM paused_close ORDER BY n'), [{ n: 1 }, { n: 2 }]);
+});
+
 test('admission (offline): a held start keeps its place while those behind it go on, and is next once let go', async () => {
   const slots = new WorkerSlots(1);
   const start = (name: string) => ({ name, held: false, aborted: false, abortReason: null, whenAborted() {} });

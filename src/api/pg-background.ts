@@ -299,6 +299,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   }
 
   #detach(worker: Worker): void {
+    // A held worker nobody could resume any more would never end: detached, it goes on.
+    for (const held of [worker, ...(worker.children ?? [])]) resumeWorker(held, this.#runtime.slots);
     worker.apply({ kind: 'untracked', reason: 'detach' });
   }
 

@@ -58,11 +58,15 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents & S
  * connection too: a caller who did not await its launch, fire and forget, expects the work done)
  * unless `cancel`, or `timeoutMs` passes first; rows nobody will read are discarded; then every
  * connection closes. A stop that cannot be proven leaves its worker in 'error', outcome unknown.
+ * Paused workers (and jobs) are resumed first: nothing could resume them later.
  */
 export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: number | undefined): Promise<void> {
   const { store, stopper, options } = runtime;
   const active = [...store.active];
   for (const worker of active) worker.apply({ kind: 'discarded', reason: 'close' });
+  // Held work is let go: close() runs (or cancels) every accepted launch, paused ones too.
+  for (const worker of active) worker.apply({ kind: 'resumed' });
+  runtime.slots.reconsider();
   for (const worker of store.list()) if (!worker.active) worker.apply({ kind: 'discarded', reason: 'close' });
   const stopAll = () => Promise.allSettled(active.map((worker) => stopper.stop(worker, 'close', options.cancelGraceMs)));
   if (cancel) {
