@@ -14,6 +14,7 @@ export const RANKS = {
   'index.ts': 9,
   'api/types.ts': 2.5,
   api: 8,
+  jobs: 7.5,
   run: 7,
   control: 6,
   pool: 5,

@@ -4,9 +4,11 @@ import { parse as parseConnectionString } from 'pg-connection-string';
 import { invalidArgument } from '../errors.js';
 import type { TypeParsers } from '../results/row-parser.js';
 import type { InstanceOptions } from '../store/instance-options.js';
-import type { LaunchPlan } from '../store/launch-plan.js';
+import { MAX_BACKOFF_MS, type LaunchPlan, type RetryPolicy } from '../store/launch-plan.js';
+import type { Worker } from '../store/worker.js';
+import { commitsOnItsOwn } from '../plan/commit-points.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
-import { planTask, type TaskSql } from '../plan/task-plan.js';
+import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
 
 export type { InstanceOptions };
@@ -196,9 +198,10 @@ function loginUser({ user }: pg.ClientConfig): string {
 
 /** Everything a launch needs, checked before any connection is touched. */
 
-const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh'] as const;
+const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh', 'retry'] as const;
 
-export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean): LaunchPlan {
+/** `parent`: the job's root, for a subtask (ctx.launch, ctx.submit). */
+export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean, parent: Worker | null = null): LaunchPlan {
   const options = (input === undefined ? {} : methodOptions(input, launchKeys)) as LaunchOptions & Record<string, unknown>;
   // { text, values } read once, here: the worker may plan it again later, from this copy.
   if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
@@ -231,7 +234,65 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     types: options.types === undefined ? instance.types : typeParsers('types', options.types),
     timeoutMs: options.timeoutMs === undefined ? instance.workerTimeoutMs : integer('timeoutMs', options.timeoutMs, 0, MAX_TIMER_MS),
     fresh: options.fresh === undefined ? false : boolean('fresh', options.fresh),
+    parent,
+    job: false,
+    retry: options.retry === undefined ? null : retryPolicy(options.retry, plan),
   };
+}
+
+export const MAX_ATTEMPTS = 100;
+const DEFAULT_BACKOFF_MS = 100;
+const DEFAULT_RETRY_SQLSTATES = Object.freeze(['40001', '40P01']);
+
+/** launch's `retry`: null for a single try (the default). */
+function retryPolicy(input: unknown, plan: TaskPlan): RetryPolicy | null {
+  const options = methodOptions(input, ['attempts', 'backoffMs', 'sqlstates'], 'retry');
+  const attempts = options.attempts === undefined ? 1 : integer('retry.attempts', options.attempts, 1, MAX_ATTEMPTS);
+  const backoffMs = options.backoffMs === undefined ? DEFAULT_BACKOFF_MS : integer('retry.backoffMs', options.backoffMs, 0, MAX_BACKOFF_MS);
+  let sqlstates: readonly string[] = DEFAULT_RETRY_SQLSTATES;
+  if (options.sqlstates !== undefined) {
+    const list = options.sqlstates;
+    if (!Array.isArray(list) || list.length === 0) {
+      throw invalidArgument(`Expected \`retry.sqlstates\` to be a non-empty array of five-character SQLSTATEs, got ${describe(list)}`);
+    }
+    sqlstates = Array.from(list as unknown[], (code, i) => {
+      if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) {
+        throw invalidArgument(`Expected \`retry.sqlstates[${i}]\` to be a five-character SQLSTATE such as '40001', got ${describe(code)}`);
+      }
+      return code;
+    });
+  }
+  if (attempts === 1) return null;
+  if (commitsOnItsOwn(plan)) {
+    throw invalidArgument(
+      `Option \`retry.attempts\` cannot be ${attempts} for this SQL: a single statement such as CALL, DO, VACUUM or one run CONCURRENTLY can commit part of its work before it fails, so a retry could run it twice`,
+    );
+  }
+  return Object.freeze({ attempts, backoffMs, sqlstates: new Set(sqlstates) });
+}
+
+/** The root of bg.job(body, { label, signal }): no SQL, no connection, no rows. */
+export function jobPlan(body: unknown, input: unknown): LaunchPlan {
+  if (typeof body !== 'function') throw invalidArgument(`Expected the job's \`body\` to be a function (ctx) => ..., got ${describe(body)}`);
+  const options = input === undefined ? {} : methodOptions(input, ['label', 'signal']);
+  return Object.freeze({
+    sql: '',
+    plan: Object.freeze({ text: '', values: null, pieces: null, statementCount: 0, refusal: null }),
+    submitted: true,
+    queueSize: 0,
+    label: options.label === undefined ? null : labelOption(options.label),
+    signal: options.signal === undefined ? null : abortSignal('signal', options.signal),
+    session: null,
+    settings: [],
+    role: null,
+    rowMode: 'object',
+    types: undefined,
+    timeoutMs: 0,
+    fresh: false,
+    parent: null,
+    job: true,
+    retry: null,
+  });
 }
 
 /** `SELECT set_config(...)` for the settings and the role (last: settings need the login's rights). */
@@ -290,9 +351,9 @@ export function installSchema(input: unknown): string {
   return options.schema === undefined ? 'public' : nonEmptyString('schema', options.schema, 63);
 }
 
-function methodOptions(input: unknown, known: readonly string[]): Record<string, unknown> {
-  const options = readable('options', plainObject('options', input), known);
-  knownKeys('options', options, known);
+function methodOptions(input: unknown, known: readonly string[], name = 'options'): Record<string, unknown> {
+  const options = readable(name, plainObject(name, input), known);
+  knownKeys(name, options, known);
   return options;
 }
 

@@ -5,17 +5,19 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import pg from 'pg';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
-import { closeOptions, graceMs, installSchema, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
+import { closeOptions, graceMs, installSchema, instanceOptions, jobPlan, launchPlan, waitOptions, type InstanceOptions } from './options.js';
 import { eventRelay } from './event-relay.js';
 import { installProgressFunction } from './progress-function.js';
 import type { CancelOptions, CloseOptions, InstallOptions, LaunchOptions, PgBackgroundEvents, PgBackgroundOptions, ResultInfo, Row } from './types.js';
 import type { RunOptions, RunOutcome, WaitManyOptions, WaitOptions, WorkerHandle, WorkerInfo, WorkerOutcome, WorkerRef } from './types.js';
-import type { WorkerProgress, WorkerSql, WorkerStats } from './types.js';
+import type { JobBody, JobOptions, WorkerProgress, WorkerSql, WorkerStats } from './types.js';
 import { cancelWorkersByLabel, claimResult, drainWorkers, runWorker, waitAnyWorker, type HelperHost } from './worker-helpers.js';
 import type { WorkerResult } from '../results/worker-result.js';
 import { createRuntime, shutdown, type Runtime } from '../run/runtime.js';
 import { outcomeOf } from '../store/outcome.js';
 import type { Worker } from '../store/worker.js';
+import { startJob, type JobHost } from '../jobs/job-runner.js';
+import { pauseWorker, resumeWorker } from '../jobs/pausing.js';
 
 export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   readonly #options: InstanceOptions;
@@ -32,10 +34,22 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     detach: (worker) => this.#detach(worker),
   };
 
+  /** What the job runner (jobs/job-runner.ts) may use of this instance. */
+  readonly #jobs: JobHost;
+
   constructor(options?: PgBackgroundOptions) {
     super();
     this.#options = instanceOptions(options);
-    this.#runtime = createRuntime(this.#options, eventRelay(this));
+    const events = eventRelay(this);
+    this.#runtime = createRuntime(this.#options, events);
+    const { store, stopper } = this.#runtime;
+    this.#jobs = {
+      options: this.#options,
+      store,
+      stopper,
+      events,
+      launch: (sql, launchOptions, submitted, root) => this.#launch(sql, launchOptions, submitted, root),
+    };
   }
 
   get #store() {
@@ -50,6 +64,54 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** Like launch, but the worker's rows are discarded as they arrive: it never blocks. */
   submit(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle> {
     return this.#launch(sql, options, true);
+  }
+
+  /**
+   * Starts a job: a root (pid 0, found by its cookie) whose body launches subtasks with
+   * ctx.launch / ctx.submit; resolves with the root's handle at once. The root is running
+   * while the body runs or any subtask is active, then stopped, error (a failed subtask is
+   * named in lastError) or canceled. wait, cancel, detach, pause, resume, info, outcome and
+   * errorInfo take the root's handle; cancel and detach act on the whole tree.
+   */
+  async job(body: JobBody, options?: JobOptions): Promise<WorkerHandle> {
+    this.#assertOpen();
+    const launch = jobPlan(body, options);
+    if (launch.signal?.aborted) {
+      throw new PgBackgroundError('PGBG_ABORTED', 'The job was aborted before it started', { cause: launch.signal.reason });
+    }
+    return startJob(this.#jobs, body, launch);
+  }
+
+  /**
+   * Holds a pending worker that waits for a slot (it keeps its place in the queue), or a job's
+   * root (its unstarted subtasks, and those launched while paused). True if it changed
+   * something; false if it is running, terminal, or already paused.
+   */
+  async pause(handle: WorkerRef): Promise<boolean> {
+    this.#assertOpen();
+    return pauseWorker(this.#store.lookup(handle), this.#runtime.slots);
+  }
+
+  /** Lets a paused worker (or job) go on; true if it was paused. */
+  async resume(handle: WorkerRef): Promise<boolean> {
+    this.#assertOpen();
+    return resumeWorker(this.#store.lookup(handle), this.#runtime.slots);
+  }
+
+  /** Pauses every tracked worker and job that can be paused; resolves with how many changed. */
+  async pauseAll(): Promise<number> {
+    this.#assertOpen();
+    let count = 0;
+    for (const worker of this.#store.list().reverse()) if (pauseWorker(worker, this.#runtime.slots)) count++;
+    return count;
+  }
+
+  /** Resumes every paused tracked worker and job; resolves with how many changed. */
+  async resumeAll(): Promise<number> {
+    this.#assertOpen();
+    let count = 0;
+    for (const worker of this.#store.list().reverse()) if (resumeWorker(worker, this.#runtime.slots)) count++;
+    return count;
   }
 
   /** The worker's rows (the last statement's), as an async iterable that can be read once. */
@@ -227,16 +289,18 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   // ---- launching (run/launcher.ts) -----------------------------------------------------------
 
   /** The launcher's promise itself: a cancel before the start marks it handled (see Worker). */
-  #launch(sql: WorkerSql, options: LaunchOptions | undefined, submitted: boolean): Promise<WorkerHandle> {
+  #launch(sql: WorkerSql, options: LaunchOptions | undefined, submitted: boolean, parent: Worker | null = null): Promise<WorkerHandle> {
     try {
       this.#assertOpen();
-      return this.#runtime.launcher.launch(launchPlan(sql, options, this.#options, submitted));
+      return this.#runtime.launcher.launch(launchPlan(sql, options, this.#options, submitted, parent));
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
   #detach(worker: Worker): void {
+    // A held worker nobody could resume any more would never end: detached, it goes on.
+    for (const held of [worker, ...(worker.children ?? [])]) resumeWorker(held, this.#runtime.slots);
     worker.apply({ kind: 'untracked', reason: 'detach' });
   }
 

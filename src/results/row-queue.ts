@@ -26,6 +26,8 @@ export class RowQueue {
   #discarding = false;
   #dropped = 0;
   #closed = false;
+  /** Rows the reader took since the current try began (see restart()). */
+  #taken = 0;
   #wake: (() => void) | null = null;
 
   constructor(budget: number) {
@@ -50,6 +52,26 @@ export class RowQueue {
   /** Rows thrown away unread since discard() (those waiting then, and those that came after). */
   get dropped(): number {
     return this.#dropped;
+  }
+
+  /** Rows the reader has taken since the current try began: a try whose rows were read is never retried. */
+  get taken(): number {
+    return this.#taken;
+  }
+
+  /**
+   * A new try of the task begins (launch's `retry`): the failed try's unread rows are dropped
+   * (they never reach the reader); the budget and a discard in force stay as they are.
+   */
+  restart(): void {
+    if (this.#rows.length) {
+      this.#rows = [];
+      this.#sizes = [];
+    }
+    this.#head = 0;
+    this.#bytes = 0;
+    this.#taken = 0;
+    this.#setPaused(false);
   }
 
   /** True while the producer is told to stop reading (the budget is used up). */
@@ -89,6 +111,7 @@ export class RowQueue {
   shift(): RawRow | undefined {
     if (this.#head === this.#rows.length) return undefined;
     const row = this.#rows[this.#head]!;
+    this.#taken++;
     this.#bytes -= this.#sizes[this.#head]!;
     this.#head++;
     if (this.#head === this.#rows.length) {

@@ -1,6 +1,7 @@
 // Launching: admission (a slot, then a connection), the task on its connection, a second try on
 // a fresh connection for a task proven never to have run, and the end of the task turned into the
-// worker's terminal state (classify.ts). The facade hands it validated launches and hears back
+// worker's terminal state (classify.ts), and retries of transient failures on the same connection
+// (the rule in retry.ts, the loop in #again). The facade hands it validated launches and hears back
 // through LaunchEvents; the worker record changes only through Worker.apply. A cancel before the
 // start aborts the worker's signal, which every wait of the start (slot, connection) listens to.
 import pg from 'pg';
@@ -26,6 +27,7 @@ import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
 import type { WorkerStore } from '../store/worker-store.js';
 import { classify, neverRan, type Sent } from './classify.js';
+import { retryDelay } from './retry.js';
 
 /** What the facade hears of a worker's life (it emits the public events). */
 export interface LaunchEvents {
@@ -87,9 +89,10 @@ export class Launcher {
     if (launch.signal?.aborted) {
       throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
     }
-    // Count active workers ourselves: p-limit frees a slot a microtask after the worker ended.
+    // Count active workers ourselves: whenFull 'error' answers now, before the worker exists.
     const localFull = () => {
-      if (options.whenFull !== 'error' || registry.active.size < options.maxWorkers) return;
+      // A job's root holds no slot: only workers that run SQL count against maxWorkers.
+      if (options.whenFull !== 'error' || registry.active.size - registry.activeRoots < options.maxWorkers) return;
       const max = options.maxWorkers;
       throw new PgBackgroundError(
         'PGBG_MAX_WORKERS',
@@ -109,6 +112,14 @@ export class Launcher {
     const worker = new Worker(launch, options.loginUser, registry);
     registry.add(worker);
     onAccepted(worker);
+    const root = worker.parent;
+    if (root) {
+      // A job's subtask: known to its root at once; held while the root is paused, and
+      // cancelled before its start if the root's cancel came while this launch was accepted.
+      root.apply({ kind: 'subtask', child: worker });
+      if (root.cancelRequested) worker.apply({ kind: 'cancel-requested', reason: root.canceledBy! });
+      else if (root.state === 'paused') worker.apply({ kind: 'paused' });
+    }
     const signal = launch.signal;
     if (signal) {
       // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
@@ -185,16 +196,17 @@ export class Launcher {
   /**
    * Runs the worker's task on `connection`; resolves once its SQL is on its way (after the
    * settings round trip, if settings or a role were asked for). Completion is handled later.
-   * `firstStart` is set when this is the task's second (and last) try: see #retry.
+   * `firstStart` is set when this is the task's second (and last) try: see #retry; `again` when
+   * it runs again on the same connection after a retryable error: see #again.
    */
-  async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null): Promise<void> {
+  async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null, again = false): Promise<void> {
     const { options, control, liveness, stopper, running, events } = this.#deps;
     const { launch } = worker;
     // From the first worker on, the control connection stays open: a server that fills up later
     // must not keep us from checking, cancelling or terminating this worker.
     control.open();
     // Behind a pooler the worker's backend is known once its transaction holds one (below).
-    if (!connection.pooled) started(worker, connection);
+    if (!connection.pooled && !again) started(worker, connection);
     running.set(worker, connection);
     connection.onNotice = (notice) => events.notice(worker, notice);
     const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
@@ -207,6 +219,9 @@ export class Launcher {
       if (timer) clearTimeout(timer);
       liveness.unwatch(connection);
       const { error } = outcome;
+      // A retryable failure (retry.ts): the task runs again on this connection.
+      const delayMs = sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
+      if (delayMs !== null) return void this.#again(worker, connection, slot, error!, delayMs);
       if (neverRan(error, sent, connection.firstAnswer)) {
         if (worker.cancelRequested) {
           outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
@@ -298,6 +313,36 @@ export class Launcher {
     await this.#run(worker, connection, slot, firstStart).catch(() => {});
   }
 
+  /**
+   * Retries (launch's `retry`): the try failed with an error that proves it rolled back, so the
+   * task runs again on the same connection (the handle stays valid, the state stays running)
+   * after `delayMs`. Unread rows of the failed try are dropped. During the pause there is
+   * nothing to signal (the worker is not in `running`): a cancel or the timeout ends the pause,
+   * and the worker is canceled, the failed try having rolled back and the next never sent.
+   */
+  async #again(worker: Worker, connection: WorkerConnection, slot: Slot, error: Error, delayMs: number): Promise<void> {
+    const { running, stopper, options, pool } = this.#deps;
+    running.delete(worker);
+    worker.queue.restart();
+    worker.apply({ kind: 'retrying', error: errorInfo(error), delayMs });
+    const { timeoutMs } = worker.launch;
+    const elapsed = Date.now() - (worker.startedAt ?? Date.now());
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs - elapsed)) : null;
+    await pauseUnlessAborted(delayMs, worker.signal);
+    if (timer) clearTimeout(timer);
+    if (worker.cancelRequested) {
+      connection.onNotice = null;
+      pool.release(connection, true); // no cancel request was sent to it
+      slot.release();
+      const message = `worker was cancelled (${worker.canceledBy}) between tries: try ${worker.attempts - 1} had failed and rolled back (${error.message})`;
+      this.#finish(worker, 'canceled', syntheticError('57014', message), null, 0);
+      return;
+    }
+    // Its only rejection (a pooler refusing the pin) cannot happen here: retries are never pooled.
+    await this.#run(worker, connection, slot, worker.startedAt, true).catch(() => {});
+  }
+
   #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
     this.#deps.running.delete(worker);
     connection.onNotice = null;
@@ -327,6 +372,20 @@ function started(worker: Worker, connection: WorkerConnection): void {
 /** The error info of a worker cancelled while it waited for a slot or a connection. */
 function cancelledBeforeStart(worker: Worker): WorkerErrorInfo {
   return syntheticError('57014', `worker was cancelled (${worker.canceledBy}) before it started`);
+}
+
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+function pauseUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** A task that ended before (or instead of) reaching the server. */
