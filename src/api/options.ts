@@ -6,7 +6,7 @@ import type { TypeParsers } from '../results/row-parser.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
-import { planTask, type TaskSql } from '../plan/task-plan.js';
+import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
 
 export type { InstanceOptions };
@@ -66,6 +66,7 @@ const notForTheConstructor: Record<string, string> = {
   signal: 'it is a launch option (launch(sql, { signal })); close() ends the instance',
   timeoutMs: 'it is a launch option (launch(sql, { timeoutMs })); the instance-wide default is `workerTimeoutMs`',
   fresh: 'it is a launch option (launch(sql, { fresh }))',
+  cursor: 'it is a launch option (launch(sql, { cursor: { batchRows } }))',
   max: 'it is a pg.Pool option; the most workers at once is `maxWorkers`',
   min: 'it is a pg.Pool option; warm connections kept are `minIdle` / `maxIdle`',
   idleTimeoutMillis: 'it is a pg.Pool option; warm connections close after `idleTimeoutMs`',
@@ -196,7 +197,10 @@ function loginUser({ user }: pg.ClientConfig): string {
 
 /** Everything a launch needs, checked before any connection is touched. */
 
-const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh'] as const;
+const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh', 'cursor'] as const;
+
+/** Rows per fetch in cursor mode. */
+export const MAX_BATCH_ROWS = 1_000_000;
 
 export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean): LaunchPlan {
   const options = (input === undefined ? {} : methodOptions(input, launchKeys)) as LaunchOptions & Record<string, unknown>;
@@ -231,7 +235,23 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     types: options.types === undefined ? instance.types : typeParsers('types', options.types),
     timeoutMs: options.timeoutMs === undefined ? instance.workerTimeoutMs : integer('timeoutMs', options.timeoutMs, 0, MAX_TIMER_MS),
     fresh: options.fresh === undefined ? false : boolean('fresh', options.fresh),
+    cursor: options.cursor === undefined ? null : cursorOption(options.cursor, plan, submitted),
   };
+}
+
+/** The `cursor` launch option: a single statement whose rows someone reads. */
+function cursorOption(input: unknown, plan: TaskPlan, submitted: boolean): LaunchPlan['cursor'] {
+  const cursor = readable('cursor', plainObject('cursor', input), ['batchRows']);
+  knownKeys('cursor', cursor, ['batchRows']);
+  if (cursor.batchRows === undefined) throw invalidArgument('Expected `cursor.batchRows` to be given (rows per fetch, 1..1000000)');
+  const batchRows = integer('cursor.batchRows', cursor.batchRows, 1, MAX_BATCH_ROWS);
+  if (submitted) throw invalidArgument('Expected no `cursor` with submit(): a cursor fetches rows only as they are read, and submit() reads none');
+  if (plan.statementCount > 1) {
+    throw invalidArgument(
+      `Expected \`sql\` with \`cursor\` to be a single statement, got ${plan.statementCount} statements: a cursor reads one statement's rows`,
+    );
+  }
+  return Object.freeze({ batchRows });
 }
 
 /** `SELECT set_config(...)` for the settings and the role (last: settings need the login's rights). */

@@ -90,6 +90,20 @@ export interface LaunchOptions {
   timeoutMs?: number;
   /** Run on a brand-new connection instead of a warm one. */
   fresh?: boolean;
+  /**
+   * Cursor mode, for a single statement: the worker reads its rows through a pg-cursor portal,
+   * `batchRows` at a time, and fetches more only as `result(h)` makes room in the queue, so the
+   * server does only the work whose rows were fetched. Breaking out of the result early closes
+   * the portal at once and commits what the fetched rows did; `cancel()` rolls everything back.
+   * Refused with `submit()`, for several statements, and behind a connection pooler.
+   */
+  cursor?: CursorOptions;
+}
+
+/** The `cursor` launch option. */
+export interface CursorOptions {
+  /** Rows per fetch (Execute), 1..1000000. */
+  batchRows: number;
 }
 
 export interface WorkerHandle {

@@ -10,11 +10,14 @@ import {
   endpointOf,
   onParameterStatus,
   socketOf,
+  startCursor,
   startTask,
   TrailerReader,
   transactionStatus,
   writeFlush,
   type CancelTarget,
+  type CursorReader,
+  type CursorSink,
   type WireReader,
 } from '../pg/index.js';
 import type { TaskSession } from '../results/task-query.js';
@@ -258,6 +261,16 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     this.#firstAnswer = null;
     this.#awaitingAnswer = true;
     startTask(this.#client, task);
+  }
+
+  /**
+   * Runs a task's statement through a cursor (cursor mode, results/cursor-task.ts): pg submits it
+   * behind whatever it runs now (a reset still in flight), with `opening` run first in its write.
+   */
+  runCursor(opening: string, text: string, values: readonly (string | Buffer | null)[] | null, sink: CursorSink): CursorReader {
+    this.#firstAnswer = null;
+    this.#awaitingAnswer = true;
+    return startCursor(this.#client, opening, text, values, sink);
   }
 
   /** The connection is handed to a worker: from now on its session may change. */

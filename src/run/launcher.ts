@@ -19,6 +19,7 @@ import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
 import type { ResultField } from '../results/row-parser.js';
 import { startsWithParse, TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { CursorTask, type CursorStop } from '../results/cursor-task.js';
 import { endPinnedTask } from './pinned-task.js';
 import { planTask } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
@@ -207,6 +208,13 @@ export class Launcher {
       void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
+    if (launch.cursor && connection.pooled) {
+      // Cursor mode holds a transaction and a portal open between fetches: behind a pooler that
+      // would mean a second transaction inside our pin (see pooler.ts); refused, saying why.
+      const refusal = 'cursor mode is not supported behind a connection pooler';
+      end(failed(new WorkerFailure('0A000', refusal)));
+      throw poolerUnsupported(refusal, { cookie: worker.cookie, label: worker.label });
+    }
     if (connection.pooled) {
       // Behind a pooler: BEGIN, the role and settings for this transaction only, and the identity
       // of the backend that now holds it, in one round trip (see pooler.ts).
@@ -245,10 +253,22 @@ export class Launcher {
     }
     if (plan.refusal !== null) return end(failed(new WorkerFailure('0A000', plan.refusal)));
 
+    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
+    if (launch.cursor) {
+      // Cursor mode (results/cursor-task.ts): one statement, fetched as the reader makes room, in
+      // its own BEGIN ... COMMIT; the pool resets the connection after it (off the caller's path).
+      const task = new CursorTask(plan, launch.cursor.batchRows, worker.queue, columns, () => cursorStop(worker));
+      worker.apply({ kind: 'sent', task });
+      liveness.watch(connection, worker.queue);
+      sent = { kind: 'task', startsWithParse: true }; // its first message is BEGIN's Parse
+      task.start(connection);
+      void task.done.then(end);
+      return;
+    }
+
     // The reset for the next task rides in the same write as this one (no extra round trip,
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
-    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
     const query = new TaskQuery(plan, worker.queue, columns, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
@@ -310,6 +330,16 @@ export class Launcher {
 /** The connection is attached: the worker runs as its backend. */
 function started(worker: Worker, connection: WorkerConnection): void {
   worker.apply({ kind: 'started', pid: connection.pid, backendStart: connection.started, user: connection.user });
+}
+
+/**
+ * What a cursor-mode worker wants of its cursor: a cancel rolls back; a reader that stopped early
+ * closes the portal (the rest is never computed); anything else (detach, close, prune) reads on,
+ * discarding, to the statement's end, which commits as in the default path.
+ */
+function cursorStop(worker: Worker): CursorStop {
+  if (worker.cancelRequested) return 'cancel';
+  return worker.discardReason === 'consumer' ? 'close' : 'read';
 }
 
 /** The error info of a worker cancelled while it waited for a slot or a connection. */

@@ -19,4 +19,6 @@ export interface LaunchPlan {
   readonly types: TypeParsers | undefined;
   readonly timeoutMs: number;
   readonly fresh: boolean;
+  /** Cursor mode (results/cursor-task.ts): rows fetched `batchRows` at a time as they are read; null: off. */
+  readonly cursor: { readonly batchRows: number } | null;
 }
