@@ -6,7 +6,8 @@ import type { TypeParsers } from '../results/row-parser.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
-import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
+import { Readable } from 'node:stream';
+import { copyDirection, planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
 
 export type { InstanceOptions };
@@ -236,7 +237,27 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     timeoutMs: options.timeoutMs === undefined ? instance.workerTimeoutMs : integer('timeoutMs', options.timeoutMs, 0, MAX_TIMER_MS),
     fresh: options.fresh === undefined ? false : boolean('fresh', options.fresh),
     cursor: options.cursor === undefined ? null : cursorOption(options.cursor, plan, submitted),
+    copy: null,
   };
+}
+
+const copyToKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'timeoutMs', 'fresh'] as const;
+const copyFromKeys = ['label', 'signal', 'settings', 'role', 'timeoutMs', 'fresh'] as const;
+
+/**
+ * bg.copyTo(sql, options) and bg.copyFrom(sql, source, options): one COPY ... TO STDOUT or COPY
+ * ... FROM STDIN (no parameters), with the launch options that apply to it.
+ */
+export function copyPlan(sql: unknown, direction: 'to' | 'from', source: unknown, input: unknown, instance: InstanceOptions): LaunchPlan {
+  const method = direction === 'to' ? 'copyTo' : 'copyFrom';
+  const options = input === undefined ? {} : methodOptions(input, direction === 'to' ? copyToKeys : copyFromKeys);
+  if (typeof sql !== 'string') throw invalidArgument(`Expected \`sql\` of ${method}() to be a string (COPY takes no parameters), got ${describe(sql)}`);
+  const plan = launchPlan(sql, options, instance, false);
+  const expected = direction === 'to' ? 'COPY ... TO STDOUT' : 'COPY ... FROM STDIN';
+  if (copyDirection(sql) !== direction) throw invalidArgument(`Expected \`sql\` of ${method}() to be one ${expected} statement`);
+  if (direction === 'to') return { ...plan, copy: Object.freeze({ direction }) };
+  if (!(source instanceof Readable)) throw invalidArgument(`Expected \`source\` of copyFrom() to be a Node Readable, got ${describe(source)}`);
+  return { ...plan, copy: Object.freeze({ direction, source }) };
 }
 
 /** The `cursor` launch option: a single statement whose rows someone reads. */

@@ -5,12 +5,14 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import pg from 'pg';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
-import { closeOptions, graceMs, installSchema, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
+import { closeOptions, copyPlan, graceMs, installSchema, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
 import { eventRelay } from './event-relay.js';
 import { installProgressFunction } from './progress-function.js';
 import type { CancelOptions, CloseOptions, InstallOptions, LaunchOptions, PgBackgroundEvents, PgBackgroundOptions, ResultInfo, Row } from './types.js';
 import type { RunOptions, RunOutcome, WaitManyOptions, WaitOptions, WorkerHandle, WorkerInfo, WorkerOutcome, WorkerRef } from './types.js';
-import type { WorkerProgress, WorkerSql, WorkerStats } from './types.js';
+import type { CopyFromOptions, CopyToOptions, WorkerProgress, WorkerSql, WorkerStats } from './types.js';
+import type { Readable } from 'node:stream';
+import type { LaunchPlan } from '../store/launch-plan.js';
 import { cancelWorkersByLabel, claimResult, drainWorkers, runWorker, waitAnyWorker, type HelperHost } from './worker-helpers.js';
 import type { WorkerResult } from '../results/worker-result.js';
 import { createRuntime, shutdown, type Runtime } from '../run/runtime.js';
@@ -87,6 +89,38 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
    */
   submit(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle> {
     return this.#launch(sql, options, true);
+  }
+
+  /**
+   * Starts a worker exporting one `COPY ... TO STDOUT`: `result(h)` (and `result(h).stream()`)
+   * yields its data as Buffer chunks, through the worker's byte-bounded queue (`queueSize`), so
+   * an export never holds more than that while the caller is slow. `resultInfo(h).rowCount` is
+   * the COPY's row count once it finished.
+   *
+   * @example
+   * ```ts
+   * const h = await bg.copyTo('COPY orders TO STDOUT (FORMAT csv, HEADER)');
+   * await pipeline(bg.result(h).stream(), createWriteStream('orders.csv'));
+   * ```
+   */
+  copyTo(sql: string, options?: CopyToOptions): Promise<WorkerHandle> {
+    return this.#launchPlanned(() => copyPlan(sql, 'to', undefined, options, this.#options));
+  }
+
+  /**
+   * Starts a worker loading `source` (a Node Readable of COPY data) with one `COPY ... FROM
+   * STDIN`, in the worker's own transaction: all of it commits, or nothing (a bad row, the
+   * source's error, a cancel). Resolves once the COPY is on its way; `wait(h)` for its end.
+   *
+   * @example
+   * ```ts
+   * const h = await bg.copyFrom('COPY staging FROM STDIN (FORMAT csv)', createReadStream('day.csv'));
+   * await bg.wait(h);
+   * const { rowCount, hasError } = await bg.resultInfo(h);
+   * ```
+   */
+  copyFrom(sql: string, source: Readable, options?: CopyFromOptions): Promise<WorkerHandle> {
+    return this.#launchPlanned(() => copyPlan(sql, 'from', source, options, this.#options));
   }
 
   /**
@@ -449,6 +483,15 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     try {
       this.#assertOpen();
       return this.#runtime.launcher.launch(launchPlan(sql, options, this.#options, submitted));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #launchPlanned(plan: () => LaunchPlan): Promise<WorkerHandle> {
+    try {
+      this.#assertOpen();
+      return this.#runtime.launcher.launch(plan());
     } catch (error) {
       return Promise.reject(error);
     }

@@ -100,6 +100,12 @@ export interface LaunchOptions {
   cursor?: CursorOptions;
 }
 
+/** The options of `copyTo(sql, options)`: the launch options that apply to a COPY export. */
+export type CopyToOptions = Pick<LaunchOptions, 'queueSize' | 'label' | 'signal' | 'settings' | 'role' | 'timeoutMs' | 'fresh'>;
+
+/** The options of `copyFrom(sql, source, options)`: those of copyTo but `queueSize` (a load returns no data). */
+export type CopyFromOptions = Omit<CopyToOptions, 'queueSize'>;
+
 /** The `cursor` launch option. */
 export interface CursorOptions {
   /** Rows per fetch (Execute), 1..1000000. */

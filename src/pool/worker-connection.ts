@@ -10,12 +10,17 @@ import {
   endpointOf,
   onParameterStatus,
   socketOf,
+  startCopyIn,
+  startCopyOut,
   startCursor,
   startTask,
   TrailerReader,
   transactionStatus,
   writeFlush,
   type CancelTarget,
+  type CopyEnd,
+  type CopyIn,
+  type CopyOut,
   type CursorReader,
   type CursorSink,
   type WireReader,
@@ -271,6 +276,17 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     this.#firstAnswer = null;
     this.#awaitingAnswer = true;
     return startCursor(this.#client, opening, text, values, sink);
+  }
+
+  /** Runs a COPY ... TO STDOUT (a copyTo worker, results/copy-task.ts); its data comes as chunks. */
+  runCopyOut(text: string, end: CopyEnd): CopyOut {
+    // Our 'data' listener is set aside while the export reads the socket: it says when bytes come.
+    return startCopyOut(this.#client, text, end, () => (this.#lastReceivedAt = Date.now()));
+  }
+
+  /** Runs a COPY ... FROM STDIN (a copyFrom worker); its data goes to the returned Writable. */
+  runCopyIn(text: string, end: CopyEnd): CopyIn {
+    return startCopyIn(this.#client, text, end);
   }
 
   /** The connection is handed to a worker: from now on its session may change. */

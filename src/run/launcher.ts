@@ -20,6 +20,7 @@ import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '..
 import type { ResultField } from '../results/row-parser.js';
 import { startsWithParse, TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { CursorTask, type CursorStop } from '../results/cursor-task.js';
+import { CopyInTask, CopyOutTask } from '../results/copy-task.js';
 import { endPinnedTask } from './pinned-task.js';
 import { planTask } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
@@ -208,10 +209,11 @@ export class Launcher {
       void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
-    if (launch.cursor && connection.pooled) {
-      // Cursor mode holds a transaction and a portal open between fetches: behind a pooler that
-      // would mean a second transaction inside our pin (see pooler.ts); refused, saying why.
-      const refusal = 'cursor mode is not supported behind a connection pooler';
+    if ((launch.cursor || launch.copy) && connection.pooled) {
+      // Cursor mode holds a transaction and a portal open between fetches, and a COPY streams
+      // outside pg's query flow: behind a pooler both would run inside our pin (see pooler.ts),
+      // which they are not built for; refused, saying why.
+      const refusal = `${launch.cursor ? 'cursor mode' : 'COPY with the client'} is not supported behind a connection pooler`;
       end(failed(new WorkerFailure('0A000', refusal)));
       throw poolerUnsupported(refusal, { cookie: worker.cookie, label: worker.label });
     }
@@ -251,9 +253,22 @@ export class Launcher {
         return end(failed(error));
       }
     }
-    if (plan.refusal !== null) return end(failed(new WorkerFailure('0A000', plan.refusal)));
+    // A copyTo/copyFrom launch is the COPY with the client the plan refuses anywhere else.
+    if (plan.refusal !== null && !launch.copy) return end(failed(new WorkerFailure('0A000', plan.refusal)));
 
     const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
+    if (launch.copy) {
+      // COPY with the client (results/copy-task.ts): one simple Query through pg-copy-streams; an
+      // export's chunks go through the byte-bounded queue, a load reads the caller's stream.
+      const { copy } = launch;
+      const task = copy.direction === 'to' ? new CopyOutTask(plan.text, worker.queue) : new CopyInTask(plan.text, copy.source, worker.signal);
+      worker.apply({ kind: 'sent', task });
+      liveness.watch(connection, worker.queue);
+      sent = { kind: 'task', startsWithParse: false };
+      task.start(connection);
+      void task.done.then(end);
+      return;
+    }
     if (launch.cursor) {
       // Cursor mode (results/cursor-task.ts): one statement, fetched as the reader makes room, in
       // its own BEGIN ... COMMIT; the pool resets the connection after it (off the caller's path).
