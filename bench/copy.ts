@@ -90,7 +90,9 @@ export async function copyExport(ctx: BenchContext): Promise<ScenarioReport> {
   for (let i = 0; i < ctx.runs; i++) {
     const run = await runOnce(i % 2 === 0);
     const t = findMetric(run, 'COPY export throughput');
-    ctx.log(`copy run ${i + 1}: copyTo ${(t.lib / 1000).toFixed(0)}k rows/s, pg-copy-streams ${(t.baseline! / 1000).toFixed(0)}k rows/s (ratio ${t.ratio!.toFixed(2)})`);
+    ctx.log(
+      `copy run ${i + 1}: copyTo ${(t.lib / 1000).toFixed(0)}k rows/s, pg-copy-streams ${(t.baseline! / 1000).toFixed(0)}k rows/s (ratio ${t.ratio!.toFixed(2)})`,
+    );
     runs.push(run);
   }
   return medianRun(runs, 'rows/s ratio (copyTo/pg-copy-streams)', (run) => findMetric(run, 'COPY export throughput').ratio!, 'copy');
