@@ -101,6 +101,18 @@ test('an early break closes the portal at once: the server produced only the fet
   assert.deepEqual(untimed(await bg.resultInfo(h)), { rowCount: fetched, commandTag: null, completed: true, hasError: false });
   assert.equal((await bg.info(h)).state, 'stopped');
 
+  // result(h).stream() destroyed early is the same break: the portal closes at once.
+  const streamed = await counter('stream_counter');
+  const st = await bg.launch(`SELECT g, nextval('stream_counter') AS k FROM generate_series(1, 1000000) g`, { cursor: { batchRows }, queueSize });
+  const stream = bg.result<{ g: number }>(st).stream();
+  let taken = 0;
+  for await (const _row of stream) if (++taken === 10) break; // destroys the stream
+  await bg.wait(st);
+  const fetchedByStream = (await bg.resultInfo(st)).rowCount;
+  assert.equal(await streamed(), fetchedByStream);
+  assert.ok(fetchedByStream < 1000, `fetched ${fetchedByStream}`);
+  assert.equal((await bg.info(st)).state, 'stopped');
+
   // The default path, for contrast: the same break leaves the worker producing every row.
   const plain = await counter('plain_counter');
   const d = await bg.launch(`SELECT g, nextval('plain_counter') AS k FROM generate_series(1, 200000) g`, { queueSize });
@@ -250,5 +262,39 @@ test('cursor is refused for several statements, with submit(), and when malforme
   const copy = await bg.launch('COPY items TO STDOUT', { cursor: { batchRows: 10 } });
   await assert.rejects(bg.result(copy).toArray(), { name: 'WorkerError', sqlstate: '0A000' });
   assert.equal((await bg.stats()).workersLaunched, 1);
+  await bg.close();
+});
+
+test("errors and cancels inside the cursor's own COMMIT (a deferred trigger) roll back", async () => {
+  await db.query('CREATE TABLE deferred (n int)');
+  await db.query(`CREATE FUNCTION deferred_check() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.n = 0 THEN RAISE EXCEPTION 'n must not be 0' USING ERRCODE = '23514'; END IF;
+      IF NEW.n = 99 THEN PERFORM pg_sleep(30); END IF;
+      RETURN NULL;
+    END $$`);
+  await db.query('CREATE CONSTRAINT TRIGGER deferred_t AFTER INSERT ON deferred DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION deferred_check()');
+  const bg = db.background();
+  // Every row read, then the COMMIT fails: the worker's error, nothing committed.
+  const bad = await bg.launch('INSERT INTO deferred SELECT g - 1 FROM generate_series(1, 3) g RETURNING n', { cursor: { batchRows: 2 } });
+  await assert.rejects(bg.result(bad).toArray(), { name: 'WorkerError', sqlstate: '23514', message: 'n must not be 0' });
+  assert.equal((await bg.info(bad)).state, 'error');
+  // A cancel that lands in the COMMIT (the trigger sleeps there): canceled, nothing committed.
+  const slow = await bg.launch('INSERT INTO deferred VALUES (1), (99) RETURNING n', { cursor: { batchRows: 1 } });
+  const rows = bg.result<{ n: number }>(slow).toArray();
+  rows.catch(() => {}); // asserted below, once the cancel is done
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [slow.pid])).length,
+    'the COMMIT to sleep',
+  );
+  await bg.cancel(slow);
+  assert.equal((await bg.info(slow)).state, 'canceled');
+  await assert.rejects(rows, { name: 'WorkerError', sqlstate: '57014' });
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM deferred'), [{ n: 0 }]);
+  // And one that commits: both rows stay.
+  const ok = await bg.launch('INSERT INTO deferred VALUES (1), (2) RETURNING n', { cursor: { batchRows: 1 } });
+  assert.deepEqual(await bg.result(ok).toArray(), [{ n: 1 }, { n: 2 }]);
+  assert.deepEqual(untimed(await bg.resultInfo(ok)), { rowCount: 2, commandTag: 'INSERT', completed: true, hasError: false });
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM deferred'), [{ n: 2 }]);
   await bg.close();
 });
