@@ -19,9 +19,8 @@ import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
 import type { ResultField } from '../results/row-parser.js';
 import { startsWithParse, TaskQuery, type TaskOutcome } from '../results/task-query.js';
-import { CursorTask, type CursorStop } from '../results/cursor-task.js';
-import { CopyInTask, CopyOutTask } from '../results/copy-task.js';
 import { endPinnedTask } from './pinned-task.js';
+import { pooledRefusal, streamTask } from './stream-tasks.js';
 import { planTask } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
@@ -209,11 +208,8 @@ export class Launcher {
       void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
-    if ((launch.cursor || launch.copy) && connection.pooled) {
-      // Cursor mode holds a transaction and a portal open between fetches, and a COPY streams
-      // outside pg's query flow: behind a pooler both would run inside our pin (see pooler.ts),
-      // which they are not built for; refused, saying why.
-      const refusal = `${launch.cursor ? 'cursor mode' : 'COPY with the client'} is not supported behind a connection pooler`;
+    const refusal = connection.pooled ? pooledRefusal(worker) : null; // cursor mode, COPY (stream-tasks.ts)
+    if (refusal) {
       end(failed(new WorkerFailure('0A000', refusal)));
       throw poolerUnsupported(refusal, { cookie: worker.cookie, label: worker.label });
     }
@@ -257,27 +253,14 @@ export class Launcher {
     if (plan.refusal !== null && !launch.copy) return end(failed(new WorkerFailure('0A000', plan.refusal)));
 
     const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
-    if (launch.copy) {
-      // COPY with the client (results/copy-task.ts): one simple Query through pg-copy-streams; an
-      // export's chunks go through the byte-bounded queue, a load reads the caller's stream.
-      const { copy } = launch;
-      const task = copy.direction === 'to' ? new CopyOutTask(plan.text, worker.queue) : new CopyInTask(plan.text, copy.source, worker.signal);
-      worker.apply({ kind: 'sent', task });
+    // Cursor mode or COPY with the client (stream-tasks.ts): another task kind, the same end.
+    const other = streamTask(worker, plan, columns);
+    if (other) {
+      worker.apply({ kind: 'sent', task: other.task });
       liveness.watch(connection, worker.queue);
-      sent = { kind: 'task', startsWithParse: false };
-      task.start(connection);
-      void task.done.then(end);
-      return;
-    }
-    if (launch.cursor) {
-      // Cursor mode (results/cursor-task.ts): one statement, fetched as the reader makes room, in
-      // its own BEGIN ... COMMIT; the pool resets the connection after it (off the caller's path).
-      const task = new CursorTask(plan, launch.cursor.batchRows, worker.queue, columns, () => cursorStop(worker));
-      worker.apply({ kind: 'sent', task });
-      liveness.watch(connection, worker.queue);
-      sent = { kind: 'task', startsWithParse: true }; // its first message is BEGIN's Parse
-      task.start(connection);
-      void task.done.then(end);
+      sent = { kind: 'task', startsWithParse: other.startsWithParse };
+      other.task.start(connection);
+      void other.task.done.then(end);
       return;
     }
 
@@ -345,16 +328,6 @@ export class Launcher {
 /** The connection is attached: the worker runs as its backend. */
 function started(worker: Worker, connection: WorkerConnection): void {
   worker.apply({ kind: 'started', pid: connection.pid, backendStart: connection.started, user: connection.user });
-}
-
-/**
- * What a cursor-mode worker wants of its cursor: a cancel rolls back; a reader that stopped early
- * closes the portal (the rest is never computed); anything else (detach, close, prune) reads on,
- * discarding, to the statement's end, which commits as in the default path.
- */
-function cursorStop(worker: Worker): CursorStop {
-  if (worker.cancelRequested) return 'cancel';
-  return worker.discardReason === 'consumer' ? 'close' : 'read';
 }
 
 /** The error info of a worker cancelled while it waited for a slot or a connection. */
