@@ -8,7 +8,8 @@ import { MAX_BACKOFF_MS, type LaunchPlan, type RetryPolicy } from '../store/laun
 import type { Worker } from '../store/worker.js';
 import { commitsOnItsOwn } from '../plan/commit-points.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
-import { planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
+import { Readable } from 'node:stream';
+import { copyDirection, planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
 
 export type { InstanceOptions };
@@ -68,6 +69,7 @@ const notForTheConstructor: Record<string, string> = {
   signal: 'it is a launch option (launch(sql, { signal })); close() ends the instance',
   timeoutMs: 'it is a launch option (launch(sql, { timeoutMs })); the instance-wide default is `workerTimeoutMs`',
   fresh: 'it is a launch option (launch(sql, { fresh }))',
+  cursor: 'it is a launch option (launch(sql, { cursor: { batchRows } }))',
   max: 'it is a pg.Pool option; the most workers at once is `maxWorkers`',
   min: 'it is a pg.Pool option; warm connections kept are `minIdle` / `maxIdle`',
   idleTimeoutMillis: 'it is a pg.Pool option; warm connections close after `idleTimeoutMs`',
@@ -198,7 +200,10 @@ function loginUser({ user }: pg.ClientConfig): string {
 
 /** Everything a launch needs, checked before any connection is touched. */
 
-const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh', 'retry'] as const;
+const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh', 'retry', 'cursor'] as const;
+
+/** Rows per fetch in cursor mode. */
+export const MAX_BATCH_ROWS = 1_000_000;
 
 /** `parent`: the job's root, for a subtask (ctx.launch, ctx.submit). */
 export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean, parent: Worker | null = null): LaunchPlan {
@@ -237,6 +242,8 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     parent,
     job: false,
     retry: options.retry === undefined ? null : retryPolicy(options.retry, plan),
+    cursor: options.cursor === undefined ? null : cursorOption(options.cursor, plan, submitted),
+    copy: null,
   };
 }
 
@@ -292,7 +299,43 @@ export function jobPlan(body: unknown, input: unknown): LaunchPlan {
     parent: null,
     job: true,
     retry: null,
+    cursor: null,
+    copy: null,
   });
+}
+
+const copyToKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'timeoutMs', 'fresh'] as const;
+const copyFromKeys = ['label', 'signal', 'settings', 'role', 'timeoutMs', 'fresh'] as const;
+
+/**
+ * bg.copyTo(sql, options) and bg.copyFrom(sql, source, options): one COPY ... TO STDOUT or COPY
+ * ... FROM STDIN (no parameters), with the launch options that apply to it.
+ */
+export function copyPlan(sql: unknown, direction: 'to' | 'from', source: unknown, input: unknown, instance: InstanceOptions): LaunchPlan {
+  const method = direction === 'to' ? 'copyTo' : 'copyFrom';
+  const options = input === undefined ? {} : methodOptions(input, direction === 'to' ? copyToKeys : copyFromKeys);
+  if (typeof sql !== 'string') throw invalidArgument(`Expected \`sql\` of ${method}() to be a string (COPY takes no parameters), got ${describe(sql)}`);
+  const plan = launchPlan(sql, options, instance, false);
+  const expected = direction === 'to' ? 'COPY ... TO STDOUT' : 'COPY ... FROM STDIN';
+  if (copyDirection(sql) !== direction) throw invalidArgument(`Expected \`sql\` of ${method}() to be one ${expected} statement`);
+  if (direction === 'to') return { ...plan, copy: Object.freeze({ direction }) };
+  if (!(source instanceof Readable)) throw invalidArgument(`Expected \`source\` of copyFrom() to be a Node Readable, got ${describe(source)}`);
+  return { ...plan, copy: Object.freeze({ direction, source }) };
+}
+
+/** The `cursor` launch option: a single statement whose rows someone reads. */
+function cursorOption(input: unknown, plan: TaskPlan, submitted: boolean): LaunchPlan['cursor'] {
+  const cursor = readable('cursor', plainObject('cursor', input), ['batchRows']);
+  knownKeys('cursor', cursor, ['batchRows']);
+  if (cursor.batchRows === undefined) throw invalidArgument('Expected `cursor.batchRows` to be given (rows per fetch, 1..1000000)');
+  const batchRows = integer('cursor.batchRows', cursor.batchRows, 1, MAX_BATCH_ROWS);
+  if (submitted) throw invalidArgument('Expected no `cursor` with submit(): a cursor fetches rows only as they are read, and submit() reads none');
+  if (plan.statementCount > 1) {
+    throw invalidArgument(
+      `Expected \`sql\` with \`cursor\` to be a single statement, got ${plan.statementCount} statements: a cursor reads one statement's rows`,
+    );
+  }
+  return Object.freeze({ batchRows });
 }
 
 /** `SELECT set_config(...)` for the settings and the role (last: settings need the login's rights). */

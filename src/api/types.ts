@@ -92,6 +92,26 @@ export interface LaunchOptions {
   fresh?: boolean;
   /** Run the task again after a transient failure that proves nothing of it committed (see RetryOptions). */
   retry?: RetryOptions;
+  /**
+   * Cursor mode, for a single statement: the worker reads its rows through a pg-cursor portal,
+   * `batchRows` at a time, and fetches more only as `result(h)` makes room in the queue, so the
+   * server does only the work whose rows were fetched. Breaking out of the result early closes
+   * the portal at once and commits what the fetched rows did; `cancel()` rolls everything back.
+   * Refused with `submit()`, for several statements, and behind a connection pooler.
+   */
+  cursor?: CursorOptions;
+}
+
+/** The options of `copyTo(sql, options)`: the launch options that apply to a COPY export. */
+export type CopyToOptions = Pick<LaunchOptions, 'queueSize' | 'label' | 'signal' | 'settings' | 'role' | 'timeoutMs' | 'fresh'>;
+
+/** The options of `copyFrom(sql, source, options)`: those of copyTo but `queueSize` (a load returns no data). */
+export type CopyFromOptions = Omit<CopyToOptions, 'queueSize'>;
+
+/** The `cursor` launch option. */
+export interface CursorOptions {
+  /** Rows per fetch (Execute), 1..1000000. */
+  batchRows: number;
 }
 
 /**

@@ -133,6 +133,23 @@ function refusalFor(statements: readonly SqlStatement[]): string | null {
   return null;
 }
 
+/**
+ * The COPY to or from the client that `text` is, when it is exactly one such statement (a copyTo
+ * or copyFrom worker's SQL), else null: 'to' for COPY ... TO STDOUT, 'from' for COPY ... FROM STDIN.
+ */
+export function copyDirection(text: string): 'to' | 'from' | null {
+  const statements = splitStatements(text, { standardConformingStrings: true });
+  if (statements.length !== 1) return null;
+  const { words } = statements[0]!;
+  if (words[0] !== 'copy') return null;
+  const direction = words.findIndex((w) => w === 'from' || w === 'to');
+  if (direction === -1) return null;
+  const target = words[direction + 1];
+  if (words[direction] === 'to' && target === 'stdout') return 'to';
+  if (words[direction] === 'from' && target === 'stdin') return 'from';
+  return null;
+}
+
 function prepare(value: unknown, index: number): string | Buffer | null {
   let prepared: string | Buffer | null;
   try {

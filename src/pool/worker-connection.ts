@@ -10,11 +10,19 @@ import {
   endpointOf,
   onParameterStatus,
   socketOf,
+  startCopyIn,
+  startCopyOut,
+  startCursor,
   startTask,
   TrailerReader,
   transactionStatus,
   writeFlush,
   type CancelTarget,
+  type CopyEnd,
+  type CopyIn,
+  type CopyOut,
+  type CursorReader,
+  type CursorSink,
   type WireReader,
 } from '../pg/index.js';
 import type { TaskSession } from '../results/task-query.js';
@@ -258,6 +266,27 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     this.#firstAnswer = null;
     this.#awaitingAnswer = true;
     startTask(this.#client, task);
+  }
+
+  /**
+   * Runs a task's statement through a cursor (cursor mode, results/cursor-task.ts): pg submits it
+   * behind whatever it runs now (a reset still in flight), with `opening` run first in its write.
+   */
+  runCursor(opening: string, text: string, values: readonly (string | Buffer | null)[] | null, sink: CursorSink): CursorReader {
+    this.#firstAnswer = null;
+    this.#awaitingAnswer = true;
+    return startCursor(this.#client, opening, text, values, sink);
+  }
+
+  /** Runs a COPY ... TO STDOUT (a copyTo worker, results/copy-task.ts); its data comes as chunks. */
+  runCopyOut(text: string, end: CopyEnd): CopyOut {
+    // Our 'data' listener is set aside while the export reads the socket: it says when bytes come.
+    return startCopyOut(this.#client, text, end, () => (this.#lastReceivedAt = Date.now()));
+  }
+
+  /** Runs a COPY ... FROM STDIN (a copyFrom worker); its data goes to the returned Writable. */
+  runCopyIn(text: string, end: CopyEnd): CopyIn {
+    return startCopyIn(this.#client, text, end);
   }
 
   /** The connection is handed to a worker: from now on its session may change. */

@@ -5,6 +5,8 @@
 // kept raw (text fields) and parsed only when consumed, so discarded rows cost no parsing.
 
 export type RawRow = readonly (string | null)[];
+/** What the queue holds: raw rows, or the Buffer chunks of a COPY export (copyTo). */
+export type QueueItem = RawRow | Buffer;
 
 /** The producer's flow control: the worker connection's socket. */
 export interface Flow {
@@ -16,7 +18,7 @@ export interface Flow {
 
 export class RowQueue {
   readonly budget: number;
-  #rows: RawRow[] = [];
+  #rows: QueueItem[] = [];
   #sizes: number[] = [];
   #head = 0;
   #bytes = 0;
@@ -95,7 +97,7 @@ export class RowQueue {
     this.#flow = null;
   }
 
-  push(row: RawRow, bytes: number): void {
+  push(row: QueueItem, bytes: number): void {
     if (this.#discarding) {
       this.#dropped++;
       return;
@@ -107,8 +109,8 @@ export class RowQueue {
     this.#notify();
   }
 
-  /** The next row, or undefined when none is waiting. */
-  shift(): RawRow | undefined {
+  /** The next row (or COPY chunk), or undefined when none is waiting. */
+  shift(): QueueItem | undefined {
     if (this.#head === this.#rows.length) return undefined;
     const row = this.#rows[this.#head]!;
     this.#taken++;

@@ -21,6 +21,7 @@ import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '..
 import type { ResultField } from '../results/row-parser.js';
 import { startsWithParse, TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
+import { pooledRefusal, streamTask } from './stream-tasks.js';
 import { planTask } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
@@ -234,6 +235,11 @@ export class Launcher {
       void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
+    const refusal = connection.pooled ? pooledRefusal(worker) : null; // cursor mode, COPY (stream-tasks.ts)
+    if (refusal) {
+      end(failed(new WorkerFailure('0A000', refusal)));
+      throw poolerUnsupported(refusal, { cookie: worker.cookie, label: worker.label });
+    }
     if (connection.pooled) {
       // Behind a pooler: BEGIN, the role and settings for this transaction only, and the identity
       // of the backend that now holds it, in one round trip (see pooler.ts).
@@ -270,12 +276,24 @@ export class Launcher {
         return end(failed(error));
       }
     }
-    if (plan.refusal !== null) return end(failed(new WorkerFailure('0A000', plan.refusal)));
+    // A copyTo/copyFrom launch is the COPY with the client the plan refuses anywhere else.
+    if (plan.refusal !== null && !launch.copy) return end(failed(new WorkerFailure('0A000', plan.refusal)));
+
+    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
+    // Cursor mode or COPY with the client (stream-tasks.ts): another task kind, the same end.
+    const other = streamTask(worker, plan, columns);
+    if (other) {
+      worker.apply({ kind: 'sent', task: other.task });
+      liveness.watch(connection, worker.queue);
+      sent = { kind: 'task', startsWithParse: other.startsWithParse };
+      other.task.start(connection);
+      void other.task.done.then(end);
+      return;
+    }
 
     // The reset for the next task rides in the same write as this one (no extra round trip,
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
-    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
     const query = new TaskQuery(plan, worker.queue, columns, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);

@@ -1,5 +1,6 @@
 // A launch as the facade validated it: the task's plan and every option, frozen. The worker
 // record keeps it for its whole life.
+import type { Readable } from 'node:stream';
 import type { RowMode, TypeParsers } from '../api/types.js';
 import type { TaskPlan, TaskSql } from '../plan/task-plan.js';
 import type { Worker } from './worker.js';
@@ -39,4 +40,8 @@ export interface LaunchPlan {
   readonly job: boolean;
   /** Null: one try. */
   readonly retry: RetryPolicy | null;
+  /** Cursor mode (results/cursor-task.ts): rows fetched `batchRows` at a time as they are read; null: off. */
+  readonly cursor: { readonly batchRows: number } | null;
+  /** A COPY with the client (results/copy-task.ts): bg.copyTo's export, or bg.copyFrom's load and its source; null: none. */
+  readonly copy: { readonly direction: 'to' } | { readonly direction: 'from'; readonly source: Readable } | null;
 }
