@@ -196,7 +196,16 @@ export class Launcher {
       if (timer) clearTimeout(timer);
       liveness.unwatch(connection);
       const { error } = outcome;
-      if (neverRan(error, sent, connection.firstAnswer)) {
+      if (outcome.resetFailed && error) {
+        // The last task's reset went ahead of this one and failed: the server skipped this task.
+        if (worker.cancelRequested) {
+          outcome = failed(
+            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
+          );
+        } else if (firstStart === null) {
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      } else if (neverRan(error, sent, connection.firstAnswer)) {
         if (worker.cancelRequested) {
           outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
         } else if (firstStart === null) {
@@ -208,6 +217,24 @@ export class Launcher {
       void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
+    // The reset the last task on this connection deferred (results/task-query.ts): this task
+    // carries it as its prefix, under its own Sync (plain DML, no settings round trip before it),
+    // or it runs now, in a round trip of its own; a failure retires the connection either way.
+    let resetFirst = false;
+    if (connection.needsReset) {
+      const prefixable = launch.session === null && launch.plan.inBlock && launch.plan.refusal === null && connection.standardConformingStrings;
+      resetFirst = prefixable && connection.takePrefixReset();
+      if (!resetFirst) {
+        sent = { kind: 'reset' };
+        try {
+          await connection.reset();
+        } catch (error) {
+          return end(failed(error));
+        }
+        connection.checkedOut(); // clean now, but what runs next may change the session
+        sent = null;
+      }
+    }
     if (connection.pooled) {
       // Behind a pooler: BEGIN, the role and settings for this transaction only, and the identity
       // of the backend that now holds it, in one round trip (see pooler.ts).
@@ -253,7 +280,7 @@ export class Launcher {
     // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
     const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
-    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag);
+    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, resetFirst);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
     sent = { kind: 'task', startsWithParse: query.startsWithParse };
