@@ -35,9 +35,6 @@ export function tagSql(tag: string, local: boolean): string {
   return `SET ${local ? 'LOCAL ' : ''}application_name TO ${pg.escapeLiteral(tag)}`;
 }
 
-/** Behind a tagged task whose reset is deferred: its name goes back to the startup value, pgbg:idle. */
-export const UNTAG_SQL = 'RESET application_name';
-
 /** A multi-statement task's own transaction block (see results/task-query.ts). */
 export const BEGIN_SQL = 'BEGIN';
 

@@ -8,7 +8,7 @@
 // allows (plain DML, our BEGIN ... COMMIT, the caller's transaction behind a pooler); else under a
 // Sync of its own just before the task (VACUUM and the like refuse to follow it in a pipeline).
 import pg from 'pg';
-import { BEGIN_SQL, COMMIT_SQL, RESET_SQL, UNTAG_SQL, tagSql } from '../catalog.js';
+import { BEGIN_SQL, COMMIT_SQL, RESET_SQL, tagSql } from '../catalog.js';
 import type { WireReader, WireWriter } from '../pg/index.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
@@ -99,10 +99,12 @@ export class TaskQuery implements WireReader {
   #oursLeft: number;
   /** The previous task's reset leads this task, and its CommandComplete has not come yet. */
   #resetPending: boolean;
-  /** The reset for the next task is deferred (no trailer); a tagged task then ends with UNTAG_SQL. */
+  /**
+   * The reset for the next task is deferred (no trailer). The tag then stays until that reset:
+   * the next task's prefix, in the same write as its own tag, or the idle connection's own reset
+   * a turn of the event loop later (see pool/connection-pool.ts).
+   */
   readonly #defer: boolean;
-  /** UNTAG_SQL follows the task's statements under its Sync, and its CommandComplete is to come. */
-  #untag: boolean;
 
   /**
    * `session` null: no reset behind the task (the connection will not be reused).
@@ -141,10 +143,8 @@ export class TaskQuery implements WireReader {
     this.#resetPending = resetFirst;
     // Plain DML on a connection that is kept: the next task (or the idle connection) resets it.
     this.#defer = session !== null && plan.inBlock && !inTransaction;
-    this.#untag = this.#defer && tag !== null;
     // Alone (untagged, or tagged under a Sync of its own), a plain single statement stays a simple Query.
-    this.#simple = plan.pieces === null && plan.values === null && this.#oursLeft === 0 && !this.#untag;
-    this.#simple ||= plan.pieces === null && plan.values === null && this.#tagSegment;
+    this.#simple = plan.pieces === null && plan.values === null && (this.#oursLeft === 0 || this.#tagSegment);
     this.done = new Promise((resolve) => (this.#resolve = resolve));
   }
 
@@ -184,7 +184,6 @@ export class TaskQuery implements WireReader {
       wire.bind(values as (string | Buffer | null)[]); // pg only reads them
       wire.describePortal();
       wire.execute();
-      if (this.#untag) statement(wire, UNTAG_SQL, false);
       wire.sync();
     } else if (pieces === null) {
       if (this.#simple) wire.query(text);
@@ -192,14 +191,12 @@ export class TaskQuery implements WireReader {
         // Plain DML behind the tag or the reset, under one Sync: one transaction, as the simple
         // Query was.
         statement(wire, text, true);
-        if (this.#untag) statement(wire, UNTAG_SQL, false);
         wire.sync();
       }
     } else if (pieces.length === 1 || this.#inTransaction) {
       // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM);
       // in the caller's transaction, the statements need no block of ours.
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
-      if (this.#untag) statement(wire, UNTAG_SQL, false);
       wire.sync();
     } else {
       // One Parse per statement, inside our own transaction block: every statement commits
@@ -235,10 +232,6 @@ export class TaskQuery implements WireReader {
       // The reset prefix or the tag's SET: not one of the task's statements.
       this.#oursLeft--;
       this.#resetPending = false;
-      return;
-    }
-    if (this.#untag && this.#statement === this.#plan.statementCount) {
-      this.#untag = false; // UNTAG_SQL, behind the task's statements
       return;
     }
     if (this.#closing) {
