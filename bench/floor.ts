@@ -210,7 +210,9 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
   const fireRatio = new Map<Side, number[]>(SIDES.map((s) => [s, []]));
   const tinyRatio = new Map<TinySide, number[]>(TINY_SIDES.map((s) => [s, []]));
   for (let run = 0; run < runs; run++) {
+    // Rotated, and reversed every other run: no side always follows the same one.
     const order = SIDES.map((_, i) => SIDES[(i + run) % SIDES.length]!);
+    if (run % 2 === 1) order.reverse();
     const samples = new Map<Side, FireSample>();
     for (const side of order) {
       const sample = await fireOnce(ctx.url, side);
@@ -219,6 +221,7 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
     }
     for (const side of SIDES) fireRatio.get(side)!.push(samples.get(side)!.tasksPerSecond / samples.get('pool')!.tasksPerSecond);
     const tinyOrder = TINY_SIDES.map((_, i) => TINY_SIDES[(i + run) % TINY_SIDES.length]!);
+    if (run % 2 === 1) tinyOrder.reverse();
     const latencies = new Map<TinySide, number>();
     for (const side of tinyOrder) {
       const ms = await tinyOnce(ctx.url, side);
