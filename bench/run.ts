@@ -25,6 +25,7 @@ import pg from 'pg';
 import { boundedMemory } from './bounded-memory.js';
 import { copyExport, copySide, isCopySide } from './copy.js';
 import { fireAndForget } from './fire-and-forget.js';
+import { floor } from './floor.js';
 import { fmt, MiB, type BenchContext, type ScenarioReport } from './measure.js';
 import { scale } from './scale.js';
 import { isStreamSide, streaming, streamingSide } from './streaming.js';
@@ -44,6 +45,7 @@ const scenarios: readonly Scenario[] = [
   { name: 'memory', aliases: ['bounded', 'bounded-memory', '4'], title: '4. bounded memory (10M rows, 64 KiB queue, paused consumer)', run: boundedMemory },
   { name: 'scale', aliases: ['5'], title: '5. scale (10,000 tasks, 16 workers)', run: scale },
   { name: 'copy', aliases: ['copy-export', '6'], title: '6. COPY export (1M rows, copyTo vs pg-copy-streams)', run: copyExport },
+  { name: 'floor', aliases: ['7', 'compare'], title: '7. close to the floor (5 ways side by side, CPU per task, ≥5 interleaved runs)', run: floor },
 ];
 
 const DEFAULT_RUNS = 3;

@@ -26,6 +26,15 @@ export const IDENTITY_SQL = `SELECT pg_backend_pid() AS pid, current_user AS "us
  */
 export const RESET_SQL = 'DISCARD ALL';
 
+/**
+ * A connection's tag while it runs a task (store/worker-identity.ts workerTag: printable ASCII),
+ * sent ahead of the task in the same write (results/task-query.ts). A utility statement: no
+ * snapshot, no plan, no row. `local` behind a pooler: it ends with the task's transaction there.
+ */
+export function tagSql(tag: string, local: boolean): string {
+  return `SET ${local ? 'LOCAL ' : ''}application_name TO ${pg.escapeLiteral(tag)}`;
+}
+
 /** A multi-statement task's own transaction block (see results/task-query.ts). */
 export const BEGIN_SQL = 'BEGIN';
 

@@ -7,6 +7,7 @@ import type { InstanceOptions } from '../store/instance-options.js';
 import { MAX_BACKOFF_MS, type LaunchPlan, type RetryPolicy } from '../store/launch-plan.js';
 import type { Worker } from '../store/worker.js';
 import { commitsOnItsOwn } from '../plan/commit-points.js';
+import { IDLE_TAG } from '../store/worker-identity.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
 import { Readable } from 'node:stream';
 import { copyDirection, planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
@@ -57,6 +58,7 @@ const ownKeys = [
   'onCallerExit',
   'clusterMaxWorkers',
   'clusterKey',
+  'tagConnections',
 ] as const;
 
 /**
@@ -125,7 +127,11 @@ export function instanceOptions(input: unknown): InstanceOptions {
   }
   // Workers run one task at a time and cancel by connection: pg's pipeline mode would break both.
   connection.pipeline = false;
-  connection.application_name ??= DEFAULT_APPLICATION_NAME;
+  const tagConnections = options.tagConnections === undefined ? true : boolean('tagConnections', options.tagConnections);
+  // Tagged, a worker connection starts as `pgbg:idle`: the reset after each task (DISCARD ALL)
+  // brings its application_name back to that startup value (see store/worker-identity.ts).
+  if (tagConnections) connection.application_name = IDLE_TAG;
+  else connection.application_name ??= DEFAULT_APPLICATION_NAME;
 
   const maxWorkers = options.maxWorkers === undefined ? 16 : integer('maxWorkers', options.maxWorkers, 1, 1000);
   const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : livenessTimeout(options.livenessTimeoutMs);
@@ -165,6 +171,7 @@ export function instanceOptions(input: unknown): InstanceOptions {
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
     loginUser: loginUser(connection as pg.ClientConfig),
     cluster: clusterCap(options.clusterMaxWorkers, options.clusterKey),
+    tagConnections,
   });
 }
 
@@ -284,7 +291,7 @@ export function jobPlan(body: unknown, input: unknown): LaunchPlan {
   const options = input === undefined ? {} : methodOptions(input, ['label', 'signal']);
   return Object.freeze({
     sql: '',
-    plan: Object.freeze({ text: '', values: null, pieces: null, statementCount: 0, refusal: null }),
+    plan: Object.freeze({ text: '', values: null, pieces: null, statementCount: 0, refusal: null, inBlock: false }),
     submitted: true,
     queueSize: 0,
     label: options.label === undefined ? null : labelOption(options.label),

@@ -5,7 +5,7 @@
 // through LaunchEvents; the worker record changes only through Worker.apply. A cancel before the
 // start aborts the worker's signal, which every wait of the start (slot, connection) listens to.
 import pg from 'pg';
-import { pinSql } from '../catalog.js';
+import { pinSql, tagSql } from '../catalog.js';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import type { WorkerHandle } from '../api/types.js';
 import { unlessAborted } from '../core/abort.js';
@@ -19,7 +19,7 @@ import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.j
 import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
 import type { ResultField } from '../results/row-parser.js';
-import { startsWithParse, TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { pooledRefusal, streamTask } from './stream-tasks.js';
 import { planTask } from '../plan/task-plan.js';
@@ -27,6 +27,7 @@ import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
 import type { WorkerStore } from '../store/worker-store.js';
+import { workerTag } from '../store/worker-identity.js';
 import { classify, neverRan, type Sent } from './classify.js';
 import { retryDelay } from './retry.js';
 
@@ -220,10 +221,20 @@ export class Launcher {
       if (timer) clearTimeout(timer);
       liveness.unwatch(connection);
       const { error } = outcome;
-      // A retryable failure (retry.ts): the task runs again on this connection.
-      const delayMs = sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
-      if (delayMs !== null) return void this.#again(worker, connection, slot, error!, delayMs);
-      if (neverRan(error, sent, connection.firstAnswer)) {
+      const delayMs = !outcome.resetFailed && sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
+      if (outcome.resetFailed && error) {
+        // The last task's reset went ahead of this one and failed: the server skipped this task.
+        if (worker.cancelRequested) {
+          outcome = failed(
+            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
+          );
+        } else if (firstStart === null) {
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      } else if (delayMs !== null) {
+        // A retryable failure (retry.ts): the task runs again on this connection.
+        return void this.#again(worker, connection, slot, error!, delayMs);
+      } else if (neverRan(error, sent, connection.firstAnswer)) {
         if (worker.cancelRequested) {
           outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
         } else if (firstStart === null) {
@@ -239,6 +250,30 @@ export class Launcher {
     if (refusal) {
       end(failed(new WorkerFailure('0A000', refusal)));
       throw poolerUnsupported(refusal, { cookie: worker.cookie, label: worker.label });
+    }
+    // The reset the last task on this connection deferred (results/task-query.ts): this task
+    // carries it as its prefix, under its own Sync (plain DML, no settings round trip before it),
+    // or it runs now, in a round trip of its own; a failure retires the connection either way.
+    let resetFirst = false;
+    if (connection.needsReset) {
+      const prefixable =
+        launch.session === null &&
+        launch.plan.inBlock &&
+        launch.plan.refusal === null &&
+        !launch.cursor &&
+        !launch.copy &&
+        connection.standardConformingStrings;
+      resetFirst = prefixable && connection.takePrefixReset();
+      if (!resetFirst) {
+        sent = { kind: 'reset' };
+        try {
+          await connection.reset();
+        } catch (error) {
+          return end(failed(error));
+        }
+        connection.checkedOut(); // clean now, but what runs next may change the session
+        sent = null;
+      }
     }
     if (connection.pooled) {
       // Behind a pooler: BEGIN, the role and settings for this transaction only, and the identity
@@ -283,6 +318,18 @@ export class Launcher {
     // Cursor mode or COPY with the client (stream-tasks.ts): another task kind, the same end.
     const other = streamTask(worker, plan, columns);
     if (other) {
+      if (options.tagConnections && !connection.pooled) {
+        // These tasks write their own bytes: the tag goes first, in a round trip of its own (a
+        // cursor or a COPY is long enough for it not to matter); the reset after it undoes it.
+        sent = { kind: 'settings' };
+        try {
+          await connection.query(tagSql(workerTag(worker.cookie, worker.label), false));
+        } catch (error) {
+          return end(failed(error));
+        }
+        sent = null;
+        if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
+      }
       worker.apply({ kind: 'sent', task: other.task });
       liveness.watch(connection, worker.queue);
       sent = { kind: 'task', startsWithParse: other.startsWithParse };
@@ -294,10 +341,13 @@ export class Launcher {
     // The reset for the next task rides in the same write as this one (no extra round trip,
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
-    const query = new TaskQuery(plan, worker.queue, columns, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
+    // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
+    const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
+    const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
+    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, resetFirst);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
-    sent = { kind: 'task', startsWithParse: startsWithParse(plan) };
+    sent = { kind: 'task', startsWithParse: query.startsWithParse };
     connection.run(query);
     void query.done.then(end);
   }
