@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PgBackground, WorkerHandle } from 'pg-background';
+import { workerTag } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
 import { untimed } from './support/result-info.js';
 
@@ -75,8 +76,9 @@ test('read to the end: every row, in order, and the statement result info', asyn
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM audit'), [{ n: 7 }]);
   await db.query('TRUNCATE audit');
 
-  // The warm connection serves the next task cleanly (the pool reset it after the COMMIT).
-  const plain = await bg.launch('SELECT pg_backend_pid() AS pid, count(*)::int AS portals FROM pg_cursors');
+  // The warm connection serves the next task cleanly (the pool reset it after the COMMIT). The
+  // probe's own unnamed portal is in pg_cursors too (plain DML goes as Parse/Bind/Execute).
+  const plain = await bg.launch("SELECT pg_backend_pid() AS pid, count(*)::int AS portals FROM pg_cursors WHERE name <> ''");
   assert.deepEqual(await bg.result(plain).toArray(), [{ pid: i.pid, portals: 0 }]);
   await bg.close();
 });
@@ -296,5 +298,19 @@ test("errors and cancels inside the cursor's own COMMIT (a deferred trigger) rol
   assert.deepEqual(await bg.result(ok).toArray(), [{ n: 1 }, { n: 2 }]);
   assert.deepEqual(untimed(await bg.resultInfo(ok)), { rowCount: 2, commandTag: 'INSERT', completed: true, hasError: false });
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM deferred'), [{ n: 2 }]);
+  await bg.close();
+});
+
+test('a cursor-mode worker is tagged while it runs and its warm connection is pgbg:idle again after it', async () => {
+  const bg = db.background({ maxIdle: 1 });
+  const h = await bg.launch('SELECT g FROM generate_series(1, 100000) g', { cursor: { batchRows: 100 }, label: 'cursor/tagged' });
+  const rows = bg.result<{ g: number }>(h)[Symbol.asyncIterator]();
+  assert.deepEqual((await rows.next()).value, { g: 1 });
+  const tagOf = async () =>
+    (await db.query<{ application_name: string }>('SELECT application_name FROM pg_stat_activity WHERE pid = $1', [h.pid]))[0]?.application_name;
+  assert.equal(await tagOf(), workerTag(h.cookie, 'cursor/tagged'));
+  await rows.return!();
+  await bg.wait(h);
+  await until(async () => (await tagOf()) === 'pgbg:idle', 'the warm connection to be reset');
   await bg.close();
 });
