@@ -277,18 +277,19 @@ export const installSql = {
 
 /**
  * Where the journal is: the schema (quoted) of the pg_background_journal the control
- * connection's search_path finds, when pg_background_journal_commit is beside it. No row: not installed.
+ * connection's search_path finds, when pg_background_journal_ends is beside it, and whether the
+ * login may insert into the latter (else its workers' ends go unproven rather than fail them).
+ * No row: not installed.
  */
-export const JOURNAL_LOCATE_SQL = `SELECT pg_catalog.quote_ident(n.nspname) AS schema
+export const JOURNAL_LOCATE_SQL = `SELECT pg_catalog.quote_ident(n.nspname) AS schema, pg_catalog.has_table_privilege(e.oid, 'INSERT') AS provable
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = pg_catalog.to_regclass('pg_background_journal') AND c.relkind = 'r'
-   AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid AND p.proname = 'pg_background_journal_commit')`;
+  JOIN pg_catalog.pg_class e ON e.relnamespace = n.oid AND e.relname = 'pg_background_journal_ends' AND e.relkind = 'r'
+ WHERE c.oid = pg_catalog.to_regclass('pg_background_journal') AND c.relkind = 'r'`;
 
 /**
  * One batch of journal rows: a multi-row upsert from a JSON array of rows keyed by column
  * (`columns`, without the owner's control connection, which the writing backend is). A row
- * never goes back from an end to a running state, nor from `stopped` (which the worker's own
- * transaction may have written) to another end. `schema` quoted; $1 = the rows as JSON (a key
+ * never goes back from an end to a running state. `schema` quoted; $1 = the rows as JSON (a key
  * left out is null). A row is locked only while its worker's own transaction commits (its
  * journal statement is its last): the write waits that long at most, within the control deadline.
  */
@@ -303,16 +304,19 @@ SELECT ${columns.map((column) => `r.${column}`).join(', ')}, pg_catalog.pg_backe
        (SELECT ${BACKEND_STARTED_SQL} FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid())::int8
   FROM pg_catalog.json_populate_recordset(NULL::${schema}.pg_background_journal, $1::json) r
 ON CONFLICT (cookie) DO UPDATE SET ${updates}
- WHERE j.finished_at IS NULL OR (EXCLUDED.finished_at IS NOT NULL AND (j.state <> 'stopped' OR EXCLUDED.state = 'stopped'))`;
+ WHERE j.finished_at IS NULL OR EXCLUDED.finished_at IS NOT NULL`;
 }
 
-/** $1 = retention in ms. Rows of workers finished longer ago than that go. `schema` quoted. */
+/** $1 = retention in ms. Rows of workers finished (or committed) longer ago than that go. `schema` quoted. */
 export const journalPruneSql = (schema: string) =>
-  `DELETE FROM ${schema}.pg_background_journal WHERE finished_at < pg_catalog.now() - $1::float8 * interval '1 millisecond'`;
+  `WITH ends AS (DELETE FROM ${schema}.pg_background_journal_ends WHERE committed_at < pg_catalog.now() - $1::float8 * interval '1 millisecond')
+DELETE FROM ${schema}.pg_background_journal WHERE finished_at < pg_catalog.now() - $1::float8 * interval '1 millisecond'`;
 
 /**
- * The last statement of a journaled worker's own transaction: records its `stopped` end, so it
- * commits exactly when the work does. `schema` quoted; the cookie as a quoted literal (an int8
- * literal of -2^63 would be numeric).
+ * The last statement of a journaled worker's own transaction: records that it committed, so the
+ * row commits exactly when the work does; nothing when the transaction wrote nothing (no xid:
+ * it commits nothing). `schema` quoted; the cookie as a quoted literal (an int8 literal of -2^63
+ * would be numeric).
  */
-export const journalCommitSql = (schema: string, cookie: bigint) => `SELECT ${schema}.pg_background_journal_commit('${cookie}'::int8)`;
+export const journalCommitSql = (schema: string, cookie: bigint) =>
+  `INSERT INTO ${schema}.pg_background_journal_ends (cookie, committed_at) SELECT '${cookie}'::int8, pg_catalog.clock_timestamp() WHERE pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL`;

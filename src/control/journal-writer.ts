@@ -8,7 +8,9 @@
 // once per JOURNAL_PRUNE_INTERVAL_MS. Before the first launch, the launcher asks ready(): the
 // journal must exist (PGBG_NOT_INSTALLED otherwise), checked once per instance.
 // The proof of a worker's end is not written here: commitPiece() gives the launcher the
-// statement its transaction ends with (see catalog.ts journalCommitSql).
+// statement its transaction ends with (see catalog.ts journalCommitSql), an insert into
+// pg_background_journal_ends, only where the login may insert there (else the rows say
+// `proven` false, and the view "outcome unknown" where it cannot know).
 import { hostname } from 'node:os';
 import { JOURNAL_LOCATE_SQL, journalCommitSql, journalPruneSql, journalWriteSql } from '../catalog.js';
 import { PgBackgroundError } from '../errors.js';
@@ -38,6 +40,8 @@ export class JournalWriter implements JournalSink {
   readonly #proven = new WeakSet<Worker>();
   /** The journal's schema (quoted), once found. */
   #schema: string | null = null;
+  /** The login may insert into pg_background_journal_ends: a transaction can prove its end. */
+  #provable = false;
   /** The batch's upsert, once the schema is known. */
   #writeSql: string | null = null;
   #locating: Promise<void> | null = null;
@@ -74,7 +78,7 @@ export class JournalWriter implements JournalSink {
    * block; null for one that cannot (its end is then only written by the batches).
    */
   commitPiece(worker: Worker, plan: TaskPlan): string | null {
-    if (plan.transactional !== true || this.#schema === null) return null;
+    if (plan.transactional !== true || this.#schema === null || !this.#provable) return null;
     this.#proven.add(worker);
     return journalCommitSql(this.#schema, worker.cookie);
   }
@@ -95,8 +99,9 @@ export class JournalWriter implements JournalSink {
 
   async #locate(): Promise<void> {
     let schema: string | undefined;
+    let provable = false;
     try {
-      ({ schema } = (await this.#control.query<{ schema: string }>(JOURNAL_LOCATE_SQL)).rows[0] ?? {});
+      ({ schema, provable = false } = (await this.#control.query<{ schema: string; provable: boolean }>(JOURNAL_LOCATE_SQL)).rows[0] ?? {});
     } catch (error) {
       this.#locating = null; // not an answer: ask again at the next launch
       const message = error instanceof Error ? error.message : String(error);
@@ -109,6 +114,7 @@ export class JournalWriter implements JournalSink {
       );
     }
     this.#schema = schema;
+    this.#provable = provable;
     this.#writeSql = journalWriteSql(schema, JOURNAL_ROW_COLUMNS);
   }
 

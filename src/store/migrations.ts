@@ -82,8 +82,8 @@ $pgbg$`,
 
 export const WORKERS_VIEW = 'pg_background_workers';
 export const JOURNAL_TABLE = 'pg_background_journal';
-/** Called by a journaled worker's own transaction, last: records its `stopped` end (see migration 4). */
-export const JOURNAL_COMMIT_FUNCTION = 'pg_background_journal_commit';
+/** Where a journaled worker's own transaction, last, records that it committed (see migration 4). */
+export const JOURNAL_ENDS_TABLE = 'pg_background_journal_ends';
 export const VIEW_MARKER = 'pg-background workers view';
 export const JOURNAL_MARKER = 'pg-background journal';
 
@@ -155,16 +155,17 @@ const journal: Migration = {
   id: 4,
   name: 'journal',
   feature: 'journal',
-  functions: [JOURNAL_COMMIT_FUNCTION],
-  functionMarker: JOURNAL_MARKER,
+  functions: [],
   relations: [
     { name: JOURNAL_TABLE, kind: 'r', marker: JOURNAL_MARKER },
+    { name: JOURNAL_ENDS_TABLE, kind: 'r', marker: JOURNAL_MARKER },
     { name: WORKERS_VIEW, kind: 'v', marker: VIEW_MARKER },
   ],
   statements: (schema) => [
     // One row per worker of every journaling process, upserted by its owner's control
-    // connection in batches; `proven`: its SQL ran in a transaction that ends by calling
-    // pg_background_journal_commit, so a row still not done after its backend ended did not commit.
+    // connection in batches; `proven`: its SQL ran in a transaction whose last statement
+    // inserts its cookie into pg_background_journal_ends, so a row without one whose backend
+    // ended did not commit.
     `CREATE TABLE IF NOT EXISTS ${schema}.${JOURNAL_TABLE} (
   cookie int8 PRIMARY KEY,
   pid int4,
@@ -198,37 +199,22 @@ const journal: Migration = {
 )`,
     `COMMENT ON TABLE ${schema}.${JOURNAL_TABLE} IS '${JOURNAL_MARKER} v4: one row per worker of every journaling pg-background process'`,
     // The end of a worker, written by its own transaction as its last statement: it commits
-    // exactly when the work does. A transaction that wrote nothing commits nothing (and adds
-    // no WAL flush to a read-only task). SECURITY DEFINER: a role that may not write the table
-    // (or lost the right) still records its own end, and only its own: a row is marked only by
-    // the backend it names (or before its start was recorded).
-    `CREATE OR REPLACE FUNCTION ${schema}.${JOURNAL_COMMIT_FUNCTION}(worker int8)
-RETURNS void
-LANGUAGE plpgsql
-VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $pgbg$
-BEGIN
-  IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
-    RETURN;
-  END IF;
-  INSERT INTO ${schema}.${JOURNAL_TABLE} AS j (cookie, pid, scope, state, updated_at, finished_at, proven)
-  VALUES (worker, pg_catalog.pg_backend_pid(), 'root', 'stopped', pg_catalog.clock_timestamp(), pg_catalog.clock_timestamp(), true)
-  ON CONFLICT (cookie) DO UPDATE SET state = 'stopped', finished_at = EXCLUDED.finished_at, updated_at = EXCLUDED.updated_at, proven = true
-   WHERE j.finished_at IS NULL AND (j.pid IS NULL OR j.pid = 0 OR j.pid = EXCLUDED.pid);
-END
-$pgbg$`,
-    `COMMENT ON FUNCTION ${schema}.${JOURNAL_COMMIT_FUNCTION}(int8)
-  IS '${JOURNAL_MARKER} v4: records the stopped end of a worker inside its own transaction'`,
+    // exactly when the work does, whether or not a batch landed. Insert-only and narrow (a
+    // task pays ~the cost of one more tiny row, no upsert); a transaction that wrote nothing
+    // inserts nothing (it commits nothing, and its commit stays free of a WAL flush).
+    `CREATE TABLE IF NOT EXISTS ${schema}.${JOURNAL_ENDS_TABLE} (
+  cookie int8 PRIMARY KEY,
+  committed_at timestamptz NOT NULL
+)`,
+    `COMMENT ON TABLE ${schema}.${JOURNAL_ENDS_TABLE} IS '${JOURNAL_MARKER} v4: the workers whose own transaction committed, written by it'`,
     // The view, now with every journaled worker: its live columns from its backend while it
     // runs, and the truth about one whose backend is gone while its row says it was not done.
     `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
 WITH ${liveBackends(`a.application_name LIKE 'pgbg:%' OR a.pid IN (SELECT pid FROM ${schema}.${JOURNAL_TABLE} WHERE finished_at IS NULL)`)},
 journaled AS (
-  SELECT j.*, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
+  SELECT j.*, e.committed_at, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
          CASE
-           WHEN j.finished_at IS NOT NULL OR j.state NOT IN ('pending', 'paused', 'running', 'cancelling') THEN false
+           WHEN e.cookie IS NOT NULL OR j.finished_at IS NOT NULL OR j.state NOT IN ('pending', 'paused', 'running', 'cancelling') THEN false
            -- Started: its backend (pid and start; a start the viewer may not see counts as it) still runs it.
            WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN l.pid IS NULL
            -- Not started: its owner's control connection is gone and no backend carries its tag.
@@ -238,21 +224,24 @@ journaled AS (
                 AND NOT EXISTS (SELECT 1 FROM live t WHERE t.cookie = j.cookie)
          END AS gone
     FROM ${schema}.${JOURNAL_TABLE} j
-    LEFT JOIN live l ON j.finished_at IS NULL AND l.pid = j.pid
+    LEFT JOIN ${schema}.${JOURNAL_ENDS_TABLE} e ON e.cookie = j.cookie
+    LEFT JOIN live l ON j.finished_at IS NULL AND e.cookie IS NULL AND l.pid = j.pid
                     AND (l.started IS NULL OR l.started = j.backend_started)
                     AND (l.cookie = j.cookie OR l.application_name NOT LIKE 'pgbg:%')
 )
 SELECT j.cookie, j.pid, j.label, j.scope, j.parent,
-       CASE WHEN j.gone THEN 'error' ELSE j.state END AS state,
+       -- Its own transaction said it committed: stopped, whatever the owner could tell.
+       CASE WHEN j.committed_at IS NOT NULL THEN 'stopped' WHEN j.gone THEN 'error' ELSE j.state END AS state,
        CASE WHEN j.live_pid IS NOT NULL AND NOT j.explicit_progress THEN coalesce(j.live_phase, j.phase) ELSE j.phase END AS phase,
        CASE WHEN j.live_pid IS NOT NULL AND NOT j.explicit_progress THEN coalesce(j.live_fraction, j.fraction_completed) ELSE j.fraction_completed END AS fraction_completed,
        j.sql_preview, j.user_name, j.owner_host || ':' || j.owner_pid AS owner, j.attempts,
-       j.launched_at, j.started_at, j.updated_at, j.finished_at,
-       (extract(epoch FROM coalesce(j.finished_at, CASE WHEN j.gone THEN j.updated_at ELSE clock_timestamp() END) - j.launched_at) * 1000)::int8 AS elapsed_ms,
+       j.launched_at, j.started_at, coalesce(j.finished_at, j.committed_at, j.updated_at) AS updated_at, coalesce(j.finished_at, j.committed_at) AS finished_at,
+       (extract(epoch FROM coalesce(j.finished_at, j.committed_at, CASE WHEN j.gone THEN j.updated_at ELSE clock_timestamp() END) - j.launched_at) * 1000)::int8 AS elapsed_ms,
        CASE WHEN j.live_pid IS NOT NULL THEN j.live_wait_event WHEN j.finished_at IS NULL AND NOT j.gone THEN j.wait_event END AS wait_event,
        CASE WHEN j.live_pid IS NOT NULL THEN j.live_blocked_by WHEN j.finished_at IS NULL AND NOT j.gone THEN j.blocked_by ELSE '{}'::int4[] END AS blocked_by,
-       CASE WHEN j.gone THEN '08006' ELSE j.sqlstate END AS sqlstate,
-       CASE WHEN NOT j.gone THEN j.error_message
+       CASE WHEN j.committed_at IS NOT NULL THEN NULL WHEN j.gone THEN '08006' ELSE j.sqlstate END AS sqlstate,
+       CASE WHEN j.committed_at IS NOT NULL THEN NULL
+            WHEN NOT j.gone THEN j.error_message
             WHEN NOT j.proven THEN '${OUTCOME_UNKNOWN_GONE.replaceAll("'", "''")}'
             WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN '${NOTHING_COMMITTED_RUNNING.replaceAll("'", "''")}'
             ELSE '${NOTHING_COMMITTED_PENDING.replaceAll("'", "''")}' END AS error_message,
