@@ -1,8 +1,9 @@
 // The journal writer: records the instance's workers in pg_background_journal, off the launch
 // path. JournalStore (store/journal.ts) hands it each worker that changed; a timer armed by the
 // first change writes every changed worker's current row as one multi-row upsert on the control
-// connection, at most JOURNAL_FLUSH_MS later (so a burst of launches is a handful of writes,
-// and a change is in the table well within a second). A write that fails fails no worker: its
+// connection, JOURNAL_FLUSH_MS later (so a burst of launches is a handful of writes, a worker
+// that starts and ends within that time is one row, and a change is in the table within a
+// second unless the server is slow to take the write). A write that fails fails no worker: its
 // rows are kept for the next write (retried every JOURNAL_RETRY_MS) and the failure is reported
 // once, as a warning. Rows of workers finished longer ago than the retention are pruned, at most
 // once per JOURNAL_PRUNE_INTERVAL_MS. Before the first launch, the launcher asks ready(): the
@@ -19,15 +20,12 @@ import type { TaskPlan } from '../plan/task-plan.js';
 import { JOURNAL_ROW_COLUMNS, journalRow, type JournalOwner, type JournalSink } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 
-export const JOURNAL_FLUSH_MS = 250;
+export const JOURNAL_FLUSH_MS = 750;
 export const JOURNAL_RETRY_MS = 1000;
 export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
 
 /** Counts of every writer of this process, for tests and diagnostics. */
 export const journalCounts = { writes: 0, rows: 0, failures: 0, prunes: 0 };
-
-/** JSON.stringify's replacer: a key left out is null for json_populate_recordset (shorter JSON). */
-const withoutNulls = (_key: string, value: unknown) => (value === null ? undefined : value);
 
 export class JournalWriter implements JournalSink {
   readonly #control: ControlConnection;
@@ -140,7 +138,7 @@ export class JournalWriter implements JournalSink {
     const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#proven.has(worker)));
     try {
       journalCounts.writes++;
-      await this.#control.query(this.#writeSql!, [JSON.stringify(rows, withoutNulls)]);
+      await this.#control.query(this.#writeSql!, [JSON.stringify(rows)]);
       journalCounts.rows += rows.length;
       this.#failing = false;
     } catch (error) {
