@@ -76,7 +76,8 @@ export class JournalWriter implements JournalSink {
    * block; null for one that cannot (its end is then only written by the batches).
    */
   commitPiece(worker: Worker, plan: TaskPlan): string | null {
-    if (plan.transactional !== true || this.#schema === null || !this.#provable) return null;
+    // Under another role (`role`) the insert would need that role's right: checked for the login only.
+    if (plan.transactional !== true || this.#schema === null || !this.#provable || worker.launch.role !== null) return null;
     this.#proven.add(worker);
     return journalCommitSql(this.#schema, worker.cookie);
   }
