@@ -239,7 +239,7 @@ test('the view computes the truth of journal rows whose backend or owner is gone
   await row(8, 'running', dead, '1', true, null); // its own transaction recorded that it committed
   await db.query("INSERT INTO truth.pg_background_journal_ends VALUES (8, '2026-01-01T00:00:07Z')");
   const rows = await db.query(
-    'SELECT cookie, state, sqlstate, error_message, finished_at, elapsed_ms FROM truth.pg_background_workers WHERE cookie < 100 ORDER BY cookie',
+    'SELECT cookie, state, sqlstate, error_message, finished_at, elapsed_ms FROM truth.pg_background_workers WHERE cookie BETWEEN 1 AND 99 ORDER BY cookie',
   );
   const gone = (cookie: string, message: string) => ({
     cookie,
