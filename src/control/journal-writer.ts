@@ -23,6 +23,8 @@ import type { Worker } from '../store/worker.js';
 export const JOURNAL_FLUSH_MS = 750;
 export const JOURNAL_RETRY_MS = 1000;
 export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
+/** Workers whose rows wait for a write that keeps failing: beyond this, the oldest are dropped (memory stays bounded). */
+export const JOURNAL_MAX_PENDING = 100_000;
 
 /** Counts of every writer of this process, for tests and diagnostics. */
 export const journalCounts = { writes: 0, rows: 0, failures: 0, prunes: 0 };
@@ -145,8 +147,16 @@ export class JournalWriter implements JournalSink {
     } catch (error) {
       journalCounts.failures++;
       this.#failing = true;
-      // Keep the rows for the next write, unless the worker changed again meanwhile (newer).
-      for (const [worker, at] of batch) if (!this.#dirty.has(worker)) this.#dirty.set(worker, at);
+      // Keep the rows for the next write, unless the worker changed again meanwhile (newer),
+      // oldest first: past JOURNAL_MAX_PENDING, those go.
+      const kept = new Map<Worker, number>();
+      for (const [worker, at] of batch) if (!this.#dirty.has(worker)) kept.set(worker, at);
+      for (const [worker, at] of this.#dirty) kept.set(worker, at);
+      this.#dirty = kept;
+      for (const worker of this.#dirty.keys()) {
+        if (this.#dirty.size <= JOURNAL_MAX_PENDING) break;
+        this.#dirty.delete(worker);
+      }
       this.#report(error);
       return;
     }
