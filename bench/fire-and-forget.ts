@@ -3,6 +3,9 @@
 // INSERTs through a pg.Pool of 16 connections driven at concurrency 16. Both sides first run a
 // warm-up round of the same INSERTs the same way (connections open, JIT and the backends'
 // caches warm); the warm-up rows are deleted, so the timed round must leave exactly 2000 rows.
+// The library also runs with the journal on (journal: true, in the same run): its cost is the
+// throughput lost against the library without it (each INSERT's transaction then ends with the
+// journal's record of its end, and the rows go in batches on the control connection).
 import pg from 'pg';
 import { PgBackground, type WorkerHandle } from 'pg-background';
 import { findMetric, medianRun, metric, now, sleep, target, withClient, type BenchContext, type RunReport, type ScenarioReport } from './measure.js';
@@ -28,15 +31,17 @@ async function clearTable(url: string): Promise<void> {
   await withClient(url, (client) => client.query('DELETE FROM bench_ff'));
 }
 
-async function measureLibrary(url: string): Promise<{ ms: number; failed: number }> {
+async function measureLibrary(url: string, journal = false): Promise<{ ms: number; failed: number }> {
   await prepareTable(url);
-  const bg = new PgBackground({ connectionString: url, maxWorkers: CONCURRENCY, whenFull: 'queue' });
+  const bg = new PgBackground({ connectionString: url, maxWorkers: CONCURRENCY, whenFull: 'queue', journal });
+  if (journal) await bg.install({ journal: true });
   try {
     // Warm-up: the same INSERTs the same way; then let the last resets finish.
     const warm = await Promise.all(Array.from({ length: WARMUP_TASKS }, (_, i) => bg.submit({ text: INSERT, values: [-1 - i, 'warm-up'] })));
     await Promise.all(warm.map((h) => bg.wait(h)));
     await clearTable(url);
-    await sleep(100);
+    // With the journal, its rows of the warm-up land first (a batch is at most a second late).
+    await sleep(journal ? 1500 : 100);
     const before = await bg.stats();
 
     const t0 = now();
@@ -83,7 +88,10 @@ async function measureBaseline(url: string): Promise<number> {
 async function runOnce(url: string, libFirst: boolean): Promise<RunReport> {
   let lib: { ms: number; failed: number };
   let baseMs: number;
+  let journaled = { ms: 0, failed: 0 };
   if (libFirst) {
+    journaled = await measureLibrary(url, true);
+    await sleep(200);
     lib = await measureLibrary(url);
     await sleep(200);
     baseMs = await measureBaseline(url);
@@ -92,17 +100,31 @@ async function runOnce(url: string, libFirst: boolean): Promise<RunReport> {
     await sleep(200);
     lib = await measureLibrary(url);
   }
+  // The journal's round goes first or last in turn (the order of the other two alternates too).
+  if (!libFirst) {
+    await sleep(200);
+    journaled = await measureLibrary(url, true);
+  }
   const libRate = TASKS / (lib.ms / 1000);
   const baseRate = TASKS / (baseMs / 1000);
+  const journalRate = TASKS / (journaled.ms / 1000);
   return {
-    metrics: [metric('throughput', 'tasks/s', libRate, baseRate), metric('wall time', 'ms', lib.ms, baseMs)],
-    targets: [target('throughput ratio (lib/pg)', libRate / baseRate, '>=', 0.9)],
+    metrics: [
+      metric('throughput', 'tasks/s', libRate, baseRate),
+      metric('wall time', 'ms', lib.ms, baseMs),
+      metric('throughput with the journal', 'tasks/s', journalRate, libRate),
+    ],
+    targets: [
+      target('throughput ratio (lib/pg)', libRate / baseRate, '>=', 0.9),
+      target('journal cost (1 - journal/no journal)', 1 - journalRate / libRate, '<=', 0.25),
+    ],
     extra: {
       tasks: TASKS,
       warmupTasks: WARMUP_TASKS,
       concurrency: CONCURRENCY,
       order: libFirst ? 'lib first' : 'baseline first',
       libFailedOrCanceled: lib.failed,
+      journalFailedOrCanceled: journaled.failed,
     },
   };
 }
@@ -112,9 +134,14 @@ export async function fireAndForget(ctx: BenchContext): Promise<ScenarioReport> 
   for (let i = 0; i < ctx.runs; i++) {
     const run = await runOnce(ctx.url, i % 2 === 0);
     const m = findMetric(run, 'throughput');
-    ctx.log(`fire-and-forget run ${i + 1}: lib ${m.lib.toFixed(0)} tasks/s, pg ${m.baseline!.toFixed(0)} tasks/s, ratio ${m.ratio!.toFixed(2)}`);
+    const j = findMetric(run, 'throughput with the journal');
+    ctx.log(
+      `fire-and-forget run ${i + 1}: lib ${m.lib.toFixed(0)} tasks/s, pg ${m.baseline!.toFixed(0)} tasks/s, ratio ${m.ratio!.toFixed(2)}; ` +
+        `journal on ${j.lib.toFixed(0)} tasks/s (cost ${((1 - j.ratio!) * 100).toFixed(1)}%)`,
+    );
     runs.push(run);
   }
   await withClient(ctx.url, (client) => client.query('DROP TABLE IF EXISTS bench_ff'));
+  await withClient(ctx.url, (client) => client.query('TRUNCATE pg_background_journal').catch(() => {}));
   return medianRun(runs, 'throughput ratio', (run) => findMetric(run, 'throughput').ratio!, 'fire-and-forget');
 }

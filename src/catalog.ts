@@ -63,11 +63,17 @@ export const PROBE_BACKENDS_SQL = `SELECT pid, ${BACKEND_STARTED_SQL} AS started
  * they are not used). pg_blocking_pids() takes the lock manager's locks, so it is only called for
  * a backend that waits on a lock. One row per backend still running.
  */
-export const OBSERVE_BACKENDS_SQL = `WITH progress AS (
-  SELECT pid, phase,
+/**
+ * One row (pid, phase, done, total) per backend in a pg_stat_progress_* view, each view's rows
+ * limited by `where` (a WHERE clause on its pid, or ''). Part of OBSERVE_BACKENDS_SQL and of the
+ * pg_background_workers view (store/migrations.ts): a released migration's view keeps the text
+ * it was created with, so a change here reaches servers only through a new migration.
+ */
+export function progressRows(where: string): string {
+  return `  SELECT pid, phase,
          CASE phase WHEN 'scanning heap' THEN heap_blks_scanned WHEN 'vacuuming heap' THEN heap_blks_vacuumed END AS done,
          heap_blks_total AS total
-    FROM pg_catalog.pg_stat_progress_vacuum WHERE pid = ANY ($1::int4[])
+    FROM pg_catalog.pg_stat_progress_vacuum${where}
   UNION ALL
   SELECT pid, phase,
          CASE phase WHEN 'acquiring sample rows' THEN sample_blks_scanned
@@ -76,7 +82,7 @@ export const OBSERVE_BACKENDS_SQL = `WITH progress AS (
          CASE phase WHEN 'acquiring sample rows' THEN sample_blks_total
                     WHEN 'acquiring inherited sample rows' THEN child_tables_total
                     WHEN 'computing extended statistics' THEN ext_stats_total END
-    FROM pg_catalog.pg_stat_progress_analyze WHERE pid = ANY ($1::int4[])
+    FROM pg_catalog.pg_stat_progress_analyze${where}
   UNION ALL
   SELECT pid, phase,
          CASE WHEN phase LIKE 'waiting for%' THEN lockers_done
@@ -85,15 +91,19 @@ export const OBSERVE_BACKENDS_SQL = `WITH progress AS (
          CASE WHEN phase LIKE 'waiting for%' THEN lockers_total
               WHEN phase LIKE '%scanning table%' OR phase = 'building index' THEN blocks_total
               WHEN phase NOT LIKE '%sorting%' AND tuples_total > 0 THEN tuples_total END
-    FROM pg_catalog.pg_stat_progress_create_index WHERE pid = ANY ($1::int4[])
+    FROM pg_catalog.pg_stat_progress_create_index${where}
   UNION ALL
   SELECT pid, phase,
          CASE phase WHEN 'seq scanning heap' THEN heap_blks_scanned WHEN 'writing new heap' THEN heap_tuples_written END,
          CASE phase WHEN 'seq scanning heap' THEN heap_blks_total WHEN 'writing new heap' THEN heap_tuples_scanned END
-    FROM pg_catalog.pg_stat_progress_cluster WHERE pid = ANY ($1::int4[])
+    FROM pg_catalog.pg_stat_progress_cluster${where}
   UNION ALL
   SELECT pid, command, bytes_processed, bytes_total
-    FROM pg_catalog.pg_stat_progress_copy WHERE pid = ANY ($1::int4[])
+    FROM pg_catalog.pg_stat_progress_copy${where}`;
+}
+
+export const OBSERVE_BACKENDS_SQL = `WITH progress AS (
+${progressRows(' WHERE pid = ANY ($1::int4[])')}
 )
 SELECT DISTINCT ON (a.pid) a.pid, ${BACKEND_STARTED_SQL} AS started, a.wait_event_type, a.wait_event,
        CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) ELSE '{}'::int4[] END AS blocked_by,
@@ -235,6 +245,19 @@ export const installSql = {
          WHERE a.grantee <> c.relowner AND a.privilege_type <> 'SELECT' LIMIT 1) AS writer
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = $2`,
+  /**
+   * $1 = schema name, $2 = names of the tables and views migrations create. Each that exists,
+   * whose it is, and whether anything would run when it is read or written: triggers, or rules
+   * other than a view's own _RETURN.
+   */
+  relations: `SELECT c.oid::pg_catalog.regclass::text AS name,
+       c.relname::text AS relname,
+       c.relkind::text AS kind,
+       ${ownership('c', 'relowner', 'pg_class')},
+       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
+         OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN') AS hooked
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relname = ANY ($2::text[])`,
   /** `schema` quoted. */
   createMigrationsTable: (schema: string) => [
     `CREATE TABLE ${schema}.${MIGRATIONS_TABLE} (
@@ -249,3 +272,51 @@ export const installSql = {
   /** `schema` quoted; $1 = id, $2 = name. */
   record: (schema: string) => `INSERT INTO ${schema}.${MIGRATIONS_TABLE} (id, name, applied_at) VALUES ($1, $2, pg_catalog.now())`,
 } as const;
+
+// ---- the journal (control/journal-writer.ts; the table and view are migration 4) --------------
+
+/**
+ * Where the journal is: the schema (quoted) of the pg_background_journal the control
+ * connection's search_path finds, when pg_background_journal_ends is beside it, and whether the
+ * login may insert into the latter (else its workers' ends go unproven rather than fail them).
+ * No row: not installed.
+ */
+export const JOURNAL_LOCATE_SQL = `SELECT pg_catalog.quote_ident(n.nspname) AS schema, pg_catalog.has_table_privilege(e.oid, 'INSERT') AS provable
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_class e ON e.relnamespace = n.oid AND e.relname = 'pg_background_journal_ends' AND e.relkind = 'r'
+ WHERE c.oid = pg_catalog.to_regclass('pg_background_journal') AND c.relkind = 'r'`;
+
+/**
+ * One batch of journal rows: a multi-row upsert from a JSON array of rows keyed by column
+ * (`columns`, without the owner's control connection, which the writing backend is). A row
+ * never goes back from an end to a running state. `schema` quoted; $1 = the rows as JSON (a key
+ * left out is null). A row is locked only while its worker's own transaction commits (its
+ * journal statement is its last): the write waits that long at most, within the control deadline.
+ */
+export function journalWriteSql(schema: string, columns: readonly string[]): string {
+  const updates = columns
+    .filter((column) => column !== 'cookie')
+    .concat(['owner_control_pid', 'owner_control_started'])
+    .map((column) => `${column} = EXCLUDED.${column}`)
+    .join(', ');
+  return `INSERT INTO ${schema}.pg_background_journal AS j (${columns.join(', ')}, owner_control_pid, owner_control_started)
+SELECT ${columns.map((column) => `r.${column}`).join(', ')}, pg_catalog.pg_backend_pid(),
+       (SELECT ${BACKEND_STARTED_SQL} FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid())::int8
+  FROM pg_catalog.json_populate_recordset(NULL::${schema}.pg_background_journal, $1::json) r
+ON CONFLICT (cookie) DO UPDATE SET ${updates}
+ WHERE j.finished_at IS NULL OR EXCLUDED.finished_at IS NOT NULL`;
+}
+
+/** $1 = retention in ms. Rows of workers finished (or committed) longer ago than that go. `schema` quoted. */
+export const journalPruneSql = (schema: string) =>
+  `WITH ends AS (DELETE FROM ${schema}.pg_background_journal_ends WHERE committed_at < pg_catalog.now() - $1::float8 * interval '1 millisecond')
+DELETE FROM ${schema}.pg_background_journal WHERE finished_at < pg_catalog.now() - $1::float8 * interval '1 millisecond'`;
+
+/**
+ * The last statement of a journaled worker's own transaction: records that it committed, so the
+ * row commits exactly when the work does; nothing when the transaction wrote nothing (no xid:
+ * it commits nothing). `schema` quoted; the cookie as a quoted literal (an int8 literal of -2^63
+ * would be numeric).
+ */
+export const journalCommitSql = (schema: string, cookie: bigint) =>
+  `INSERT INTO ${schema}.pg_background_journal_ends (cookie, committed_at) SELECT '${cookie}'::int8, pg_catalog.clock_timestamp() WHERE pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL`;

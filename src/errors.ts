@@ -44,7 +44,14 @@ export type PgBackgroundErrorCode =
    * transaction on one backend (PgBouncer's statement mode): use session or transaction mode, or
    * the direct endpoint.
    */
-  | 'PGBG_POOLER_UNSUPPORTED';
+  | 'PGBG_POOLER_UNSUPPORTED'
+  /** The journal (or the view, or the functions) is missing where needed: run `install({ journal: true })`. */
+  | 'PGBG_NOT_INSTALLED'
+  /**
+   * A warning, never thrown: the journal could not be written (it is retried). Emitted once as
+   * the instance's 'warning' event (process.emitWarning when nobody listens).
+   */
+  | 'PGBG_JOURNAL_WRITE_FAILED';
 
 export interface PgBackgroundErrorDetails {
   pid?: number | undefined;

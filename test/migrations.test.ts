@@ -12,6 +12,10 @@ import { migrate } from '../src/store/migrate.js';
 import { FUNCTION_MARKER, MIGRATIONS, type Migration } from '../src/store/migrations.js';
 
 const q = pg.escapeIdentifier;
+/** What a plain install() records: every migration but the optional ones (the journal). */
+const BASE = MIGRATIONS.filter((m) => !m.feature).map(({ id, name }) => ({ id, name }));
+/** An id after every migration this pg-background knows. */
+const NEXT = Math.max(...MIGRATIONS.map((m) => m.id)) + 1;
 const other = `pgbg_migrations_other_${randomBytes(3).toString('hex')}`;
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
@@ -40,7 +44,7 @@ async function progressFunctions(schema: string) {
   );
 }
 
-test('install() records migration 1 in a table of its schema, owned by the current user and marked', async () => {
+test('install() records the base migrations in a table of its schema, owned by the current user and marked', async () => {
   await db.query('CREATE SCHEMA fresh');
   const bg = db.background();
   const before = new Date((await db.query<{ now: Date }>('SELECT now()'))[0]!.now);
@@ -48,8 +52,12 @@ test('install() records migration 1 in a table of its schema, owned by the curre
   const rows = await recorded('fresh');
   assert.deepEqual(
     rows.map(({ id, name }) => ({ id, name })),
-    [{ id: 1, name: 'progress function' }],
+    BASE,
   );
+  assert.deepEqual(BASE.slice(0, 2), [
+    { id: 1, name: 'progress function' },
+    { id: 2, name: 'workers view' },
+  ]);
   assert.ok(rows[0]!.applied_at >= before, `applied_at ${rows[0]!.applied_at.toISOString()} is before the install`);
   const [table] = await db.query(
     "SELECT pg_get_userbyid(relowner) AS owner, relkind, obj_description(oid, 'pg_class') AS comment FROM pg_class WHERE oid = 'fresh.pg_background_migrations'::regclass",
@@ -101,7 +109,7 @@ test('concurrent installs from separate connections wait for the lock in turn: o
   assert.deepEqual(await Promise.all(installs), ['installed', 'installed', 'installed', 'installed']);
   assert.deepEqual(
     (await recorded('together')).map((r) => r.id),
-    [1],
+    BASE.map((m) => m.id),
   );
   assert.equal((await progressFunctions('together')).length, 1);
   await Promise.all(instances.map((bg) => bg.close()));
@@ -132,7 +140,7 @@ test('a schema installed before migrations existed (function, no table) is adopt
   await bg.install({ schema: 'legacy' });
   assert.deepEqual(
     (await recorded('legacy')).map(({ id, name }) => ({ id, name })),
-    [{ id: 1, name: 'progress function' }],
+    BASE,
   );
   assert.equal((await progressFunctions('legacy'))[0]!.oid, before!.oid); // replaced in place, ours
   await bg.close();
@@ -143,7 +151,7 @@ test('an upgrade adds a row; an older pg-background then changes nothing and wil
   const bg = db.background();
   await bg.install({ schema: 'upgraded' });
   const two: Migration = {
-    id: 2,
+    id: NEXT,
     name: 'second function',
     functions: ['pgbg_test_two'],
     statements: (schema) => [
@@ -152,26 +160,23 @@ test('an upgrade adds a row; an older pg-background then changes nothing and wil
     ],
   };
   const client = await db.client();
-  assert.deepEqual(await migrate(client, 'upgraded', q, () => {}, [...MIGRATIONS, two]), { applied: [2], repaired: [], version: 2 });
-  assert.deepEqual(await migrate(client, 'upgraded', q, () => {}, [...MIGRATIONS, two]), { applied: [], repaired: [], version: 2 });
+  assert.deepEqual(await migrate(client, 'upgraded', q, () => {}, [...MIGRATIONS, two]), { applied: [NEXT], repaired: [], version: NEXT });
+  assert.deepEqual(await migrate(client, 'upgraded', q, () => {}, [...MIGRATIONS, two]), { applied: [], repaired: [], version: NEXT });
   assert.deepEqual(
     (await recorded('upgraded')).map(({ id, name }) => ({ id, name })),
-    [
-      { id: 1, name: 'progress function' },
-      { id: 2, name: 'second function' },
-    ],
+    [...BASE, { id: NEXT, name: 'second function' }],
   );
   assert.deepEqual(await db.query('SELECT upgraded.pgbg_test_two() AS v'), [{ v: 2 }]);
-  // This pg-background knows migration 1 only: it leaves the newer schema as it is…
+  // This pg-background does not know that migration: it leaves the newer schema as it is…
   await bg.install({ schema: 'upgraded' });
-  assert.equal((await recorded('upgraded')).length, 2);
+  assert.equal((await recorded('upgraded')).length, BASE.length + 1);
   // …and will not re-create migration 1's function over a schema migrated further.
   await db.query('DROP FUNCTION upgraded.pg_background_progress(integer, text)');
   await assert.rejects(bg.install({ schema: 'upgraded' }), {
     code: 'PGBG_INSTALL_FAILED',
     message:
-      'install(): upgraded.pg_background_progress is missing, and schema "upgraded" is at migration 2, ' +
-      'newer than this pg-background knows (1); run install() with the newer version',
+      `install(): upgraded.pg_background_progress is missing, and schema "upgraded" is at migration ${NEXT}, ` +
+      `newer than this pg-background knows (${NEXT - 1}); run install() with the newer version`,
   });
   assert.equal((await progressFunctions('upgraded')).length, 0);
   await bg.close();
@@ -276,4 +281,54 @@ test('rows claiming migration 1 ran never make install() adopt a function it did
   assert.deepEqual([fn!.owner, fn!.prosrc], [other, 'SELECT NULL']);
   assert.deepEqual(await recorded('claimed'), rows);
   await bg.close();
+});
+
+test('an optional migration: skipped by a plain install(), applied later by install({ journal: true }), then kept by plain ones', async () => {
+  await db.query('CREATE SCHEMA optional');
+  const bg = db.background();
+  const client = await db.client();
+  assert.deepEqual(await migrate(client, 'optional', q), { applied: BASE.map((m) => m.id), repaired: [], version: Math.max(...BASE.map((m) => m.id)) });
+  assert.deepEqual(await db.query("SELECT to_regclass('optional.pg_background_journal') AS t"), [{ t: null }]);
+  assert.deepEqual(await migrate(client, 'optional', q, () => {}, MIGRATIONS, new Set(['journal'])), { applied: [4], repaired: [], version: 4 });
+  // The schema has the journal now: a plain install() neither drops nor re-creates anything…
+  assert.deepEqual(await migrate(client, 'optional', q), { applied: [], repaired: [], version: 4 });
+  // …and repairs the journal's objects as its own (the table dropped by hand, with the view).
+  await db.query('DROP TABLE optional.pg_background_journal CASCADE');
+  assert.deepEqual(await migrate(client, 'optional', q), { applied: [], repaired: [2, 4], version: 4 });
+  assert.deepEqual(
+    (
+      await db.query(
+        "SELECT relname::text FROM pg_class WHERE relnamespace = 'optional'::regnamespace AND relname LIKE 'pg_background_%' AND relkind IN ('r', 'v') ORDER BY 1",
+      )
+    ).map((r) => r.relname),
+    ['pg_background_journal', 'pg_background_journal_ends', 'pg_background_migrations', 'pg_background_workers'],
+  );
+  await bg.close();
+});
+
+test('an optional migration applied after a later base migration that redefines its view: the view ends on the newest definition', async () => {
+  await db.query('CREATE SCHEMA late');
+  const client = await db.client();
+  const view = MIGRATIONS.find((m) => m.id === 2)!;
+  // A later base migration redefining the view: for each case, as migrations.ts asks of it.
+  const redefine: Migration = {
+    id: NEXT,
+    name: 'view again',
+    functions: [],
+    relations: view.relations!,
+    statements: (schema, features) => [
+      ...MIGRATIONS.filter((m) => m.relations?.some((r) => r.name === 'pg_background_workers') && (!m.feature || features.has(m.feature)))
+        .at(-1)!
+        .statements(schema, features),
+      `COMMENT ON VIEW ${schema}.pg_background_workers IS 'pg-background workers view v${NEXT} ${features.has('journal') ? 'with' : 'without'} the journal'`,
+    ],
+  };
+  const all = [...MIGRATIONS, redefine];
+  await migrate(client, 'late', q, () => {}, all);
+  const comment = async () => (await db.query("SELECT obj_description('late.pg_background_workers'::regclass, 'pg_class') AS c"))[0]!.c;
+  assert.equal(await comment(), `pg-background workers view v${NEXT} without the journal`);
+  assert.deepEqual(await migrate(client, 'late', q, () => {}, all, new Set(['journal'])), { applied: [4], repaired: [NEXT], version: NEXT });
+  assert.equal(await comment(), `pg-background workers view v${NEXT} with the journal`);
+  await db.query(`INSERT INTO late.pg_background_journal (cookie, scope, state, updated_at) VALUES (77, 'root', 'stopped', now())`);
+  assert.deepEqual(await db.query('SELECT cookie, state FROM late.pg_background_workers WHERE cookie = 77'), [{ cookie: '77', state: 'stopped' }]);
 });

@@ -1242,7 +1242,52 @@ describe('planTask', () => {
       statementCount: 2,
       refusal: null,
       inBlock: false,
+      transactional: true,
     });
+  });
+
+  test("transactional: what can share a transaction with the journal's record of its end", () => {
+    const yes = [
+      'SELECT 1',
+      'INSERT INTO t VALUES (1)',
+      'CREATE INDEX i ON t (a)',
+      'CREATE TABLE t ()',
+      'VACUUM t; SELECT 1',
+      'ALTER TABLE t ADD c int',
+      "COPY t FROM '/f'",
+    ];
+    const no = [
+      'VACUUM t',
+      'vacuum analyze t',
+      'CREATE INDEX CONCURRENTLY i ON t (a)',
+      'CREATE UNIQUE INDEX CONCURRENTLY i ON t (a)',
+      'DROP INDEX CONCURRENTLY i',
+    ];
+    no.push(
+      'REINDEX TABLE t',
+      'CLUSTER',
+      'CALL p()',
+      'DO $$ BEGIN END $$',
+      'CREATE DATABASE d',
+      'DROP DATABASE d',
+      'ALTER SYSTEM SET work_mem = 1',
+      'DISCARD ALL',
+    );
+    no.push(
+      'CHECKPOINT',
+      "CREATE TABLESPACE s LOCATION '/x'",
+      'ALTER DATABASE d SET TABLESPACE s',
+      'DROP SUBSCRIPTION s',
+      'REFRESH MATERIALIZED VIEW CONCURRENTLY m',
+    );
+    assert.deepEqual(
+      yes.filter((sql) => planTask(sql).transactional !== true),
+      [],
+    );
+    assert.deepEqual(
+      no.filter((sql) => planTask(sql).transactional !== false),
+      [],
+    );
   });
 
   test('text with no `;` but a final one goes out whole; any other `;` cuts it into one piece per statement', () => {

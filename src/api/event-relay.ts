@@ -67,6 +67,11 @@ export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEven
         error: error && { ...error },
       });
     },
+    warning(warning): void {
+      // Nobody listens: the process's own warning channel (like any library's process warning).
+      if (target.listenerCount('warning') === 0) process.emitWarning(warning.message, { code: warning.code });
+      else emitSafely('warning', warning);
+    },
     notice(worker: Worker, notice: ServerNotice): void {
       const progress = progressFromNotice(notice);
       if (progress) {

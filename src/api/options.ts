@@ -58,6 +58,8 @@ const ownKeys = [
   'onCallerExit',
   'clusterMaxWorkers',
   'clusterKey',
+  'journal',
+  'journalRetentionMs',
   'tagConnections',
 ] as const;
 
@@ -130,6 +132,8 @@ export function instanceOptions(input: unknown): InstanceOptions {
   const tagConnections = options.tagConnections === undefined ? true : boolean('tagConnections', options.tagConnections);
   // Tagged, a worker connection starts as `pgbg:idle`: the reset after each task (DISCARD ALL)
   // brings its application_name back to that startup value (see store/worker-identity.ts).
+  // The caller's own name for it, before the tag replaces it: the journal's owner_application.
+  const application = typeof connection.application_name === 'string' ? connection.application_name : DEFAULT_APPLICATION_NAME;
   if (tagConnections) connection.application_name = IDLE_TAG;
   else connection.application_name ??= DEFAULT_APPLICATION_NAME;
 
@@ -171,6 +175,7 @@ export function instanceOptions(input: unknown): InstanceOptions {
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
     loginUser: loginUser(connection as pg.ClientConfig),
     cluster: clusterCap(options.clusterMaxWorkers, options.clusterKey),
+    journal: journalOption(options.journal, options.journalRetentionMs, application),
     tagConnections,
   });
 }
@@ -198,6 +203,21 @@ function clusterCap(max: unknown, key: unknown): InstanceOptions['cluster'] {
   return Object.freeze({
     max: integer('clusterMaxWorkers', max, 1, MAX_CLUSTER_WORKERS),
     key: key === undefined ? DEFAULT_CLUSTER_KEY : nonEmptyString('clusterKey', key, MAX_CLUSTER_KEY_BYTES),
+  });
+}
+
+export const DEFAULT_JOURNAL_RETENTION_MS = 14 * 24 * 3_600_000;
+
+/** journal and journalRetentionMs; off (null) unless journal is true. */
+function journalOption(journal: unknown, retentionMs: unknown, application: string): InstanceOptions['journal'] {
+  if (journal !== undefined && typeof journal !== 'boolean') throw invalidArgument(`Expected \`journal\` to be a boolean, got ${describe(journal)}`);
+  if (!journal) {
+    if (retentionMs === undefined) return null;
+    throw invalidArgument(`Option \`journalRetentionMs\` (${describe(retentionMs)}) needs \`journal: true\`: it is the journal's retention`);
+  }
+  return Object.freeze({
+    retentionMs: retentionMs === undefined ? DEFAULT_JOURNAL_RETENTION_MS : integer('journalRetentionMs', retentionMs, 0, Number.MAX_SAFE_INTEGER),
+    application,
   });
 }
 
@@ -396,9 +416,16 @@ export function closeOptions(input: unknown): { cancel: boolean; timeoutMs: numb
 
 /** The schema of install(options). */
 export function installSchema(input: unknown): string {
-  if (input === undefined) return 'public';
-  const options = methodOptions(input, ['schema']);
-  return options.schema === undefined ? 'public' : nonEmptyString('schema', options.schema, 63);
+  return installOptions(input).schema;
+}
+
+/** install()'s options: the schema, and whether the journal is asked for. */
+export function installOptions(input: unknown): { schema: string; journal: boolean } {
+  if (input === undefined) return { schema: 'public', journal: false };
+  const options = methodOptions(input, ['schema', 'journal']);
+  const { journal } = options;
+  if (journal !== undefined && typeof journal !== 'boolean') throw invalidArgument(`Expected \`journal\` to be a boolean, got ${describe(journal)}`);
+  return { schema: options.schema === undefined ? 'public' : nonEmptyString('schema', options.schema, 63), journal: journal === true };
 }
 
 function methodOptions(input: unknown, known: readonly string[], name = 'options'): Record<string, unknown> {

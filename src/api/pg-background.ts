@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import pg from 'pg';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
-import { closeOptions, copyPlan, jobPlan, graceMs, installSchema, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
+import { closeOptions, copyPlan, jobPlan, graceMs, installOptions, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
 import { eventRelay } from './event-relay.js';
 import { installProgressFunction } from './progress-function.js';
 import type { CancelOptions, CloseOptions, InstallOptions, LaunchOptions, PgBackgroundEvents, PgBackgroundOptions, ResultInfo, Row } from './types.js';
@@ -410,16 +410,22 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   }
 
   /**
-   * Creates pg_background_progress(pct, msg) in `schema` (default 'public'); idempotent.
+   * Creates pg_background_progress(pct, msg) and the pg_background_workers view in `schema`
+   * (default 'public'), and with `journal: true` the journal; idempotent.
    *
    * @example
    * ```ts
-   * await bg.install({ schema: 'app' }); // then, in a worker's SQL: SELECT app.pg_background_progress(10, 'loading')
+   * await bg.install({ schema: 'app', journal: true }); // then, in a worker's SQL: SELECT app.pg_background_progress(10, 'loading')
    * ```
    */
   async install(options?: InstallOptions): Promise<void> {
     this.#assertOpen();
-    await installProgressFunction(this.#runtime.control, installSchema(options), pg.escapeIdentifier);
+    const { schema, journal } = installOptions(options);
+    try {
+      await installProgressFunction(this.#runtime.control, schema, pg.escapeIdentifier, journal);
+    } finally {
+      this.#runtime.journal?.reset();
+    }
   }
 
   // ---- pg_background 2.0's helpers (worker-helpers.ts) ------------------------------------

@@ -10,7 +10,7 @@ import { PgBackgroundError } from '../errors.js';
 import type { WorkerProgress } from './types.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 import { migrate } from '../store/migrate.js';
-import { PROGRESS_MESSAGE, PROGRESS_SQLSTATE } from '../store/migrations.js';
+import { MIGRATIONS, PROGRESS_MESSAGE, PROGRESS_SQLSTATE } from '../store/migrations.js';
 
 export function progressFromNotice(notice: ServerNotice): WorkerProgress | null {
   if (notice.code !== PROGRESS_SQLSTATE || notice.message !== PROGRESS_MESSAGE || !notice.detail) return null;
@@ -23,10 +23,15 @@ export function progressFromNotice(notice: ServerNotice): WorkerProgress | null 
   }
 }
 
-export async function installProgressFunction(control: ControlConnection, schema: string, quote: (identifier: string) => string): Promise<void> {
+export async function installProgressFunction(
+  control: ControlConnection,
+  schema: string,
+  quote: (identifier: string) => string,
+  journal = false,
+): Promise<void> {
   let stage: InstallStage = 'connecting';
   try {
-    await install(control, schema, quote, (reached) => (stage = reached));
+    await install(control, schema, quote, (reached) => (stage = reached), journal);
   } catch (error) {
     throw installError(error, stage);
   }
@@ -57,9 +62,10 @@ async function install(
   schema: string,
   quote: (identifier: string) => string,
   reached: (stage: InstallStage) => void,
+  journal: boolean,
 ): Promise<void> {
   await control.use(async (client) => {
     reached('installing');
-    await migrate(client, schema, quote, () => reached('committing'));
+    await migrate(client, schema, quote, () => reached('committing'), MIGRATIONS, new Set(journal ? (['journal'] as const) : []));
   });
 }

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { WireField } from '../pg/index.js';
 import type { CancelReason as CoreCancelReason, WorkerState as CoreWorkerState } from '../core/states.js';
 
-import type { WorkerErrorInfo } from '../errors.js';
+import type { PgBackgroundError, WorkerErrorInfo } from '../errors.js';
 
 export type { WorkerErrorInfo };
 
@@ -48,6 +48,14 @@ export interface PgBackgroundOptions extends Omit<pg.ClientConfig, 'types'> {
   tagConnections?: boolean;
   /** How long a finished worker stays in `list()` (and its unread rows in memory). Default 900000. */
   retentionMs?: number;
+  /**
+   * Record every worker in the database's journal (`install({ journal: true })` creates it; a
+   * launch rejects with PGBG_NOT_INSTALLED without it), in batches on the control connection.
+   * Default false.
+   */
+  journal?: boolean;
+  /** How long journal rows of finished workers are kept, ms (with `journal`). Default 1209600000 (14 days). */
+  journalRetentionMs?: number;
   /** At most this many finished workers stay in `list()` (the oldest are forgotten first, as retention would); 0..; default Infinity. */
   maxRetained?: number;
   /** Server settings applied to every worker's task (`set_config`), e.g. `{ work_mem: '256MB' }`. */
@@ -309,8 +317,10 @@ export interface CloseOptions {
 }
 
 export interface InstallOptions {
-  /** Schema to create pg_background_progress in. Default 'public'. */
+  /** Schema to create pg_background_progress and the pg_background_workers view in. Default 'public'. */
   schema?: string;
+  /** Also create the journal (pg_background_journal), for `new PgBackground({ journal: true })`. Default false. */
+  journal?: boolean;
 }
 
 /** A notice (NOTICE, WARNING, INFO, ...) raised by a worker's SQL. */
@@ -377,6 +387,8 @@ export interface WorkerFinishedEvent {
 }
 
 export interface PgBackgroundEvents {
+  /** Something went wrong that fails no worker (a journal write that will be retried). */
+  warning: [warning: PgBackgroundError];
   notice: [notice: WorkerNotice];
   progress: [event: WorkerProgressEvent];
   finished: [event: WorkerFinishedEvent];

@@ -27,6 +27,14 @@ export interface TaskPlan {
   /** Set when the SQL must not run: the worker ends in `error` with this SQLSTATE 0A000 message. */
   readonly refusal: string | null;
   /**
+   * The SQL can run in a transaction block, so one more statement (the journal's record of its
+   * end) can share its transaction: false for a single statement that refuses a block or may
+   * commit on its own (VACUUM, anything CONCURRENTLY, CALL, DO, …; see NOT_TRANSACTIONAL).
+   * Several statements always run in our block (a statement that refuses it fails there).
+   * Absent (a plan made by hand): false.
+   */
+  readonly transactional?: boolean;
+  /**
    * One statement of plain DML (SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES, TABLE): it
    * runs the same when a statement of ours (the connection's tag) goes ahead of it under the same
    * Sync, in one transaction. Anything else may refuse to run after another statement in a
@@ -64,18 +72,19 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
   }
 
-  const { statementCount, refusal, pieces, inBlock } = analyse(text, standardConformingStrings);
+  const { statementCount, refusal, pieces, transactional, inBlock } = analyse(text, standardConformingStrings);
   if (values && statementCount > 1) {
     throw invalidArgument(`Expected \`sql\` with \`values\` to be a single statement, got ${statementCount} statements: parameters bind to one statement only`);
   }
   // With parameters the text goes in one Parse anyway.
-  return { text, values, pieces: values ? null : pieces, statementCount, refusal, inBlock };
+  return { text, values, pieces: values ? null : pieces, statementCount, refusal, transactional, inBlock };
 }
 
 export interface Analysis {
   readonly statementCount: number;
   readonly refusal: string | null;
   readonly pieces: readonly string[] | null;
+  readonly transactional: boolean;
   readonly inBlock: boolean;
 }
 
@@ -85,7 +94,7 @@ const CACHE_MAX_TEXT = 4096;
 const analyses = [new Map<string, Analysis>(), new Map<string, Analysis>()] as const;
 
 /** The analysis of every text the fast path takes: one statement of plain DML, sent whole. */
-const ONE_DML: Analysis = Object.freeze({ statementCount: 1, refusal: null, pieces: null, inBlock: true });
+const ONE_DML: Analysis = Object.freeze({ statementCount: 1, refusal: null, pieces: null, transactional: true, inBlock: true });
 
 /**
  * A leading word of plain DML (ASCII whitespace before it, and no identifier character after
@@ -129,6 +138,7 @@ export function fullAnalysis(text: string, standardConformingStrings: boolean): 
     statementCount: statements.length,
     refusal: refusalFor(statements),
     pieces: piecesOf(text, statements),
+    transactional: statements.length > 1 || transactional(statements[0]!.words),
     inBlock: statements.length === 1 && dml.has(statements[0]!.words[0] ?? ''),
   };
   return analysis;
@@ -155,6 +165,25 @@ function piecesOf(text: string, statements: readonly SqlStatement[]): readonly s
     from = to + 1;
   }
   return pieces;
+}
+
+/**
+ * First words of statements that refuse a transaction block, or may commit on their own (a
+ * procedure, a DO block), or whose block rules are subtle enough to leave alone (REINDEX,
+ * CLUSTER, DISCARD, CHECKPOINT). Erring here only costs the proof (the view then says "outcome
+ * unknown" where it could have said "nothing committed"); the other way would fail the worker.
+ */
+const NOT_TRANSACTIONAL = new Set(['vacuum', 'call', 'do', 'reindex', 'cluster', 'discard', 'checkpoint']);
+/** `create`/`drop`/`alter` of these refuse a block (ALTER DATABASE SET TABLESPACE does; all are left alone). */
+const NOT_TRANSACTIONAL_OBJECTS = new Set(['database', 'tablespace', 'subscription', 'system']);
+
+/** Whether one statement (its first words) can run inside a transaction block with ours. */
+function transactional(words: readonly string[]): boolean {
+  const [first, second] = words;
+  if (first === undefined) return true;
+  if (NOT_TRANSACTIONAL.has(first) || words.includes('concurrently')) return false;
+  if ((first === 'create' || first === 'drop' || first === 'alter') && second !== undefined && NOT_TRANSACTIONAL_OBJECTS.has(second)) return false;
+  return true;
 }
 
 function refusalFor(statements: readonly SqlStatement[]): string | null {

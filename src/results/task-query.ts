@@ -86,6 +86,8 @@ export class TaskQuery implements WireReader {
   #resetFailed = false;
   /** The tag's SET, or null: none is sent. */
   readonly #tag: string | null;
+  /** The journal's record of the end, run last in the task's transaction (see control/journal-writer.ts), or null. */
+  readonly #journal: string | null;
   /** The task's statements go as one simple Query (which commits before its CommandComplete). */
   readonly #simple: boolean;
   /** The tag has a Sync of its own ahead of the task: its ReadyForQuery is not the task's end. */
@@ -116,6 +118,8 @@ export class TaskQuery implements WireReader {
    * reset behind the task brings back the startup value. Behind a pooler it is SET LOCAL.
    * `resetFirst`: the previous task deferred its reset; it goes first, under this task's Sync (only
    * for a task of plain DML, TaskPlan.inBlock): if it fails, the server skips the task.
+   * `journal`: one statement of ours that runs last inside the task's transaction (only for a
+   * plan that is `transactional`); its answers are counted, never reported.
    */
   constructor(
     plan: TaskPlan,
@@ -125,8 +129,10 @@ export class TaskQuery implements WireReader {
     inTransaction = false,
     tag: string | null = null,
     resetFirst = false,
+    journal: string | null = null,
   ) {
     this.#plan = plan;
+    this.#journal = journal;
     this.#queue = queue;
     this.#columns = columns;
     this.#session = session;
@@ -168,6 +174,9 @@ export class TaskQuery implements WireReader {
     const { text, values, pieces } = this.#plan;
     // One write: the task, and the trailer (the reset for the next task) right behind it.
     wire.cork();
+    // The journal's statement shares the task's transaction: the statements before one Sync (or
+    // in one simple Query) are one implicit transaction, committed at its end, where the work is.
+    const journal = this.#journal;
     const tag = this.#tag;
     // The previous task's reset first: DISCARD ALL commits at once, so what follows runs in a
     // transaction of its own, in a clean session; if it fails, the server skips to the Sync.
@@ -184,19 +193,23 @@ export class TaskQuery implements WireReader {
       wire.bind(values as (string | Buffer | null)[]); // pg only reads them
       wire.describePortal();
       wire.execute();
+      if (journal !== null) statement(wire, journal, false);
       wire.sync();
     } else if (pieces === null) {
-      if (this.#simple) wire.query(text);
+      // The text holds no `;` but a last one: a line break ends a trailing `--` comment.
+      if (this.#simple) wire.query(journal === null ? text : `${text}\n;${journal}`);
       else {
         // Plain DML behind the tag or the reset, under one Sync: one transaction, as the simple
         // Query was.
         statement(wire, text, true);
+        if (journal !== null) statement(wire, journal, false);
         wire.sync();
       }
     } else if (pieces.length === 1 || this.#inTransaction) {
       // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM);
       // in the caller's transaction, the statements need no block of ours.
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
+      if (journal !== null) statement(wire, journal, false);
       wire.sync();
     } else {
       // One Parse per statement, inside our own transaction block: every statement commits
@@ -210,6 +223,7 @@ export class TaskQuery implements WireReader {
       statement(wire, BEGIN_SQL, false);
       if (tag !== null) statement(wire, tag, false); // inside our block: it ends with the work
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
+      if (journal !== null) statement(wire, journal, false);
       wire.sync();
       wire.query(COMMIT_SQL);
     }
@@ -288,8 +302,8 @@ export class TaskQuery implements WireReader {
       if (fromServer && error.severity === 'ERROR') return true;
     }
     const { pieces, values, statementCount } = this.#plan;
-    if (this.#simple && !this.#inTransaction && this.#statement === statementCount) {
-      // A simple query commits its statement before it sends the CommandComplete: whatever
+    if (this.#simple && !this.#inTransaction && this.#statement === statementCount + this.#extra) {
+      // A simple query commits its (last) statement before it sends the CommandComplete: whatever
       // broke after it (a terminate, the network), the work is done.
       this.#finish(null);
       return false;
@@ -342,7 +356,7 @@ export class TaskQuery implements WireReader {
       this.#finish(this.#failure);
       return false;
     }
-    const expected = this.#plan.statementCount + (this.#wrapped ? 1 : 0);
+    const expected = this.#plan.statementCount + (this.#wrapped ? 1 : 0) + this.#extra;
     // The server ran a different number of statements than we counted: the "last statement"
     // rows may be the wrong ones. Never report such a result as a success.
     const mismatch =
@@ -355,6 +369,11 @@ export class TaskQuery implements WireReader {
     }
     this.#finish(mismatch);
     return false;
+  }
+
+  /** Statements of ours counted with the task's, besides BEGIN: the journal's. */
+  get #extra(): number {
+    return this.#journal === null ? 0 : 1;
   }
 
   /** The answers to the COMMIT behind the first Sync come next: queue the task again for them. */

@@ -9,6 +9,7 @@ import { pinSql, tagSql } from '../catalog.js';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import type { WorkerHandle } from '../api/types.js';
 import { unlessAborted } from '../core/abort.js';
+import type { JournalWriter } from '../control/journal-writer.js';
 import type { Stopper } from '../control/stopper.js';
 import { bothSlots, type ClusterSlots } from '../pool/cluster-slots.js';
 import type { ConnectionPool } from '../pool/connection-pool.js';
@@ -35,6 +36,8 @@ import { retryDelay } from './retry.js';
 export interface LaunchEvents {
   finished(worker: Worker, state: TerminalState): void;
   notice(worker: Worker, notice: ServerNotice): void;
+  /** Something failed that fails no worker (a journal write). */
+  warning(warning: PgBackgroundError): void;
 }
 
 export interface LauncherDeps {
@@ -50,6 +53,8 @@ export interface LauncherDeps {
   /** The connection of each worker past its start (between attach and completion). */
   readonly running: Map<Worker, WorkerConnection>;
   readonly events: LaunchEvents;
+  /** The journal's writer, or null when journal is off. */
+  readonly journal: JournalWriter | null;
 }
 
 export class Launcher {
@@ -91,6 +96,9 @@ export class Launcher {
     if (launch.signal?.aborted) {
       throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
     }
+    // A journaling instance's first launch: the journal must exist (checked once; no await after).
+    const journalReady = this.#deps.journal?.ready();
+    if (journalReady) await journalReady;
     // Count active workers ourselves: whenFull 'error' answers now, before the worker exists.
     const localFull = () => {
       // A job's root holds no slot: only workers that run SQL count against maxWorkers.
@@ -344,7 +352,9 @@ export class Launcher {
     // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
     const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
-    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, resetFirst);
+    // With the journal, a transactional task's last statement records its end (it commits with it).
+    const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
+    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, resetFirst, journal);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
     sent = { kind: 'task', startsWithParse: query.startsWithParse };

@@ -3,6 +3,7 @@
 // stopper, the cluster-wide cap (when asked for) and the launcher; and the instance's shutdown.
 // The facade holds a Runtime and delegates to it.
 import { BackendObserver, backendMonitor } from '../control/backend-monitor.js';
+import { JournalWriter } from '../control/journal-writer.js';
 import { Stopper } from '../control/stopper.js';
 import { ClusterSlots } from '../pool/cluster-slots.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
@@ -13,6 +14,7 @@ import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import type { WorkerConnection } from '../pool/worker-connection.js';
 import { WorkerSlots, type Admission } from '../pool/worker-slots.js';
 import type { InstanceOptions } from '../store/instance-options.js';
+import { JournalStore } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 import { WorkerRegistry, type StoreListener } from '../store/worker-registry.js';
 import { CONTROL_TAG } from '../store/worker-identity.js';
@@ -32,6 +34,8 @@ export interface Runtime {
   readonly slots: Admission;
   /** The cluster-wide cap, or null when clusterMaxWorkers is off (no connection, no query). */
   readonly cluster: ClusterSlots | null;
+  /** The journal's writer (journal: true), or null: then nothing of the journal runs at all. */
+  readonly journal: JournalWriter | null;
 }
 
 /** `events` hears what the launcher reports and, as the store's listener, every worker's change. */
@@ -42,7 +46,10 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents & S
   const controlName = options.tagConnections ? CONTROL_TAG : 'pg-background control';
   const control = new ControlConnection({ ...connection, application_name: controlName }, controlTimeoutMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
-  const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained, events);
+  const registry = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained, events);
+  const journal = options.journal && new JournalWriter(control, options.journal.retentionMs, options.journal.application, (warning) => events.warning(warning));
+  // With the journal, the registry is wrapped: every change Worker.apply makes reaches it too.
+  const store: WorkerStore = journal ? new JournalStore(registry, journal) : registry;
   const observer = new BackendObserver(control, store);
   const liveness = backendMonitor(options.livenessTimeoutMs, control);
   // The connection of each worker past its start: the launcher sets it, the stopper reads it.
@@ -51,8 +58,8 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents & S
   const slots = new WorkerSlots(maxWorkers);
   const cap = options.cluster;
   const cluster = cap && new ClusterSlots(connection, { key: cap.key, max: cap.max, timeoutMs: controlTimeoutMs });
-  const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events });
-  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, slots };
+  const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events, journal });
+  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, slots, journal };
 }
 
 /**
@@ -82,5 +89,7 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   store.dispose();
   runtime.liveness.close();
   runtime.observer.close();
+  // The last rows go on the control connection before it closes (a failure was warned of).
+  await runtime.journal?.close();
   await Promise.all([runtime.pool.close(), runtime.control.close(), runtime.cluster?.close()]);
 }

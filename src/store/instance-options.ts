@@ -27,6 +27,8 @@ export interface InstanceOptions {
   readonly loginUser: string;
   /** The cluster-wide cap (clusterMaxWorkers, clusterKey), or null when off. */
   readonly cluster: { readonly max: number; readonly key: string } | null;
+  /** The journal (journal: true) and its retention, or null when off. */
+  readonly journal: { readonly retentionMs: number; readonly application: string } | null;
   /** Connections carry their tag as application_name (store/worker-identity.ts). */
   readonly tagConnections: boolean;
 }

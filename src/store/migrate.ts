@@ -6,10 +6,13 @@
 // nobody else can write to or hook), whatever rows it holds; a conflict is
 // PGBG_INSTALL_CONFLICT and nothing changes. A recorded migration whose function was dropped by
 // hand is run again (its statements are re-runnable), so install() keeps repairing as it always
-// did. Nothing here knows the connection: the caller hands in a client and rolls nothing back.
+// did. The tables and views migrations create (the workers view, the journal) are checked the
+// same way: ours by marker, the current user's, no extension, no triggers or rules. An optional
+// migration (migrations.ts) runs only with its feature, or once the schema has it.
+// Nothing here knows the connection: the caller hands in a client and rolls nothing back.
 import { INSTALL_LOCK_KEY, MIGRATIONS_TABLE, MIGRATIONS_TABLE_MARKER, installSql } from '../catalog.js';
 import { PgBackgroundError } from '../errors.js';
-import { FUNCTION_MARKER, MIGRATIONS, guardedFunctions, type Migration } from './migrations.js';
+import { MIGRATIONS, functionMarker, guardedFunctions, guardedRelations, type Feature, type Migration } from './migrations.js';
 
 /** The part of a pg.Client migrate() uses. */
 export interface MigrationClient {
@@ -32,6 +35,17 @@ interface ExistingFunction {
   mine: boolean;
   comment: string | null;
   extension: string | null;
+}
+
+interface ExistingRelation {
+  name: string;
+  relname: string;
+  kind: string;
+  owner: string;
+  mine: boolean;
+  comment: string | null;
+  extension: string | null;
+  hooked: boolean;
 }
 
 interface ExistingTable {
@@ -57,10 +71,11 @@ export async function migrate(
   quote: (identifier: string) => string,
   committing: () => void = () => {},
   migrations: readonly Migration[] = MIGRATIONS,
+  features: ReadonlySet<Feature> = new Set(),
 ): Promise<MigrateResult> {
   await client.query(installSql.begin);
   try {
-    const result = await apply(client, schema, quote(schema), migrations);
+    const result = await apply(client, schema, quote(schema), migrations, features);
     committing();
     await client.query(installSql.commit);
     return result;
@@ -70,27 +85,41 @@ export async function migrate(
   }
 }
 
-async function apply(client: MigrationClient, schema: string, quoted: string, migrations: readonly Migration[]): Promise<MigrateResult> {
+async function apply(
+  client: MigrationClient,
+  schema: string,
+  quoted: string,
+  migrations: readonly Migration[],
+  asked: ReadonlySet<Feature>,
+): Promise<MigrateResult> {
   await client.query(installSql.lock, [INSTALL_LOCK_KEY.toString()]);
   const { rowCount } = await client.query(installSql.schemaExists, [schema]);
   if (!rowCount) {
     throw new PgBackgroundError('PGBG_INSTALL_FAILED', `install(): schema "${schema}" does not exist`, { sqlstate: '3F000' });
   }
   const functions = await client.query<ExistingFunction>(installSql.functions, [schema, guardedFunctions(migrations)]);
-  for (const fn of functions.rows) assertOurFunction(fn);
+  for (const fn of functions.rows) assertOurFunction(fn, functionMarker(fn.name, migrations));
+  const guarded = guardedRelations(migrations);
+  const relations = await client.query<ExistingRelation>(installSql.relations, [schema, [...guarded.keys()]]);
+  for (const relation of relations.rows) assertOurRelation(relation, guarded.get(relation.relname)!);
   const [table] = (await client.query<ExistingTable>(installSql.migrationsTable, [schema, MIGRATIONS_TABLE])).rows;
   if (table) assertOurTable(table);
   else for (const statement of installSql.createMigrationsTable(quoted)) await client.query(statement);
 
   const recorded = new Set((await client.query<{ id: number }>(installSql.recorded(quoted))).rows.map((row) => row.id));
-  const present = new Set(functions.rows.map((fn) => fn.name));
+  const present = new Set([...functions.rows.map((fn) => fn.name), ...relations.rows.map((relation) => relation.relname)]);
   const known = Math.max(0, ...migrations.map((m) => m.id));
   const newest = Math.max(0, ...recorded);
+  // The features the schema has after this run: asked for, or already there.
+  const features = new Set(asked);
+  for (const m of migrations) if (m.feature && recorded.has(m.id)) features.add(m.feature);
   const applied: number[] = [];
   const repaired: number[] = [];
+  const objectsOf = (m: Migration) => [...m.functions, ...(m.relations ?? []).map((relation) => relation.name)];
   for (const migration of migrations) {
+    if (migration.feature && !features.has(migration.feature)) continue;
     const done = recorded.has(migration.id);
-    const missing = migration.functions.filter((name) => !present.has(name));
+    const missing = objectsOf(migration).filter((name) => !present.has(name));
     if (done && !missing.length) continue;
     if (done && newest > known) {
       // A newer pg-background migrated this schema further: re-running our older definition
@@ -101,7 +130,7 @@ async function apply(client: MigrationClient, schema: string, quoted: string, mi
           `is at migration ${newest}, newer than this pg-background knows (${known}); run install() with the newer version`,
       );
     }
-    for (const statement of migration.statements(quoted)) await client.query(statement);
+    for (const statement of migration.statements(quoted, features)) await client.query(statement);
     if (done) {
       repaired.push(migration.id);
     } else {
@@ -109,11 +138,52 @@ async function apply(client: MigrationClient, schema: string, quoted: string, mi
       applied.push(migration.id);
     }
   }
+  // An optional migration applied after base migrations with higher ids: each object it defined
+  // ends on the newest definition (migrations.ts explains why).
+  const late = migrations.filter((m) => applied.includes(m.id) && m.id < newest);
+  const rerun = new Set<Migration>();
+  for (const m of late) {
+    for (const name of objectsOf(m)) {
+      const latest = migrations.filter((other) => (recorded.has(other.id) || applied.includes(other.id)) && objectsOf(other).includes(name)).at(-1);
+      if (latest && latest.id > m.id) rerun.add(latest);
+    }
+  }
+  for (const m of [...rerun].sort((a, b) => a.id - b.id)) {
+    for (const statement of m.statements(quoted, features)) await client.query(statement);
+    if (!repaired.includes(m.id)) repaired.push(m.id);
+  }
   return { applied, repaired, version: Math.max(newest, ...applied) };
 }
 
-function assertOurFunction(fn: ExistingFunction): void {
-  const ours = fn.extension === null && fn.comment?.startsWith(FUNCTION_MARKER) === true;
+/**
+ * A table or view a migration creates: replaced or used only if it is ours (its marker), the
+ * current user's, in no extension, of the expected kind and without triggers or rules of
+ * another's (a view's own _RETURN rule is its definition, not a hook).
+ */
+function assertOurRelation(relation: ExistingRelation, expected: { kind: string; marker: string }): void {
+  const what = expected.kind === 'v' ? 'view' : 'table';
+  const whose =
+    relation.extension !== null
+      ? `belongs to extension "${relation.extension}"`
+      : relation.kind !== expected.kind
+        ? `is not a ${what} (relkind ${relation.kind})`
+        : relation.comment?.startsWith(expected.marker) !== true
+          ? `was not created by pg-background`
+          : !relation.mine
+            ? `is owned by role "${relation.owner}", not by the current user`
+            : relation.hooked
+              ? `has triggers or rules`
+              : null;
+  if (whose === null) return;
+  throw new PgBackgroundError(
+    'PGBG_INSTALL_CONFLICT',
+    `install(): ${what} ${relation.name} already exists and ${whose}; pg-background will not replace it. ` +
+      `Install into another schema ({ schema }) or drop that ${what} first.`,
+  );
+}
+
+function assertOurFunction(fn: ExistingFunction, marker: string): void {
+  const ours = fn.extension === null && fn.comment?.startsWith(marker) === true;
   if (ours && fn.mine) return;
   // Only the current user's own function may be replaced: one owned by another role (even one
   // we are a member of, or any role for a superuser) could be changed behind our back and would

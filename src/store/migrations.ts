@@ -1,10 +1,25 @@
 // The schema objects install() creates, as numbered migrations applied in order (see migrate.ts).
 // A migration is never edited once released: a change to an object is a new migration with the
-// next id. Each names the functions it creates so install() can check on every run that they
-// are still pg-background's (its marker, the current user's) before it touches anything, and
-// re-run it when one was dropped by hand: a migration's statements must therefore be re-runnable
-// where its objects are missing (CREATE OR REPLACE, IF NOT EXISTS). A later migration that
-// redefines an earlier one's function lists it too, so such a repair ends on the latest body.
+// next id. Each names the functions, tables and views it creates so install() can check on every
+// run that they are still pg-background's (its marker, the current user's) before it touches
+// anything, and re-run it when one was dropped by hand: a migration's statements must therefore
+// be re-runnable where its objects are missing (CREATE OR REPLACE, IF NOT EXISTS). A later
+// migration that redefines an earlier one's object lists it too, so such a repair ends on the
+// latest definition.
+//
+// Optional migrations. Ids stay one line (1, 2, 3, …), but a migration may belong to a feature
+// (`feature: 'journal'`): install() applies it only when asked for that feature
+// (install({ journal: true })) or when the schema already has the feature (a migration of it is
+// recorded); a plain install() skips it and leaves a gap in the recorded ids, filled by a later
+// install({ journal: true }). So an optional migration can be applied after base migrations with
+// higher ids, and an object both define (the view, which the journal migration redefines to add
+// journaled rows) would end on the older text. Two rules keep it right:
+//  - a base migration that redefines such an object after an optional one gives the definition
+//    for each case: its `statements` receive the features the schema has (`features.has('journal')`);
+//  - after applying an optional migration out of order, migrate() runs again the newest applied
+//    migration that lists each of its objects, so the object ends on its newest definition.
+// Migration 3 is the SQL control functions (another branch); 4 is the journal.
+import { progressRows } from '../catalog.js';
 
 export const PROGRESS_SQLSTATE = 'PGBGP';
 export const PROGRESS_MESSAGE = 'pg_background_progress';
@@ -12,14 +27,32 @@ export const PROGRESS_FUNCTION = 'pg_background_progress';
 /** Marks the functions install() created (and may therefore replace). */
 export const FUNCTION_MARKER = 'pg-background progress reporter';
 
+/** A part of the schema install() adds only when asked for it. */
+export type Feature = 'journal';
+
+/** A table or view a migration creates, and the comment that marks it as install()'s. */
+export interface Relation {
+  readonly name: string;
+  /** pg_class.relkind: 'r' a table, 'v' a view. */
+  readonly kind: 'r' | 'v';
+  /** Its comment starts with this (the check of ownership). */
+  readonly marker: string;
+}
+
 export interface Migration {
   /** 1, 2, 3…: the order of application and the row recorded in the migrations table. */
   readonly id: number;
   readonly name: string;
+  /** The feature it belongs to (applied only with it: see above); absent for every install(). */
+  readonly feature?: Feature;
   /** Names of the functions (in the target schema) it creates or redefines. */
   readonly functions: readonly string[];
-  /** Its statements, in order; `schema` is already quoted. */
-  statements(schema: string): string[];
+  /** The comment its functions start with; FUNCTION_MARKER when absent. */
+  readonly functionMarker?: string;
+  /** The tables and views it creates or redefines. */
+  readonly relations?: readonly Relation[];
+  /** Its statements, in order; `schema` is already quoted; `features`: those the schema has after this run. */
+  statements(schema: string, features: ReadonlySet<Feature>): string[];
 }
 
 const progressFunction: Migration = {
@@ -47,10 +80,200 @@ $pgbg$`,
   ],
 };
 
-/** Every migration, by ascending id (1, 2, … without gaps). */
-export const MIGRATIONS: readonly Migration[] = Object.freeze([progressFunction]);
+export const WORKERS_VIEW = 'pg_background_workers';
+export const JOURNAL_TABLE = 'pg_background_journal';
+/** Where a journaled worker's own transaction, last, records that it committed (see migration 4). */
+export const JOURNAL_ENDS_TABLE = 'pg_background_journal_ends';
+export const VIEW_MARKER = 'pg-background workers view';
+export const JOURNAL_MARKER = 'pg-background journal';
+
+/** What the view says of a journaled worker whose backend is gone while its row says it was not done. */
+export const NOTHING_COMMITTED_RUNNING =
+  "the worker's backend ended before its transaction committed, and the process that launched it did not record its end: nothing committed";
+export const NOTHING_COMMITTED_PENDING = 'the process that launched the worker is gone and no backend runs it: nothing committed';
+/** What the view says of a job's root (no SQL of its own) whose process is gone while it ran. */
+export const JOB_OWNER_GONE = "outcome unknown: the process that ran the job is gone; each subtask's row says what it did";
+
+export const OUTCOME_UNKNOWN_GONE =
+  "outcome unknown: the worker's backend ended and the process that launched it did not record how; its SQL cannot run in a transaction block, so it may have committed";
+
+/** A backend's start as the journal keeps it (BACKEND_STARTED_SQL's microseconds, as int8). */
+const started = (alias: string) => `(extract(epoch FROM ${alias}.backend_start) * 1000000)::int8`;
+
+/**
+ * Backends of pg_stat_activity that match `where` (alias `a`), with the tag's cookie (null for
+ * an untagged backend), the wait event, the blockers (pg_blocking_pids only for a lock waiter)
+ * and the phase and fraction of the progress views: OBSERVE_BACKENDS_SQL's logic for the view.
+ */
+function liveBackends(where: string): string {
+  return `progress AS (
+${progressRows('')}
+), live AS (
+  SELECT DISTINCT ON (a.pid) a.pid, ${started('a')} AS started, a.application_name,
+         CASE WHEN a.application_name ~ '^pgbg:[0-9a-f]{16}:' THEN ('x' || substr(a.application_name, 6, 16))::bit(64)::int8 END AS cookie,
+         a.usename::text AS user_name, a.state, a.query, coalesce(a.xact_start, a.query_start) AS since, a.state_change,
+         CASE WHEN a.wait_event IS NOT NULL THEN a.wait_event_type || ':' || a.wait_event END AS wait_event,
+         CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) ELSE '{}'::int4[] END AS blocked_by,
+         p.phase::text AS phase,
+         CASE WHEN p.done IS NOT NULL AND p.total > 0 THEN LEAST(1, p.done::float8 / p.total::float8) END AS fraction
+    FROM pg_catalog.pg_stat_activity a LEFT JOIN progress p ON p.pid = a.pid
+   WHERE ${where}
+   ORDER BY a.pid, p.phase
+)`;
+}
+
+/** The view's columns for a tagged backend nobody journaled (`l` a row of liveBackends). */
+const TAGGED_COLUMNS = `l.cookie, l.pid, NULLIF(substr(l.application_name, 23), '') AS label, 'root'::text AS scope, NULL::int8 AS parent,
+       'running'::text AS state, l.phase, l.fraction AS fraction_completed, left(l.query, 120) AS sql_preview,
+       l.user_name, NULL::text AS owner, 1::int4 AS attempts,
+       l.since AS launched_at, l.since AS started_at, l.state_change AS updated_at, NULL::timestamptz AS finished_at,
+       (extract(epoch FROM clock_timestamp() - l.since) * 1000)::int8 AS elapsed_ms,
+       l.wait_event, l.blocked_by, NULL::text AS sqlstate, NULL::text AS error_message, NULL::text AS command_tag, NULL::int8 AS row_count`;
+
+const viewComment = (schema: string, version: string) =>
+  `COMMENT ON VIEW ${schema}.${WORKERS_VIEW} IS '${VIEW_MARKER} ${version}: the workers of every process, from their connections'' tags and the journal'`;
+
+const workersView: Migration = {
+  id: 2,
+  name: 'workers view',
+  functions: [],
+  relations: [{ name: WORKERS_VIEW, kind: 'v', marker: VIEW_MARKER }],
+  // Without the journal: the running workers, from the application_name of their connections
+  // (pgbg:<cookie as 16 hex digits>:<label>) while they run something (not 'idle'). Launch and start are what the server saw: the
+  // start of the task's transaction.
+  statements: (schema) => [
+    `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
+WITH ${liveBackends("a.application_name LIKE 'pgbg:%'")}
+SELECT ${TAGGED_COLUMNS}
+  FROM live l
+ WHERE l.cookie IS NOT NULL AND l.state IS DISTINCT FROM 'idle'`,
+    viewComment(schema, 'v2'),
+  ],
+};
+
+/** The states a journal row may hold (SPEC Part 2's list, frozen with this migration). */
+const JOURNAL_STATES = ['pending', 'paused', 'running', 'cancelling', 'stopped', 'canceled', 'error'];
+
+const journal: Migration = {
+  id: 4,
+  name: 'journal',
+  feature: 'journal',
+  functions: [],
+  relations: [
+    { name: JOURNAL_TABLE, kind: 'r', marker: JOURNAL_MARKER },
+    { name: JOURNAL_ENDS_TABLE, kind: 'r', marker: JOURNAL_MARKER },
+    { name: WORKERS_VIEW, kind: 'v', marker: VIEW_MARKER },
+  ],
+  statements: (schema) => [
+    // One row per worker of every journaling process, upserted by its owner's control
+    // connection in batches; `proven`: its SQL ran in a transaction whose last statement
+    // inserts its cookie into pg_background_journal_ends, so a row without one whose backend
+    // ended did not commit.
+    `CREATE TABLE IF NOT EXISTS ${schema}.${JOURNAL_TABLE} (
+  cookie int8 PRIMARY KEY,
+  pid int4,
+  backend_started int8,
+  label text,
+  scope text NOT NULL,
+  parent int8,
+  state text NOT NULL CHECK (state IN (${JOURNAL_STATES.map((state) => `'${state}'`).join(', ')})),
+  phase text,
+  fraction_completed float8,
+  explicit_progress boolean NOT NULL DEFAULT false,
+  sql_preview text,
+  user_name text,
+  owner_host text,
+  owner_pid int4,
+  owner_application text,
+  owner_control_pid int4,
+  owner_control_started int8,
+  attempts int4 NOT NULL DEFAULT 1,
+  launched_at timestamptz,
+  started_at timestamptz,
+  updated_at timestamptz NOT NULL,
+  finished_at timestamptz,
+  wait_event text,
+  blocked_by int4[] NOT NULL DEFAULT '{}',
+  sqlstate text,
+  error_message text,
+  command_tag text,
+  row_count int8,
+  proven boolean NOT NULL DEFAULT false,
+  job boolean NOT NULL DEFAULT false
+)`,
+    `COMMENT ON TABLE ${schema}.${JOURNAL_TABLE} IS '${JOURNAL_MARKER} v4: one row per worker of every journaling pg-background process'`,
+    // The end of a worker, written by its own transaction as its last statement: it commits
+    // exactly when the work does, whether or not a batch landed. Insert-only and narrow (a
+    // task pays ~the cost of one more tiny row, no upsert); a transaction that wrote nothing
+    // inserts nothing (it commits nothing, and its commit stays free of a WAL flush).
+    `CREATE TABLE IF NOT EXISTS ${schema}.${JOURNAL_ENDS_TABLE} (
+  cookie int8 PRIMARY KEY,
+  committed_at timestamptz NOT NULL
+)`,
+    `COMMENT ON TABLE ${schema}.${JOURNAL_ENDS_TABLE} IS '${JOURNAL_MARKER} v4: the workers whose own transaction committed, written by it'`,
+    // The view, now with every journaled worker: its live columns from its backend while it
+    // runs, and the truth about one whose backend is gone while its row says it was not done.
+    `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
+WITH ${liveBackends(`a.application_name LIKE 'pgbg:%' OR a.pid IN (SELECT pid FROM ${schema}.${JOURNAL_TABLE} WHERE finished_at IS NULL)`)},
+journaled AS (
+  SELECT j.*, e.committed_at, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
+         CASE
+           WHEN e.cookie IS NOT NULL OR j.finished_at IS NOT NULL OR j.state NOT IN ('pending', 'paused', 'running', 'cancelling') THEN false
+           -- Started: its backend (pid and start; a start the viewer may not see counts as it) still runs it.
+           WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN l.pid IS NULL
+           -- Not started: its owner's control connection is gone and no backend carries its tag.
+           ELSE j.owner_control_pid IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
+                                 WHERE o.pid = j.owner_control_pid AND (o.backend_start IS NULL OR ${started('o')} = j.owner_control_started))
+                AND NOT EXISTS (SELECT 1 FROM live t WHERE t.cookie = j.cookie)
+         END AS gone
+    FROM ${schema}.${JOURNAL_TABLE} j
+    LEFT JOIN ${schema}.${JOURNAL_ENDS_TABLE} e ON e.cookie = j.cookie
+    LEFT JOIN live l ON j.finished_at IS NULL AND e.cookie IS NULL AND l.pid = j.pid
+                    AND (l.started IS NULL OR l.started = j.backend_started)
+                    AND (l.cookie = j.cookie OR l.application_name NOT LIKE 'pgbg:%')
+)
+SELECT j.cookie, j.pid, j.label, j.scope, j.parent,
+       -- Its own transaction said it committed: stopped, whatever the owner could tell.
+       CASE WHEN j.committed_at IS NOT NULL THEN 'stopped' WHEN j.gone THEN 'error' ELSE j.state END AS state,
+       CASE WHEN j.live_pid IS NOT NULL AND NOT j.explicit_progress THEN coalesce(j.live_phase, j.phase) ELSE j.phase END AS phase,
+       CASE WHEN j.live_pid IS NOT NULL AND NOT j.explicit_progress THEN coalesce(j.live_fraction, j.fraction_completed) ELSE j.fraction_completed END AS fraction_completed,
+       j.sql_preview, j.user_name, j.owner_host || ':' || j.owner_pid AS owner, j.attempts,
+       j.launched_at, j.started_at, coalesce(j.finished_at, j.committed_at, j.updated_at) AS updated_at, coalesce(j.finished_at, j.committed_at) AS finished_at,
+       (extract(epoch FROM coalesce(j.finished_at, j.committed_at, CASE WHEN j.gone THEN j.updated_at ELSE clock_timestamp() END) - j.launched_at) * 1000)::int8 AS elapsed_ms,
+       CASE WHEN j.live_pid IS NOT NULL THEN j.live_wait_event WHEN j.finished_at IS NULL AND NOT j.gone THEN j.wait_event END AS wait_event,
+       CASE WHEN j.live_pid IS NOT NULL THEN j.live_blocked_by WHEN j.finished_at IS NULL AND NOT j.gone THEN j.blocked_by ELSE '{}'::int4[] END AS blocked_by,
+       CASE WHEN j.committed_at IS NOT NULL THEN NULL WHEN j.gone THEN '08006' ELSE j.sqlstate END AS sqlstate,
+       CASE WHEN j.committed_at IS NOT NULL THEN NULL
+            WHEN NOT j.gone THEN j.error_message
+            WHEN j.job THEN '${JOB_OWNER_GONE.replaceAll("'", "''")}'
+            WHEN NOT j.proven THEN '${OUTCOME_UNKNOWN_GONE.replaceAll("'", "''")}'
+            WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN '${NOTHING_COMMITTED_RUNNING.replaceAll("'", "''")}'
+            ELSE '${NOTHING_COMMITTED_PENDING.replaceAll("'", "''")}' END AS error_message,
+       j.command_tag, j.row_count
+  FROM journaled j
+UNION ALL
+SELECT ${TAGGED_COLUMNS}
+  FROM live l
+ WHERE l.cookie IS NOT NULL AND l.state IS DISTINCT FROM 'idle' AND NOT EXISTS (SELECT 1 FROM ${schema}.${JOURNAL_TABLE} j WHERE j.cookie = l.cookie)`,
+    viewComment(schema, 'v4'),
+  ],
+};
+
+/** Every migration, by ascending id (3 is reserved for the SQL control functions). */
+export const MIGRATIONS: readonly Migration[] = Object.freeze([progressFunction, workersView, journal]);
 
 /** The functions any of `migrations` creates: install() checks each on every run. */
 export function guardedFunctions(migrations: readonly Migration[] = MIGRATIONS): string[] {
   return [...new Set(migrations.flatMap((m) => m.functions))];
+}
+
+/** The tables and views any of `migrations` creates, by name: install() checks each on every run. */
+export function guardedRelations(migrations: readonly Migration[] = MIGRATIONS): Map<string, Relation> {
+  return new Map(migrations.flatMap((m) => m.relations ?? []).map((relation) => [relation.name, relation]));
+}
+
+/** The marker of the function `name` (the comment install() left on it). */
+export function functionMarker(name: string, migrations: readonly Migration[] = MIGRATIONS): string {
+  return migrations.find((m) => m.functions.includes(name))?.functionMarker ?? FUNCTION_MARKER;
 }

@@ -1,0 +1,188 @@
+// The journal writer: records the instance's workers in pg_background_journal, off the launch
+// path. JournalStore (store/journal.ts) hands it each worker that changed; a timer armed by the
+// first change writes every changed worker's current row as one multi-row upsert on the control
+// connection, JOURNAL_FLUSH_MS later (so a burst of launches is a handful of writes, a worker
+// that starts and ends within that time is one row, and a change is in the table within a
+// second unless the server is slow to take the write). A write that fails fails no worker: its
+// rows are kept for the next write (retried every JOURNAL_RETRY_MS) and the failure is reported
+// once, as a warning. Rows of workers finished longer ago than the retention are pruned, at most
+// once per JOURNAL_PRUNE_INTERVAL_MS. Before the first launch, the launcher asks ready(): the
+// journal must exist (PGBG_NOT_INSTALLED otherwise), checked once per instance.
+// The proof of a worker's end is not written here: commitPiece() gives the launcher the
+// statement its transaction ends with (see catalog.ts journalCommitSql), an insert into
+// pg_background_journal_ends, only where the login may insert there (else the rows say
+// `proven` false, and the view "outcome unknown" where it cannot know).
+import { hostname } from 'node:os';
+import { JOURNAL_LOCATE_SQL, journalCommitSql, journalPruneSql, journalWriteSql } from '../catalog.js';
+import { PgBackgroundError } from '../errors.js';
+import type { ControlConnection } from '../pool/control-connection.js';
+import type { TaskPlan } from '../plan/task-plan.js';
+import { JOURNAL_ROW_COLUMNS, journalRow, type JournalOwner, type JournalSink } from '../store/journal.js';
+import type { Worker } from '../store/worker.js';
+
+export const JOURNAL_FLUSH_MS = 750;
+export const JOURNAL_RETRY_MS = 1000;
+export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
+/** Workers whose rows wait for a write that keeps failing: beyond this, the oldest are dropped (memory stays bounded). */
+export const JOURNAL_MAX_PENDING = 100_000;
+
+/** Counts of every writer of this process, for tests and diagnostics. */
+export const journalCounts = { writes: 0, rows: 0, failures: 0, prunes: 0 };
+
+export class JournalWriter implements JournalSink {
+  readonly #control: ControlConnection;
+  readonly #retentionMs: number;
+  readonly #owner: JournalOwner;
+  readonly #warn: (warning: PgBackgroundError) => void;
+  /** Workers whose row is due, with the time of their last change. */
+  #dirty = new Map<Worker, number>();
+  /** Workers whose transaction ends with the journal's record of their end. */
+  readonly #proven = new WeakSet<Worker>();
+  /** The journal's schema (quoted), once found. */
+  #schema: string | null = null;
+  /** The login may insert into pg_background_journal_ends: a transaction can prove its end. */
+  #provable = false;
+  /** The batch's upsert, once the schema is known. */
+  #writeSql: string | null = null;
+  #locating: Promise<void> | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #writing: Promise<void> | null = null;
+  #warned = false;
+  #prunedAt = -Infinity;
+  #closed = false;
+
+  constructor(control: ControlConnection, retentionMs: number, application: string | null, warn: (warning: PgBackgroundError) => void) {
+    this.#control = control;
+    this.#retentionMs = retentionMs;
+    this.#owner = Object.freeze({ host: hostname(), pid: process.pid, application });
+    this.#warn = warn;
+  }
+
+  /**
+   * Null once the journal was found (no await on the launch path); else the check, once per
+   * instance: it rejects with PGBG_NOT_INSTALLED (and every launch after it, until install()).
+   */
+  ready(): Promise<void> | null {
+    if (this.#schema !== null) return null;
+    this.#locating ??= this.#locate();
+    return this.#locating;
+  }
+
+  /** install() ran: a failed check is made again at the next launch. */
+  reset(): void {
+    if (this.#schema === null) this.#locating = null;
+  }
+
+  /**
+   * The statement a worker's transaction ends with, for a plan that can run in a transaction
+   * block; null for one that cannot (its end is then only written by the batches).
+   */
+  commitPiece(worker: Worker, plan: TaskPlan): string | null {
+    // Under another role (`role`) the insert would need that role's right: checked for the login only.
+    if (plan.transactional !== true || this.#schema === null || !this.#provable || worker.launch.role !== null) return null;
+    this.#proven.add(worker);
+    return journalCommitSql(this.#schema, worker.cookie);
+  }
+
+  changed(worker: Worker, at: number): void {
+    this.#dirty.set(worker, at);
+    if (this.#timer === null && this.#writing === null && !this.#closed) this.#schedule(JOURNAL_FLUSH_MS);
+  }
+
+  /** Writes what is due, then stops: close() calls it once every worker has ended. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    await this.#writing;
+    if (this.#dirty.size > 0) await this.#write();
+  }
+
+  async #locate(): Promise<void> {
+    let schema: string | undefined;
+    let provable = false;
+    try {
+      ({ schema, provable = false } = (await this.#control.query<{ schema: string; provable: boolean }>(JOURNAL_LOCATE_SQL)).rows[0] ?? {});
+    } catch (error) {
+      this.#locating = null; // not an answer: ask again at the next launch
+      const message = error instanceof Error ? error.message : String(error);
+      throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not check for the journal: ${message}`, { cause: error });
+    }
+    if (schema === undefined) {
+      throw new PgBackgroundError(
+        'PGBG_NOT_INSTALLED',
+        'journal: true, but this database has no pg_background_journal on the search_path: run install({ journal: true }) first',
+      );
+    }
+    this.#schema = schema;
+    this.#provable = provable;
+    this.#writeSql = journalWriteSql(schema, JOURNAL_ROW_COLUMNS);
+  }
+
+  #schedule(ms: number): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#writing = this.#write().finally(() => {
+        this.#writing = null;
+        if (this.#dirty.size > 0 && !this.#closed && this.#timer === null) this.#schedule(this.#failing ? JOURNAL_RETRY_MS : JOURNAL_FLUSH_MS);
+      });
+    }, ms);
+    // Journaling is no reason to keep the process alive: close() writes what is left.
+    this.#timer.unref();
+  }
+
+  #failing = false;
+
+  async #write(): Promise<void> {
+    const schema = this.#schema;
+    if (schema === null || this.#dirty.size === 0) return;
+    const batch = this.#dirty;
+    this.#dirty = new Map();
+    const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#proven.has(worker)));
+    try {
+      journalCounts.writes++;
+      await this.#control.query(this.#writeSql!, [JSON.stringify(rows)]);
+      journalCounts.rows += rows.length;
+      this.#failing = false;
+    } catch (error) {
+      journalCounts.failures++;
+      this.#failing = true;
+      // Keep the rows for the next write, unless the worker changed again meanwhile (newer),
+      // oldest first: past JOURNAL_MAX_PENDING, those go.
+      const kept = new Map<Worker, number>();
+      for (const [worker, at] of batch) if (!this.#dirty.has(worker)) kept.set(worker, at);
+      for (const [worker, at] of this.#dirty) kept.set(worker, at);
+      this.#dirty = kept;
+      for (const worker of this.#dirty.keys()) {
+        if (this.#dirty.size <= JOURNAL_MAX_PENDING) break;
+        this.#dirty.delete(worker);
+      }
+      this.#report(error);
+      return;
+    }
+    await this.#prune(schema).catch((error: unknown) => this.#report(error));
+  }
+
+  async #prune(schema: string): Promise<void> {
+    const now = Date.now();
+    if (now - this.#prunedAt < JOURNAL_PRUNE_INTERVAL_MS) return;
+    this.#prunedAt = now;
+    journalCounts.prunes++;
+    await this.#control.query(journalPruneSql(schema), [this.#retentionMs]);
+  }
+
+  /** The first failure of this instance's journal writes, as a warning (the rest are retried quietly). */
+  #report(error: unknown): void {
+    if (this.#warned) return;
+    this.#warned = true;
+    const message = error instanceof Error ? error.message : String(error);
+    const sqlstate = typeof (error as { code?: unknown })?.code === 'string' ? (error as { code: string }).code : undefined;
+    this.#warn(
+      new PgBackgroundError(
+        'PGBG_JOURNAL_WRITE_FAILED',
+        `pg-background could not write the journal (${message}); no worker is affected, the rows are kept and retried (reported once)`,
+        { sqlstate, cause: error },
+      ),
+    );
+  }
+}

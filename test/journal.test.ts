@@ -1,0 +1,331 @@
+// The journal: new PgBackground({ journal: true }) records every worker in pg_background_journal
+// (install({ journal: true })), in batches on its control connection, and pg_background_workers
+// shows them. Rows of stopped, failed and cancelled workers; a running one with its backend and
+// live columns; a burst of launches as a handful of writes; a write that fails failing no worker
+// and warning once; PGBG_NOT_INSTALLED; retention; and the proven outcome after kill -9 of the
+// launching process: a worker that commits is shown stopped, one whose backend is then
+// terminated is shown error 08006 "nothing committed", and nothing of it committed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { PgBackground, type PgBackgroundError, type WorkerHandle } from 'pg-background';
+import { journalCounts } from '../src/control/journal-writer.js';
+import { NOTHING_COMMITTED_RUNNING } from '../src/store/migrations.js';
+import { until, useDatabase } from './support/database.js';
+
+const writer = `pgbg_journal_writer_${randomBytes(3).toString('hex')}`;
+const db = useDatabase(import.meta.filename, {
+  async setup(db) {
+    await db.query('CREATE TABLE marks (mark text)');
+    const bg = new PgBackground({ connectionString: db.url });
+    await bg.install({ journal: true });
+    await bg.close();
+    await db.query(`CREATE ROLE ${pg.escapeIdentifier(writer)} NOLOGIN`);
+    await db.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON pg_background_journal, pg_background_journal_ends TO ${pg.escapeIdentifier(writer)}`);
+    await db.query(`GRANT SELECT, INSERT ON marks TO ${pg.escapeIdentifier(writer)}`);
+  },
+  async teardown(db) {
+    await db.query(`DROP OWNED BY ${pg.escapeIdentifier(writer)} CASCADE`);
+    await db.query(`DROP ROLE ${pg.escapeIdentifier(writer)}`);
+  },
+});
+
+const me = new URL(db.url).username;
+
+/** The view's rows of `handles`, in their order, once `ready` holds for all of them. */
+async function viewRows(handles: readonly WorkerHandle[], ready: (row: Record<string, unknown>) => boolean, what: string) {
+  return until(async () => {
+    const rows = await db.query('SELECT * FROM pg_background_workers WHERE cookie = ANY ($1::int8[])', [handles.map((h) => h.cookie.toString())]);
+    const byCookie = new Map(rows.map((row) => [row.cookie as string, row]));
+    const ordered = handles.map((h) => byCookie.get(h.cookie.toString()));
+    return ordered.every((row) => row && ready(row)) ? (ordered as Record<string, unknown>[]) : null;
+  }, what);
+}
+
+const marks = async (mark: string) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM marks WHERE mark = $1', [mark]))[0]!.n;
+
+test('stopped, failed and cancelled workers: their rows in the journal and the view', async () => {
+  const bg = db.background({ journal: true });
+  const inserted = await bg.launch("INSERT INTO marks SELECT 'three' FROM generate_series(1, 3)", { label: 'etl/insert' });
+  const failed = await bg.launch('SELECT 1 / 0', { label: 'etl/fail' });
+  const sleeping = await bg.launch('SELECT pg_sleep(30)');
+  await bg.wait(inserted);
+  await bg.wait(failed);
+  await until(async () => (await bg.info(sleeping)).state === 'running', 'the sleeper to run');
+  await bg.cancel(sleeping);
+  const rows = await viewRows([inserted, failed, sleeping], (row) => row.finished_at !== null, 'three finished rows');
+  const fixed = rows.map(({ launched_at, started_at, updated_at, finished_at, elapsed_ms, ...rest }) => {
+    assert.ok(launched_at instanceof Date && started_at instanceof Date && finished_at instanceof Date);
+    assert.ok((started_at as Date) >= (launched_at as Date) && (finished_at as Date) >= (started_at as Date));
+    assert.equal(updated_at!.valueOf(), finished_at!.valueOf());
+    assert.equal(elapsed_ms, String((finished_at as Date).valueOf() - (launched_at as Date).valueOf()));
+    return rest;
+  });
+  const common = { scope: 'root', parent: null, user_name: me, owner: `${hostname()}:${process.pid}`, attempts: 1, wait_event: null, blocked_by: [] };
+  assert.deepEqual(fixed, [
+    {
+      ...common,
+      cookie: inserted.cookie.toString(),
+      pid: inserted.pid,
+      label: 'etl/insert',
+      state: 'stopped',
+      phase: null,
+      fraction_completed: null,
+      sql_preview: "INSERT INTO marks SELECT 'three' FROM generate_series(1, 3)",
+      sqlstate: null,
+      error_message: null,
+      command_tag: 'INSERT',
+      row_count: '3',
+    },
+    {
+      ...common,
+      cookie: failed.cookie.toString(),
+      pid: failed.pid,
+      label: 'etl/fail',
+      state: 'error',
+      phase: null,
+      fraction_completed: null,
+      sql_preview: 'SELECT 1 / 0',
+      sqlstate: '22012',
+      error_message: 'division by zero',
+      command_tag: null,
+      row_count: '0',
+    },
+    {
+      ...common,
+      cookie: sleeping.cookie.toString(),
+      pid: sleeping.pid,
+      label: null,
+      state: 'canceled',
+      phase: null,
+      fraction_completed: null,
+      sql_preview: 'SELECT pg_sleep(30)',
+      sqlstate: '57014',
+      error_message: 'canceling statement due to user request',
+      command_tag: null,
+      row_count: '0',
+    },
+  ]);
+  // What only the table keeps: the launching process, its control connection, the backends, the proof.
+  const journal = await db.query(
+    `SELECT j.cookie, j.owner_host, j.owner_pid, j.owner_application, j.proven, j.backend_started,
+            c.application_name AS control_application
+       FROM pg_background_journal j LEFT JOIN pg_stat_activity c
+         ON c.pid = j.owner_control_pid AND (extract(epoch FROM c.backend_start) * 1000000)::int8 = j.owner_control_started
+      WHERE j.cookie = ANY ($1::int8[]) ORDER BY j.launched_at`,
+    [[inserted, failed, sleeping].map((h) => h.cookie.toString())],
+  );
+  const starts = await db.query<{ started: string }>('SELECT backend_started::text AS started FROM pg_background_journal WHERE cookie = $1', [
+    inserted.cookie.toString(),
+  ]);
+  assert.match(starts[0]!.started, /^\d{16}$/);
+  assert.deepEqual(
+    journal.map(({ backend_started, ...row }) => ({ ...row, started: typeof backend_started })),
+    [inserted, failed, sleeping].map((h) => ({
+      cookie: h.cookie.toString(),
+      owner_host: hostname(),
+      owner_pid: process.pid,
+      owner_application: 'pg-background',
+      proven: true, // each ran in a transaction ending with the journal's record (a read-only one writes none)
+      control_application: 'pgbg:control',
+      started: 'string',
+    })),
+  );
+  assert.equal(await marks('three'), 3);
+  await bg.close();
+});
+
+test('a running worker is in the view within a second: its backend, live wait event, and the journaled row', async () => {
+  const bg = db.background({ journal: true });
+  const h = await bg.launch('SELECT pg_sleep(30)', { label: 'sleeper' });
+  // Journaled (the owner is known) and live (the wait event from its backend).
+  const [row] = await viewRows([h], (r) => r.owner !== null && r.state === 'running' && r.wait_event === 'Timeout:PgSleep', 'the sleeper running in the view');
+  assert.equal(row!.pid, h.pid);
+  assert.equal(row!.label, 'sleeper');
+  assert.equal(row!.finished_at, null);
+  const [backend] = await db.query('SELECT (extract(epoch FROM backend_start) * 1000000)::int8::text AS started FROM pg_stat_activity WHERE pid = $1', [h.pid]);
+  const [journaled] = await db.query('SELECT pid, backend_started::text AS started, state FROM pg_background_journal WHERE cookie = $1', [h.cookie.toString()]);
+  assert.deepEqual(journaled, { pid: h.pid, started: backend!.started, state: 'running' });
+  await bg.cancel(h);
+  await bg.close();
+});
+
+test('a burst of 200 launches is a handful of journal writes, not 200', async () => {
+  const bg = db.background({ journal: true, maxWorkers: 16, whenFull: 'queue' });
+  const before = journalCounts.writes;
+  const handles = await Promise.all(Array.from({ length: 200 }, (_, i) => bg.submit({ text: 'SELECT $1::int', values: [i] })));
+  await Promise.all(handles.map((h) => bg.wait(h)));
+  await until(async () => {
+    const [r] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_background_journal WHERE cookie = ANY ($1::int8[]) AND state = 'stopped'", [
+      handles.map((h) => h.cookie.toString()),
+    ]);
+    return r!.n === 200;
+  }, 'all 200 rows stopped');
+  const writes = journalCounts.writes - before;
+  console.log(`journal: 200 launches, ${writes} writes`);
+  assert.ok(writes >= 1 && writes <= 12, `${writes} writes for 200 launches`);
+  await bg.close();
+});
+
+test('a journal write that fails (INSERT revoked) fails no worker, warns once, and is retried', async () => {
+  const bg = db.background({ journal: true, options: `-c role=${writer}` });
+  const warnings: PgBackgroundError[] = [];
+  bg.on('warning', (warning) => warnings.push(warning));
+  // The first launch finds the journal (and writes); then the right to insert goes.
+  await bg.wait(await bg.launch('SELECT 1'));
+  await db.query(`REVOKE INSERT ON pg_background_journal FROM ${pg.escapeIdentifier(writer)}`);
+  const failuresBefore = journalCounts.failures;
+  const handles = [await bg.launch("INSERT INTO marks VALUES ('revoked')"), await bg.launch('SELECT 2'), await bg.launch('SELECT 3')];
+  for (const h of handles) await bg.wait(h);
+  assert.deepEqual(
+    (await Promise.all(handles.map((h) => bg.info(h)))).map((info) => info.state),
+    ['stopped', 'stopped', 'stopped'],
+  );
+  await until(() => journalCounts.failures - failuresBefore >= 2, 'a write to fail and its retry to fail too');
+  assert.equal(warnings.length, 1);
+  assert.equal(warnings[0]!.code, 'PGBG_JOURNAL_WRITE_FAILED');
+  assert.equal(warnings[0]!.sqlstate, '42501');
+  assert.match(warnings[0]!.message, /^pg-background could not write the journal \(permission denied for table pg_background_journal\); no worker is affected/);
+  // The INSERT's own transaction recorded that it committed anyway (another table, its own right).
+  const own = await db.query('SELECT cookie FROM pg_background_journal_ends WHERE cookie = $1', [handles[0]!.cookie.toString()]);
+  assert.deepEqual(own, [{ cookie: handles[0]!.cookie.toString() }]);
+  assert.equal(await marks('revoked'), 1);
+  // The right comes back: the kept rows land at the next retry.
+  await db.query(`GRANT INSERT ON pg_background_journal TO ${pg.escapeIdentifier(writer)}`);
+  const rows = await viewRows(handles, (row) => row.command_tag !== null, 'the kept rows to land');
+  assert.deepEqual(
+    rows.map((row) => [row.state, row.command_tag, row.row_count]),
+    [
+      ['stopped', 'INSERT', '1'],
+      ['stopped', 'SELECT', '1'],
+      ['stopped', 'SELECT', '1'],
+    ],
+  );
+  assert.equal(warnings.length, 1);
+  await bg.close();
+});
+
+test('a journaling launch on a database without the journal rejects with PGBG_NOT_INSTALLED, every time, starting nothing', async () => {
+  await db.query('CREATE SCHEMA nowhere');
+  const bg = db.background({ journal: true, options: '-c search_path=nowhere' });
+  const expected = {
+    code: 'PGBG_NOT_INSTALLED',
+    message: 'journal: true, but this database has no pg_background_journal on the search_path: run install({ journal: true }) first',
+  };
+  await assert.rejects(bg.launch('SELECT 1'), expected);
+  await assert.rejects(bg.submit('SELECT 1'), expected);
+  assert.equal((await bg.stats()).workersLaunched, 0);
+  // install() into that schema: the next launch finds it.
+  await bg.install({ schema: 'nowhere', journal: true });
+  const h = await bg.launch('SELECT 1');
+  await bg.wait(h);
+  await until(
+    async () => (await db.query('SELECT 1 FROM nowhere.pg_background_journal WHERE cookie = $1', [h.cookie.toString()])).length === 1,
+    'the row in nowhere',
+  );
+  await bg.close();
+});
+
+test('options: journal must be a boolean, journalRetentionMs needs it and is an integer of ms', () => {
+  assert.throws(() => new PgBackground({ journal: 'yes' as unknown as boolean }), {
+    code: 'PGBG_INVALID_ARGUMENT',
+    message: 'Expected `journal` to be a boolean, got "yes"',
+  });
+  assert.throws(() => new PgBackground({ journalRetentionMs: 1000 }), {
+    code: 'PGBG_INVALID_ARGUMENT',
+    message: "Option `journalRetentionMs` (1000) needs `journal: true`: it is the journal's retention",
+  });
+  assert.throws(() => new PgBackground({ journal: true, journalRetentionMs: -1 }), { code: 'PGBG_INVALID_ARGUMENT' });
+  assert.throws(() => new PgBackground({ journal: true, journalRetentionMs: 1.5 }), { code: 'PGBG_INVALID_ARGUMENT' });
+});
+
+test('rows of workers finished longer ago than the retention are pruned (default 14 days)', async () => {
+  const old = (days: number, cookie: number) =>
+    db.query(
+      `INSERT INTO pg_background_journal (cookie, pid, scope, state, launched_at, updated_at, finished_at)
+       VALUES ($1, 1, 'root', 'stopped', now() - $2 * interval '1 day', now() - $2 * interval '1 day', now() - $2 * interval '1 day')`,
+      [cookie, days],
+    );
+  await old(20, 9001);
+  await old(1, 9002);
+  const present = async () => (await db.query('SELECT cookie FROM pg_background_journal WHERE cookie IN (9001, 9002) ORDER BY cookie')).map((r) => r.cookie);
+  const bg = db.background({ journal: true });
+  await bg.wait(await bg.launch('SELECT 1'));
+  await until(async () => (await present()).length === 1, 'the 20-day-old row to go');
+  assert.deepEqual(await present(), ['9002']);
+  await bg.close();
+  const short = db.background({ journal: true, journalRetentionMs: 12 * 3_600_000 });
+  await short.wait(await short.launch('SELECT 1'));
+  await until(async () => (await present()).length === 0, 'the 1-day-old row to go with a 12 h retention');
+  await short.close();
+});
+
+// ---- kill -9 of the launching process ------------------------------------------------------
+
+const CHILD = fileURLToPath(new URL('./support/journal-child.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** Starts a journaling process that launches `sql`; once its row says running, kills it (SIGKILL). */
+async function launchJournaledAndKill(sql: string): Promise<{ cookie: string; pid: number }> {
+  const child = spawn(process.execPath, ['--conditions=pg-background-source', '--import', 'tsx', CHILD], {
+    cwd: ROOT,
+    env: { ...process.env, PGBG_CHILD_URL: db.url, PGBG_CHILD_SQL: sql },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk));
+  const exited = once(child, 'exit');
+  try {
+    const [cookie, pid] = await new Promise<[string, number]>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk;
+        const lines = out.split('\n');
+        if (lines.length > 1) {
+          const [c, p] = lines[0]!.split(' ');
+          resolve([c!, Number(p)]);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`the launching process exited (${code}) first: ${stderr}`)));
+    });
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_background_journal WHERE cookie = $1 AND state = 'running' AND pid = $2", [cookie, pid])).length,
+      'the running row to be journaled',
+    );
+    child.kill('SIGKILL');
+    assert.deepEqual(await exited, [null, 'SIGKILL']);
+    return { cookie, pid };
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+const viewRow = async (cookie: string) =>
+  (await db.query('SELECT state, sqlstate, error_message, label FROM pg_background_workers WHERE cookie = $1', [cookie]))[0];
+
+test('kill -9 of the launching process: a worker that goes on to commit is shown stopped', async () => {
+  const { cookie } = await launchJournaledAndKill("INSERT INTO marks VALUES ('survivor'); SELECT pg_sleep(1.5)");
+  assert.deepEqual(await viewRow(cookie), { state: 'running', sqlstate: null, error_message: null, label: 'orphan' });
+  await until(async () => (await marks('survivor')) === 1, 'the orphaned worker to commit', 15_000);
+  assert.deepEqual(await viewRow(cookie), { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
+  // Its own transaction said so: the dead process never wrote its end.
+  assert.deepEqual(await db.query('SELECT state FROM pg_background_journal WHERE cookie = $1', [cookie]), [{ state: 'running' }]);
+  assert.equal((await db.query('SELECT 1 FROM pg_background_journal_ends WHERE cookie = $1', [cookie])).length, 1);
+});
+
+test('kill -9 of the launching process, then its worker terminated: error 08006 "nothing committed", and nothing did', async () => {
+  const { cookie, pid } = await launchJournaledAndKill("INSERT INTO marks VALUES ('victim'); SELECT pg_sleep(60)");
+  assert.deepEqual(await viewRow(cookie), { state: 'running', sqlstate: null, error_message: null, label: 'orphan' });
+  await db.query('SELECT pg_terminate_backend($1)', [pid]);
+  await until(async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).length === 0, 'the backend to exit');
+  assert.deepEqual(await viewRow(cookie), { state: 'error', sqlstate: '08006', error_message: NOTHING_COMMITTED_RUNNING, label: 'orphan' });
+  assert.equal(await marks('victim'), 0);
+  // The table itself still says what the dead process last wrote; the view computed the truth.
+  assert.deepEqual(await db.query('SELECT state, proven FROM pg_background_journal WHERE cookie = $1', [cookie]), [{ state: 'running', proven: true }]);
+  assert.deepEqual(await db.query('SELECT 1 FROM pg_background_journal_ends WHERE cookie = $1', [cookie]), []);
+});
