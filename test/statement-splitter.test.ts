@@ -1409,8 +1409,8 @@ test('planTask: the fast path for one DML statement agrees with the full analysi
       }
       let planned: unknown;
       try {
-        const { statementCount, refusal, pieces, inBlock } = planTask(sql, scs);
-        planned = { statementCount, refusal, pieces, inBlock };
+        const { statementCount, refusal, pieces, transactional, inBlock } = planTask(sql, scs);
+        planned = { statementCount, refusal, pieces, transactional, inBlock };
       } catch (error) {
         planned = (error as Error).message;
       }
