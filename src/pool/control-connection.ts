@@ -5,8 +5,9 @@
 // cannot stop us from stopping or checking a worker; one that broke is opened again at the next
 // launch or use. Work on it runs one piece at a time, each with a deadline: a connection that
 // misses it is dropped and replaced, so a dead network can never wedge the queue.
-// A subscriber (control/remote-control.ts) is told of each new session before it serves (to
-// LISTEN there) and of every notification it receives.
+// A subscriber (control/remote-control.ts) is told of each session (to LISTEN there) once the
+// instance is known to reach the server directly (a worker connection said so: behind a pooler
+// the control connection stays as quiet as it was), and of every notification it receives.
 import pg from 'pg';
 import { socketOf } from '../pg/index.js';
 import { settlesWithin, withDeadline } from './deadline.js';
@@ -25,6 +26,10 @@ export class ControlConnection {
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
   #subscriber: ControlSubscriber | null = null;
+  /** The instance reaches the server directly: the subscriber attaches to every session. */
+  #direct = false;
+  /** The session the subscriber was attached to (or is being attached to). */
+  #attached: pg.Client | null = null;
 
   constructor(config: pg.ClientConfig, timeoutMs: number) {
     this.#config = config;
@@ -36,11 +41,23 @@ export class ControlConnection {
     this.#subscriber = subscriber;
   }
 
-  /** Opens the connection now unless it is open (or opening); never waits, never rejects. */
-  open(): void {
-    if (this.#closed || this.#current) return; // called at every task: nothing to do once open(ing)
+  /**
+   * Opens the connection now unless it is open (or opening); never waits, never rejects.
+   * `direct`: a worker connection of this instance reached the server without a pooler.
+   */
+  open(direct = false): void {
+    if (this.#closed) return;
+    if (direct) this.#direct = true;
+    // Called at every task: nothing to do once open(ing) and, where it listens, attached.
+    if (this.#current && (!this.#direct || !this.#subscriber || this.#attached === this.#current.client)) return;
     try {
-      this.#connect().ready.catch(() => {});
+      const current = this.#connect();
+      current.ready.catch(() => {});
+      if (this.#direct && this.#subscriber && this.#attached !== current.client) {
+        const subscriber = this.#subscriber;
+        this.#attached = current.client;
+        this.use((client) => (client === current.client ? subscriber.attach(client) : Promise.resolve())).catch(() => {});
+      }
     } catch {
       // A config pg cannot even parse: the worker connection's open says so.
     }
@@ -86,8 +103,10 @@ export class ControlConnection {
     // Idle, it does not keep the process alive (like idle worker connections); use() refs it.
     const subscriber = this.#subscriber;
     if (subscriber) client.on('notification', (message) => subscriber.notification(message));
+    const attach = this.#direct ? subscriber : null;
+    if (attach) this.#attached = client;
     const ready = client.connect().then(async () => {
-      await subscriber?.attach(client).catch(() => {});
+      await attach?.attach(client).catch(() => {});
       socketOf(client).unref();
       return client;
     });
