@@ -24,6 +24,7 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { boundedMemory } from './bounded-memory.js';
 import { fireAndForget } from './fire-and-forget.js';
+import { floor } from './floor.js';
 import { fmt, MiB, type BenchContext, type ScenarioReport } from './measure.js';
 import { scale } from './scale.js';
 import { isStreamSide, streaming, streamingSide } from './streaming.js';
@@ -42,6 +43,7 @@ const scenarios: readonly Scenario[] = [
   { name: 'stream', aliases: ['streaming', '3'], title: '3. streaming (1M rows)', run: streaming },
   { name: 'memory', aliases: ['bounded', 'bounded-memory', '4'], title: '4. bounded memory (10M rows, 64 KiB queue, paused consumer)', run: boundedMemory },
   { name: 'scale', aliases: ['5'], title: '5. scale (10,000 tasks, 16 workers)', run: scale },
+  { name: 'floor', aliases: ['6', 'compare'], title: '6. close to the floor (5 ways side by side, CPU per task, ≥5 interleaved runs)', run: floor },
 ];
 
 const DEFAULT_RUNS = 3;

@@ -42,7 +42,7 @@ let rows = [];
 for (let attempt = 0; attempt < 50; attempt++) {
   ({ rows } = await client.query(
     `SELECT pid, datname, application_name, state, query FROM pg_stat_activity
-      WHERE pid <> pg_backend_pid() AND (application_name LIKE 'pg-background%' OR application_name LIKE 'pgbg-test%' OR datname LIKE 'pgbg\\_test\\_%')`,
+      WHERE pid <> pg_backend_pid() AND (application_name LIKE 'pg-background%' OR application_name LIKE 'pgbg:%' OR application_name LIKE 'pgbg-test%' OR datname LIKE 'pgbg\\_test\\_%')`,
   ));
   if (rows.length === 0) break;
   await new Promise((resolve) => setTimeout(resolve, 20));

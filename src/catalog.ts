@@ -26,6 +26,18 @@ export const IDENTITY_SQL = `SELECT pg_backend_pid() AS pid, current_user AS "us
  */
 export const RESET_SQL = 'DISCARD ALL';
 
+/**
+ * A connection's tag while it runs a task (store/worker-identity.ts workerTag: printable ASCII),
+ * sent ahead of the task in the same write (results/task-query.ts). A utility statement: no
+ * snapshot, no plan, no row. `local` behind a pooler: it ends with the task's transaction there.
+ */
+export function tagSql(tag: string, local: boolean): string {
+  return `SET ${local ? 'LOCAL ' : ''}application_name TO ${pg.escapeLiteral(tag)}`;
+}
+
+/** Behind a tagged task whose reset is deferred: its name goes back to the startup value, pgbg:idle. */
+export const UNTAG_SQL = 'RESET application_name';
+
 /** A multi-statement task's own transaction block (see results/task-query.ts). */
 export const BEGIN_SQL = 'BEGIN';
 

@@ -178,6 +178,7 @@ const forged = (pieces: string[], refusal: string | null = null): TaskPlan => ({
   pieces,
   statementCount: pieces.length,
   refusal,
+  inBlock: false,
 });
 
 test('a piece that holds two statements (a mis-split) fails on the server and rolls back what ran before it', async () => {

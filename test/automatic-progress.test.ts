@@ -139,7 +139,7 @@ test('progress the SQL reports itself wins over the server’s', async () => {
 
 test('an instance whose workers all finish within a second never polls', async () => {
   const control = () =>
-    db.query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg-background control'");
+    db.query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgbg:control'");
   // The control connections of the instances closed above are gone (their backends exit asynchronously).
   await until(async () => (await control()).length === 0, 'earlier control connections to go');
   const bg = db.background();

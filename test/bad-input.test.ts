@@ -429,7 +429,8 @@ const ready = () => (setup ??= prepare());
 async function prepare(): Promise<void> {
   // No idle timeout and no liveness checks: nothing may open or close a connection by itself
   // while the properties run, so any change is the call's doing.
-  bg = db.background({ application_name: APP, idleTimeoutMs: 0, livenessTimeoutMs: 0 });
+  // Untagged: the connections keep APP as their name, which tells them from other files' (tags.test).
+  bg = db.background({ application_name: APP, tagConnections: false, idleTimeoutMs: 0, livenessTimeoutMs: 0 });
   sleeper = await bg.launch('SELECT pg_sleep(3600)', { label: 'sleeper' });
   const done = await bg.launch('SELECT 1 AS one', { label: 'done' });
   await bg.wait(done);
@@ -462,6 +463,7 @@ test('constructor: bad options throw PGBG_INVALID_ARGUMENT naming the option, sy
     cancelGraceMs: badInteger(0, MAX_GRACE_MS),
     livenessTimeoutMs: badInteger(100, MAX_TIMER_MS, (v) => v === 0),
     onCallerExit: badEnum(['finish', 'rollback']),
+    tagConnections: someValue.filter((v) => typeof v !== 'boolean'),
     connectionString: someValue.filter((v) => typeof v !== 'string'),
   };
   const cases = fc.oneof(
@@ -600,7 +602,7 @@ test('launch/submit: bad options (wrong types, out of range, unknown keys) rejec
 
 test('launch: labels — at most 64 bytes of well-formed UTF-8 launch and are listed as given; others are rejected', async () => {
   await ready();
-  const instance = db.background({ application_name: `${APP}-labels`, idleTimeoutMs: 0, livenessTimeoutMs: 0 });
+  const instance = db.background({ application_name: `${APP}-labels`, tagConnections: false, idleTimeoutMs: 0, livenessTimeoutMs: 0 });
   try {
     const label = fc.oneof(
       fc.string({ unit: 'grapheme', maxLength: 40 }),
@@ -650,7 +652,7 @@ test('launch: labels — at most 64 bytes of well-formed UTF-8 launch and are li
 
 test('launch: options with valid and invalid entries mixed — launches exactly when every entry is valid', async () => {
   await ready();
-  const instance = db.background({ application_name: `${APP}-mixed`, idleTimeoutMs: 0, livenessTimeoutMs: 0 });
+  const instance = db.background({ application_name: `${APP}-mixed`, tagConnections: false, idleTimeoutMs: 0, livenessTimeoutMs: 0 });
   try {
     const entry = (key: string) =>
       fc.oneof({ weight: 4, arbitrary: goodLaunchValue[key]! }, { weight: 1, arbitrary: badLaunchValue[key]! }).map((value) => [key, value] as const);

@@ -152,7 +152,7 @@ for (const mode of ['fast', 'immediate'] as const) {
     }
     // close() ends its connections on our side; their backends exit a moment later.
     await until(
-      async () => (await query("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pg-background%'")).length === 0,
+      async () => (await query("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pg-background%' OR application_name LIKE 'pgbg:%'")).length === 0,
       'no backend of ours left',
     );
   });

@@ -38,6 +38,11 @@ async function warm(bg: PgBackground, n: number): Promise<number[]> {
   const pids = await Promise.all(handles.map(async (h) => ((await bg.result(h).toArray()) as { pid: number }[])[0]!.pid));
   assert.equal(new Set(pids).size, n);
   await until(() => String(bg).includes(`idle: ${n},`), 'the warm connections to be parked, reset');
+  // A task of plain DML defers its reset: the idle connection runs it a moment later.
+  const reset = async () =>
+    (await query("SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1) AND state = 'idle' AND query = 'DISCARD ALL'", [pids])).length === n;
+  await until(reset, 'the warm connections reset on the server');
+  await until(() => String(bg).includes(`idle: ${n},`), 'the warm connections parked again');
   return pids;
 }
 
@@ -59,7 +64,10 @@ async function committedOnce(table: string, values: number[]): Promise<void> {
 async function closeAll(bg: PgBackground, proxy: TcpProxy | null): Promise<void> {
   await bg.close();
   await proxy?.close();
-  await until(async () => (await query("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'pg-background%'")).length === 0, 'no backend of ours left');
+  await until(
+    async () => (await query("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'pg-background%' OR application_name LIKE 'pgbg:%'")).length === 0,
+    'no backend of ours left',
+  );
 }
 
 /** A PgBackground behind a new proxy to the test server; both closed (and checked gone) after `body`. */
@@ -74,14 +82,18 @@ async function throughProxy(body: (bg: PgBackground, proxy: TcpProxy) => Promise
 }
 
 /** throughProxy, with a table and one warm connection whose backend was terminated while the proxy held its FATAL back. */
-async function withDeadWarm(table: string, body: (bg: PgBackground, proxy: TcpProxy, oldPid: number) => Promise<void>): Promise<void> {
+async function withDeadWarm(
+  table: string,
+  body: (bg: PgBackground, proxy: TcpProxy, oldPid: number) => Promise<void>,
+  options?: PgBackgroundOptions,
+): Promise<void> {
   await query(`CREATE TABLE ${table} (n int)`);
   await throughProxy(async (bg, proxy) => {
     const [oldPid] = await warm(bg, 1);
     proxy.freeze();
     await terminate([oldPid!]);
     await body(bg, proxy, oldPid!);
-  });
+  }, options);
 }
 
 const inserts = (table: string, count: number) => Array.from({ length: count }, (_, i) => `INSERT INTO ${table} VALUES (${i}) RETURNING n`);
@@ -252,12 +264,28 @@ test('a live warm connection that idled past the threshold passes its check and 
 });
 
 test('a simple-protocol task answered only by FATAL 57P01 may have run (a procedure can commit before any answer): its error stays', async () => {
-  await withDeadWarm('warm_simple', async (bg, proxy) => {
-    const h = await bg.launch('INSERT INTO warm_simple VALUES (1) RETURNING n');
+  // Untagged: a single statement goes as one simple Query (tagged, the tag's Parse leads).
+  await withDeadWarm(
+    'warm_simple',
+    async (bg, proxy) => {
+      const h = await bg.launch('INSERT INTO warm_simple VALUES (1) RETURNING n');
+      proxy.resume();
+      await assert.rejects(bg.result(h).toArray(), failsWith(h, '57P01'));
+      assert.equal((await bg.info(h)).state, 'error');
+      await committedOnce('warm_simple', []);
+    },
+    { tagConnections: false },
+  );
+});
+
+test("a tagged task answered only by FATAL 57P01 never ran (its tag's Parse went first): it runs on a new connection", async () => {
+  await withDeadWarm('warm_tagged', async (bg, proxy, oldPid) => {
+    const h = await bg.launch('INSERT INTO warm_tagged VALUES (1) RETURNING n');
     proxy.resume();
-    await assert.rejects(bg.result(h).toArray(), failsWith(h, '57P01'));
-    assert.equal((await bg.info(h)).state, 'error');
-    await committedOnce('warm_simple', []);
+    assert.deepEqual(await bg.result(h).toArray(), [{ n: 1 }]);
+    const info = await bg.info(h);
+    assert.deepEqual([info.state, info.pid === oldPid], ['stopped', false]); // the second try's backend
+    await committedOnce('warm_tagged', [1]);
   });
 });
 

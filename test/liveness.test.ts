@@ -80,12 +80,11 @@ async function fillRole(): Promise<pg.Client[]> {
   throw new Error(`the role accepted more than ${ROLE_LIMIT} connections`);
 }
 
-const controlOpen = async () =>
-  (await db.query("SELECT 1 FROM pg_stat_activity WHERE usename = $1 AND application_name = 'pg-background control'", [ROLE])).length > 0;
+const controlOpen = async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE usename = $1 AND application_name = 'pgbg:control'", [ROLE])).length > 0;
 
 /** Terminates our control connection (if it is open), so that the next check must open another. */
 async function dropControl(): Promise<void> {
-  await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND application_name = 'pg-background control'", [ROLE]);
+  await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND application_name = 'pgbg:control'", [ROLE]);
   await until(async () => !(await controlOpen()), 'the control connection to be gone');
 }
 
@@ -276,7 +275,7 @@ test('a paused queue keeps its budget while the server does not answer a check, 
     await until(async () => (await bg.info(h)).queuedBytes >= queueSize, 'the queue to fill');
     // New connections get nowhere (a check's connect times out); the worker's link is fine.
     proxy.stallNew();
-    await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pg-background control'");
+    await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgbg:control'");
     await refusedChecks(proxy, 3, async () => (await bg.info(h)).queuedBytes > queueSize + SOCKET_CHUNK);
     const info = await bg.info(h);
     assert.deepEqual([info.state, info.lastError], ['running', null]);

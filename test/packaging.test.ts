@@ -135,13 +135,13 @@ test('the packed tarball holds the build, installs into a fresh project, runs an
   // Runtime: ESM import, require() through require(esm), and a `source` condition changes nothing.
   const exportsOf = "m => console.log(Object.keys(m).filter(k => k !== 'default' && k !== 'module.exports').sort().join())";
   const imported = await run(process.execPath, ['--input-type=module', '-e', `import('pg-background').then(${exportsOf})`], { cwd: project });
-  assert.equal(imported.stdout.trim(), 'CANCEL_REASONS,PgBackground,PgBackgroundError,WORKER_STATES,WorkerError');
+  assert.equal(imported.stdout.trim(), 'CANCEL_REASONS,PgBackground,PgBackgroundError,WORKER_STATES,WorkerError,workerTag');
   const sourced = await run(process.execPath, ['--conditions=source', '--input-type=module', '-e', `import('pg-background').then(${exportsOf})`], {
     cwd: project,
   });
-  assert.equal(sourced.stdout.trim(), 'CANCEL_REASONS,PgBackground,PgBackgroundError,WORKER_STATES,WorkerError');
+  assert.equal(sourced.stdout.trim(), 'CANCEL_REASONS,PgBackground,PgBackgroundError,WORKER_STATES,WorkerError,workerTag');
   const required = await run(process.execPath, ['-e', `(${exportsOf})(require('pg-background'))`], { cwd: project });
-  assert.equal(required.stdout.trim(), 'CANCEL_REASONS,PgBackground,PgBackgroundError,WORKER_STATES,WorkerError');
+  assert.equal(required.stdout.trim(), 'CANCEL_REASONS,PgBackground,PgBackgroundError,WORKER_STATES,WorkerError,workerTag');
 
   await writeFile(join(project, 'consumer.ts'), consumer);
   for (const conditions of [null, ['source']]) {

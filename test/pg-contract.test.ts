@@ -272,7 +272,11 @@ test('handleError is terminal: pg drops the task, calls nothing else on it; a re
 function runTask(client: pg.Client, plan: TaskPlan, log: string[]) {
   const queue = new RowQueue(65536);
   const trailer = new TrailerReader(client, (error) => log.push(`reset done: ${error?.message ?? 'ok'}`));
-  const session = { trailer: 'DISCARD ALL', taskEnded: () => (log.push('task ended'), trailer.expect()) };
+  const session = {
+    trailer: 'DISCARD ALL',
+    taskEnded: () => (log.push('task ended'), trailer.expect()),
+    resetDeferred: () => log.push('reset deferred'),
+  };
   const task = new TaskQuery(plan, queue, { columns: (fields) => log.push(`columns:${fields.map((f) => f.name).join()}`) }, session);
   startTask(client, task);
   return { task, queue };
@@ -338,7 +342,7 @@ test('a wrapped task whose statement fails waits, queued from handleError, for t
 
 test('a CopyInResponse is answered with a CopyFail on the connection pg passes', async () => {
   const { client, wire } = await connected();
-  const plan: TaskPlan = { text: 'COPY t FROM STDIN', values: null, pieces: null, statementCount: 1, refusal: null };
+  const plan: TaskPlan = { text: 'COPY t FROM STDIN', values: null, pieces: null, statementCount: 1, refusal: null, inBlock: false };
   const { task } = runTask(client, plan, []);
   wire.emit('copyInResponse', {});
   assert.deepEqual(wire.writes.slice(-1), ['copyFail:COPY FROM STDIN is not supported in pg-background workers']);

@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PgBackground, PgBackgroundError, type PgBackgroundOptions } from 'pg-background';
+import { PgBackground, PgBackgroundError, workerTag, type PgBackgroundOptions } from 'pg-background';
 import { findPgBouncer, startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
 import { until, useDatabase } from './support/database.js';
 
@@ -129,17 +129,23 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
       rows.filter((row) => row?.user !== ROLE || row?.work_mem !== '7777kB'),
       [],
     );
+    // Each task saw its own tag (SET LOCAL inside its transaction).
+    assert.deepEqual(
+      rows.map((row) => row?.app),
+      handles.map((h) => workerTag(h.cookie, null)),
+    );
     await bg.close();
     // Every backend of the pool, held at once by other clients: none has our role or setting.
     const holders = await Promise.all(Array.from({ length: 4 }, () => otherClient('transaction')));
     const seen = await Promise.all(
       holders.map(async (client) => {
         await client.query('BEGIN');
-        return (await client.query(`SELECT current_user AS "user", current_setting('work_mem') AS work_mem`)).rows[0];
+        return (await client.query(`SELECT current_user AS "user", current_setting('work_mem') AS work_mem, current_setting('application_name') AS app`))
+          .rows[0];
       }),
     );
     for (const client of holders) await client.query('COMMIT');
-    assert.equal(seen.filter((row) => row.user === ROLE || row.work_mem === '7777kB').length, 0);
+    assert.equal(seen.filter((row) => row.user === ROLE || row.work_mem === '7777kB' || row.app.startsWith('pgbg:')).length, 0);
   });
 
   test('cancel() by protocol stops the task and its backend is never handed on; failures roll back, a failed COMMIT is an error', async () => {

@@ -501,7 +501,7 @@ test('c) a launch aborted while its connection is being opened gives that connec
     // The connection opens anyway and goes back to the pool, reset, as a warm one.
     await until(async () => {
       // (Besides the control connection, open since the launch.)
-      const backends = (await db.backends()).filter((b) => b.application_name !== 'pg-background control');
+      const backends = (await db.backends()).filter((b) => b.application_name !== 'pgbg:control');
       return backends.length === 1 && backends[0]!.state === 'idle' && backends[0]!.query === 'DISCARD ALL';
     }, 'the late connection to be reset and parked');
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
 import { inspect } from 'node:util';
 import pg from 'pg';
-import { PgBackground, PgBackgroundError, type WorkerFinishedEvent, type WorkerNotice } from 'pg-background';
+import { PgBackground, PgBackgroundError, workerTag, type WorkerFinishedEvent, type WorkerNotice } from 'pg-background';
 import { freePort } from '../scripts/local-postgres.js';
 import { useDatabase } from './support/database.js';
 
@@ -250,7 +250,7 @@ test('a) a working instance: no password or connection string in list(), events,
         { label: 'ok' },
       );
       produced.rows = await bg.result(ok).toArray();
-      assert.deepEqual(produced.rows, [{ u: secretRole, app: 'pg-background' }]);
+      assert.deepEqual(produced.rows, [{ u: secretRole, app: workerTag(ok.cookie, 'ok') }]);
       const failing = await bg.launch('SELECT * FROM no_such_table', { label: 'failing' });
       produced.workerError = await bg
         .result(failing)

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import type pg from 'pg';
 import { PgBackgroundError } from 'pg-background';
 import { MAX_WORDS, splitStatements, type SplitOptions } from '../src/plan/statement-splitter.js';
-import { planTask, type TaskSql } from '../src/plan/task-plan.js';
+import { fullAnalysis, planTask, type TaskSql } from '../src/plan/task-plan.js';
 import { useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename);
@@ -1235,7 +1235,14 @@ describe('planTask', () => {
 
   test('the plan counts statements and keeps the text unchanged', () => {
     const sql = ' SELECT 1; /* x */ ;; SELECT 2 -- y';
-    assert.deepEqual(planTask(sql), { text: sql, values: null, pieces: [' SELECT 1', ' /* x */ ;; SELECT 2 -- y'], statementCount: 2, refusal: null });
+    assert.deepEqual(planTask(sql), {
+      text: sql,
+      values: null,
+      pieces: [' SELECT 1', ' /* x */ ;; SELECT 2 -- y'],
+      statementCount: 2,
+      refusal: null,
+      inBlock: false,
+    });
   });
 
   test('text with no `;` but a final one goes out whole; any other `;` cuts it into one piece per statement', () => {
@@ -1336,4 +1343,36 @@ describe('splitStatements: lexer corners, checked against the server', () => {
     assert.equal(results.length, 2);
     assert.equal(splitStatements(sql).length, 2);
   });
+});
+
+test('planTask: the fast path for one DML statement agrees with the full analysis wherever it applies', async () => {
+  const fragment = pick('select', 'SELECT', 'Insert', 'update', 'delete', 'merge', 'with', 'values', 'table', 'selectx', 'selecté', 'begin', 'copy', 'vacuum');
+  const rest = joined(
+    pick(' 1', ' (2)', "'a'", '"b"', '$$c$$', '/* d */', '-- e\n', ' from t', 'é', '\n', '\t', '\v', '\f', '(', ')', ' to stdout', '_', '$1'),
+    0,
+    8,
+  );
+  const text = fc.tuple(joined(pick(' ', '\n', '\t', '\v', '\r', '\f', '/**/', '--\n'), 0, 2), fragment, rest).map((parts) => parts.join(''));
+  let fast = 0;
+  await assertProperty(
+    fc.property(text, fc.boolean(), (sql, scs) => {
+      let slow: unknown;
+      try {
+        slow = fullAnalysis(sql, scs);
+      } catch (error) {
+        slow = (error as Error).message;
+      }
+      let planned: unknown;
+      try {
+        const { statementCount, refusal, pieces, inBlock } = planTask(sql, scs);
+        planned = { statementCount, refusal, pieces, inBlock };
+      } catch (error) {
+        planned = (error as Error).message;
+      }
+      if (typeof planned === 'object' && (planned as { inBlock: boolean }).inBlock) fast++;
+      assert.deepEqual(planned, slow);
+    }),
+    2000,
+  );
+  assert.ok(fast > 200, `the fast path was taken ${fast} times`);
 });

@@ -5,6 +5,7 @@ import { invalidArgument } from '../errors.js';
 import type { TypeParsers } from '../results/row-parser.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
+import { IDLE_TAG } from '../store/worker-identity.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
 import { planTask, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
@@ -54,6 +55,7 @@ const ownKeys = [
   'onCallerExit',
   'clusterMaxWorkers',
   'clusterKey',
+  'tagConnections',
 ] as const;
 
 /**
@@ -121,7 +123,11 @@ export function instanceOptions(input: unknown): InstanceOptions {
   }
   // Workers run one task at a time and cancel by connection: pg's pipeline mode would break both.
   connection.pipeline = false;
-  connection.application_name ??= DEFAULT_APPLICATION_NAME;
+  const tagConnections = options.tagConnections === undefined ? true : boolean('tagConnections', options.tagConnections);
+  // Tagged, a worker connection starts as `pgbg:idle`: the reset after each task (DISCARD ALL)
+  // brings its application_name back to that startup value (see store/worker-identity.ts).
+  if (tagConnections) connection.application_name = IDLE_TAG;
+  else connection.application_name ??= DEFAULT_APPLICATION_NAME;
 
   const maxWorkers = options.maxWorkers === undefined ? 16 : integer('maxWorkers', options.maxWorkers, 1, 1000);
   const livenessTimeoutMs = options.livenessTimeoutMs === undefined ? 30_000 : livenessTimeout(options.livenessTimeoutMs);
@@ -161,6 +167,7 @@ export function instanceOptions(input: unknown): InstanceOptions {
     onCallerExit: options.onCallerExit === undefined ? 'finish' : oneOf('onCallerExit', options.onCallerExit, ['finish', 'rollback'] as const),
     loginUser: loginUser(connection as pg.ClientConfig),
     cluster: clusterCap(options.clusterMaxWorkers, options.clusterKey),
+    tagConnections,
   });
 }
 

@@ -38,6 +38,14 @@ export interface PgBackgroundOptions extends Omit<pg.ClientConfig, 'types'> {
   clusterMaxWorkers?: number;
   /** Names the cluster-wide cap that `clusterMaxWorkers` sets. Default 'pg-background'. */
   clusterKey?: string;
+  /**
+   * Tag connections for `pg_stat_activity` (default true): a worker connection's
+   * `application_name` is `pgbg:<cookie as 16 hex digits>:<label>` while it runs a task
+   * (see `workerTag`), `pgbg:idle` between tasks, the control connection's `pgbg:control`. The
+   * tag rides in the messages the task sends anyway (no extra round trip). `false`: connections
+   * keep the `application_name` of the options (default 'pg-background'), and nothing is sent.
+   */
+  tagConnections?: boolean;
   /** How long a finished worker stays in `list()` (and its unread rows in memory). Default 900000. */
   retentionMs?: number;
   /** At most this many finished workers stay in `list()` (the oldest are forgotten first, as retention would); 0..; default Infinity. */

@@ -26,7 +26,17 @@ export interface TaskPlan {
   readonly statementCount: number;
   /** Set when the SQL must not run: the worker ends in `error` with this SQLSTATE 0A000 message. */
   readonly refusal: string | null;
+  /**
+   * One statement of plain DML (SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES, TABLE): it
+   * runs the same when a statement of ours (the connection's tag) goes ahead of it under the same
+   * Sync, in one transaction. Anything else may refuse to run after another statement in a
+   * pipeline (VACUUM, CREATE INDEX CONCURRENTLY, a CALL or DO block that commits: 25001, 2D000).
+   */
+  readonly inBlock: boolean;
 }
+
+// First words of plain DML: statements that run alike inside and outside a transaction block.
+const dml = new Set(['select', 'insert', 'update', 'delete', 'merge', 'with', 'values', 'table']);
 
 // Statements that begin, end or split a transaction (PostgreSQL's TransactionStmt).
 const transactionControl = new Set(['begin', 'start', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release']);
@@ -54,18 +64,19 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
   }
 
-  const { statementCount, refusal, pieces } = analyse(text, standardConformingStrings);
+  const { statementCount, refusal, pieces, inBlock } = analyse(text, standardConformingStrings);
   if (values && statementCount > 1) {
     throw invalidArgument(`Expected \`sql\` with \`values\` to be a single statement, got ${statementCount} statements: parameters bind to one statement only`);
   }
   // With parameters the text goes in one Parse anyway.
-  return { text, values, pieces: values ? null : pieces, statementCount, refusal };
+  return { text, values, pieces: values ? null : pieces, statementCount, refusal, inBlock };
 }
 
-interface Analysis {
+export interface Analysis {
   readonly statementCount: number;
   readonly refusal: string | null;
   readonly pieces: readonly string[] | null;
+  readonly inBlock: boolean;
 }
 
 // Job layers launch the same SQL again and again: remember the analysis of recent short texts.
@@ -73,22 +84,53 @@ const CACHE_ENTRIES = 256;
 const CACHE_MAX_TEXT = 4096;
 const analyses = [new Map<string, Analysis>(), new Map<string, Analysis>()] as const;
 
+/** The analysis of every text the fast path takes: one statement of plain DML, sent whole. */
+const ONE_DML: Analysis = Object.freeze({ statementCount: 1, refusal: null, pieces: null, inBlock: true });
+
+/**
+ * A leading word of plain DML (ASCII whitespace before it, and no identifier character after
+ * it: `selectx` or `selecté` is another word). Without a `;` anywhere the server cannot find a
+ * second statement, whatever it makes of quotes and comments, so such a text is ONE_DML.
+ */
+const LEADING_DML = /^[ \t\n\r\f]*(?:select|insert|update|delete|merge|with|values|table)(?![\w$\u0080-\uffff])/i;
+
 function analyse(text: string, standardConformingStrings: boolean): Analysis {
+  // The common case, a single DML statement, without the lexer (every text differs: the cache
+  // below never hits for SQL built with its values inlined).
+  if (text.indexOf(';') === -1 && LEADING_DML.test(text)) {
+    checkText(text);
+    return ONE_DML;
+  }
   const cache = analyses[standardConformingStrings ? 1 : 0];
   const known = cache.get(text);
   if (known) return known;
-  if (!text.isWellFormed()) throw invalidArgument('Expected `sql` to be well-formed Unicode (it has a lone surrogate)');
-  // The protocol ends a query string at NUL: the server would see a truncated statement.
-  if (text.includes('\0')) throw invalidArgument('Expected `sql` to contain no NUL characters');
-  const statements = splitStatements(text, { standardConformingStrings });
-  if (statements.length === 0) {
-    throw invalidArgument('Expected `sql` to contain at least one statement, got ' + (text.length ? 'only comments or whitespace' : 'an empty string'));
-  }
-  const analysis: Analysis = { statementCount: statements.length, refusal: refusalFor(statements), pieces: piecesOf(text, statements) };
+  const analysis = fullAnalysis(text, standardConformingStrings);
   if (text.length <= CACHE_MAX_TEXT) {
     if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
     cache.set(text, analysis);
   }
+  return analysis;
+}
+
+function checkText(text: string): void {
+  if (!text.isWellFormed()) throw invalidArgument('Expected `sql` to be well-formed Unicode (it has a lone surrogate)');
+  // The protocol ends a query string at NUL: the server would see a truncated statement.
+  if (text.includes('\0')) throw invalidArgument('Expected `sql` to contain no NUL characters');
+}
+
+/** What the statement splitter makes of the text (exported for the test that holds the fast path to it). */
+export function fullAnalysis(text: string, standardConformingStrings: boolean): Analysis {
+  checkText(text);
+  const statements = splitStatements(text, { standardConformingStrings });
+  if (statements.length === 0) {
+    throw invalidArgument('Expected `sql` to contain at least one statement, got ' + (text.length ? 'only comments or whitespace' : 'an empty string'));
+  }
+  const analysis: Analysis = {
+    statementCount: statements.length,
+    refusal: refusalFor(statements),
+    pieces: piecesOf(text, statements),
+    inBlock: statements.length === 1 && dml.has(statements[0]!.words[0] ?? ''),
+  };
   return analysis;
 }
 

@@ -3,8 +3,12 @@
 // dropped unparsed; the last statement's rows go into the bounded queue, whose budget pauses
 // the socket. The task is over at ReadyForQuery (success) or at the first ErrorResponse or
 // connection error, which covers errors raised at COMMIT after all rows were sent.
+// A tagged connection's tag (a SET application_name, see store/worker-identity.ts) goes ahead of
+// the statements in the same write: under the task's own Sync, in its transaction, where the SQL
+// allows (plain DML, our BEGIN ... COMMIT, the caller's transaction behind a pooler); else under a
+// Sync of its own just before the task (VACUUM and the like refuse to follow it in a pipeline).
 import pg from 'pg';
-import { BEGIN_SQL, COMMIT_SQL } from '../catalog.js';
+import { BEGIN_SQL, COMMIT_SQL, RESET_SQL, UNTAG_SQL, tagSql } from '../catalog.js';
 import type { WireReader, WireWriter } from '../pg/index.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
@@ -18,6 +22,11 @@ export interface TaskOutcome {
   readonly commandTag: string | null;
   /** Rows the last statement returned or affected. */
   readonly rowCount: number;
+  /**
+   * The previous task's reset, sent as this task's prefix, failed: the server skipped the task
+   * behind it (everything up to the Sync), so it never ran, and the session is not clean.
+   */
+  readonly resetFailed?: boolean;
 }
 
 /** Where the last statement's column descriptions go (the worker). */
@@ -25,7 +34,12 @@ export interface ColumnSink {
   columns(fields: readonly ResultField[]): void;
 }
 
-/** The connection, as a task sees it when the connection will be kept for another task. */
+/**
+ * The connection, as a task sees it when the connection will be kept for another task. A task of
+ * plain DML (TaskPlan.inBlock) defers the reset: the next task carries it as its prefix (see
+ * TaskQuery's `resetFirst`), or the connection runs it before any other task or once idle.
+ * Every other task writes the reset right behind itself (the trailer).
+ */
 export interface TaskSession {
   /**
    * SQL to send right behind the task in the same write (the connection's reset). Its answers
@@ -37,6 +51,8 @@ export interface TaskSession {
    * earlier, at an error, with the ReadyForQuery still to come.
    */
   taskEnded(): void;
+  /** As taskEnded, for a task that wrote no trailer: the session needs its reset before the next task. */
+  resetDeferred(): void;
 }
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
@@ -67,13 +83,47 @@ export class TaskQuery implements WireReader {
   #commandTag: string | null = null;
   #tagCount: number | null = null;
   #finished = false;
+  #resetFailed = false;
+  /** The tag's SET, or null: none is sent. */
+  readonly #tag: string | null;
+  /** The task's statements go as one simple Query (which commits before its CommandComplete). */
+  readonly #simple: boolean;
+  /** The tag has a Sync of its own ahead of the task: its ReadyForQuery is not the task's end. */
+  #tagSegment: boolean;
+  /**
+   * The value of #statement at which our own leading statements' CommandCompletes come (the
+   * reset prefix, the tag: never counted as the task's), 1 behind our BEGIN; #oursLeft of them
+   * are still to come.
+   */
+  readonly #oursAt: number;
+  #oursLeft: number;
+  /** The previous task's reset leads this task, and its CommandComplete has not come yet. */
+  #resetPending: boolean;
+  /** The reset for the next task is deferred (no trailer); a tagged task then ends with UNTAG_SQL. */
+  readonly #defer: boolean;
+  /** UNTAG_SQL follows the task's statements under its Sync, and its CommandComplete is to come. */
+  #untag: boolean;
 
   /**
    * `session` null: no reset behind the task (the connection will not be reused).
    * `inTransaction`: the task runs inside a transaction the caller opened and will end (behind a
    * connection pooler, see pool/pooler.ts): its statements then go without our BEGIN/COMMIT.
    */
-  constructor(plan: TaskPlan, queue: RowQueue, columns: ColumnSink, session: TaskSession | null, inTransaction = false) {
+  /**
+   * `tag`: the connection's application_name while the task runs (null: leave it as it is); the
+   * reset behind the task brings back the startup value. Behind a pooler it is SET LOCAL.
+   * `resetFirst`: the previous task deferred its reset; it goes first, under this task's Sync (only
+   * for a task of plain DML, TaskPlan.inBlock): if it fails, the server skips the task.
+   */
+  constructor(
+    plan: TaskPlan,
+    queue: RowQueue,
+    columns: ColumnSink,
+    session: TaskSession | null,
+    inTransaction = false,
+    tag: string | null = null,
+    resetFirst = false,
+  ) {
     this.#plan = plan;
     this.#queue = queue;
     this.#columns = columns;
@@ -83,7 +133,24 @@ export class TaskQuery implements WireReader {
     this.#wrapped = wrapped;
     this.#inTransaction = inTransaction;
     this.#resultIndex = plan.statementCount - (wrapped ? 0 : 1);
+    this.#tag = tag === null ? null : tagSql(tag, inTransaction);
+    // Under the task's Sync when it shares a transaction with it safely; else its own Sync.
+    this.#tagSegment = tag !== null && !wrapped && !inTransaction && !plan.inBlock;
+    this.#oursAt = wrapped ? 1 : 0;
+    this.#oursLeft = (tag === null ? 0 : 1) + (resetFirst ? 1 : 0);
+    this.#resetPending = resetFirst;
+    // Plain DML on a connection that is kept: the next task (or the idle connection) resets it.
+    this.#defer = session !== null && plan.inBlock && !inTransaction;
+    this.#untag = this.#defer && tag !== null;
+    // Alone (untagged, or tagged under a Sync of its own), a plain single statement stays a simple Query.
+    this.#simple = plan.pieces === null && plan.values === null && this.#oursLeft === 0 && !this.#untag;
+    this.#simple ||= plan.pieces === null && plan.values === null && this.#tagSegment;
     this.done = new Promise((resolve) => (this.#resolve = resolve));
+  }
+
+  /** The write opens with a Parse (see startsWithParse): what the never-ran rule needs. */
+  get startsWithParse(): boolean {
+    return this.#oursLeft > 0 || startsWithParse(this.#plan);
   }
 
   /** Rows of the last statement seen so far. */
@@ -101,19 +168,38 @@ export class TaskQuery implements WireReader {
     const { text, values, pieces } = this.#plan;
     // One write: the task, and the trailer (the reset for the next task) right behind it.
     wire.cork();
+    const tag = this.#tag;
+    // The previous task's reset first: DISCARD ALL commits at once, so what follows runs in a
+    // transaction of its own, in a clean session; if it fails, the server skips to the Sync.
+    if (this.#resetPending) statement(wire, RESET_SQL, false);
+    if (tag !== null && !this.#wrapped) {
+      // Ahead of everything: in the task's transaction (a failed task rolls it back, the reset
+      // undoes it after a success), or alone under its own Sync.
+      statement(wire, tag, false);
+      if (this.#tagSegment) wire.sync();
+    }
     if (values !== null) {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
       wire.parse(text);
       wire.bind(values as (string | Buffer | null)[]); // pg only reads them
       wire.describePortal();
       wire.execute();
+      if (this.#untag) statement(wire, UNTAG_SQL, false);
       wire.sync();
     } else if (pieces === null) {
-      wire.query(text);
+      if (this.#simple) wire.query(text);
+      else {
+        // Plain DML behind the tag or the reset, under one Sync: one transaction, as the simple
+        // Query was.
+        statement(wire, text, true);
+        if (this.#untag) statement(wire, UNTAG_SQL, false);
+        wire.sync();
+      }
     } else if (pieces.length === 1 || this.#inTransaction) {
       // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM);
       // in the caller's transaction, the statements need no block of ours.
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
+      if (this.#untag) statement(wire, UNTAG_SQL, false);
       wire.sync();
     } else {
       // One Parse per statement, inside our own transaction block: every statement commits
@@ -125,11 +211,12 @@ export class TaskQuery implements WireReader {
       // terminate again, so a commit is never followed by a FATAL alone (as it can be after an
       // Execute, whose answers wait in the server's buffer while it reads the next message).
       statement(wire, BEGIN_SQL, false);
+      if (tag !== null) statement(wire, tag, false); // inside our block: it ends with the work
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
       wire.sync();
       wire.query(COMMIT_SQL);
     }
-    if (this.#session) wire.query(this.#session.trailer);
+    if (this.#session && !this.#defer) wire.query(this.#session.trailer);
     wire.uncork();
   }
 
@@ -138,12 +225,22 @@ export class TaskQuery implements WireReader {
   }
 
   dataRow(fields: (string | null)[], bytes: number): void {
-    if (!this.#isLast()) return;
+    if (!this.#isLast() || this.#ours()) return;
     this.#rows++;
     this.#queue.push(fields, bytes);
   }
 
   commandComplete(tag: string): void {
+    if (this.#ours()) {
+      // The reset prefix or the tag's SET: not one of the task's statements.
+      this.#oursLeft--;
+      this.#resetPending = false;
+      return;
+    }
+    if (this.#untag && this.#statement === this.#plan.statementCount) {
+      this.#untag = false; // UNTAG_SQL, behind the task's statements
+      return;
+    }
     if (this.#closing) {
       this.#commitTag = tag; // our COMMIT: 'COMMIT', or 'ROLLBACK' after a failure
       return;
@@ -181,15 +278,30 @@ export class TaskQuery implements WireReader {
       this.#finish(this.#commitOutcome(error));
       return false;
     }
+    const fromServer = error instanceof pg.DatabaseError;
+    if (this.#resetPending && fromServer) {
+      // The previous task's reset failed: the server skipped this task (up to its Sync). Only the
+      // server's word proves it: it answers in order, so the reset's CommandComplete would have
+      // come first had it succeeded. (A lost connection proves nothing: see below.)
+      this.#resetFailed = true;
+      this.#finish(error);
+      return false;
+    }
+    if (this.#tagSegment) {
+      // The tag failed under its own Sync (a cancel request that landed on it, say: the stopper
+      // sends it again). The task behind it is on the wire and runs: its answers follow.
+      this.#tagSegment = false;
+      this.#oursLeft = 0;
+      if (fromServer && error.severity === 'ERROR') return true;
+    }
     const { pieces, values, statementCount } = this.#plan;
-    if (pieces === null && values === null && !this.#inTransaction && this.#statement === statementCount) {
+    if (this.#simple && !this.#inTransaction && this.#statement === statementCount) {
       // A simple query commits its statement before it sends the CommandComplete: whatever
       // broke after it (a terminate, the network), the work is done.
       this.#finish(null);
       return false;
     }
-    const fromServer = error instanceof pg.DatabaseError;
-    if (pieces !== null && fromServer && error.position !== undefined) {
+    if (pieces !== null && fromServer && error.position !== undefined && !this.#ours()) {
       // The server counts from the start of the statement's own Parse: make it the caller's text.
       const piece = this.#wrapped ? this.#statement - 1 : this.#statement;
       if (piece >= 0 && piece < pieces.length) {
@@ -229,6 +341,10 @@ export class TaskQuery implements WireReader {
   }
 
   readyForQuery(): boolean {
+    if (this.#tagSegment) {
+      this.#tagSegment = false; // the tag's own Sync: the task's answers come next
+      return true;
+    }
     if (this.#closing) {
       this.#finish(this.#failure);
       return false;
@@ -258,6 +374,11 @@ export class TaskQuery implements WireReader {
     return !this.#closing && this.#statement === this.#resultIndex;
   }
 
+  /** The next answers are those of our own leading statements (reset prefix, tag). */
+  #ours(): boolean {
+    return this.#oursLeft > 0 && this.#statement === this.#oursAt;
+  }
+
   #finish(error: Error | null): void {
     if (this.#finished) return;
     if (this.#escaped !== null) {
@@ -272,8 +393,10 @@ export class TaskQuery implements WireReader {
     }
     this.#finished = true;
     this.#queue.detach();
-    this.#session?.taskEnded();
-    this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
+    if (this.#defer) this.#session?.resetDeferred();
+    else this.#session?.taskEnded();
+    const outcome: TaskOutcome = { error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows };
+    this.#resolve(this.#resetFailed ? { ...outcome, resetFailed: true } : outcome);
   }
 }
 

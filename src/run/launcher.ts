@@ -18,13 +18,14 @@ import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.j
 import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
 import type { ResultField } from '../results/row-parser.js';
-import { startsWithParse, TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { planTask } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
 import type { WorkerStore } from '../store/worker-store.js';
+import { workerTag } from '../store/worker-identity.js';
 import { classify, neverRan, type Sent } from './classify.js';
 
 /** What the facade hears of a worker's life (it emits the public events). */
@@ -196,7 +197,16 @@ export class Launcher {
       if (timer) clearTimeout(timer);
       liveness.unwatch(connection);
       const { error } = outcome;
-      if (neverRan(error, sent, connection.firstAnswer)) {
+      if (outcome.resetFailed && error) {
+        // The last task's reset went ahead of this one and failed: the server skipped this task.
+        if (worker.cancelRequested) {
+          outcome = failed(
+            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
+          );
+        } else if (firstStart === null) {
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      } else if (neverRan(error, sent, connection.firstAnswer)) {
         if (worker.cancelRequested) {
           outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
         } else if (firstStart === null) {
@@ -208,6 +218,24 @@ export class Launcher {
       void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
+    // The reset the last task on this connection deferred (results/task-query.ts): this task
+    // carries it as its prefix, under its own Sync (plain DML, no settings round trip before it),
+    // or it runs now, in a round trip of its own; a failure retires the connection either way.
+    let resetFirst = false;
+    if (connection.needsReset) {
+      const prefixable = launch.session === null && launch.plan.inBlock && launch.plan.refusal === null && connection.standardConformingStrings;
+      resetFirst = prefixable && connection.takePrefixReset();
+      if (!resetFirst) {
+        sent = { kind: 'reset' };
+        try {
+          await connection.reset();
+        } catch (error) {
+          return end(failed(error));
+        }
+        connection.checkedOut(); // clean now, but what runs next may change the session
+        sent = null;
+      }
+    }
     if (connection.pooled) {
       // Behind a pooler: BEGIN, the role and settings for this transaction only, and the identity
       // of the backend that now holds it, in one round trip (see pooler.ts).
@@ -250,10 +278,13 @@ export class Launcher {
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
     const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
-    const query = new TaskQuery(plan, worker.queue, columns, options.maxIdle > 0 && !connection.pooled ? connection : null, connection.pinned);
+    // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
+    const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
+    const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
+    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, resetFirst);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
-    sent = { kind: 'task', startsWithParse: startsWithParse(plan) };
+    sent = { kind: 'task', startsWithParse: query.startsWithParse };
     connection.run(query);
     void query.done.then(end);
   }

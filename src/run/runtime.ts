@@ -17,6 +17,7 @@ import type { WorkerConnection } from '../pool/worker-connection.js';
 import { WorkerSlots } from '../pool/worker-slots.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { Worker } from '../store/worker.js';
+import { CONTROL_TAG } from '../store/worker-identity.js';
 import { WorkerRegistry } from '../store/worker-registry.js';
 import type { WorkerStore } from '../store/worker-store.js';
 import { Launcher, type LaunchEvents } from './launcher.js';
@@ -40,7 +41,8 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents, ac
   const { connection, maxWorkers, controlTimeoutMs, maxIdle, minIdle, idleTimeoutMs } = options;
   const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
-  const control = new ControlConnection({ ...connection, application_name: 'pg-background control' }, controlTimeoutMs);
+  const controlName = options.tagConnections ? CONTROL_TAG : 'pg-background control';
+  const control = new ControlConnection({ ...connection, application_name: controlName }, controlTimeoutMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
   const store: WorkerStore = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained);
   const observer = new BackendObserver(control, store);

@@ -27,4 +27,6 @@ export interface InstanceOptions {
   readonly loginUser: string;
   /** The cluster-wide cap (clusterMaxWorkers, clusterKey), or null when off. */
   readonly cluster: { readonly max: number; readonly key: string } | null;
+  /** Connections carry their tag as application_name (store/worker-identity.ts). */
+  readonly tagConnections: boolean;
 }

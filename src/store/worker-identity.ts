@@ -1,5 +1,7 @@
 // What names a worker besides its pid: a random cookie (so a stale handle never reaches a new
-// worker on a reused pid), and the preview of its SQL that list() shows.
+// worker on a reused pid), the preview of its SQL that list() shows, and the tag its connection
+// carries as application_name while it runs (SPEC Part 2, "Tagged connections"), which the
+// pg_background_workers view and other processes parse back.
 import { getRandomValues } from 'node:crypto';
 
 const PREVIEW_CODE_POINTS = 120;
@@ -27,4 +29,42 @@ export function preview(text: string): string {
     end += text.codePointAt(end)! > 0xffff ? 2 : 1;
   }
   return text.slice(0, end);
+}
+
+/** application_name of a warm worker connection between tasks (its startup value: a reset restores it). */
+export const IDLE_TAG = 'pgbg:idle';
+/** application_name of an instance's control connection. */
+export const CONTROL_TAG = 'pgbg:control';
+/** What every tag starts with: `application_name LIKE 'pgbg:%'` finds every connection of ours. */
+export const TAG_PREFIX = 'pgbg:';
+/** The server keeps application_name to NAMEDATALEN - 1 bytes. */
+const TAG_BYTES = 63;
+
+const encoder = new TextEncoder();
+
+/**
+ * The application_name of a connection while it runs worker `cookie`: `pgbg:`, the cookie as 16
+ * lowercase hexadecimal digits (its 64-bit two's complement), `:`, then the label's UTF-8 bytes
+ * with every byte outside printable ASCII (0x20 to 0x7e) replaced by `_`; all cut to 63 bytes.
+ * The result is printable ASCII, so the server stores it unchanged.
+ */
+export function workerTag(cookie: bigint, label: string | null): string {
+  let tag = TAG_PREFIX + BigInt.asUintN(64, cookie).toString(16).padStart(16, '0') + ':';
+  if (label === null || label.length === 0) return tag;
+  const room = TAG_BYTES - tag.length;
+  let ascii = true;
+  for (let i = 0; i < label.length && i < room; i++) {
+    const c = label.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return tag + label.slice(0, room);
+  const bytes = encoder.encode(label);
+  for (let i = 0; i < bytes.length && i < room; i++) {
+    const b = bytes[i]!;
+    tag += b < 0x20 || b > 0x7e ? '_' : String.fromCharCode(b);
+  }
+  return tag;
 }
