@@ -20,6 +20,7 @@ import { until, useDatabase } from './support/database.js';
 import { findPgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY } from '../src/catalog.js';
 import { tagPrefix } from '../src/control/remote-control.js';
+import { workerTag } from '../src/store/worker-identity.js';
 
 const q = pg.escapeIdentifier;
 const suffix = randomBytes(3).toString('hex');
@@ -30,10 +31,8 @@ const signaller = `pgbg_control_signaller_${randomBytes(3).toString('hex')}`;
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
     await db.query('CREATE TABLE control_marks (mark text)');
-    await db.query('CREATE TABLE control_tags (label text PRIMARY KEY, tag text NOT NULL)');
-    await db.query('GRANT SELECT ON control_tags TO PUBLIC');
     await db.query(`CREATE ROLE ${q(ownerRole)} LOGIN PASSWORD 'owner'`);
-    await db.query(`GRANT SELECT, INSERT ON control_marks, control_tags TO ${q(ownerRole)}`);
+    await db.query(`GRANT SELECT, INSERT ON control_marks TO ${q(ownerRole)}`);
     await db.query(`CREATE ROLE ${q(stranger)} LOGIN PASSWORD 'stranger'`);
     await db.query(`CREATE ROLE ${q(signaller)} LOGIN PASSWORD 'signaller' IN ROLE pg_signal_backend`);
     const bg = db.background();
@@ -89,14 +88,6 @@ test.afterEach(async () => {
   await until(async () => (await listening()) === 0, 'no control connection to listen');
 });
 
-/**
- * Until the tags of branch `tags` land, a worker tags itself: its first statement waits for the
- * tag this process writes once it knows the cookie, and sets application_name to it.
- */
-const selfTagged = (label: string, sql: string) =>
-  `DO $$DECLARE t text; BEGIN LOOP SELECT tag INTO t FROM control_tags WHERE label = '${label}'; EXIT WHEN t IS NOT NULL; PERFORM pg_sleep(0.005); END LOOP;
-   PERFORM set_config('application_name', t, false); END $$; ${sql}`;
-
 /** Spawns the owner with `workers`, and waits until each runs its main statement, tagged, and the owner listens. */
 async function spawnOwner(workers: { label: string; sql: string }[], listeners = 1): Promise<Owner> {
   const child = spawn(process.execPath, ['--conditions=pg-background-source', '--import', 'tsx', CHILD], {
@@ -104,7 +95,7 @@ async function spawnOwner(workers: { label: string; sql: string }[], listeners =
     env: {
       ...process.env,
       PGBG_CHILD_URL: urlAs(ownerRole, 'owner'),
-      PGBG_CHILD_WORKERS: JSON.stringify(workers.map((w) => ({ label: w.label, sql: selfTagged(w.label, w.sql) }))),
+      PGBG_CHILD_WORKERS: JSON.stringify(workers),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -142,10 +133,7 @@ async function spawnOwner(workers: { label: string; sql: string }[], listeners =
     },
   };
   for (const [i, { label }] of workers.entries()) {
-    await db.query('INSERT INTO control_tags VALUES ($1, $2)', [label, tagPrefix(owner.cookies[i]!) + label]);
-  }
-  for (const [i, { label }] of workers.entries()) {
-    const tag = tagPrefix(owner.cookies[i]!) + label;
+    const tag = workerTag(owner.cookies[i]!, label);
     await until(
       async () =>
         (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND application_name = $2 AND wait_event = 'PgSleep'", [pids[i], tag])).length === 1,
@@ -448,19 +436,14 @@ test('behind a transaction pooler an instance cannot LISTEN: it does not say it 
   const pooler = await startPgBouncer(found.binary, db.url, { mode: 'transaction', poolSize: 4 });
   const bg = new PgBackground({ connectionString: pooler.url(db.url) });
   try {
-    const h = await bg.launch(selfTagged('pooled', sleeper('pooled')), { label: 'pooled' });
-    await db.query('INSERT INTO control_tags VALUES ($1, $2)', ['pooled', `${tagPrefix(h.cookie)}pooled`]);
+    const h = await bg.launch(sleeper('pooled'), { label: 'pooled' });
     await until(
       async () =>
-        (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [`${tagPrefix(h.cookie)}pooled`])).length ===
-        1,
+        (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [workerTag(h.cookie, 'pooled')])).length === 1,
       'the pooled worker to run its main statement, tagged',
     );
     // Its control connection has served (the launch opened it), yet holds no listener lock.
-    await until(
-      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name IN ('pg-background control', 'pgbg:control')")).length > 0,
-      'the control connection',
-    );
+    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control'")).length > 0, 'the control connection');
     assert.equal(await listening(), 0);
     assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
     await bg.wait(h);
