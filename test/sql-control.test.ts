@@ -19,7 +19,7 @@ import { PgBackground } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
 import { findPgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY } from '../src/catalog.js';
-import { tagPrefix } from '../src/control/remote-control.js';
+import { ACK_WAIT_MS, tagPrefix } from '../src/control/remote-control.js';
 import { workerTag } from '../src/store/worker-identity.js';
 
 const q = pg.escapeIdentifier;
@@ -186,9 +186,14 @@ const sleeper = (mark: string) => `INSERT INTO control_marks VALUES ('${mark}');
 test('a second process cancels the owner’s worker with pg_background_cancel_worker(cookie): true, the owner ends it canceled, nothing commits', async () => {
   const owner = await spawnOwner([{ label: 'etl/one', sql: sleeper('one') }]);
   const psql = await db.client();
+  const asked = performance.now();
   const { rows } = await psql.query(`SELECT pg_background_cancel_worker(${owner.cookies[0]})`);
+  const returned = performance.now();
   assert.deepEqual(rows, [{ pg_background_cancel_worker: true }]);
   assert.deepEqual(await owner.ends.get('etl/one'), { label: 'etl/one', state: 'canceled', sqlstate: '57014' });
+  console.log(
+    `[sql-control] through the owner: the function returned in ${(returned - asked).toFixed(1)} ms, the owner reported canceled ${(performance.now() - asked).toFixed(1)} ms after the call`,
+  );
   assert.equal(await marks('one'), 0);
   await psql.end();
   await owner.kill();
@@ -306,8 +311,11 @@ test('an owner killed with SIGKILL and nobody listening: the function itself sto
   await owner.kill();
   await until(async () => (await listening()) === 0, 'the killed owner to stop listening');
   assert.equal(await isActive(owner.pids[0]!), true, 'the orphaned worker runs on (onCallerExit finish)');
+  const asked = performance.now();
   assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${owner.cookies[0]}) AS r`), [{ r: true }]);
+  const returned = performance.now() - asked;
   await backendGone(owner.pids[0]!);
+  console.log(`[sql-control] nobody listening: the function stopped the backend itself and returned in ${returned.toFixed(1)} ms`);
   assert.equal(await marks('orphan'), 0);
 });
 
@@ -319,11 +327,17 @@ test('an owner killed with SIGKILL, another instance listening: its handler stop
   await until(async () => (await listening()) === 2, 'the second instance to listen');
   await owner.kill();
   await until(async () => (await listening()) === 1, 'the killed owner to stop listening');
+  let asked = 0;
   const heard = await requestsDuring(async () => {
+    asked = performance.now();
     assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${owner.cookies[0]}) AS r`), [{ r: true }]);
   });
   assert.equal(heard.length, 1);
   await backendGone(owner.pids[0]!);
+  const took = performance.now() - asked;
+  // The handler waited for the dead owner's ack first.
+  assert.ok(took >= ACK_WAIT_MS, `stopped ${took.toFixed(0)} ms after the call, within the ${ACK_WAIT_MS} ms ack wait`);
+  console.log(`[sql-control] owner dead, another instance handled it: backend gone ${took.toFixed(0)} ms after the call (ack wait ${ACK_WAIT_MS} ms)`);
   assert.equal(await marks('adopted'), 0);
   await other.close();
 });
