@@ -218,7 +218,8 @@ const maySignal = (role: string) => `((NOT t.rolsuper OR (SELECT rolsuper FROM p
  * `schema` quoted: the schema a request names. $1 request id, $2 the worker's backend pid (0 when
  * pending), $3 its tag prefix, $4 the table's name, schema-qualified and quoted. The request's row, if that schema's requests table is one a
  * forger cannot have filled: marked, with forced row level security (its insert policy stamps the
- * inserting role), owned by a role that could itself signal the worker. `allowed` when its
+ * inserting role), owned by a role that could itself signal the worker; and only while the
+ * request is fresh (a minute), so an old one notified again changes nothing later. `allowed` when its
  * requester could pg_cancel_backend the worker's backend (for a pending worker, a backend of the
  * current user); `running` when that backend still carries the tag.
  */
@@ -230,7 +231,8 @@ SELECT q.action, q.cookie::text AS cookie, q.grace_ms, EXISTS (SELECT 1 FROM tar
   FROM ${schema}.${CONTROL_REQUESTS_TABLE} q
   JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass($4)
   JOIN pg_catalog.pg_roles t ON t.oid = coalesce((SELECT role FROM target), (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
- WHERE q.id = $1::uuid AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
+ WHERE q.id = $1::uuid AND q.requested_at > pg_catalog.now() - interval '1 minute'
+   AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
    AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE '${CONTROL_REQUESTS_MARKER}:%'`;
 
 /** $1 pid, $2 tag prefix: pg_cancel_backend of that backend while it carries the tag. */
