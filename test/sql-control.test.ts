@@ -384,6 +384,7 @@ async function journaled(schema: string): Promise<string> {
   await db.query(`CREATE SCHEMA ${schema}`);
   await bg.install({ schema });
   await bg.close();
+  await db.query(`GRANT USAGE ON SCHEMA ${schema} TO PUBLIC`);
   await db.query(`CREATE TABLE ${schema}.pg_background_journal (cookie int8 PRIMARY KEY, pid int4, state text NOT NULL,
     owner_control_pid int4, owner_control_started int8)`);
   return schema;
@@ -409,10 +410,16 @@ test('with the journal: pause, resume and cancel of a pending worker go to the o
     heard.map((r) => ({ ...(r as object), id: '' })),
     [request('pause'), request('resume'), request('cancel')],
   );
-  // A pending worker is judged by its owner's role.
+  // A pending worker is judged by its owner's role; one who may not read the journal does not see it.
   const outsider = new pg.Client({ connectionString: urlAs(stranger, 'stranger') });
   await outsider.connect();
-  await assert.rejects(outsider.query(`SELECT ${s}.pg_background_resume_worker(${cookie})`), { code: '42501' });
+  assert.deepEqual((await outsider.query(`SELECT ${s}.pg_background_resume_worker(${cookie}) AS r`)).rows, [{ r: false }]);
+  await db.query(`GRANT SELECT ON ${s}.pg_background_journal TO ${q(stranger)}`);
+  await assert.rejects(outsider.query(`SELECT ${s}.pg_background_resume_worker(${cookie})`), {
+    code: '42501',
+    message: `pg_background_resume_worker: permission denied to signal worker ${cookie}`,
+    detail: `Its backend belongs to role "${ownerRole}"; role "${stranger}" could not pg_cancel_backend() it.`,
+  });
   await outsider.end();
   await owner.kill();
   await until(async () => (await listening()) === 0, 'the killed owner to stop listening');

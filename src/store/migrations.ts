@@ -55,7 +55,8 @@ $pgbg$`,
 // rights (SECURITY INVOKER) and act on a worker of any process of this database:
 // - The worker is found by its tag (pg_stat_activity.application_name 'pgbg:<cookie hex>:...',
 //   visible to every role) while it runs, and, where the journal exists (to_regclass: this
-//   migration does not need it), by its journal row while it is pending or paused.
+//   migration does not need it) and the caller may read it, by its journal row while it is
+//   pending or paused.
 // - Whoever could not pg_cancel_backend the worker's backend (not a member of its role nor of
 //   pg_signal_backend, or the target is a superuser and the caller is not) is refused with
 //   SQLSTATE 42501, for pause and resume too; a pending worker is judged by its owner's role.
@@ -156,7 +157,8 @@ BEGIN
     FROM pg_stat_activity a
    WHERE a.datid = here AND left(a.application_name, ${TAG_PREFIX_LENGTH}) = tag
    LIMIT 1;
-  IF journal IS NOT NULL THEN
+  -- A caller who may not read the journal finds only running workers (by their tags).
+  IF journal IS NOT NULL AND has_table_privilege(journal, 'SELECT') THEN
     EXECUTE format('SELECT state, owner_control_pid FROM %s WHERE cookie = $1 LIMIT 1', journal)
        INTO journal_state, owner_pid USING p_cookie;
   END IF;
