@@ -193,6 +193,68 @@ export const CLUSTER_RELEASE_SQL = `SELECT pg_catalog.pg_advisory_unlock($1::int
 export const TURNSTILE_LOCK_SQL = `SELECT pg_catalog.pg_advisory_lock($1::int4, ${TURNSTILE_OBJID})`;
 export const TURNSTILE_UNLOCK_SQL = `SELECT pg_catalog.pg_advisory_unlock($1::int4, ${TURNSTILE_OBJID})`;
 
+// ---- control from SQL (store/migrations.ts migration 3, control/remote-control.ts) -----------
+// Every instance's control connection LISTENs on one channel and holds a shared session advisory
+// lock on one int8 key (objsubid 1 in pg_locks, apart from the cluster cap's int4 pairs), so that
+// the SQL functions see in pg_locks, visible to every role, which sessions hear their requests.
+// A worker's backend is named by its pid and its tag's prefix ('pgbg:' + 16 hex digits + ':').
+
+/** The channel of control requests and their acks (one per database). */
+export const CONTROL_CHANNEL = 'pgbg_control';
+/** Held (shared) by every listening control connection. */
+export const CONTROL_LISTENER_KEY = 7_302_948_117_394_113n;
+/** 'pgbg:' + the cookie as 16 hex digits + ':'. */
+export const TAG_PREFIX_LENGTH = 22;
+
+/** On a direct control connection: listen for requests and say so. */
+export const CONTROL_LISTEN_SQL = `LISTEN ${CONTROL_CHANNEL}; SELECT pg_catalog.pg_advisory_lock_shared(${CONTROL_LISTENER_KEY})`;
+
+/** $1 payload. An ack (or any message) on the control channel. */
+export const CONTROL_NOTIFY_SQL = `SELECT pg_catalog.pg_notify('${CONTROL_CHANNEL}', $1)`;
+
+/** The table of control requests, in the schema of the functions (migration 3). */
+export const CONTROL_REQUESTS_TABLE = 'pg_background_control_requests';
+/** Marks the requests table install() created (and a handler may therefore trust). */
+export const CONTROL_REQUESTS_MARKER = 'pg-background control requests';
+
+/** Whether role `role` (an expression) could pg_cancel_backend a backend of role `t` (signalfuncs.c's rule). */
+const maySignal = (role: string) => `((NOT t.rolsuper OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = ${role}))
+       AND (pg_catalog.pg_has_role(${role}, t.oid, 'USAGE') OR pg_catalog.pg_has_role(${role}, 'pg_signal_backend', 'USAGE')))`;
+
+/**
+ * `schema` quoted: the schema a request names. $1 request id, $2 the worker's backend pid (0 when
+ * pending), $3 its tag prefix, $4 the table's name, schema-qualified and quoted. The request's row, if that schema's requests table is one a
+ * forger cannot have filled: marked, with forced row level security (its insert policy stamps the
+ * inserting role), owned by a role that could itself signal the worker; and only while the
+ * request is fresh (a minute), so an old one notified again changes nothing later. `allowed` when its
+ * requester could pg_cancel_backend the worker's backend (for a pending worker, a backend of the
+ * current user); `running` when that backend still carries the tag.
+ */
+export const controlRequestSql = (schema: string) => `WITH target AS (
+  SELECT w.usesysid AS role FROM pg_catalog.pg_stat_activity w
+   WHERE w.pid = $2 AND left(w.application_name, ${TAG_PREFIX_LENGTH}) = $3)
+SELECT q.action, q.cookie::text AS cookie, q.grace_ms, EXISTS (SELECT 1 FROM target) AS running,
+       ${maySignal('(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = q.requester)')} AND ${maySignal('c.relowner')} AS allowed
+  FROM ${schema}.${CONTROL_REQUESTS_TABLE} q
+  JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass($4)
+  JOIN pg_catalog.pg_roles t ON t.oid = coalesce((SELECT role FROM target), (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
+ WHERE q.id = $1::uuid AND q.requested_at > pg_catalog.now() - interval '1 minute'
+   AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
+   AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE '${CONTROL_REQUESTS_MARKER}:%'`;
+
+/** $1 pid, $2 tag prefix: pg_cancel_backend of that backend while it carries the tag. */
+export const CANCEL_TAGGED_SQL = `SELECT pg_catalog.pg_cancel_backend(pid) AS sent FROM pg_catalog.pg_stat_activity
+ WHERE pid = $1 AND left(application_name, ${TAG_PREFIX_LENGTH}) = $2`;
+
+/** $1 pid, $2 tag prefix: pg_terminate_backend of that backend while it carries the tag. */
+export const TERMINATE_TAGGED_SQL = `SELECT pg_catalog.pg_terminate_backend(pid) AS sent FROM pg_catalog.pg_stat_activity
+ WHERE pid = $1 AND left(application_name, ${TAG_PREFIX_LENGTH}) = $2`;
+
+/** $1 pid, $2 tag prefix: a row while that backend carries the tag and is not idle (its work not ended). */
+export const TAGGED_BUSY_SQL = `SELECT 1 FROM pg_catalog.pg_stat_activity
+ WHERE pid = $1 AND left(application_name, ${TAG_PREFIX_LENGTH}) = $2
+   AND state IS DISTINCT FROM 'idle' AND state IS DISTINCT FROM 'idle in transaction (aborted)'`;
+
 // ---- install ---------------------------------------------------------------------------------
 
 /** Advisory lock key serialising concurrent installs (any schema, any database of the server). */

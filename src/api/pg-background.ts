@@ -5,7 +5,18 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import pg from 'pg';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
-import { closeOptions, copyPlan, jobPlan, graceMs, installOptions, instanceOptions, launchPlan, waitOptions, type InstanceOptions } from './options.js';
+import {
+  closeOptions,
+  copyPlan,
+  jobPlan,
+  graceMs,
+  installOptions,
+  instanceOptions,
+  launchPlan,
+  MAX_GRACE_MS,
+  waitOptions,
+  type InstanceOptions,
+} from './options.js';
 import { eventRelay } from './event-relay.js';
 import { installProgressFunction } from './progress-function.js';
 import type { CancelOptions, CloseOptions, InstallOptions, LaunchOptions, PgBackgroundEvents, PgBackgroundOptions, ResultInfo, Row } from './types.js';
@@ -15,6 +26,7 @@ import type { Readable } from 'node:stream';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { cancelWorkersByLabel, claimResult, drainWorkers, runWorker, waitAnyWorker, type HelperHost } from './worker-helpers.js';
 import type { WorkerResult } from '../results/worker-result.js';
+import type { ControlActions } from '../control/remote-control.js';
 import { createRuntime, shutdown, type Runtime } from '../run/runtime.js';
 import { outcomeOf } from '../store/outcome.js';
 import type { Worker } from '../store/worker.js';
@@ -63,7 +75,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     super();
     this.#options = instanceOptions(options);
     const events = eventRelay(this);
-    this.#runtime = createRuntime(this.#options, events);
+    this.#runtime = createRuntime(this.#options, events, this.#controlActions());
     const { store, stopper } = this.#runtime;
     this.#jobs = {
       options: this.#options,
@@ -71,6 +83,30 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
       stopper,
       events,
       launch: (sql, launchOptions, submitted, root) => this.#launch(sql, launchOptions, submitted, root),
+    };
+  }
+
+  /**
+   * What a control request from SQL (pg_background_cancel_worker and the others, heard on the
+   * control connection) does to a worker this instance tracks: what cancel, pause and resume do
+   * (a job's root included: cancel cascades, pause holds its unstarted subtasks).
+   */
+  #controlActions(): ControlActions {
+    const tracked = (cookie: bigint) => this.#store.list().find((worker) => worker.cookie === cookie && worker.active);
+    return {
+      owns: (cookie) => !this.#closing && tracked(cookie) !== undefined,
+      cancel: async (cookie, grace) => {
+        const worker = tracked(cookie);
+        if (worker) await this.cancel(worker.handle, { graceMs: Math.min(grace, MAX_GRACE_MS) });
+      },
+      pause: async (cookie) => {
+        const worker = tracked(cookie);
+        return worker !== undefined && (await this.pause(worker.handle));
+      },
+      resume: async (cookie) => {
+        const worker = tracked(cookie);
+        return worker !== undefined && (await this.resume(worker.handle));
+      },
     };
   }
 

@@ -5,9 +5,19 @@
 // cannot stop us from stopping or checking a worker; one that broke is opened again at the next
 // launch or use. Work on it runs one piece at a time, each with a deadline: a connection that
 // misses it is dropped and replaced, so a dead network can never wedge the queue.
+// A subscriber (control/remote-control.ts) is told of each session (to LISTEN there) once the
+// instance is known to reach the server directly (a worker connection said so: behind a pooler
+// the control connection stays as quiet as it was), and of every notification it receives.
 import pg from 'pg';
 import { socketOf } from '../pg/index.js';
 import { settlesWithin, withDeadline } from './deadline.js';
+
+/** What listens on the control connection: set up on each new session, told of each notification. */
+export interface ControlSubscriber {
+  /** A new session, before any work runs on it. A failure leaves the session serving, not listening. */
+  attach(client: pg.Client): Promise<void>;
+  notification(message: pg.Notification): void;
+}
 
 export class ControlConnection {
   readonly #config: pg.ClientConfig;
@@ -15,17 +25,39 @@ export class ControlConnection {
   #current: { client: pg.Client; ready: Promise<pg.Client> } | null = null;
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
+  #subscriber: ControlSubscriber | null = null;
+  /** The instance reaches the server directly: the subscriber attaches to every session. */
+  #direct = false;
+  /** The session the subscriber was attached to (or is being attached to). */
+  #attached: pg.Client | null = null;
 
   constructor(config: pg.ClientConfig, timeoutMs: number) {
     this.#config = config;
     this.#timeoutMs = timeoutMs;
   }
 
-  /** Opens the connection now unless it is open (or opening); never waits, never rejects. */
-  open(): void {
-    if (this.#closed || this.#current) return; // called at every task: nothing to do once open(ing)
+  /** Sets the subscriber of every session opened from now on. */
+  subscribe(subscriber: ControlSubscriber): void {
+    this.#subscriber = subscriber;
+  }
+
+  /**
+   * Opens the connection now unless it is open (or opening); never waits, never rejects.
+   * `direct`: a worker connection of this instance reached the server without a pooler.
+   */
+  open(direct = false): void {
+    if (this.#closed) return;
+    if (direct) this.#direct = true;
+    // Called at every task: nothing to do once open(ing) and, where it listens, attached.
+    if (this.#current && (!this.#direct || !this.#subscriber || this.#attached === this.#current.client)) return;
     try {
-      this.#connect().ready.catch(() => {});
+      const current = this.#connect();
+      current.ready.catch(() => {});
+      if (this.#direct && this.#subscriber && this.#attached !== current.client) {
+        const subscriber = this.#subscriber;
+        this.#attached = current.client;
+        this.use((client) => (client === current.client ? subscriber.attach(client) : Promise.resolve())).catch(() => {});
+      }
     } catch {
       // A config pg cannot even parse: the worker connection's open says so.
     }
@@ -69,7 +101,12 @@ export class ControlConnection {
     if (this.#current) return this.#current;
     const client = new pg.Client(this.#config);
     // Idle, it does not keep the process alive (like idle worker connections); use() refs it.
-    const ready = client.connect().then(() => {
+    const subscriber = this.#subscriber;
+    if (subscriber) client.on('notification', (message) => subscriber.notification(message));
+    const attach = this.#direct ? subscriber : null;
+    if (attach) this.#attached = client;
+    const ready = client.connect().then(async () => {
+      await attach?.attach(client).catch(() => {});
       socketOf(client).unref();
       return client;
     });

@@ -213,8 +213,9 @@ export class Launcher {
     const { options, control, liveness, stopper, running, events } = this.#deps;
     const { launch } = worker;
     // From the first worker on, the control connection stays open: a server that fills up later
-    // must not keep us from checking, cancelling or terminating this worker.
-    control.open();
+    // must not keep us from checking, cancelling or terminating this worker. A direct one also
+    // listens for control requests from SQL (see control/remote-control.ts).
+    control.open(!connection.pooled);
     // Behind a pooler the worker's backend is known once its transaction holds one (below).
     if (!connection.pooled && !again) started(worker, connection);
     running.set(worker, connection);

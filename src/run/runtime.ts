@@ -1,9 +1,12 @@
 // The parts of one PgBackground instance, wired together once: the worker store, the warm pool
 // and its connector, the control connection, the backend monitor (liveness and observation), the
-// stopper, the cluster-wide cap (when asked for) and the launcher; and the instance's shutdown.
+// stopper, the cluster-wide cap (when asked for), the launcher, and the handler of control
+// requests from SQL (remote control, acting through the facade's ControlActions); and the
+// instance's shutdown.
 // The facade holds a Runtime and delegates to it.
 import { BackendObserver, backendMonitor } from '../control/backend-monitor.js';
 import { JournalWriter } from '../control/journal-writer.js';
+import { RemoteControl, type ControlActions } from '../control/remote-control.js';
 import { Stopper } from '../control/stopper.js';
 import { ClusterSlots } from '../pool/cluster-slots.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
@@ -36,10 +39,15 @@ export interface Runtime {
   readonly cluster: ClusterSlots | null;
   /** The journal's writer (journal: true), or null: then nothing of the journal runs at all. */
   readonly journal: JournalWriter | null;
+  /** Hears control requests from SQL on the control connection. */
+  readonly remote: RemoteControl;
 }
 
-/** `events` hears what the launcher reports and, as the store's listener, every worker's change. */
-export function createRuntime(options: InstanceOptions, events: LaunchEvents & StoreListener): Runtime {
+/**
+ * `events` hears what the launcher reports and, as the store's listener, every worker's change;
+ * `actions` is what a control request from SQL may do to a worker of ours.
+ */
+export function createRuntime(options: InstanceOptions, events: LaunchEvents & StoreListener, actions: ControlActions): Runtime {
   const { connection, maxWorkers, controlTimeoutMs, maxIdle, minIdle, idleTimeoutMs } = options;
   const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
@@ -59,7 +67,8 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents & S
   const cap = options.cluster;
   const cluster = cap && new ClusterSlots(connection, { key: cap.key, max: cap.max, timeoutMs: controlTimeoutMs });
   const launcher = new Launcher({ options, registry: store, slots, cluster, pool, control, liveness, stopper, running, events, journal });
-  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, slots, journal };
+  const remote = new RemoteControl(control, actions);
+  return { options, store, pool, control, liveness, observer, stopper, launcher, cluster, slots, journal, remote };
 }
 
 /**
@@ -89,6 +98,7 @@ export async function shutdown(runtime: Runtime, cancel: boolean, timeoutMs: num
   store.dispose();
   runtime.liveness.close();
   runtime.observer.close();
+  runtime.remote.close();
   // The last rows go on the control connection before it closes (a failure was warned of).
   await runtime.journal?.close();
   await Promise.all([runtime.pool.close(), runtime.control.close(), runtime.cluster?.close()]);

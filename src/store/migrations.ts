@@ -21,6 +21,8 @@
 // Migration 3 is the SQL control functions (another branch); 4 is the journal.
 import { progressRows } from '../catalog.js';
 
+import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY, CONTROL_REQUESTS_MARKER, CONTROL_REQUESTS_TABLE, TAG_PREFIX_LENGTH } from '../catalog.js';
+
 export const PROGRESS_SQLSTATE = 'PGBGP';
 export const PROGRESS_MESSAGE = 'pg_background_progress';
 export const PROGRESS_FUNCTION = 'pg_background_progress';
@@ -260,8 +262,207 @@ SELECT ${TAGGED_COLUMNS}
   ],
 };
 
-/** Every migration, by ascending id (3 is reserved for the SQL control functions). */
-export const MIGRATIONS: readonly Migration[] = Object.freeze([progressFunction, workersView, journal]);
+// ---- migration 3: control from SQL ---------------------------------------------------------
+// pg_background_cancel_worker(cookie, grace_ms), pg_background_pause_worker(cookie) and
+// pg_background_resume_worker(cookie), over one internal function. They run with the caller's
+// rights (SECURITY INVOKER) and act on a worker of any process of this database:
+// - The worker is found by its tag (pg_stat_activity.application_name 'pgbg:<cookie hex>:...',
+//   visible to every role) while it runs, and, where the journal exists (to_regclass: this
+//   migration does not need it) and the caller may read it, by its journal row while it is
+//   pending or paused.
+// - Whoever could not pg_cancel_backend the worker's backend (not a member of its role nor of
+//   pg_signal_backend, or the target is a superuser and the caller is not) is refused with
+//   SQLSTATE 42501, for pause and resume too; a pending worker is judged by its owner's role.
+// - The owning process does the work, so its states stay exact: every live instance's control
+//   connection LISTENs on CONTROL_CHANNEL and holds a shared advisory lock on
+//   CONTROL_LISTENER_KEY (pg_locks, visible to all, says which sessions listen). The function
+//   writes the request as a row of <schema>.pg_background_control_requests (forced row level
+//   security stamps the inserting role, so a NOTIFY of anyone's own cannot pass for it; rows
+//   older than an hour are pruned by the next request) and NOTIFYs its id, naming a handler: the owner when the journal names it and it listens,
+//   else (no journal, or its row not written yet) the listening session of lowest pid. NOTIFY is
+//   delivered at commit, so the function cannot wait for an answer and returns true at once. The
+//   owner acts and NOTIFYs an ack; a handler that does not own the worker waits ~1 s for that
+//   ack and, when none comes (the owner is dead, detached it, or cannot listen), acts on the
+//   backend directly (control/remote-control.ts).
+// - When nobody can be told (no session listens, or the journal's owner does not), the function
+//   itself cancels the backend, polls it up to grace_ms and then terminates it, and returns once
+//   it stopped: a cancel still reaches a worker whose owner is gone. Pause and resume then
+//   return false.
+// - A running worker cannot be paused: pause and resume of one return false. A wrong cookie
+//   returns false and does nothing.
+export const CONTROL_FUNCTIONS = ['pg_background_cancel_worker', 'pg_background_pause_worker', 'pg_background_resume_worker', 'pg_background_control'] as const;
+
+/** `schema` quoted, as an SQL literal of `<schema>.<name>` (for to_regclass). */
+const qualifiedLiteral = (schema: string, name: string) => `'${`${schema}.${name}`.replace(/'/g, "''")}'`;
+/** `schema` quoted, as an SQL literal of the quoted name. */
+const schemaLiteral = (schema: string) => `'${schema.replace(/'/g, "''")}'`;
+const classId = CONTROL_LISTENER_KEY >> 32n;
+const objId = CONTROL_LISTENER_KEY & 0xffffffffn;
+
+const controlFunctions: Migration = {
+  id: 3,
+  name: 'control functions',
+  functions: CONTROL_FUNCTIONS,
+  statements: (schema) => [
+    // The requests table: created once, or else already ours (the current user's, marked).
+    `DO $pgbg$
+BEGIN
+  IF to_regclass(${qualifiedLiteral(schema, CONTROL_REQUESTS_TABLE)}) IS NULL THEN
+    CREATE TABLE ${schema}.${CONTROL_REQUESTS_TABLE} (
+      id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+      requester name NOT NULL DEFAULT current_user,
+      action text NOT NULL,
+      cookie int8 NOT NULL,
+      grace_ms int4 NOT NULL,
+      requested_at timestamptz NOT NULL DEFAULT now()
+    );
+    ALTER TABLE ${schema}.${CONTROL_REQUESTS_TABLE} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+    CREATE POLICY request ON ${schema}.${CONTROL_REQUESTS_TABLE} FOR INSERT TO PUBLIC WITH CHECK (requester = current_user);
+    CREATE POLICY read ON ${schema}.${CONTROL_REQUESTS_TABLE} FOR SELECT TO PUBLIC USING (true);
+    CREATE POLICY prune ON ${schema}.${CONTROL_REQUESTS_TABLE} FOR DELETE TO PUBLIC USING (requested_at < now() - interval '1 hour');
+    GRANT SELECT, INSERT, DELETE ON ${schema}.${CONTROL_REQUESTS_TABLE} TO PUBLIC;
+    COMMENT ON TABLE ${schema}.${CONTROL_REQUESTS_TABLE} IS '${CONTROL_REQUESTS_MARKER}: one row per control request sent to an instance';
+  ELSIF NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_class c
+     WHERE c.oid = to_regclass(${qualifiedLiteral(schema, CONTROL_REQUESTS_TABLE)}) AND c.relkind = 'r'
+       AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+       AND c.relrowsecurity AND c.relforcerowsecurity
+       AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE '${CONTROL_REQUESTS_MARKER}:%') THEN
+    RAISE EXCEPTION 'install(): table %.${CONTROL_REQUESTS_TABLE} already exists and is not pg-background''s own (the current user''s, marked, with row level security); pg-background will not use it',
+      ${schemaLiteral(schema)} USING ERRCODE = '42P07';
+  END IF;
+END
+$pgbg$`,
+    `CREATE OR REPLACE FUNCTION ${schema}.pg_background_control(p_action text, p_cookie int8, p_grace_ms int4)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $pgbg$
+DECLARE
+  fn text := 'pg_background_' || p_action || '_worker';
+  tag text := 'pgbg:' || lpad(to_hex(p_cookie), 16, '0') || ':';
+  here oid := (SELECT oid FROM pg_database WHERE datname = current_database());
+  me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
+  journal regclass := to_regclass(${qualifiedLiteral(schema, 'pg_background_journal')});
+  target_pid int4;
+  target_role oid;
+  journal_state text;
+  owner_pid int4;
+  listeners int4[];
+  handler int4;
+  deadline timestamptz;
+  resend timestamptz;
+  request uuid;
+BEGIN
+  IF p_action IS NULL OR p_action NOT IN ('cancel', 'pause', 'resume') THEN
+    RAISE EXCEPTION 'pg_background_control: action must be cancel, pause or resume, got %', coalesce(p_action, 'NULL') USING ERRCODE = '22023';
+  END IF;
+  IF p_grace_ms IS NULL OR p_grace_ms < 0 THEN
+    RAISE EXCEPTION '%: grace_ms must be 0 or more, got %', fn, coalesce(p_grace_ms::text, 'NULL') USING ERRCODE = '22023';
+  END IF;
+  IF p_cookie IS NULL THEN
+    RETURN false;
+  END IF;
+  PERFORM pg_stat_clear_snapshot();
+  SELECT a.pid, a.usesysid INTO target_pid, target_role
+    FROM pg_stat_activity a
+   WHERE a.datid = here AND left(a.application_name, ${TAG_PREFIX_LENGTH}) = tag
+   LIMIT 1;
+  -- A caller who may not read the journal finds only running workers (by their tags).
+  IF journal IS NOT NULL AND has_table_privilege(journal, 'SELECT') THEN
+    EXECUTE format('SELECT state, owner_control_pid FROM %s WHERE cookie = $1 LIMIT 1', journal)
+       INTO journal_state, owner_pid USING p_cookie;
+  END IF;
+  IF target_pid IS NULL THEN
+    -- Not running: only the journal can know of it, while it waits (pending or paused).
+    IF journal_state IS NULL OR journal_state NOT IN ('pending', 'paused') THEN
+      RETURN false;
+    END IF;
+    SELECT a.usesysid INTO target_role FROM pg_stat_activity a WHERE a.pid = owner_pid;
+    IF target_role IS NULL THEN
+      RETURN false; -- its owner is gone: it never starts, and nobody could act on it
+    END IF;
+  END IF;
+  -- pg_cancel_backend's own rule (signalfuncs.c), checked first so that pause and resume refuse alike.
+  IF (SELECT rolsuper FROM pg_roles WHERE oid = target_role) AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = me)
+     OR NOT (pg_has_role(me, target_role, 'USAGE') OR pg_has_role(me, 'pg_signal_backend', 'USAGE')) THEN
+    RAISE EXCEPTION '%: permission denied to signal worker %', fn, p_cookie USING ERRCODE = '42501',
+      DETAIL = format('Its backend belongs to role "%s"; role "%s" could not pg_cancel_backend() it.', pg_get_userbyid(target_role), current_user),
+      HINT = 'Only roles with privileges of the role of the worker''s backend, or of pg_signal_backend, may control it (and only superusers a superuser''s).';
+  END IF;
+  IF p_action = 'pause' AND (target_pid IS NOT NULL OR journal_state <> 'pending')
+     OR p_action = 'resume' AND (target_pid IS NOT NULL OR journal_state <> 'paused') THEN
+    RETURN false; -- a running statement cannot be paused; nothing to resume
+  END IF;
+  listeners := ARRAY(
+    SELECT l.pid FROM pg_locks l
+     WHERE l.locktype = 'advisory' AND l.database = here AND l.granted
+       AND l.classid = ${classId} AND l.objid = ${objId} AND l.objsubid = 1
+     ORDER BY l.pid);
+  handler := CASE WHEN owner_pid IS NULL THEN listeners[1] WHEN owner_pid = ANY (listeners) THEN owner_pid END;
+  IF handler IS NOT NULL THEN
+    -- The row is the request's proof: its requester is the inserting role (the table's policy),
+    -- so a NOTIFY of anyone else's cannot pass for it. Rows older than an hour go.
+    DELETE FROM ${schema}.${CONTROL_REQUESTS_TABLE} WHERE requested_at < now() - interval '1 hour';
+    INSERT INTO ${schema}.${CONTROL_REQUESTS_TABLE} (action, cookie, grace_ms) VALUES (p_action, p_cookie, p_grace_ms)
+      RETURNING id INTO request;
+    PERFORM pg_notify('${CONTROL_CHANNEL}', json_build_object('v', 1, 'id', request,
+      'schema', (SELECT nspname FROM pg_namespace WHERE oid = to_regnamespace(${schemaLiteral(schema)})), 'action', p_action,
+      'cookie', p_cookie::text, 'pid', coalesce(target_pid, 0), 'handler', handler)::text);
+    RETURN true;
+  END IF;
+  IF p_action <> 'cancel' OR target_pid IS NULL THEN
+    RETURN false; -- nobody could hold or release it
+  END IF;
+  -- Nobody listens for it: stop the backend here, named by pid and tag.
+  deadline := clock_timestamp() + p_grace_ms * interval '1 millisecond';
+  resend := clock_timestamp();
+  LOOP
+    PERFORM pg_stat_clear_snapshot();
+    EXIT WHEN NOT EXISTS (
+      SELECT 1 FROM pg_stat_activity a
+       WHERE a.pid = target_pid AND left(a.application_name, ${TAG_PREFIX_LENGTH}) = tag
+         AND a.state IS DISTINCT FROM 'idle' AND a.state IS DISTINCT FROM 'idle in transaction (aborted)');
+    IF clock_timestamp() >= deadline THEN
+      PERFORM pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a
+        WHERE a.pid = target_pid AND left(a.application_name, ${TAG_PREFIX_LENGTH}) = tag;
+      EXIT;
+    END IF;
+    IF clock_timestamp() >= resend THEN
+      -- Sent again now and then: one that lands before the statement started cancels nothing.
+      PERFORM pg_cancel_backend(a.pid) FROM pg_stat_activity a
+        WHERE a.pid = target_pid AND left(a.application_name, ${TAG_PREFIX_LENGTH}) = tag;
+      resend := clock_timestamp() + interval '200 milliseconds';
+    END IF;
+    PERFORM pg_sleep(least(0.01, greatest(0, extract(epoch FROM deadline - clock_timestamp()))));
+  END LOOP;
+  RETURN true;
+END
+$pgbg$`,
+    `COMMENT ON FUNCTION ${schema}.pg_background_control(text, int8, int4)
+  IS '${FUNCTION_MARKER} v1: control of workers from SQL (internal; call pg_background_cancel_worker and the others)'`,
+    `CREATE OR REPLACE FUNCTION ${schema}.pg_background_cancel_worker(cookie int8, grace_ms int4 DEFAULT 5000)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $pgbg$ SELECT ${schema}.pg_background_control('cancel', $1, $2) $pgbg$`,
+    `COMMENT ON FUNCTION ${schema}.pg_background_cancel_worker(int8, int4)
+  IS '${FUNCTION_MARKER} v1: cancels a worker of any process, through its owner'`,
+    `CREATE OR REPLACE FUNCTION ${schema}.pg_background_pause_worker(cookie int8)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $pgbg$ SELECT ${schema}.pg_background_control('pause', $1, 0) $pgbg$`,
+    `COMMENT ON FUNCTION ${schema}.pg_background_pause_worker(int8)
+  IS '${FUNCTION_MARKER} v1: holds a pending worker of any process, through its owner'`,
+    `CREATE OR REPLACE FUNCTION ${schema}.pg_background_resume_worker(cookie int8)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $pgbg$ SELECT ${schema}.pg_background_control('resume', $1, 0) $pgbg$`,
+    `COMMENT ON FUNCTION ${schema}.pg_background_resume_worker(int8)
+  IS '${FUNCTION_MARKER} v1: releases a paused worker of any process, through its owner'`,
+  ],
+};
+
+/** Every migration, by ascending id (1, 2, … without gaps). */
+export const MIGRATIONS: readonly Migration[] = Object.freeze([progressFunction, workersView, controlFunctions, journal]);
 
 /** The functions any of `migrations` creates: install() checks each on every run. */
 export function guardedFunctions(migrations: readonly Migration[] = MIGRATIONS): string[] {
