@@ -386,7 +386,7 @@ async function journaled(schema: string): Promise<string> {
   await bg.close();
   await db.query(`GRANT USAGE ON SCHEMA ${schema} TO PUBLIC`);
   await db.query(`CREATE TABLE ${schema}.pg_background_journal (cookie int8 PRIMARY KEY, pid int4, state text NOT NULL,
-    owner_control_pid int4, owner_control_started int8)`);
+    owner_control_pid int4, owner_control_started int8, finished_at timestamptz)`);
   return schema;
 }
 
@@ -525,5 +525,38 @@ test('install() keeps its requests table and repairs a dropped control function;
       'install() failed: install(): table "squatted".pg_background_control_requests already exists and is not pg-background\'s own (the current user\'s, marked, with row level security); pg-background will not use it',
   });
   assert.deepEqual(await db.query("SELECT count(*)::int AS n FROM pg_proc WHERE pronamespace = 'squatted'::regnamespace"), [{ n: 0 }]);
+  await bg.close();
+});
+
+test('end to end with the journal: pg_background_pause_worker holds a pending worker of an instance past a freed slot, pg_background_resume_worker lets it run', async (t) => {
+  await db.query('CREATE SCHEMA e2e');
+  // The instance finds its journal on its search_path; the functions of that schema read it.
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue', options: '-c search_path=e2e' });
+  await bg.install({ schema: 'e2e', journal: true });
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  await holder.query('SELECT pg_advisory_lock(4242)');
+  const blocker = await bg.launch('SELECT pg_advisory_lock(4242)', { label: 'e2e/blocker' });
+  const launching = bg.launch("INSERT INTO public.control_marks VALUES ('e2e held')", { label: 'e2e/held' });
+  const held = (await bg.list()).find((w) => w.label === 'e2e/held')!;
+  assert.equal(held.state, 'pending');
+  const viewState = async () => (await db.query<{ state: string }>('SELECT state FROM e2e.pg_background_workers WHERE cookie = $1', [held.cookie]))[0]?.state;
+  await until(async () => (await viewState()) === 'pending', 'the journal to show the pending worker');
+  const call = async (fn: string) => (await db.query<{ r: boolean }>(`SELECT e2e.pg_background_${fn}_worker($1) AS r`, [held.cookie]))[0]!.r;
+  assert.equal(await call('pause'), true);
+  await until(async () => (await bg.info(held)).state === 'paused', 'the owner to pause it');
+  await until(async () => (await viewState()) === 'paused', 'the journal to show it paused');
+  // The slot frees: the paused worker keeps waiting, nothing of it runs.
+  await holder.query('SELECT pg_advisory_unlock(4242)');
+  await bg.wait(blocker);
+  assert.equal((await bg.info(held)).state, 'paused');
+  assert.deepEqual(await db.query("SELECT * FROM control_marks WHERE mark = 'e2e held'"), []);
+  assert.equal(await call('resume'), true);
+  await bg.wait(await launching);
+  assert.equal((await bg.info(held)).state, 'stopped');
+  assert.deepEqual(await db.query("SELECT mark FROM control_marks WHERE mark = 'e2e held'"), [{ mark: 'e2e held' }]);
+  await until(async () => (await viewState()) === 'stopped', 'the journal to show it stopped');
+  assert.equal(await call('resume'), false); // finished: nothing to resume
   await bg.close();
 });

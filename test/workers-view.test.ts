@@ -68,6 +68,7 @@ test('install() creates the view with SPEC columns and types, and no journal tab
   assert.deepEqual(recorded, [
     { id: 1, name: 'progress function' },
     { id: 2, name: 'workers view' },
+    { id: 3, name: 'control functions' },
   ]);
   await bg.close();
 });
@@ -79,7 +80,7 @@ test('install({ journal: true }) keeps the same columns and types, and adds the 
   assert.deepEqual(await viewColumns('journaled'), COLUMNS);
   assert.deepEqual(
     (await db.query('SELECT id FROM journaled.pg_background_migrations ORDER BY id')).map((r) => r.id),
-    [1, 2, 4],
+    [1, 2, 3, 4],
   );
   await bg.close();
 });
@@ -210,7 +211,7 @@ test('a plain install() after the journal keeps it; a view dropped by hand comes
   assert.deepEqual(await db.query('SELECT cookie, state FROM repaired.pg_background_workers WHERE cookie = 42'), [{ cookie: '42', state: 'stopped' }]);
   assert.deepEqual(
     (await db.query('SELECT id FROM repaired.pg_background_migrations ORDER BY id')).map((r) => r.id),
-    [1, 2, 4],
+    [1, 2, 3, 4],
   );
   await bg.close();
 });

@@ -346,6 +346,7 @@ DECLARE
   here oid := (SELECT oid FROM pg_database WHERE datname = current_database());
   me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
   journal regclass := to_regclass(${qualifiedLiteral(schema, 'pg_background_journal')});
+  ends regclass;
   target_pid int4;
   target_role oid;
   journal_state text;
@@ -372,7 +373,12 @@ BEGIN
    LIMIT 1;
   -- A caller who may not read the journal finds only running workers (by their tags).
   IF journal IS NOT NULL AND has_table_privilege(journal, 'SELECT') THEN
-    EXECUTE format('SELECT state, owner_control_pid FROM %s WHERE cookie = $1 LIMIT 1', journal)
+    -- Its row, unless it has finished: the batch that says so may not have landed yet, but a
+    -- worker whose own transaction recorded its commit (the journal's ends table) is done.
+    ends := to_regclass(${qualifiedLiteral(schema, 'pg_background_journal_ends')});
+    EXECUTE format('SELECT state, owner_control_pid FROM %s j WHERE cookie = $1 AND finished_at IS NULL', journal)
+         || CASE WHEN ends IS NULL THEN '' ELSE format(' AND NOT EXISTS (SELECT 1 FROM %s e WHERE e.cookie = j.cookie)', ends) END
+         || ' LIMIT 1'
        INTO journal_state, owner_pid USING p_cookie;
   END IF;
   IF target_pid IS NULL THEN
