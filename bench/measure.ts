@@ -198,12 +198,12 @@ export async function withClient<T>(url: string, work: (client: pg.Client) => Pr
   }
 }
 
-/** Client backends of pg-background (application_name 'pg-background…') on the bench database. */
+/** Worker backends of pg-background (tagged 'pgbg:…', or untagged 'pg-background') on the bench database. */
 export async function libraryBackends(client: pg.Client): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND backend_type = 'client backend'
-        AND pid <> pg_backend_pid() AND application_name LIKE 'pg-background%'`,
+      WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+        AND ((application_name LIKE 'pgbg:%' AND application_name <> 'pgbg:control') OR application_name = 'pg-background')`,
   );
   return rows[0]!.n;
 }

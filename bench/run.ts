@@ -1,13 +1,13 @@
 // The benchmark driver: `npm run bench [-- [--runs=N] [--dist] [scenario ...]]`.
 //
-// Scenarios: tiny, fire, stream, memory, scale (all by default, in that order), e.g.
+// Scenarios: tiny, fire, stream, memory, scale, copy (all by default, in that order), e.g.
 // `npm run bench -- tiny stream`. Each scenario runs in its own Node process (same flags:
 // --conditions=pg-background-source --import tsx --expose-gc) so that one scenario's heap cannot hide or
 // inflate another's RSS figures, and prints one line `BENCH {json}` on stdout; at the end the
 // driver prints a table of every figure, its raw-pg baseline and ratio, and each target as met
 // or missed. Progress goes to stderr.
 //
-//   --runs=N   repeat the cheap scenarios (tiny, fire, stream) N times (default 3) and report
+//   --runs=N   repeat the cheap scenarios (tiny, fire, stream, copy) N times (default 3) and report
 //              the median run (memory and scale run once)
 //   --dist     load the library from its build (dist/: `npm run build` first) instead of the
 //              TypeScript sources through tsx: the code an installed package runs
@@ -23,7 +23,9 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { boundedMemory } from './bounded-memory.js';
+import { copyExport, copySide, isCopySide } from './copy.js';
 import { fireAndForget } from './fire-and-forget.js';
+import { floor } from './floor.js';
 import { fmt, MiB, type BenchContext, type ScenarioReport } from './measure.js';
 import { scale } from './scale.js';
 import { isStreamSide, streaming, streamingSide } from './streaming.js';
@@ -42,6 +44,8 @@ const scenarios: readonly Scenario[] = [
   { name: 'stream', aliases: ['streaming', '3'], title: '3. streaming (1M rows)', run: streaming },
   { name: 'memory', aliases: ['bounded', 'bounded-memory', '4'], title: '4. bounded memory (10M rows, 64 KiB queue, paused consumer)', run: boundedMemory },
   { name: 'scale', aliases: ['5'], title: '5. scale (10,000 tasks, 16 workers)', run: scale },
+  { name: 'copy', aliases: ['copy-export', '6'], title: '6. COPY export (1M rows, copyTo vs pg-copy-streams)', run: copyExport },
+  { name: 'floor', aliases: ['7', 'compare'], title: '7. close to the floor (5 ways side by side, CPU per task, ≥5 interleaved runs)', run: floor },
 ];
 
 const DEFAULT_RUNS = 3;
@@ -107,6 +111,10 @@ async function runSideProcess([scenario, side]: readonly string[]): Promise<void
   if (scenario === 'stream' && isStreamSide(side)) {
     const figures = await streamingSide(url, side);
     process.stdout.write(`RESULT ${JSON.stringify(figures)}\n`);
+    return;
+  }
+  if (scenario === 'copy' && isCopySide(side)) {
+    process.stdout.write(`RESULT ${JSON.stringify(await copySide(url, side))}\n`);
     return;
   }
   throw new Error(`unknown side ${scenario} ${side}`);

@@ -6,6 +6,12 @@
 // consumer's hands; RSS growth is the sampled peak over the RSS after a full GC just before the
 // query.
 //
+// Cursor mode (launch(sql, { cursor: { batchRows } })) is measured at the same two larger batch
+// sizes as pg-query-stream, which is built on the same pg-cursor; the raw floor is the wire
+// alone: one simple query through a bare Submittable on a pg.Client that hands each DataRow's
+// text fields to the consumer as they are parsed off the socket (pg-protocol's parsing, then
+// Number() of the int; no queue, no type parsers, no backpressure, nothing kept).
+//
 // Each side of each run is measured in a fresh Node process: RSS hardly ever shrinks, so a side
 // measured after the other in the same process would report the other's heap as its own. Inside
 // that process, a 100,000-row warm-up query (untimed) comes first on both sides.
@@ -39,14 +45,25 @@ const SAMPLE_EVERY_ROWS = 16_384;
 export const QUERY_STREAM_BATCHES = [100, 1000, 10000] as const;
 export type QueryStreamBatch = (typeof QUERY_STREAM_BATCHES)[number];
 
+/** Cursor mode's batch sizes (batchRows). */
+export const CURSOR_BATCHES = [1000, 10000] as const;
+export type CursorBatch = (typeof CURSOR_BATCHES)[number];
+
 /**
  * `lib`: for await over result(h); `lib-stream`: result(h).stream() through stream.pipeline into
- * a Writable; `pg-<batch>`: for await over pg-query-stream.
+ * a Writable; `cursor-<batch>`: for await over result(h) of a cursor-mode launch; `pg-<batch>`:
+ * for await over pg-query-stream; `raw`: the wire floor (a bare Submittable, see above).
  */
-export type StreamSide = 'lib' | 'lib-stream' | `pg-${QueryStreamBatch}`;
+export type StreamSide = 'lib' | 'lib-stream' | `cursor-${CursorBatch}` | `pg-${QueryStreamBatch}` | 'raw';
 
 export function isStreamSide(side: string | undefined): side is StreamSide {
-  return side === 'lib' || side === 'lib-stream' || QUERY_STREAM_BATCHES.some((batch) => side === `pg-${batch}`);
+  return (
+    side === 'lib' ||
+    side === 'lib-stream' ||
+    side === 'raw' ||
+    CURSOR_BATCHES.some((batch) => side === `cursor-${batch}`) ||
+    QUERY_STREAM_BATCHES.some((batch) => side === `pg-${batch}`)
+  );
 }
 
 export interface StreamFigures {
@@ -72,7 +89,10 @@ function check(row: Row, index: number): void {
  * Reads `rows` from what `start` returns, with `for await`, or with stream.pipeline into a
  * Writable for a Readable (a stream's natural consumer); times the whole read and the first row.
  */
-async function consume(rows: number, start: () => Promise<AsyncIterable<Row> | Readable>): Promise<StreamFigures> {
+/** A source that pushes rows itself, resolving at the end (the raw floor). */
+type Pusher = (take: (row: Row) => void) => Promise<void>;
+
+async function consume(rows: number, start: () => Promise<AsyncIterable<Row> | Readable | Pusher>): Promise<StreamFigures> {
   await collectGarbage();
   const sampler = new RssSampler();
   let n = 0;
@@ -85,7 +105,9 @@ async function consume(rows: number, start: () => Promise<AsyncIterable<Row> | R
     n++;
   };
   const source = await start();
-  if (source instanceof Readable) {
+  if (typeof source === 'function') {
+    await source(take);
+  } else if (source instanceof Readable) {
     const sink = new Writable({
       objectMode: true,
       write(row: Row, _encoding, callback) {
@@ -105,12 +127,13 @@ async function consume(rows: number, start: () => Promise<AsyncIterable<Row> | R
 
 /** One side, measured in this (fresh) process. */
 export async function streamingSide(url: string, side: StreamSide): Promise<StreamFigures> {
-  if (side === 'lib' || side === 'lib-stream') {
+  if (side === 'lib' || side === 'lib-stream' || side.startsWith('cursor-')) {
     const bg = new PgBackground({ connectionString: url });
+    const cursor = side.startsWith('cursor-') ? { cursor: { batchRows: Number(side.slice('cursor-'.length)) } } : {};
     try {
       const read = (rows: number) =>
         consume(rows, async () => {
-          const h = await bg.launch(sql(rows));
+          const h = await bg.launch(sql(rows), cursor);
           const result = bg.result<Row>(h);
           return side === 'lib' ? result : result.stream();
         });
@@ -126,7 +149,10 @@ export async function streamingSide(url: string, side: StreamSide): Promise<Stre
   await client.connect();
   try {
     const batchSize = Number(side.slice('pg-'.length));
-    const read = (rows: number) => consume(rows, async () => client.query(new QueryStream(sql(rows), [], { batchSize })) as AsyncIterable<Row>);
+    const read = (rows: number) =>
+      consume(rows, async () =>
+        side === 'raw' ? wire(client, sql(rows)) : (client.query(new QueryStream(sql(rows), [], { batchSize })) as AsyncIterable<Row>),
+      );
     await read(WARMUP_ROWS);
     await sleep(100);
     return await read(ROWS);
@@ -135,10 +161,37 @@ export async function streamingSide(url: string, side: StreamSide): Promise<Stre
   }
 }
 
+/** The raw floor: `text` as one simple Query, each DataRow handed on as it is parsed. */
+function wire(client: pg.Client, text: string): Pusher {
+  return (take) =>
+    new Promise((resolve, reject) => {
+      let failure: Error | null = null;
+      const submittable = {
+        submit: (connection: { query(text: string): void }) => connection.query(text),
+        handleRowDescription() {},
+        handleDataRow: ({ fields }: { fields: string[] }) => take({ g: Number(fields[0]), md5: fields[1]! }),
+        handleCommandComplete() {},
+        handleEmptyQuery() {},
+        handlePortalSuspended() {},
+        handleCopyInResponse() {},
+        handleCopyData() {},
+        handleError: (error: Error) => void (failure = error),
+        handleReadyForQuery: () => (failure ? reject(failure) : resolve()),
+      };
+      (client as unknown as { query(submittable: object): void }).query(submittable);
+    });
+}
+
 const rate = (figures: StreamFigures) => figures.rows / (figures.totalMs / 1000);
 
 async function runOnce(libFirst: boolean): Promise<RunReport> {
-  const sides: StreamSide[] = ['lib', 'lib-stream', ...QUERY_STREAM_BATCHES.map((batch) => `pg-${batch}` as const)];
+  const sides: StreamSide[] = [
+    'lib',
+    'lib-stream',
+    ...CURSOR_BATCHES.map((batch) => `cursor-${batch}` as const),
+    ...QUERY_STREAM_BATCHES.map((batch) => `pg-${batch}` as const),
+    'raw',
+  ];
   if (!libFirst) sides.reverse();
   const figures = {} as Record<StreamSide, StreamFigures>;
   for (const side of sides) figures[side] = await runSide<StreamFigures>(['stream', side]);
@@ -150,6 +203,14 @@ async function runOnce(libFirst: boolean): Promise<RunReport> {
       metric(`throughput vs batch ${batch}`, 'rows/s', rate(lib), rate(figures[`pg-${batch}`])),
     ),
     metric('throughput of stream() via pipeline', 'rows/s', rate(figures['lib-stream']), rate(base)),
+    ...CURSOR_BATCHES.map((batch) =>
+      metric(`cursor ${batch} vs pg-query-stream ${batch}`, 'rows/s', rate(figures[`cursor-${batch}`]), rate(figures[`pg-${batch}`])),
+    ),
+    ...CURSOR_BATCHES.map((batch) => metric(`cursor ${batch} vs default path`, 'rows/s', rate(figures[`cursor-${batch}`]), rate(lib))),
+    metric('default path vs raw floor (wire)', 'rows/s', rate(lib), rate(figures.raw)),
+    metric('cursor 1000 vs raw floor (wire)', 'rows/s', rate(figures['cursor-1000']), rate(figures.raw)),
+    metric('cursor 1000 first row vs default', 'ms', figures['cursor-1000'].firstRowMs, lib.firstRowMs),
+    metric('raw floor RSS growth', 'MiB', lib.rssGrowth / MiB, figures.raw.rssGrowth / MiB),
     metric('time to first row', 'ms', lib.firstRowMs, base.firstRowMs),
     ...QUERY_STREAM_BATCHES.filter((batch) => batch !== 100).map((batch) =>
       metric(`first row vs batch ${batch}`, 'ms', lib.firstRowMs, figures[`pg-${batch}`].firstRowMs),
@@ -179,11 +240,16 @@ export async function streaming(ctx: BenchContext): Promise<ScenarioReport> {
     const s = findMetric(run, 'throughput of stream() via pipeline');
     const f = findMetric(run, 'time to first row');
     const r = findMetric(run, 'RSS growth (peak)');
+    const c1000 = findMetric(run, 'cursor 1000 vs pg-query-stream 1000');
+    const c10000 = findMetric(run, 'cursor 10000 vs pg-query-stream 10000');
+    const raw = findMetric(run, 'default path vs raw floor (wire)');
     const k = (n: number) => `${(n / 1000).toFixed(0)}k`;
     ctx.log(
       `streaming run ${i + 1}: lib ${k(t.lib)} rows/s (stream() via pipeline ${k(s.lib)}), pg-query-stream batch 100/1000/10000 ` +
         `${k(t.baseline!)}/${k(t1000.baseline!)}/${k(t10000.baseline!)} rows/s (ratios ${t.ratio!.toFixed(2)}/${t1000.ratio!.toFixed(2)}/${t10000.ratio!.toFixed(2)}); ` +
-        `first row ${f.lib.toFixed(1)} vs ${f.baseline!.toFixed(1)} ms; RSS +${r.lib.toFixed(1)} vs +${r.baseline!.toFixed(1)} MiB`,
+        `first row ${f.lib.toFixed(1)} vs ${f.baseline!.toFixed(1)} ms; RSS +${r.lib.toFixed(1)} vs +${r.baseline!.toFixed(1)} MiB; ` +
+        `cursor 1000/10000 ${k(c1000.lib)}/${k(c10000.lib)} rows/s (vs pg-query-stream ${c1000.ratio!.toFixed(2)}/${c10000.ratio!.toFixed(2)}); ` +
+        `raw floor ${k(raw.baseline!)} rows/s (default path at ${raw.ratio!.toFixed(2)})`,
     );
     runs.push(run);
   }

@@ -16,6 +16,7 @@ export const RANKS = {
   monitor: 8, // WorkerMonitor: beside the facade, over the view and the control functions
   'api/types.ts': 2.5,
   api: 8,
+  jobs: 7.5,
   run: 7,
   control: 6,
   pool: 5,

@@ -225,7 +225,8 @@ const maySignal = (role: string) => `((NOT t.rolsuper OR (SELECT rolsuper FROM p
  * `schema` quoted: the schema a request names. $1 request id, $2 the worker's backend pid (0 when
  * pending), $3 its tag prefix, $4 the table's name, schema-qualified and quoted. The request's row, if that schema's requests table is one a
  * forger cannot have filled: marked, with forced row level security (its insert policy stamps the
- * inserting role), owned by a role that could itself signal the worker. `allowed` when its
+ * inserting role), owned by a role that could itself signal the worker; and only while the
+ * request is fresh (a minute), so an old one notified again changes nothing later. `allowed` when its
  * requester could pg_cancel_backend the worker's backend (for a pending worker, a backend of the
  * current user); `running` when that backend still carries the tag.
  */
@@ -237,7 +238,8 @@ SELECT q.action, q.cookie::text AS cookie, q.grace_ms, EXISTS (SELECT 1 FROM tar
   FROM ${schema}.${CONTROL_REQUESTS_TABLE} q
   JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass($4)
   JOIN pg_catalog.pg_roles t ON t.oid = coalesce((SELECT role FROM target), (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
- WHERE q.id = $1::uuid AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
+ WHERE q.id = $1::uuid AND q.requested_at > pg_catalog.now() - interval '1 minute'
+   AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
    AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE '${CONTROL_REQUESTS_MARKER}:%'`;
 
 /** $1 pid, $2 tag prefix: pg_cancel_backend of that backend while it carries the tag. */
@@ -337,18 +339,19 @@ export const installSql = {
 
 /**
  * Where the journal is: the schema (quoted) of the pg_background_journal the control
- * connection's search_path finds, when pg_background_journal_commit is beside it. No row: not installed.
+ * connection's search_path finds, when pg_background_journal_ends is beside it, and whether the
+ * login may insert into the latter (else its workers' ends go unproven rather than fail them).
+ * No row: not installed.
  */
-export const JOURNAL_LOCATE_SQL = `SELECT pg_catalog.quote_ident(n.nspname) AS schema
+export const JOURNAL_LOCATE_SQL = `SELECT pg_catalog.quote_ident(n.nspname) AS schema, pg_catalog.has_table_privilege(e.oid, 'INSERT') AS provable
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = pg_catalog.to_regclass('pg_background_journal') AND c.relkind = 'r'
-   AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid AND p.proname = 'pg_background_journal_commit')`;
+  JOIN pg_catalog.pg_class e ON e.relnamespace = n.oid AND e.relname = 'pg_background_journal_ends' AND e.relkind = 'r'
+ WHERE c.oid = pg_catalog.to_regclass('pg_background_journal') AND c.relkind = 'r'`;
 
 /**
  * One batch of journal rows: a multi-row upsert from a JSON array of rows keyed by column
  * (`columns`, without the owner's control connection, which the writing backend is). A row
- * never goes back from an end to a running state, nor from `stopped` (which the worker's own
- * transaction may have written) to another end. `schema` quoted; $1 = the rows as JSON (a key
+ * never goes back from an end to a running state. `schema` quoted; $1 = the rows as JSON (a key
  * left out is null). A row is locked only while its worker's own transaction commits (its
  * journal statement is its last): the write waits that long at most, within the control deadline.
  */
@@ -363,19 +366,22 @@ SELECT ${columns.map((column) => `r.${column}`).join(', ')}, pg_catalog.pg_backe
        (SELECT ${BACKEND_STARTED_SQL} FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid())::int8
   FROM pg_catalog.json_populate_recordset(NULL::${schema}.pg_background_journal, $1::json) r
 ON CONFLICT (cookie) DO UPDATE SET ${updates}
- WHERE j.finished_at IS NULL OR (EXCLUDED.finished_at IS NOT NULL AND (j.state <> 'stopped' OR EXCLUDED.state = 'stopped'))`;
+ WHERE j.finished_at IS NULL OR EXCLUDED.finished_at IS NOT NULL`;
 }
 
-/** $1 = retention in ms. Rows of workers finished longer ago than that go. `schema` quoted. */
+/** $1 = retention in ms. Rows of workers finished (or committed) longer ago than that go. `schema` quoted. */
 export const journalPruneSql = (schema: string) =>
-  `DELETE FROM ${schema}.pg_background_journal WHERE finished_at < pg_catalog.now() - $1::float8 * interval '1 millisecond'`;
+  `WITH ends AS (DELETE FROM ${schema}.pg_background_journal_ends WHERE committed_at < pg_catalog.now() - $1::float8 * interval '1 millisecond')
+DELETE FROM ${schema}.pg_background_journal WHERE finished_at < pg_catalog.now() - $1::float8 * interval '1 millisecond'`;
 
 /**
- * The last statement of a journaled worker's own transaction: records its `stopped` end, so it
- * commits exactly when the work does. `schema` quoted; the cookie as a quoted literal (an int8
- * literal of -2^63 would be numeric).
+ * The last statement of a journaled worker's own transaction: records that it committed, so the
+ * row commits exactly when the work does; nothing when the transaction wrote nothing (no xid:
+ * it commits nothing). `schema` quoted; the cookie as a quoted literal (an int8 literal of -2^63
+ * would be numeric).
  */
-export const journalCommitSql = (schema: string, cookie: bigint) => `SELECT ${schema}.pg_background_journal_commit('${cookie}'::int8)`;
+export const journalCommitSql = (schema: string, cookie: bigint) =>
+  `INSERT INTO ${schema}.pg_background_journal_ends (cookie, committed_at) SELECT '${cookie}'::int8, pg_catalog.clock_timestamp() WHERE pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL`;
 
 // ---- the operator's view, from another process (monitor/worker-monitor.ts) -------------------
 // The view pg_background_workers and the control functions live in install()'s schema; `schema`

@@ -228,3 +228,15 @@ test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting
   await Promise.all([holder.close(), strict.close(), patient.close(), off.close()]);
   await until(async () => (await db.backends()).length === 0, 'every session to end');
 });
+
+test('close() while a launch asks the cluster cap for a slot refuses it with PGBG_CLOSED and leaves no worker or session', async () => {
+  const bg = db.background({ clusterMaxWorkers: 2, clusterKey: 'cap-closing' });
+  const launching = bg.launch('SELECT 1');
+  const closing = bg.close();
+  await assert.rejects(launching, {
+    code: 'PGBG_CLOSED',
+    message: 'This PgBackground instance was closed while the launch waited for a cluster-wide slot',
+  });
+  await closing;
+  await until(async () => (await db.backends()).length === 0, 'every session to end');
+});

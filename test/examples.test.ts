@@ -108,8 +108,21 @@ test('batch-helpers: run with a deadline, waitAny, drain in order, cancelByLabel
   ]);
 });
 
+test('reshard: a job with phases and parallel subtasks, live progress, the tree in list()', async () => {
+  await check('reshard', [
+    /^\[reshard\] syncing schema\n\[reshard\] copying data 0%\n\[reshard\] copying data 25%\n\[reshard\] copying data 50%\n\[reshard\] copying data 75%\n\[reshard\] copying data 100%\n\[reshard\] verifying 100%$/m,
+    /^\[reshard\] done: 50000 \+ 50000 \+ 50000 \+ 50000 = 200000 rows 100%$/m,
+    /^ {2}copy shard 3 +stopped +under root$/m,
+    /^ {2}schema +stopped +under root$/m,
+    /^root reshard orders \(pid 0\) +stopped$/m,
+    /^workers: 10 launched, 10 completed, 0 failed$/m,
+  ]);
+});
+
 test('the examples leave no schema behind (only the progress function install() created)', async () => {
-  const left = await db.query("SELECT nspname FROM pg_namespace WHERE nspname ~ '^(pgbg_demo|audit_example_|counts_example_|vacuum_example_)'");
+  const left = await db.query(
+    "SELECT nspname FROM pg_namespace WHERE nspname ~ '^(pgbg_demo|audit_example_|counts_example_|vacuum_example_|reshard_example_)'",
+  );
   assert.deepEqual(left, []);
   assert.equal((await db.query("SELECT 1 FROM pg_proc WHERE proname = 'pg_background_progress'")).length, 1);
 });

@@ -26,7 +26,7 @@ const db = useDatabase(import.meta.filename, {
     await bg.install({ journal: true });
     await bg.close();
     await db.query(`CREATE ROLE ${pg.escapeIdentifier(writer)} NOLOGIN`);
-    await db.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON pg_background_journal TO ${pg.escapeIdentifier(writer)}`);
+    await db.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON pg_background_journal, pg_background_journal_ends TO ${pg.escapeIdentifier(writer)}`);
     await db.query(`GRANT SELECT, INSERT ON marks TO ${pg.escapeIdentifier(writer)}`);
   },
   async teardown(db) {
@@ -191,9 +191,9 @@ test('a journal write that fails (INSERT revoked) fails no worker, warns once, a
   assert.equal(warnings[0]!.code, 'PGBG_JOURNAL_WRITE_FAILED');
   assert.equal(warnings[0]!.sqlstate, '42501');
   assert.match(warnings[0]!.message, /^pg-background could not write the journal \(permission denied for table pg_background_journal\); no worker is affected/);
-  // The INSERT's own transaction recorded its end anyway (the recording function is the owner's).
-  const [own] = await db.query('SELECT state, proven FROM pg_background_journal WHERE cookie = $1', [handles[0]!.cookie.toString()]);
-  assert.deepEqual(own, { state: 'stopped', proven: true });
+  // The INSERT's own transaction recorded that it committed anyway (another table, its own right).
+  const own = await db.query('SELECT cookie FROM pg_background_journal_ends WHERE cookie = $1', [handles[0]!.cookie.toString()]);
+  assert.deepEqual(own, [{ cookie: handles[0]!.cookie.toString() }]);
   assert.equal(await marks('revoked'), 1);
   // The right comes back: the kept rows land at the next retry.
   await db.query(`GRANT INSERT ON pg_background_journal TO ${pg.escapeIdentifier(writer)}`);
@@ -313,6 +313,9 @@ test('kill -9 of the launching process: a worker that goes on to commit is shown
   assert.deepEqual(await viewRow(cookie), { state: 'running', sqlstate: null, error_message: null, label: 'orphan' });
   await until(async () => (await marks('survivor')) === 1, 'the orphaned worker to commit', 15_000);
   assert.deepEqual(await viewRow(cookie), { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
+  // Its own transaction said so: the dead process never wrote its end.
+  assert.deepEqual(await db.query('SELECT state FROM pg_background_journal WHERE cookie = $1', [cookie]), [{ state: 'running' }]);
+  assert.equal((await db.query('SELECT 1 FROM pg_background_journal_ends WHERE cookie = $1', [cookie])).length, 1);
 });
 
 test('kill -9 of the launching process, then its worker terminated: error 08006 "nothing committed", and nothing did', async () => {
@@ -324,4 +327,5 @@ test('kill -9 of the launching process, then its worker terminated: error 08006 
   assert.equal(await marks('victim'), 0);
   // The table itself still says what the dead process last wrote; the view computed the truth.
   assert.deepEqual(await db.query('SELECT state, proven FROM pg_background_journal WHERE cookie = $1', [cookie]), [{ state: 'running', proven: true }]);
+  assert.deepEqual(await db.query('SELECT 1 FROM pg_background_journal_ends WHERE cookie = $1', [cookie]), []);
 });

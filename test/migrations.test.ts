@@ -301,7 +301,7 @@ test('an optional migration: skipped by a plain install(), applied later by inst
         "SELECT relname::text FROM pg_class WHERE relnamespace = 'optional'::regnamespace AND relname LIKE 'pg_background_%' AND relkind IN ('r', 'v') ORDER BY 1",
       )
     ).map((r) => r.relname),
-    ['pg_background_control_requests', 'pg_background_journal', 'pg_background_migrations', 'pg_background_workers'],
+    ['pg_background_control_requests', 'pg_background_journal', 'pg_background_journal_ends', 'pg_background_migrations', 'pg_background_workers'],
   );
   await bg.close();
 });

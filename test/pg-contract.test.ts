@@ -272,7 +272,11 @@ test('handleError is terminal: pg drops the task, calls nothing else on it; a re
 function runTask(client: pg.Client, plan: TaskPlan, log: string[]) {
   const queue = new RowQueue(65536);
   const trailer = new TrailerReader(client, (error) => log.push(`reset done: ${error?.message ?? 'ok'}`));
-  const session = { trailer: 'DISCARD ALL', taskEnded: () => (log.push('task ended'), trailer.expect()) };
+  const session = {
+    trailer: 'DISCARD ALL',
+    taskEnded: () => (log.push('task ended'), trailer.expect()),
+    resetDeferred: () => log.push('reset deferred'),
+  };
   const task = new TaskQuery(plan, queue, { columns: (fields) => log.push(`columns:${fields.map((f) => f.name).join()}`) }, session);
   startTask(client, task);
   return { task, queue };

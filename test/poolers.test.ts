@@ -219,6 +219,22 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
       process.off('warning', onWarning);
     }
   });
+
+  test('cursor mode is refused with PGBG_POOLER_UNSUPPORTED; the worker ends in error 0A000', async () => {
+    const bg = behind('transaction');
+    await assert.rejects(bg.launch('SELECT 1 AS n', { cursor: { batchRows: 10 } }), (error: unknown) => {
+      assert.ok(error instanceof PgBackgroundError);
+      assert.equal(error.code, 'PGBG_POOLER_UNSUPPORTED');
+      assert.match(error.message, /^cursor mode is not supported behind a connection pooler/);
+      return true;
+    });
+    const [worker] = await bg.list();
+    assert.equal(worker!.state, 'error');
+    assert.equal(worker!.lastError, 'cursor mode is not supported behind a connection pooler');
+    // The default path still works on the same instance.
+    assert.deepEqual(await bg.result(await bg.launch('SELECT 1 AS n')).toArray(), [{ n: 1 }]);
+    await bg.close();
+  });
 });
 
 describe('behind PgBouncer in session mode', { skip }, () => {

@@ -151,3 +151,52 @@ test('idle connections close after idleTimeoutMs; maxIdle 0 keeps none', async (
   assert.equal(await countOurs(), 0);
   await Promise.all([bg.close(), none.close()]);
 });
+
+test('a task of plain DML defers its reset: the next task carries it, or the idle connection runs it; nothing of the first is seen', async () => {
+  for (const tagConnections of [true, false]) {
+    const bg = db.background({ maxWorkers: 1, whenFull: 'queue', tagConnections });
+    // One DML statement that changes the session: two settings and an advisory lock.
+    const dirty = bg.launch("SELECT set_config('work_mem', '99MB', false), set_config('search_path', 'pg_catalog', false), pg_advisory_lock(4343)");
+    // Launched at once: it waits for the slot and takes the connection with the reset still owed.
+    const probe = bg.launch(
+      `SELECT pg_backend_pid() AS pid, current_setting('work_mem') AS work_mem, current_setting('search_path') AS search_path,
+              (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks`,
+    );
+    const [first, second] = await Promise.all([dirty, probe]);
+    assert.deepEqual(await bg.result(second).toArray(), [{ pid: first.pid, work_mem: '4MB', search_path: '"$user", public', locks: 0 }]);
+    // No next task: the idle connection resets itself, and the lock goes with the reset.
+    const locker = await bg.launch('SELECT pg_advisory_lock(4344)');
+    await bg.wait(locker);
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 4344")).length === 0,
+      'the idle reset to free the lock',
+    );
+    assert.equal((await bg.info(locker)).state, 'stopped');
+    await bg.close();
+  }
+});
+
+test('a deferred reset that fails ahead of the next task makes the server skip it: it runs once, on a new connection', async () => {
+  await db.query(`CREATE TABLE prefix_audit (sp text)`);
+  await db.query(`CREATE FUNCTION leave_a_mess() RETURNS int LANGUAGE plpgsql AS $$
+    BEGIN
+      -- Many temp tables make DISCARD ALL slow enough for the 1 ms timeout left behind.
+      FOR i IN 1..400 LOOP EXECUTE format('CREATE TEMP TABLE mess%s (a int)', i); END LOOP;
+      PERFORM set_config('search_path', 'pg_catalog', false);
+      PERFORM set_config('statement_timeout', '1', false);
+      RETURN 1;
+    END $$`);
+  const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+  const dirty = bg.launch('SELECT leave_a_mess()');
+  const next = bg.launch("INSERT INTO public.prefix_audit SELECT current_setting('search_path') RETURNING pg_backend_pid() AS pid");
+  const [a, b] = await Promise.all([dirty, next]);
+  const [row] = (await bg.result(b).toArray()) as { pid: number }[];
+  assert.equal((await bg.info(a)).state, 'stopped');
+  assert.deepEqual([(await bg.info(b)).state, (await bg.errorInfo(b))?.message], ['stopped', undefined]);
+  // It started on the first connection (its handle says so), was skipped there, and ran elsewhere.
+  assert.equal(b.pid, a.pid);
+  assert.notEqual(row!.pid, a.pid);
+  assert.equal((await bg.info(b)).pid, row!.pid);
+  assert.deepEqual(await db.query('SELECT sp FROM prefix_audit'), [{ sp: '"$user", public' }]);
+  await bg.close();
+});

@@ -19,7 +19,8 @@ import { PgBackground } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
 import { findPgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY } from '../src/catalog.js';
-import { tagPrefix } from '../src/control/remote-control.js';
+import { ACK_WAIT_MS, tagPrefix } from '../src/control/remote-control.js';
+import { workerTag } from '../src/store/worker-identity.js';
 
 const q = pg.escapeIdentifier;
 const suffix = randomBytes(3).toString('hex');
@@ -30,10 +31,8 @@ const signaller = `pgbg_control_signaller_${randomBytes(3).toString('hex')}`;
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
     await db.query('CREATE TABLE control_marks (mark text)');
-    await db.query('CREATE TABLE control_tags (label text PRIMARY KEY, tag text NOT NULL)');
-    await db.query('GRANT SELECT ON control_tags TO PUBLIC');
     await db.query(`CREATE ROLE ${q(ownerRole)} LOGIN PASSWORD 'owner'`);
-    await db.query(`GRANT SELECT, INSERT ON control_marks, control_tags TO ${q(ownerRole)}`);
+    await db.query(`GRANT SELECT, INSERT ON control_marks TO ${q(ownerRole)}`);
     await db.query(`CREATE ROLE ${q(stranger)} LOGIN PASSWORD 'stranger'`);
     await db.query(`CREATE ROLE ${q(signaller)} LOGIN PASSWORD 'signaller' IN ROLE pg_signal_backend`);
     const bg = db.background();
@@ -89,14 +88,6 @@ test.afterEach(async () => {
   await until(async () => (await listening()) === 0, 'no control connection to listen');
 });
 
-/**
- * Until the tags of branch `tags` land, a worker tags itself: its first statement waits for the
- * tag this process writes once it knows the cookie, and sets application_name to it.
- */
-const selfTagged = (label: string, sql: string) =>
-  `DO $$DECLARE t text; BEGIN LOOP SELECT tag INTO t FROM control_tags WHERE label = '${label}'; EXIT WHEN t IS NOT NULL; PERFORM pg_sleep(0.005); END LOOP;
-   PERFORM set_config('application_name', t, false); END $$; ${sql}`;
-
 /** Spawns the owner with `workers`, and waits until each runs its main statement, tagged, and the owner listens. */
 async function spawnOwner(workers: { label: string; sql: string }[], listeners = 1): Promise<Owner> {
   const child = spawn(process.execPath, ['--conditions=pg-background-source', '--import', 'tsx', CHILD], {
@@ -104,7 +95,7 @@ async function spawnOwner(workers: { label: string; sql: string }[], listeners =
     env: {
       ...process.env,
       PGBG_CHILD_URL: urlAs(ownerRole, 'owner'),
-      PGBG_CHILD_WORKERS: JSON.stringify(workers.map((w) => ({ label: w.label, sql: selfTagged(w.label, w.sql) }))),
+      PGBG_CHILD_WORKERS: JSON.stringify(workers),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -142,10 +133,7 @@ async function spawnOwner(workers: { label: string; sql: string }[], listeners =
     },
   };
   for (const [i, { label }] of workers.entries()) {
-    await db.query('INSERT INTO control_tags VALUES ($1, $2)', [label, tagPrefix(owner.cookies[i]!) + label]);
-  }
-  for (const [i, { label }] of workers.entries()) {
-    const tag = tagPrefix(owner.cookies[i]!) + label;
+    const tag = workerTag(owner.cookies[i]!, label);
     await until(
       async () =>
         (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND application_name = $2 AND wait_event = 'PgSleep'", [pids[i], tag])).length === 1,
@@ -198,9 +186,14 @@ const sleeper = (mark: string) => `INSERT INTO control_marks VALUES ('${mark}');
 test('a second process cancels the owner’s worker with pg_background_cancel_worker(cookie): true, the owner ends it canceled, nothing commits', async () => {
   const owner = await spawnOwner([{ label: 'etl/one', sql: sleeper('one') }]);
   const psql = await db.client();
+  const asked = performance.now();
   const { rows } = await psql.query(`SELECT pg_background_cancel_worker(${owner.cookies[0]})`);
+  const returned = performance.now();
   assert.deepEqual(rows, [{ pg_background_cancel_worker: true }]);
   assert.deepEqual(await owner.ends.get('etl/one'), { label: 'etl/one', state: 'canceled', sqlstate: '57014' });
+  console.log(
+    `[sql-control] through the owner: the function returned in ${(returned - asked).toFixed(1)} ms, the owner reported canceled ${(performance.now() - asked).toFixed(1)} ms after the call`,
+  );
   assert.equal(await marks('one'), 0);
   await psql.end();
   await owner.kill();
@@ -318,8 +311,11 @@ test('an owner killed with SIGKILL and nobody listening: the function itself sto
   await owner.kill();
   await until(async () => (await listening()) === 0, 'the killed owner to stop listening');
   assert.equal(await isActive(owner.pids[0]!), true, 'the orphaned worker runs on (onCallerExit finish)');
+  const asked = performance.now();
   assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${owner.cookies[0]}) AS r`), [{ r: true }]);
+  const returned = performance.now() - asked;
   await backendGone(owner.pids[0]!);
+  console.log(`[sql-control] nobody listening: the function stopped the backend itself and returned in ${returned.toFixed(1)} ms`);
   assert.equal(await marks('orphan'), 0);
 });
 
@@ -331,11 +327,17 @@ test('an owner killed with SIGKILL, another instance listening: its handler stop
   await until(async () => (await listening()) === 2, 'the second instance to listen');
   await owner.kill();
   await until(async () => (await listening()) === 1, 'the killed owner to stop listening');
+  let asked = 0;
   const heard = await requestsDuring(async () => {
+    asked = performance.now();
     assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${owner.cookies[0]}) AS r`), [{ r: true }]);
   });
   assert.equal(heard.length, 1);
   await backendGone(owner.pids[0]!);
+  const took = performance.now() - asked;
+  // The handler waited for the dead owner's ack first.
+  assert.ok(took >= ACK_WAIT_MS, `stopped ${took.toFixed(0)} ms after the call, within the ${ACK_WAIT_MS} ms ack wait`);
+  console.log(`[sql-control] owner dead, another instance handled it: backend gone ${took.toFixed(0)} ms after the call (ack wait ${ACK_WAIT_MS} ms)`);
   assert.equal(await marks('adopted'), 0);
   await other.close();
 });
@@ -382,8 +384,9 @@ async function journaled(schema: string): Promise<string> {
   await db.query(`CREATE SCHEMA ${schema}`);
   await bg.install({ schema });
   await bg.close();
+  await db.query(`GRANT USAGE ON SCHEMA ${schema} TO PUBLIC`);
   await db.query(`CREATE TABLE ${schema}.pg_background_journal (cookie int8 PRIMARY KEY, pid int4, state text NOT NULL,
-    owner_control_pid int4, owner_control_started int8)`);
+    owner_control_pid int4, owner_control_started int8, finished_at timestamptz)`);
   return schema;
 }
 
@@ -407,10 +410,16 @@ test('with the journal: pause, resume and cancel of a pending worker go to the o
     heard.map((r) => ({ ...(r as object), id: '' })),
     [request('pause'), request('resume'), request('cancel')],
   );
-  // A pending worker is judged by its owner's role.
+  // A pending worker is judged by its owner's role; one who may not read the journal does not see it.
   const outsider = new pg.Client({ connectionString: urlAs(stranger, 'stranger') });
   await outsider.connect();
-  await assert.rejects(outsider.query(`SELECT ${s}.pg_background_resume_worker(${cookie})`), { code: '42501' });
+  assert.deepEqual((await outsider.query(`SELECT ${s}.pg_background_resume_worker(${cookie}) AS r`)).rows, [{ r: false }]);
+  await db.query(`GRANT SELECT ON ${s}.pg_background_journal TO ${q(stranger)}`);
+  await assert.rejects(outsider.query(`SELECT ${s}.pg_background_resume_worker(${cookie})`), {
+    code: '42501',
+    message: `pg_background_resume_worker: permission denied to signal worker ${cookie}`,
+    detail: `Its backend belongs to role "${ownerRole}"; role "${stranger}" could not pg_cancel_backend() it.`,
+  });
   await outsider.end();
   await owner.kill();
   await until(async () => (await listening()) === 0, 'the killed owner to stop listening');
@@ -448,19 +457,14 @@ test('behind a transaction pooler an instance cannot LISTEN: it does not say it 
   const pooler = await startPgBouncer(found.binary, db.url, { mode: 'transaction', poolSize: 4 });
   const bg = new PgBackground({ connectionString: pooler.url(db.url) });
   try {
-    const h = await bg.launch(selfTagged('pooled', sleeper('pooled')), { label: 'pooled' });
-    await db.query('INSERT INTO control_tags VALUES ($1, $2)', ['pooled', `${tagPrefix(h.cookie)}pooled`]);
+    const h = await bg.launch(sleeper('pooled'), { label: 'pooled' });
     await until(
       async () =>
-        (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [`${tagPrefix(h.cookie)}pooled`])).length ===
-        1,
+        (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [workerTag(h.cookie, 'pooled')])).length === 1,
       'the pooled worker to run its main statement, tagged',
     );
     // Its control connection has served (the launch opened it), yet holds no listener lock.
-    await until(
-      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name IN ('pg-background control', 'pgbg:control')")).length > 0,
-      'the control connection',
-    );
+    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control'")).length > 0, 'the control connection');
     assert.equal(await listening(), 0);
     assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
     await bg.wait(h);
@@ -521,5 +525,38 @@ test('install() keeps its requests table and repairs a dropped control function;
       'install() failed: install(): table "squatted".pg_background_control_requests already exists and is not pg-background\'s own (the current user\'s, marked, with row level security); pg-background will not use it',
   });
   assert.deepEqual(await db.query("SELECT count(*)::int AS n FROM pg_proc WHERE pronamespace = 'squatted'::regnamespace"), [{ n: 0 }]);
+  await bg.close();
+});
+
+test('end to end with the journal: pg_background_pause_worker holds a pending worker of an instance past a freed slot, pg_background_resume_worker lets it run', async (t) => {
+  await db.query('CREATE SCHEMA e2e');
+  // The instance finds its journal on its search_path; the functions of that schema read it.
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue', options: '-c search_path=e2e' });
+  await bg.install({ schema: 'e2e', journal: true });
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  await holder.query('SELECT pg_advisory_lock(4242)');
+  const blocker = await bg.launch('SELECT pg_advisory_lock(4242)', { label: 'e2e/blocker' });
+  const launching = bg.launch("INSERT INTO public.control_marks VALUES ('e2e held')", { label: 'e2e/held' });
+  const held = (await bg.list()).find((w) => w.label === 'e2e/held')!;
+  assert.equal(held.state, 'pending');
+  const viewState = async () => (await db.query<{ state: string }>('SELECT state FROM e2e.pg_background_workers WHERE cookie = $1', [held.cookie]))[0]?.state;
+  await until(async () => (await viewState()) === 'pending', 'the journal to show the pending worker');
+  const call = async (fn: string) => (await db.query<{ r: boolean }>(`SELECT e2e.pg_background_${fn}_worker($1) AS r`, [held.cookie]))[0]!.r;
+  assert.equal(await call('pause'), true);
+  await until(async () => (await bg.info(held)).state === 'paused', 'the owner to pause it');
+  await until(async () => (await viewState()) === 'paused', 'the journal to show it paused');
+  // The slot frees: the paused worker keeps waiting, nothing of it runs.
+  await holder.query('SELECT pg_advisory_unlock(4242)');
+  await bg.wait(blocker);
+  assert.equal((await bg.info(held)).state, 'paused');
+  assert.deepEqual(await db.query("SELECT * FROM control_marks WHERE mark = 'e2e held'"), []);
+  assert.equal(await call('resume'), true);
+  await bg.wait(await launching);
+  assert.equal((await bg.info(held)).state, 'stopped');
+  assert.deepEqual(await db.query("SELECT mark FROM control_marks WHERE mark = 'e2e held'"), [{ mark: 'e2e held' }]);
+  await until(async () => (await viewState()) === 'stopped', 'the journal to show it stopped');
+  assert.equal(await call('resume'), false); // finished: nothing to resume
   await bg.close();
 });

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import type pg from 'pg';
 import { PgBackgroundError } from 'pg-background';
 import { MAX_WORDS, splitStatements, type SplitOptions } from '../src/plan/statement-splitter.js';
-import { planTask, type TaskSql } from '../src/plan/task-plan.js';
+import { fullAnalysis, planTask, type TaskSql } from '../src/plan/task-plan.js';
 import { useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename);
@@ -1246,6 +1246,50 @@ describe('planTask', () => {
     });
   });
 
+  test("transactional: what can share a transaction with the journal's record of its end", () => {
+    const yes = [
+      'SELECT 1',
+      'INSERT INTO t VALUES (1)',
+      'CREATE INDEX i ON t (a)',
+      'CREATE TABLE t ()',
+      'VACUUM t; SELECT 1',
+      'ALTER TABLE t ADD c int',
+      "COPY t FROM '/f'",
+    ];
+    const no = [
+      'VACUUM t',
+      'vacuum analyze t',
+      'CREATE INDEX CONCURRENTLY i ON t (a)',
+      'CREATE UNIQUE INDEX CONCURRENTLY i ON t (a)',
+      'DROP INDEX CONCURRENTLY i',
+    ];
+    no.push(
+      'REINDEX TABLE t',
+      'CLUSTER',
+      'CALL p()',
+      'DO $$ BEGIN END $$',
+      'CREATE DATABASE d',
+      'DROP DATABASE d',
+      'ALTER SYSTEM SET work_mem = 1',
+      'DISCARD ALL',
+    );
+    no.push(
+      'CHECKPOINT',
+      "CREATE TABLESPACE s LOCATION '/x'",
+      'ALTER DATABASE d SET TABLESPACE s',
+      'DROP SUBSCRIPTION s',
+      'REFRESH MATERIALIZED VIEW CONCURRENTLY m',
+    );
+    assert.deepEqual(
+      yes.filter((sql) => planTask(sql).transactional !== true),
+      [],
+    );
+    assert.deepEqual(
+      no.filter((sql) => planTask(sql).transactional !== false),
+      [],
+    );
+  });
+
   test('text with no `;` but a final one goes out whole; any other `;` cuts it into one piece per statement', () => {
     for (const sql of ['SELECT 1', 'SELECT 1;', 'SELECT 1 ; \n\t', '/* c */ VACUUM t;']) assert.equal(planTask(sql).pieces, null, sql);
     assert.deepEqual(planTask("SELECT ';'").pieces, ["SELECT ';'"]);
@@ -1344,4 +1388,36 @@ describe('splitStatements: lexer corners, checked against the server', () => {
     assert.equal(results.length, 2);
     assert.equal(splitStatements(sql).length, 2);
   });
+});
+
+test('planTask: the fast path for one DML statement agrees with the full analysis wherever it applies', async () => {
+  const fragment = pick('select', 'SELECT', 'Insert', 'update', 'delete', 'merge', 'with', 'values', 'table', 'selectx', 'selecté', 'begin', 'copy', 'vacuum');
+  const rest = joined(
+    pick(' 1', ' (2)', "'a'", '"b"', '$$c$$', '/* d */', '-- e\n', ' from t', 'é', '\n', '\t', '\v', '\f', '(', ')', ' to stdout', '_', '$1'),
+    0,
+    8,
+  );
+  const text = fc.tuple(joined(pick(' ', '\n', '\t', '\v', '\r', '\f', '/**/', '--\n'), 0, 2), fragment, rest).map((parts) => parts.join(''));
+  let fast = 0;
+  await assertProperty(
+    fc.property(text, fc.boolean(), (sql, scs) => {
+      let slow: unknown;
+      try {
+        slow = fullAnalysis(sql, scs);
+      } catch (error) {
+        slow = (error as Error).message;
+      }
+      let planned: unknown;
+      try {
+        const { statementCount, refusal, pieces, transactional, inBlock } = planTask(sql, scs);
+        planned = { statementCount, refusal, pieces, transactional, inBlock };
+      } catch (error) {
+        planned = (error as Error).message;
+      }
+      if (typeof planned === 'object' && (planned as { inBlock: boolean }).inBlock) fast++;
+      assert.deepEqual(planned, slow);
+    }),
+    2000,
+  );
+  assert.ok(fast > 200, `the fast path was taken ${fast} times`);
 });

@@ -18,6 +18,8 @@ test('stats count every launched worker exactly once, detached ones included', a
     workersCanceled: 0,
     workersTimedOut: 0,
     workersActive: 0,
+    attempts: 0,
+    retries: 0,
     avgExecutionMs: 0,
     maxWorkers: 8,
   });

@@ -18,7 +18,7 @@ function recorded(): { heard: [string, PriorFacts][]; store: { changed(w: Worker
 }
 
 test('the state vocabulary is one frozen constant, and the package exports it', async () => {
-  assert.deepEqual(WORKER_STATES, ['pending', 'running', 'cancelling', 'stopped', 'canceled', 'error']);
+  assert.deepEqual(WORKER_STATES, ['pending', 'paused', 'running', 'cancelling', 'stopped', 'canceled', 'error']);
   assert.equal(Object.isFrozen(WORKER_STATES), true);
   const pkg = await import('pg-background');
   assert.equal(pkg.WORKER_STATES, WORKER_STATES);

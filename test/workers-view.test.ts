@@ -237,8 +237,10 @@ test('the view computes the truth of journal rows whose backend or owner is gone
   await row(5, 'pending', 0, null, true, [dead, '1']); // owner gone, no backend carries its tag
   await row(6, 'pending', 0, null, true, [me!.pid, me!.started]); // owner alive
   await row(7, 'cancelling', dead, '1', false, null);
+  await row(8, 'running', dead, '1', true, null); // its own transaction recorded that it committed
+  await db.query("INSERT INTO truth.pg_background_journal_ends VALUES (8, '2026-01-01T00:00:07Z')");
   const rows = await db.query(
-    'SELECT cookie, state, sqlstate, error_message, finished_at, elapsed_ms FROM truth.pg_background_workers WHERE cookie < 100 ORDER BY cookie',
+    'SELECT cookie, state, sqlstate, error_message, finished_at, elapsed_ms FROM truth.pg_background_workers WHERE cookie BETWEEN 1 AND 99 ORDER BY cookie',
   );
   const gone = (cookie: string, message: string) => ({
     cookie,
@@ -258,8 +260,11 @@ test('the view computes the truth of journal rows whose backend or owner is gone
       gone('5', NOTHING_COMMITTED_PENDING),
       { cookie: '6', state: 'pending', sqlstate: null, error_message: null },
       gone('7', OUTCOME_UNKNOWN_GONE),
+      { cookie: '8', state: 'stopped', sqlstate: null, error_message: null },
     ],
   );
+  const [committed] = await db.query('SELECT finished_at, updated_at, elapsed_ms FROM truth.pg_background_workers WHERE cookie = 8');
+  assert.deepEqual(committed, { finished_at: new Date('2026-01-01T00:00:07Z'), updated_at: new Date('2026-01-01T00:00:07Z'), elapsed_ms: '7000' });
   assert.match(NOTHING_COMMITTED_RUNNING, /nothing committed$/);
   assert.match(OUTCOME_UNKNOWN_GONE, /^outcome unknown: /);
   await bg.close();

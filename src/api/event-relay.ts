@@ -1,14 +1,18 @@
-// The public events of a PgBackground, from what the launcher hears: a worker's end, and its
-// notices (progress reported with pg_background_progress() becomes a 'progress' event and the
-// worker's progress). Events are built only when someone listens.
+// The public events of a PgBackground, from what the launcher hears (a worker's end, its notices:
+// progress reported with pg_background_progress() becomes the worker's progress) and from what
+// the store hears (every worker added, every change applied): 'launched', 'started', 'state'
+// (paused, pending again, running, cancelling), 'retrying', 'progress' (its SQL's, a job's
+// ctx.status / ctx.progress). Events are built only when someone listens.
 import type { EventEmitter } from 'node:events';
 import type { ServerNotice } from '../pool/worker-connection.js';
 import type { LaunchEvents } from '../run/launcher.js';
 import type { TerminalState, Worker } from '../store/worker.js';
+import type { PriorFacts, WorkerChange } from '../store/worker-change.js';
+import type { StoreListener } from '../store/worker-registry.js';
 import { progressFromNotice } from './progress-function.js';
 import type { PgBackgroundEvents } from './types.js';
 
-export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEvents {
+export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEvents & StoreListener {
   /**
    * Emits from inside our own bookkeeping: a listener that throws must not leave it half done,
    * so its error is rethrown on its own, like any other uncaught error of the caller's code.
@@ -22,7 +26,36 @@ export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEven
       });
     }
   };
+  const listens = (event: keyof PgBackgroundEvents) => target.listenerCount(event) > 0;
   return {
+    added(worker: Worker): void {
+      if (!listens('launched')) return;
+      const { scope, parent } = worker;
+      emitSafely('launched', { handle: worker.handle, label: worker.label, scope, parent: parent?.cookie ?? null });
+    },
+    changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
+      const { handle, label } = worker;
+      switch (change.kind) {
+        case 'started':
+        case 'body-started':
+          if (listens('started')) emitSafely('started', { handle, label, pid: worker.pid });
+          break;
+        case 'retrying':
+          if (listens('retrying')) emitSafely('retrying', { handle, label, attempt: worker.attempts - 1, delayMs: change.delayMs, error: { ...change.error } });
+          return;
+        case 'progress':
+        case 'status': {
+          if (!listens('progress')) return;
+          const { phase, fractionCompleted } = worker.info(Date.now());
+          const progress = worker.progress ?? { pct: (fractionCompleted ?? 0) * 100, message: phase ?? '' };
+          emitSafely('progress', { handle, label, progress: { ...progress }, phase, fractionCompleted });
+          return;
+        }
+        case 'finished':
+          return; // the launcher's (or the job runner's) 'finished', with its error info
+      }
+      if (worker.state !== prior.state && listens('state')) emitSafely('state', { handle, label, state: worker.state, previous: prior.state });
+    },
     finished(worker: Worker, state: TerminalState): void {
       if (target.listenerCount('finished') === 0) return;
       const { error } = worker;
@@ -42,8 +75,7 @@ export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEven
     notice(worker: Worker, notice: ServerNotice): void {
       const progress = progressFromNotice(notice);
       if (progress) {
-        worker.apply({ kind: 'progress', progress });
-        if (target.listenerCount('progress') > 0) emitSafely('progress', { handle: worker.handle, label: worker.label, progress: { ...progress } });
+        worker.apply({ kind: 'progress', progress }); // its 'progress' event comes from changed()
         return;
       }
       if (target.listenerCount('notice') === 0) return;

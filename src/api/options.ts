@@ -4,10 +4,13 @@ import { parse as parseConnectionString } from 'pg-connection-string';
 import { invalidArgument } from '../errors.js';
 import type { TypeParsers } from '../results/row-parser.js';
 import type { InstanceOptions } from '../store/instance-options.js';
-import type { LaunchPlan } from '../store/launch-plan.js';
+import { MAX_BACKOFF_MS, type LaunchPlan, type RetryPolicy } from '../store/launch-plan.js';
+import type { Worker } from '../store/worker.js';
+import { commitsOnItsOwn } from '../plan/commit-points.js';
 import { IDLE_TAG } from '../store/worker-identity.js';
 import { unreadableSetting } from '../pool/readable-settings.js';
-import { planTask, type TaskSql } from '../plan/task-plan.js';
+import { Readable } from 'node:stream';
+import { copyDirection, planTask, type TaskPlan, type TaskSql } from '../plan/task-plan.js';
 import type { LaunchOptions, PgBackgroundOptions, SettingValue } from './types.js';
 
 export type { InstanceOptions };
@@ -70,6 +73,7 @@ const notForTheConstructor: Record<string, string> = {
   signal: 'it is a launch option (launch(sql, { signal })); close() ends the instance',
   timeoutMs: 'it is a launch option (launch(sql, { timeoutMs })); the instance-wide default is `workerTimeoutMs`',
   fresh: 'it is a launch option (launch(sql, { fresh }))',
+  cursor: 'it is a launch option (launch(sql, { cursor: { batchRows } }))',
   max: 'it is a pg.Pool option; the most workers at once is `maxWorkers`',
   min: 'it is a pg.Pool option; warm connections kept are `minIdle` / `maxIdle`',
   idleTimeoutMillis: 'it is a pg.Pool option; warm connections close after `idleTimeoutMs`',
@@ -223,9 +227,13 @@ function loginUser({ user }: pg.ClientConfig): string {
 
 /** Everything a launch needs, checked before any connection is touched. */
 
-const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh'] as const;
+const launchKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'rowMode', 'types', 'timeoutMs', 'fresh', 'retry', 'cursor'] as const;
 
-export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean): LaunchPlan {
+/** Rows per fetch in cursor mode. */
+export const MAX_BATCH_ROWS = 1_000_000;
+
+/** `parent`: the job's root, for a subtask (ctx.launch, ctx.submit). */
+export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean, parent: Worker | null = null): LaunchPlan {
   const options = (input === undefined ? {} : methodOptions(input, launchKeys)) as LaunchOptions & Record<string, unknown>;
   // { text, values } read once, here: the worker may plan it again later, from this copy.
   if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
@@ -258,7 +266,103 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     types: options.types === undefined ? instance.types : typeParsers('types', options.types),
     timeoutMs: options.timeoutMs === undefined ? instance.workerTimeoutMs : integer('timeoutMs', options.timeoutMs, 0, MAX_TIMER_MS),
     fresh: options.fresh === undefined ? false : boolean('fresh', options.fresh),
+    parent,
+    job: false,
+    retry: options.retry === undefined ? null : retryPolicy(options.retry, plan),
+    cursor: options.cursor === undefined ? null : cursorOption(options.cursor, plan, submitted),
+    copy: null,
   };
+}
+
+export const MAX_ATTEMPTS = 100;
+const DEFAULT_BACKOFF_MS = 100;
+const DEFAULT_RETRY_SQLSTATES = Object.freeze(['40001', '40P01']);
+
+/** launch's `retry`: null for a single try (the default). */
+function retryPolicy(input: unknown, plan: TaskPlan): RetryPolicy | null {
+  const options = methodOptions(input, ['attempts', 'backoffMs', 'sqlstates'], 'retry');
+  const attempts = options.attempts === undefined ? 1 : integer('retry.attempts', options.attempts, 1, MAX_ATTEMPTS);
+  const backoffMs = options.backoffMs === undefined ? DEFAULT_BACKOFF_MS : integer('retry.backoffMs', options.backoffMs, 0, MAX_BACKOFF_MS);
+  let sqlstates: readonly string[] = DEFAULT_RETRY_SQLSTATES;
+  if (options.sqlstates !== undefined) {
+    const list = options.sqlstates;
+    if (!Array.isArray(list) || list.length === 0) {
+      throw invalidArgument(`Expected \`retry.sqlstates\` to be a non-empty array of five-character SQLSTATEs, got ${describe(list)}`);
+    }
+    sqlstates = Array.from(list as unknown[], (code, i) => {
+      if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) {
+        throw invalidArgument(`Expected \`retry.sqlstates[${i}]\` to be a five-character SQLSTATE such as '40001', got ${describe(code)}`);
+      }
+      return code;
+    });
+  }
+  if (attempts === 1) return null;
+  if (commitsOnItsOwn(plan)) {
+    throw invalidArgument(
+      `Option \`retry.attempts\` cannot be ${attempts} for this SQL: a single statement such as CALL, DO, VACUUM or one run CONCURRENTLY can commit part of its work before it fails, so a retry could run it twice`,
+    );
+  }
+  return Object.freeze({ attempts, backoffMs, sqlstates: new Set(sqlstates) });
+}
+
+/** The root of bg.job(body, { label, signal }): no SQL, no connection, no rows. */
+export function jobPlan(body: unknown, input: unknown): LaunchPlan {
+  if (typeof body !== 'function') throw invalidArgument(`Expected the job's \`body\` to be a function (ctx) => ..., got ${describe(body)}`);
+  const options = input === undefined ? {} : methodOptions(input, ['label', 'signal']);
+  return Object.freeze({
+    sql: '',
+    plan: Object.freeze({ text: '', values: null, pieces: null, statementCount: 0, refusal: null, inBlock: false }),
+    submitted: true,
+    queueSize: 0,
+    label: options.label === undefined ? null : labelOption(options.label),
+    signal: options.signal === undefined ? null : abortSignal('signal', options.signal),
+    session: null,
+    settings: [],
+    role: null,
+    rowMode: 'object',
+    types: undefined,
+    timeoutMs: 0,
+    fresh: false,
+    parent: null,
+    job: true,
+    retry: null,
+    cursor: null,
+    copy: null,
+  });
+}
+
+const copyToKeys = ['queueSize', 'label', 'signal', 'settings', 'role', 'timeoutMs', 'fresh'] as const;
+const copyFromKeys = ['label', 'signal', 'settings', 'role', 'timeoutMs', 'fresh'] as const;
+
+/**
+ * bg.copyTo(sql, options) and bg.copyFrom(sql, source, options): one COPY ... TO STDOUT or COPY
+ * ... FROM STDIN (no parameters), with the launch options that apply to it.
+ */
+export function copyPlan(sql: unknown, direction: 'to' | 'from', source: unknown, input: unknown, instance: InstanceOptions): LaunchPlan {
+  const method = direction === 'to' ? 'copyTo' : 'copyFrom';
+  const options = input === undefined ? {} : methodOptions(input, direction === 'to' ? copyToKeys : copyFromKeys);
+  if (typeof sql !== 'string') throw invalidArgument(`Expected \`sql\` of ${method}() to be a string (COPY takes no parameters), got ${describe(sql)}`);
+  const plan = launchPlan(sql, options, instance, false);
+  const expected = direction === 'to' ? 'COPY ... TO STDOUT' : 'COPY ... FROM STDIN';
+  if (copyDirection(sql) !== direction) throw invalidArgument(`Expected \`sql\` of ${method}() to be one ${expected} statement`);
+  if (direction === 'to') return { ...plan, copy: Object.freeze({ direction }) };
+  if (!(source instanceof Readable)) throw invalidArgument(`Expected \`source\` of copyFrom() to be a Node Readable, got ${describe(source)}`);
+  return { ...plan, copy: Object.freeze({ direction, source }) };
+}
+
+/** The `cursor` launch option: a single statement whose rows someone reads. */
+function cursorOption(input: unknown, plan: TaskPlan, submitted: boolean): LaunchPlan['cursor'] {
+  const cursor = readable('cursor', plainObject('cursor', input), ['batchRows']);
+  knownKeys('cursor', cursor, ['batchRows']);
+  if (cursor.batchRows === undefined) throw invalidArgument('Expected `cursor.batchRows` to be given (rows per fetch, 1..1000000)');
+  const batchRows = integer('cursor.batchRows', cursor.batchRows, 1, MAX_BATCH_ROWS);
+  if (submitted) throw invalidArgument('Expected no `cursor` with submit(): a cursor fetches rows only as they are read, and submit() reads none');
+  if (plan.statementCount > 1) {
+    throw invalidArgument(
+      `Expected \`sql\` with \`cursor\` to be a single statement, got ${plan.statementCount} statements: a cursor reads one statement's rows`,
+    );
+  }
+  return Object.freeze({ batchRows });
 }
 
 /** `SELECT set_config(...)` for the settings and the role (last: settings need the login's rights). */
@@ -324,9 +428,9 @@ export function installOptions(input: unknown): { schema: string; journal: boole
   return { schema: options.schema === undefined ? 'public' : nonEmptyString('schema', options.schema, 63), journal: journal === true };
 }
 
-function methodOptions(input: unknown, known: readonly string[]): Record<string, unknown> {
-  const options = readable('options', plainObject('options', input), known);
-  knownKeys('options', options, known);
+function methodOptions(input: unknown, known: readonly string[], name = 'options'): Record<string, unknown> {
+  const options = readable(name, plainObject(name, input), known);
+  knownKeys(name, options, known);
   return options;
 }
 

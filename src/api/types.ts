@@ -106,7 +106,78 @@ export interface LaunchOptions {
   timeoutMs?: number;
   /** Run on a brand-new connection instead of a warm one. */
   fresh?: boolean;
+  /** Run the task again after a transient failure that proves nothing of it committed (see RetryOptions). */
+  retry?: RetryOptions;
+  /**
+   * Cursor mode, for a single statement: the worker reads its rows through a pg-cursor portal,
+   * `batchRows` at a time, and fetches more only as `result(h)` makes room in the queue, so the
+   * server does only the work whose rows were fetched. Breaking out of the result early closes
+   * the portal at once and commits what the fetched rows did; `cancel()` rolls everything back.
+   * Refused with `submit()`, for several statements, and behind a connection pooler.
+   */
+  cursor?: CursorOptions;
 }
+
+/** The options of `copyTo(sql, options)`: the launch options that apply to a COPY export. */
+export type CopyToOptions = Pick<LaunchOptions, 'queueSize' | 'label' | 'signal' | 'settings' | 'role' | 'timeoutMs' | 'fresh'>;
+
+/** The options of `copyFrom(sql, source, options)`: those of copyTo but `queueSize` (a load returns no data). */
+export type CopyFromOptions = Omit<CopyToOptions, 'queueSize'>;
+
+/** The `cursor` launch option. */
+export interface CursorOptions {
+  /** Rows per fetch (Execute), 1..1000000. */
+  batchRows: number;
+}
+
+/**
+ * Retries of transient failures. A try is run again, on the same connection (the handle stays
+ * valid, the state stays `running`), only when the server answered it with an ErrorResponse
+ * whose SQLSTATE is in `sqlstates` before the end of its transaction: nothing of it committed.
+ * Never after a lost connection or a cancel, never behind a connection pooler, and never once
+ * the reader has taken a row of the failing try: then that try's error is the worker's (its
+ * `result(h)` loop throws that WorkerError), so a reader never sees rows of two tries.
+ * A single statement that can commit on its own (CALL, DO, VACUUM, ... CONCURRENTLY) refuses
+ * `attempts` above 1 with PGBG_INVALID_ARGUMENT.
+ */
+export interface RetryOptions {
+  /** Total tries, 1..100. Default 1 (no retry). */
+  attempts?: number;
+  /** Pause before the second try, 0..3600000 ms; doubled before each later one (at most 3600000). Default 100. */
+  backoffMs?: number;
+  /** Five-character SQLSTATEs that are retried. Default ['40001', '40P01'] (serialization failure, deadlock). */
+  sqlstates?: readonly string[];
+}
+
+/** The options of bg.job(body, options). */
+export interface JobOptions {
+  /** A name for operators, at most 64 bytes of UTF-8. */
+  label?: string;
+  /** Aborting it cancels the job (as cancel(root) does). */
+  signal?: AbortSignal;
+}
+
+/**
+ * What a job's body gets: launches of subtasks (ordinary workers whose `parent` is the root's
+ * cookie), the root's phase and progress, and the root's cancellation.
+ */
+export interface JobContext {
+  /** The root's handle (pid 0; found by its cookie). */
+  readonly handle: WorkerHandle;
+  /** Aborted when the job is cancelled (cancel(root), the job's signal, close({ cancel: true })). */
+  readonly signal: AbortSignal;
+  /** Launches a subtask: launch's options, all of them. Rejects with PGBG_ABORTED once the job is cancelled. */
+  launch(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle>;
+  /** Like launch, but the subtask's rows are discarded. */
+  submit(sql: WorkerSql, options?: LaunchOptions): Promise<WorkerHandle>;
+  /** The root's phase (WorkerInfo.phase), like PgDog's inner_status. */
+  status(phase: string): void;
+  /** The root's fractionCompleted (0..1) and, if given, its phase. */
+  progress(fraction: number, message?: string): void;
+}
+
+/** A job's body: the root is running until it settles and every subtask is terminal. */
+export type JobBody = (ctx: JobContext) => Promise<unknown> | unknown;
 
 export interface WorkerHandle {
   readonly pid: number;
@@ -183,6 +254,14 @@ export interface WorkerInfo {
    * 'stopped' if it committed before the cancel reached it, or 'error' if the connection was lost.
    */
   canceledBy: CancelReason | null;
+  /** 'subtask' for a job's subtask; every other worker (and a job's root) is a 'root'. */
+  scope: 'root' | 'subtask';
+  /** The job root's cookie, for a subtask; else null. */
+  parent: bigint | null;
+  /** Tries of its task made so far: 1, plus one per retry (launch's `retry`) or rerun on a new connection. */
+  attempts: number;
+  /** The last change of its state or progress; its finish time once terminal. */
+  updatedAt: Date;
 }
 
 export interface WorkerStats {
@@ -192,7 +271,12 @@ export interface WorkerStats {
   workersCanceled: number;
   /** Workers a timeout (workerTimeoutMs, timeoutMs, run's timeoutMs) cancelled before they finished. */
   workersTimedOut: number;
+  /** Workers pending, paused, running or cancelling (job roots included). */
   workersActive: number;
+  /** Tries made by workers that started: one per start, plus one per retry or rerun. */
+  attempts: number;
+  /** Tries run again after a retryable error (launch's `retry`). */
+  retries: number;
   /** Mean execution time of finished workers, ms: from their connection's attach (a wait for a slot is not counted) to their end (0 before any finished). */
   avgExecutionMs: number;
   maxWorkers: number;
@@ -255,6 +339,42 @@ export interface WorkerProgressEvent {
   handle: WorkerHandle;
   label: string | null;
   progress: WorkerProgress;
+  /** WorkerInfo's phase and fractionCompleted after this report. */
+  phase: string | null;
+  fractionCompleted: number | null;
+}
+
+/** A worker (or job root) was accepted: it counts as launched and is listed. */
+export interface WorkerLaunchedEvent {
+  handle: WorkerHandle;
+  label: string | null;
+  scope: 'root' | 'subtask';
+  parent: bigint | null;
+}
+
+/** A worker's connection is attached (a job root: its body began; pid 0). */
+export interface WorkerStartedEvent {
+  handle: WorkerHandle;
+  label: string | null;
+  pid: number;
+}
+
+/** A non-terminal state change: paused, resumed (pending, running), cancelling. Terminal ones are 'finished'. */
+export interface WorkerStateEvent {
+  handle: WorkerHandle;
+  label: string | null;
+  state: WorkerState;
+  previous: WorkerState;
+}
+
+/** A try failed with a retryable error; the next one starts after `delayMs`. */
+export interface WorkerRetryingEvent {
+  handle: WorkerHandle;
+  label: string | null;
+  /** The try that failed (1 for the first). */
+  attempt: number;
+  delayMs: number;
+  error: WorkerErrorInfo;
 }
 
 export interface WorkerFinishedEvent {
@@ -272,6 +392,10 @@ export interface PgBackgroundEvents {
   notice: [notice: WorkerNotice];
   progress: [event: WorkerProgressEvent];
   finished: [event: WorkerFinishedEvent];
+  launched: [event: WorkerLaunchedEvent];
+  started: [event: WorkerStartedEvent];
+  state: [event: WorkerStateEvent];
+  retrying: [event: WorkerRetryingEvent];
 }
 
 /** A worker's SQL: a string of one or more statements, or one statement with parameters. */

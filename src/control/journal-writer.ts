@@ -1,14 +1,17 @@
 // The journal writer: records the instance's workers in pg_background_journal, off the launch
 // path. JournalStore (store/journal.ts) hands it each worker that changed; a timer armed by the
 // first change writes every changed worker's current row as one multi-row upsert on the control
-// connection, at most JOURNAL_FLUSH_MS later (so a burst of launches is a handful of writes,
-// and a change is in the table well within a second). A write that fails fails no worker: its
+// connection, JOURNAL_FLUSH_MS later (so a burst of launches is a handful of writes, a worker
+// that starts and ends within that time is one row, and a change is in the table within a
+// second unless the server is slow to take the write). A write that fails fails no worker: its
 // rows are kept for the next write (retried every JOURNAL_RETRY_MS) and the failure is reported
 // once, as a warning. Rows of workers finished longer ago than the retention are pruned, at most
 // once per JOURNAL_PRUNE_INTERVAL_MS. Before the first launch, the launcher asks ready(): the
 // journal must exist (PGBG_NOT_INSTALLED otherwise), checked once per instance.
 // The proof of a worker's end is not written here: commitPiece() gives the launcher the
-// statement its transaction ends with (see catalog.ts journalCommitSql).
+// statement its transaction ends with (see catalog.ts journalCommitSql), an insert into
+// pg_background_journal_ends, only where the login may insert there (else the rows say
+// `proven` false, and the view "outcome unknown" where it cannot know).
 import { hostname } from 'node:os';
 import { JOURNAL_LOCATE_SQL, journalCommitSql, journalPruneSql, journalWriteSql } from '../catalog.js';
 import { PgBackgroundError } from '../errors.js';
@@ -17,15 +20,14 @@ import type { TaskPlan } from '../plan/task-plan.js';
 import { JOURNAL_ROW_COLUMNS, journalRow, type JournalOwner, type JournalSink } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 
-export const JOURNAL_FLUSH_MS = 250;
+export const JOURNAL_FLUSH_MS = 750;
 export const JOURNAL_RETRY_MS = 1000;
 export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
+/** Workers whose rows wait for a write that keeps failing: beyond this, the oldest are dropped (memory stays bounded). */
+export const JOURNAL_MAX_PENDING = 100_000;
 
 /** Counts of every writer of this process, for tests and diagnostics. */
 export const journalCounts = { writes: 0, rows: 0, failures: 0, prunes: 0 };
-
-/** JSON.stringify's replacer: a key left out is null for json_populate_recordset (shorter JSON). */
-const withoutNulls = (_key: string, value: unknown) => (value === null ? undefined : value);
 
 export class JournalWriter implements JournalSink {
   readonly #control: ControlConnection;
@@ -38,6 +40,8 @@ export class JournalWriter implements JournalSink {
   readonly #proven = new WeakSet<Worker>();
   /** The journal's schema (quoted), once found. */
   #schema: string | null = null;
+  /** The login may insert into pg_background_journal_ends: a transaction can prove its end. */
+  #provable = false;
   /** The batch's upsert, once the schema is known. */
   #writeSql: string | null = null;
   #locating: Promise<void> | null = null;
@@ -74,7 +78,8 @@ export class JournalWriter implements JournalSink {
    * block; null for one that cannot (its end is then only written by the batches).
    */
   commitPiece(worker: Worker, plan: TaskPlan): string | null {
-    if (plan.transactional !== true || this.#schema === null) return null;
+    // Under another role (`role`) the insert would need that role's right: checked for the login only.
+    if (plan.transactional !== true || this.#schema === null || !this.#provable || worker.launch.role !== null) return null;
     this.#proven.add(worker);
     return journalCommitSql(this.#schema, worker.cookie);
   }
@@ -95,8 +100,9 @@ export class JournalWriter implements JournalSink {
 
   async #locate(): Promise<void> {
     let schema: string | undefined;
+    let provable = false;
     try {
-      ({ schema } = (await this.#control.query<{ schema: string }>(JOURNAL_LOCATE_SQL)).rows[0] ?? {});
+      ({ schema, provable = false } = (await this.#control.query<{ schema: string; provable: boolean }>(JOURNAL_LOCATE_SQL)).rows[0] ?? {});
     } catch (error) {
       this.#locating = null; // not an answer: ask again at the next launch
       const message = error instanceof Error ? error.message : String(error);
@@ -109,6 +115,7 @@ export class JournalWriter implements JournalSink {
       );
     }
     this.#schema = schema;
+    this.#provable = provable;
     this.#writeSql = journalWriteSql(schema, JOURNAL_ROW_COLUMNS);
   }
 
@@ -134,14 +141,22 @@ export class JournalWriter implements JournalSink {
     const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#proven.has(worker)));
     try {
       journalCounts.writes++;
-      await this.#control.query(this.#writeSql!, [JSON.stringify(rows, withoutNulls)]);
+      await this.#control.query(this.#writeSql!, [JSON.stringify(rows)]);
       journalCounts.rows += rows.length;
       this.#failing = false;
     } catch (error) {
       journalCounts.failures++;
       this.#failing = true;
-      // Keep the rows for the next write, unless the worker changed again meanwhile (newer).
-      for (const [worker, at] of batch) if (!this.#dirty.has(worker)) this.#dirty.set(worker, at);
+      // Keep the rows for the next write, unless the worker changed again meanwhile (newer),
+      // oldest first: past JOURNAL_MAX_PENDING, those go.
+      const kept = new Map<Worker, number>();
+      for (const [worker, at] of batch) if (!this.#dirty.has(worker)) kept.set(worker, at);
+      for (const [worker, at] of this.#dirty) kept.set(worker, at);
+      this.#dirty = kept;
+      for (const worker of this.#dirty.keys()) {
+        if (this.#dirty.size <= JOURNAL_MAX_PENDING) break;
+        this.#dirty.delete(worker);
+      }
       this.#report(error);
       return;
     }

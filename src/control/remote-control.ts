@@ -25,6 +25,7 @@ import { BACKEND_PID_SQL, CANCEL_TAGGED_SQL, CONTROL_CHANNEL, CONTROL_LISTEN_SQL
 import { TAGGED_BUSY_SQL, TERMINATE_TAGGED_SQL, controlRequestSql } from '../catalog.js';
 import { backendKey } from '../pg/index.js';
 import type { ControlConnection, ControlSubscriber } from '../pool/control-connection.js';
+import { workerTag } from '../store/worker-identity.js';
 
 /** What the facade does for a request it owns (a worker it tracks, by cookie). */
 export interface ControlActions {
@@ -67,9 +68,9 @@ interface RequestRow {
   allowed: boolean;
 }
 
-/** 'pgbg:' + the cookie as 16 hex digits (64-bit two's complement) + ':'. */
+/** 'pgbg:' + the cookie as 16 hex digits (64-bit two's complement) + ':': the tag of any label. */
 export function tagPrefix(cookie: bigint): string {
-  return `pgbg:${BigInt.asUintN(64, cookie).toString(16).padStart(16, '0')}:`;
+  return workerTag(cookie, null);
 }
 
 export class RemoteControl implements ControlSubscriber {

@@ -2,7 +2,8 @@
 // `graceMs` its backend is terminated, always named by pid and start time, retried until the
 // control deadline. `cancel()` resolves only once the work has stopped; when no path reached the
 // backend it rejects with PGBG_CANCEL_FAILED and the worker says outcome unknown. Behind a pooler
-// a pid is signalled only while it is provably ours (see pool/pooler.ts).
+// a pid is signalled only while it is provably ours (see pool/pooler.ts). A job's root has no
+// backend: its stop is the stop of every active subtask (with the same grace), then its own end.
 import { BACKEND_EXISTS_SQL, CANCEL_BACKEND_SQL, TERMINATE_BACKEND_SQL } from '../catalog.js';
 import { PgBackgroundError } from '../errors.js';
 import type { CancelReason } from '../api/types.js';
@@ -55,6 +56,7 @@ export class Stopper {
   }
 
   async #halt(worker: Worker, graceMs: number): Promise<void> {
+    if (worker.children !== null) return this.#haltTree(worker, graceMs);
     const connection = worker.state === 'pending' ? undefined : this.#deps.running.get(worker);
     if (!connection?.signalSafe) {
       // Nothing to signal: a pending start (the cancel request ends its wait for a slot or a
@@ -79,6 +81,21 @@ export class Stopper {
         sqlstate: CONNECTION_FAILURE,
       });
     }
+  }
+
+  /**
+   * A job's root: its cancel request (already applied) aborted ctx.signal and refuses new
+   * subtasks; every active subtask is stopped for the same reason and grace, and the root ends
+   * once they all are terminal (the job's runner decides its state). A subtask whose stop could
+   * not be proven makes this reject like its own cancel would.
+   */
+  async #haltTree(root: Worker, graceMs: number): Promise<void> {
+    const reason = root.canceledBy ?? 'cancel';
+    const subtasks = root.children!.filter((child) => child.active);
+    const stops = await Promise.allSettled(subtasks.map((child) => this.stop(child, reason, graceMs)));
+    await root.whenTerminal;
+    const failure = stops.find((stop) => stop.status === 'rejected');
+    if (failure) throw failure.reason;
   }
 
   /**

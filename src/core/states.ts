@@ -2,12 +2,13 @@
 // derived from these constants (api/types.ts's public WorkerState too), and a journal's SQL
 // enum or CHECK will be generated from them. A leaf: it imports nothing.
 //   pending → running → cancelling → stopped | canceled | error   (pending may end directly)
+//   pending ⇄ paused (held before its start); a job's root: running ⇄ paused (its subtasks held)
 
-export const WORKER_STATES = Object.freeze(['pending', 'running', 'cancelling', 'stopped', 'canceled', 'error'] as const);
+export const WORKER_STATES = Object.freeze(['pending', 'paused', 'running', 'cancelling', 'stopped', 'canceled', 'error'] as const);
 export type WorkerState = (typeof WORKER_STATES)[number];
 
-/** States a worker leaves again: it holds (or waits for) a slot. */
-export const ACTIVE_STATES = Object.freeze(['pending', 'running', 'cancelling'] as const satisfies readonly WorkerState[]);
+/** States a worker leaves again: it holds (or waits for, or is held before) a slot. */
+export const ACTIVE_STATES = Object.freeze(['pending', 'paused', 'running', 'cancelling'] as const satisfies readonly WorkerState[]);
 export type ActiveState = (typeof ACTIVE_STATES)[number];
 
 /** Final states: nothing of the worker changes any more but its tracking and its result's reading. */
@@ -20,8 +21,11 @@ export type CancelReason = (typeof CANCEL_REASONS)[number];
 
 /** Which state may follow which (the worker record refuses any other step). */
 export const NEXT_STATES: Readonly<Record<WorkerState, readonly WorkerState[]>> = Object.freeze({
-  pending: ['running', 'cancelling', ...TERMINAL_STATES],
-  running: ['cancelling', ...TERMINAL_STATES],
+  pending: ['paused', 'running', 'cancelling', ...TERMINAL_STATES],
+  // Back to pending on resume; a root goes back to running, or on to cancelling.
+  paused: ['pending', 'running', 'cancelling', ...TERMINAL_STATES],
+  // Only a job's root pauses while running (worker.ts refuses it for a worker on a connection).
+  running: ['paused', 'cancelling', ...TERMINAL_STATES],
   cancelling: TERMINAL_STATES,
   stopped: [],
   canceled: [],
@@ -29,5 +33,5 @@ export const NEXT_STATES: Readonly<Record<WorkerState, readonly WorkerState[]>> 
 });
 
 export function isActive(state: WorkerState): state is ActiveState {
-  return state === 'pending' || state === 'running' || state === 'cancelling';
+  return state === 'pending' || state === 'paused' || state === 'running' || state === 'cancelling';
 }

@@ -126,7 +126,16 @@ class WireTask implements Submittable {
   }
 }
 
+/** One writer per connection, made at its first task: nothing of it is per task. */
+const writers = new WeakMap<ConnectionInternals, WireWriter>();
+
 function writerOf(connection: ConnectionInternals): WireWriter {
+  let writer = writers.get(connection);
+  if (writer === undefined) writers.set(connection, (writer = newWriter(connection)));
+  return writer;
+}
+
+function newWriter(connection: ConnectionInternals): WireWriter {
   const stream = connection.stream;
   return {
     flow: stream,

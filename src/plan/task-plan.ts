@@ -80,7 +80,7 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
   return { text, values, pieces: values ? null : pieces, statementCount, refusal, transactional, inBlock };
 }
 
-interface Analysis {
+export interface Analysis {
   readonly statementCount: number;
   readonly refusal: string | null;
   readonly pieces: readonly string[] | null;
@@ -93,13 +93,43 @@ const CACHE_ENTRIES = 256;
 const CACHE_MAX_TEXT = 4096;
 const analyses = [new Map<string, Analysis>(), new Map<string, Analysis>()] as const;
 
+/** The analysis of every text the fast path takes: one statement of plain DML, sent whole. */
+const ONE_DML: Analysis = Object.freeze({ statementCount: 1, refusal: null, pieces: null, transactional: true, inBlock: true });
+
+/**
+ * A leading word of plain DML (ASCII whitespace before it, and no identifier character after
+ * it: `selectx` or `selecté` is another word). Without a `;` anywhere the server cannot find a
+ * second statement, whatever it makes of quotes and comments, so such a text is ONE_DML.
+ */
+const LEADING_DML = /^[ \t\n\r\f]*(?:select|insert|update|delete|merge|with|values|table)(?![\w$\u0080-\uffff])/i;
+
 function analyse(text: string, standardConformingStrings: boolean): Analysis {
+  // The common case, a single DML statement, without the lexer (every text differs: the cache
+  // below never hits for SQL built with its values inlined).
+  if (text.indexOf(';') === -1 && LEADING_DML.test(text)) {
+    checkText(text);
+    return ONE_DML;
+  }
   const cache = analyses[standardConformingStrings ? 1 : 0];
   const known = cache.get(text);
   if (known) return known;
+  const analysis = fullAnalysis(text, standardConformingStrings);
+  if (text.length <= CACHE_MAX_TEXT) {
+    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+    cache.set(text, analysis);
+  }
+  return analysis;
+}
+
+function checkText(text: string): void {
   if (!text.isWellFormed()) throw invalidArgument('Expected `sql` to be well-formed Unicode (it has a lone surrogate)');
   // The protocol ends a query string at NUL: the server would see a truncated statement.
   if (text.includes('\0')) throw invalidArgument('Expected `sql` to contain no NUL characters');
+}
+
+/** What the statement splitter makes of the text (exported for the test that holds the fast path to it). */
+export function fullAnalysis(text: string, standardConformingStrings: boolean): Analysis {
+  checkText(text);
   const statements = splitStatements(text, { standardConformingStrings });
   if (statements.length === 0) {
     throw invalidArgument('Expected `sql` to contain at least one statement, got ' + (text.length ? 'only comments or whitespace' : 'an empty string'));
@@ -111,10 +141,6 @@ function analyse(text: string, standardConformingStrings: boolean): Analysis {
     transactional: statements.length > 1 || transactional(statements[0]!.words),
     inBlock: statements.length === 1 && dml.has(statements[0]!.words[0] ?? ''),
   };
-  if (text.length <= CACHE_MAX_TEXT) {
-    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
-    cache.set(text, analysis);
-  }
   return analysis;
 }
 
@@ -175,6 +201,23 @@ function refusalFor(statements: readonly SqlStatement[]): string | null {
       }
     }
   }
+  return null;
+}
+
+/**
+ * The COPY to or from the client that `text` is, when it is exactly one such statement (a copyTo
+ * or copyFrom worker's SQL), else null: 'to' for COPY ... TO STDOUT, 'from' for COPY ... FROM STDIN.
+ */
+export function copyDirection(text: string): 'to' | 'from' | null {
+  const statements = splitStatements(text, { standardConformingStrings: true });
+  if (statements.length !== 1) return null;
+  const { words } = statements[0]!;
+  if (words[0] !== 'copy') return null;
+  const direction = words.findIndex((w) => w === 'from' || w === 'to');
+  if (direction === -1) return null;
+  const target = words[direction + 1];
+  if (words[direction] === 'to' && target === 'stdout') return 'to';
+  if (words[direction] === 'from' && target === 'stdin') return 'from';
   return null;
 }
 

@@ -24,10 +24,14 @@ import {
   TURNSTILE_LOCK_SQL,
   TURNSTILE_UNLOCK_SQL,
 } from '../catalog.js';
+import { PgBackgroundError } from '../errors.js';
 import { backendKey, socketOf } from '../pg/index.js';
 import { settlesWithin, withDeadline } from './deadline.js';
 import { poolerUnsupported } from './pooler.js';
 import type { Slot } from './worker-slots.js';
+
+/** The failure of a session pg-background dropped itself (a deadline, the last waiter leaving). */
+const DROPPED = new Error('connection dropped by pg-background');
 
 /** The longest a head of the queue sleeps without a wake-up before it looks again. */
 export const RECHECK_MS = 500;
@@ -78,7 +82,7 @@ export class ClusterSlots {
 
   /** A slot now, or null when the cap is reached (or other launches are waiting for one). */
   async tryAcquire(): Promise<Slot | null> {
-    if (this.#closed) throw new Error('the instance is closed');
+    if (this.#closed) throw instanceClosed();
     const { rows, session } = await this.#query<{ slot: number | null }>(CLUSTER_TRY_SQL, () => [this.classid, this.#options.max, [...this.#held]]);
     return this.#granted(session, rows[0]!.slot);
   }
@@ -122,7 +126,7 @@ export class ClusterSlots {
 
   async close(): Promise<void> {
     this.#closed = true;
-    const closed = new Error('the instance is closed');
+    const closed = instanceClosed();
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closed);
     this.#nudge();
     await this.#tail;
@@ -155,7 +159,9 @@ export class ClusterSlots {
       // waiter's abort drops the session (the server forgets the wait with it).
       await client.query(TURNSTILE_LOCK_SQL, [this.classid]);
     } catch (error) {
-      if (this.#waiters.length === 0 || this.#closed) return;
+      // Dropped by us (the last waiter left, see #nudge): a launch that came meanwhile is served
+      // by #serve's next turn, on a new turnstile session, not failed with our own drop.
+      if (this.#waiters.length === 0 || this.#closed || turnstile.failure === DROPPED) return;
       throw error;
     } finally {
       socketOf(client).unref();
@@ -239,7 +245,7 @@ export class ClusterSlots {
   #open(role: 'cluster' | 'turnstile'): Session {
     const current = role === 'cluster' ? this.#cluster : this.#turnstile;
     if (current && !current.failure) return current;
-    if (this.#closed) throw new Error('the instance is closed');
+    if (this.#closed) throw instanceClosed();
     const client = new pg.Client({ ...this.#config, application_name: `pg-background ${role}` });
     const session: Session = { client, ready: null!, failure: null };
     const fail = (error: Error) => {
@@ -282,7 +288,7 @@ export class ClusterSlots {
   }
 
   #drop(session: Session): void {
-    session.failure ??= new Error('connection dropped by pg-background');
+    session.failure ??= DROPPED;
     socketOf(session.client).destroy();
   }
 
@@ -313,4 +319,8 @@ export function bothSlots(local: Slot, cluster: Slot): Slot {
       local.release();
     },
   };
+}
+
+function instanceClosed(): PgBackgroundError {
+  return new PgBackgroundError('PGBG_CLOSED', 'This PgBackground instance was closed while the launch waited for a cluster-wide slot');
 }

@@ -1,6 +1,8 @@
 // Worker connections, kept warm between tasks. Every task is followed on the wire by DISCARD ALL
 // (written with it, so it costs no round trip of its own); the connection takes another task
-// once the server has confirmed that reset. One whose task never reached the server (refused
+// once the server has confirmed that reset. A task of plain DML defers its reset instead: the
+// connection is available at once, and the next task carries the reset as its prefix (or runs it
+// first); one left idle runs it a turn of the event loop later. One whose task never reached the server (refused
 // SQL, failed settings) is reset explicitly. A connection that failed, was terminated, saw a
 // cancel or hit a protocol error is never reused.
 //
@@ -156,6 +158,11 @@ export class ConnectionPool {
       return;
     }
     if (connection.ready) return this.#available(connection);
+    this.#resetThenAvailable(connection);
+  }
+
+  /** Resets the connection (it is neither idle nor checked out meanwhile), then makes it available. */
+  #resetThenAvailable(connection: WorkerConnection): void {
     const reset = connection.reset();
     this.#resetting.set(
       connection,
@@ -223,6 +230,19 @@ export class ConnectionPool {
     };
     this.#idle.push({ connection, since: Date.now() });
     this.#scheduleSweep();
+    // A reset the last task deferred (worker-connection.ts) waits one turn of the event loop
+    // for a next task to carry it as its prefix; then the idle connection runs it itself, so
+    // that nothing of the last task (a lock, a LISTEN, its tag) outlives it for long.
+    if (connection.needsReset) setImmediate(() => this.#resetIdle(connection));
+  }
+
+  #resetIdle(connection: WorkerConnection): void {
+    if (this.#closed || !connection.needsReset) return;
+    const index = this.#idle.findIndex((entry) => entry.connection === connection);
+    if (index === -1) return; // taken meanwhile: its task carries the reset
+    this.#idle.splice(index, 1);
+    connection.onFailure = null;
+    this.#resetThenAvailable(connection);
   }
 
   #scheduleSweep(): void {

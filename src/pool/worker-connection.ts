@@ -10,11 +10,19 @@ import {
   endpointOf,
   onParameterStatus,
   socketOf,
+  startCopyIn,
+  startCopyOut,
+  startCursor,
   startTask,
   TrailerReader,
   transactionStatus,
   writeFlush,
   type CancelTarget,
+  type CopyEnd,
+  type CopyIn,
+  type CopyOut,
+  type CursorReader,
+  type CursorSink,
   type WireReader,
 } from '../pg/index.js';
 import type { TaskSession } from '../results/task-query.js';
@@ -74,6 +82,11 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    * whenever the connection is handed out (whatever runs on it may change the session).
    */
   #clean = false;
+  /**
+   * The last task deferred its reset (see results/task-query.ts): nothing is on the wire, and the
+   * next task must carry the reset as its prefix (takePrefixReset) or run it first (reset()).
+   */
+  #needsReset = false;
   #onFailure: ((error: Error) => void) | null = null;
   #closing: Promise<void> | null = null;
 
@@ -260,9 +273,50 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     startTask(this.#client, task);
   }
 
+  /**
+   * Runs a task's statement through a cursor (cursor mode, results/cursor-task.ts): pg submits it
+   * behind whatever it runs now (a reset still in flight), with `opening` run first in its write.
+   */
+  runCursor(opening: string, text: string, values: readonly (string | Buffer | null)[] | null, sink: CursorSink): CursorReader {
+    this.#firstAnswer = null;
+    this.#awaitingAnswer = true;
+    return startCursor(this.#client, opening, text, values, sink);
+  }
+
+  /** Runs a COPY ... TO STDOUT (a copyTo worker, results/copy-task.ts); its data comes as chunks. */
+  runCopyOut(text: string, end: CopyEnd): CopyOut {
+    // Our 'data' listener is set aside while the export reads the socket: it says when bytes come.
+    return startCopyOut(this.#client, text, end, () => (this.#lastReceivedAt = Date.now()));
+  }
+
+  /** Runs a COPY ... FROM STDIN (a copyFrom worker); its data goes to the returned Writable. */
+  runCopyIn(text: string, end: CopyEnd): CopyIn {
+    return startCopyIn(this.#client, text, end);
+  }
+
   /** The connection is handed to a worker: from now on its session may change. */
   checkedOut(): void {
     this.#clean = false;
+  }
+
+  /** The session needs the reset the last task deferred (before any other task, or once idle). */
+  get needsReset(): boolean {
+    return this.#needsReset && this.#failure === null;
+  }
+
+  /**
+   * The next task carries the deferred reset as its prefix, under its own Sync: from now on the
+   * reset is on the wire with it (if it fails, the server skips the task and the connection goes).
+   */
+  takePrefixReset(): boolean {
+    if (!this.needsReset || this.transactionStatus !== 'I') return false;
+    this.#needsReset = false;
+    return true;
+  }
+
+  /** A task that wrote no trailer has ended: the session needs the reset it deferred. */
+  resetDeferred(): void {
+    this.#needsReset = true;
   }
 
   /** What a task writes behind itself so that this connection is clean for the next one. */
@@ -297,9 +351,12 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     return new Promise((resolve) => (this.#resetWaiters ??= []).push(resolve));
   }
 
-  /** True when another task can run now: the server has confirmed a reset since the last one. */
+  /**
+   * True when another task can run now: the server has confirmed a reset since the last one, or
+   * the last task deferred its reset (the next one carries it, or runs it first).
+   */
   get ready(): boolean {
-    return this.#clean && this.#failure === null;
+    return (this.#clean || (this.#needsReset && this.transactionStatus === 'I')) && this.#failure === null;
   }
 
   /** Makes the connection clean for another task: waits for the reset on the wire, or runs one. */
@@ -310,6 +367,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     if (this.transactionStatus !== 'I') await this.query(ROLLBACK_SQL);
     await this.query(RESET_SQL);
     if (this.#failure) throw this.#failure;
+    this.#needsReset = false;
     this.#clean = true;
   }
 

@@ -1,9 +1,10 @@
 // Admission: at most `maxWorkers` workers hold a slot at once; a slot is held from launch until
 // the worker reaches a terminal state (not until its rows are read). With whenFull 'queue',
-// launches wait in FIFO order (p-limit's queue) and an aborted wait gives its turn back at once.
-// The launcher sees only the Admission interface: pending work can be held (pause) and, later,
-// admission may ask a cluster-wide cap before it hands out a slot.
-import pLimit, { type LimitFunction } from 'p-limit';
+// launches wait in FIFO order and an aborted wait gives its turn back at once. The launcher sees
+// only the Admission interface: pending work can be held, the whole queue (pause()) or one start
+// at a time (a paused worker, whose `held` is true): a held start keeps its place in the queue
+// while the starts behind it go on, and takes the next free slot once it is let go (reconsider()).
+// The queue is ours, not p-limit's: p-limit cannot skip a held entry and keep its place.
 
 /**
  * What waits for a slot (a worker's start). A queued wait hears a cancel through one callback,
@@ -16,6 +17,8 @@ export interface Abortable {
   readonly abortReason: unknown;
   /** `listener` is called once if the start is cancelled while this waits; null clears it. */
   whenAborted(listener: ((reason: unknown) => void) | null): void;
+  /** Held where it is in the queue (a paused worker): it gets no slot until this is false again. */
+  readonly held?: boolean;
 }
 
 export interface Slot {
@@ -30,16 +33,37 @@ export interface Admission {
   pause(): void;
   resume(): void;
   readonly paused: boolean;
+  /** The start waits in the queue for a slot (it has none yet, and is not cancelled). */
+  waiting(start: Abortable): boolean;
+  /** A start's `held` became false: it may take a free slot now, in its place. */
+  reconsider(): void;
+}
+
+interface Entry {
+  readonly start: Abortable;
+  readonly grant: (slot: Slot) => void;
+  /** Came while the whole queue was paused: it waits for resume() (those before it go on). */
+  heldByPause: boolean;
+  /** Granted or cancelled: no longer waiting (left in the array, skipped). */
+  gone: boolean;
 }
 
 export class WorkerSlots implements Admission {
-  readonly #limit: LimitFunction;
-  /** Starts that came while paused, in order; they join p-limit's queue on resume(). */
-  #held: (() => void)[] = [];
+  readonly #max: number;
+  #inUse = 0;
+  /**
+   * Starts waiting for a slot, in launch order, from #head on; held ones keep their place, and
+   * entries that are gone are skipped (and compacted away), so a grant costs O(1) plus the held
+   * entries ahead of it.
+   */
+  #queue: Entry[] = [];
+  #head = 0;
+  /** The waiting entry of each start (for waiting() and a cancel). */
+  readonly #waiting = new Map<Abortable, Entry>();
   #paused = false;
 
   constructor(maxWorkers: number) {
-    this.#limit = pLimit(maxWorkers);
+    this.#max = maxWorkers;
   }
 
   get paused(): boolean {
@@ -49,31 +73,25 @@ export class WorkerSlots implements Admission {
   acquire(start: Abortable): Promise<Slot> {
     if (start.aborted) return Promise.reject(start.abortReason);
     return new Promise<Slot>((resolve, reject) => {
-      start.whenAborted(reject);
-      const enter = () =>
-        void this.#limit(
-          () =>
-            new Promise<void>((release) => {
-              start.whenAborted(null);
-              if (start.aborted) {
-                // Aborted while queued: give the turn back at once (the wait was already rejected).
-                release();
-                reject(start.abortReason);
-                return;
-              }
-              let released = false;
-              resolve({
-                release() {
-                  if (released) return;
-                  released = true;
-                  release();
-                },
-              });
-            }),
-        );
-      if (this.#paused) this.#held.push(enter);
-      else enter();
+      const entry: Entry = { start, grant: resolve, heldByPause: this.#paused, gone: false };
+      start.whenAborted((reason) => {
+        // Cancelled while queued: its turn goes to the next at once.
+        this.#leave(entry);
+        reject(reason);
+        this.#pump();
+      });
+      this.#queue.push(entry);
+      this.#waiting.set(start, entry);
+      this.#pump();
     });
+  }
+
+  waiting(start: Abortable): boolean {
+    return !start.aborted && this.#waiting.has(start);
+  }
+
+  reconsider(): void {
+    this.#pump();
   }
 
   pause(): void {
@@ -83,7 +101,44 @@ export class WorkerSlots implements Admission {
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    // An aborted held start enters too and gives its turn back at once: the order stays FIFO.
-    for (const enter of this.#held.splice(0)) enter();
+    for (const entry of this.#waiting.values()) entry.heldByPause = false;
+    this.#pump();
+  }
+
+  #leave(entry: Entry): void {
+    entry.gone = true;
+    this.#waiting.delete(entry.start);
+  }
+
+  /** Hands free slots to the first starts that are not held, in order. */
+  #pump(): void {
+    while (this.#inUse < this.#max) {
+      // Entries gone at the front go for good; held ones stay where they are.
+      while (this.#head < this.#queue.length && this.#queue[this.#head]!.gone) this.#head++;
+      let next: Entry | null = null;
+      for (let i = this.#head; i < this.#queue.length; i++) {
+        const entry = this.#queue[i]!;
+        if (entry.gone || entry.heldByPause || entry.start.held === true) continue;
+        next = entry;
+        break;
+      }
+      if (!next) break;
+      this.#leave(next);
+      next.start.whenAborted(null);
+      this.#inUse++;
+      let released = false;
+      next.grant({
+        release: () => {
+          if (released) return;
+          released = true;
+          this.#inUse--;
+          this.#pump();
+        },
+      });
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
   }
 }

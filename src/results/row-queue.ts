@@ -5,6 +5,8 @@
 // kept raw (text fields) and parsed only when consumed, so discarded rows cost no parsing.
 
 export type RawRow = readonly (string | null)[];
+/** What the queue holds: raw rows, or the Buffer chunks of a COPY export (copyTo). */
+export type QueueItem = RawRow | Buffer;
 
 /** The producer's flow control: the worker connection's socket. */
 export interface Flow {
@@ -16,7 +18,7 @@ export interface Flow {
 
 export class RowQueue {
   readonly budget: number;
-  #rows: RawRow[] = [];
+  #rows: QueueItem[] = [];
   #sizes: number[] = [];
   #head = 0;
   #bytes = 0;
@@ -26,6 +28,8 @@ export class RowQueue {
   #discarding = false;
   #dropped = 0;
   #closed = false;
+  /** Rows the reader took since the current try began (see restart()). */
+  #taken = 0;
   #wake: (() => void) | null = null;
 
   constructor(budget: number) {
@@ -52,6 +56,26 @@ export class RowQueue {
     return this.#dropped;
   }
 
+  /** Rows the reader has taken since the current try began: a try whose rows were read is never retried. */
+  get taken(): number {
+    return this.#taken;
+  }
+
+  /**
+   * A new try of the task begins (launch's `retry`): the failed try's unread rows are dropped
+   * (they never reach the reader); the budget and a discard in force stay as they are.
+   */
+  restart(): void {
+    if (this.#rows.length) {
+      this.#rows = [];
+      this.#sizes = [];
+    }
+    this.#head = 0;
+    this.#bytes = 0;
+    this.#taken = 0;
+    this.#setPaused(false);
+  }
+
   /** True while the producer is told to stop reading (the budget is used up). */
   get paused(): boolean {
     return this.#paused;
@@ -73,7 +97,7 @@ export class RowQueue {
     this.#flow = null;
   }
 
-  push(row: RawRow, bytes: number): void {
+  push(row: QueueItem, bytes: number): void {
     if (this.#discarding) {
       this.#dropped++;
       return;
@@ -85,10 +109,11 @@ export class RowQueue {
     this.#notify();
   }
 
-  /** The next row, or undefined when none is waiting. */
-  shift(): RawRow | undefined {
+  /** The next row (or COPY chunk), or undefined when none is waiting. */
+  shift(): QueueItem | undefined {
     if (this.#head === this.#rows.length) return undefined;
     const row = this.#rows[this.#head]!;
+    this.#taken++;
     this.#bytes -= this.#sizes[this.#head]!;
     this.#head++;
     if (this.#head === this.#rows.length) {

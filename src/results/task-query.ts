@@ -8,7 +8,7 @@
 // allows (plain DML, our BEGIN ... COMMIT, the caller's transaction behind a pooler); else under a
 // Sync of its own just before the task (VACUUM and the like refuse to follow it in a pipeline).
 import pg from 'pg';
-import { BEGIN_SQL, COMMIT_SQL, tagSql } from '../catalog.js';
+import { BEGIN_SQL, COMMIT_SQL, RESET_SQL, tagSql } from '../catalog.js';
 import type { WireReader, WireWriter } from '../pg/index.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
@@ -22,6 +22,11 @@ export interface TaskOutcome {
   readonly commandTag: string | null;
   /** Rows the last statement returned or affected. */
   readonly rowCount: number;
+  /**
+   * The previous task's reset, sent as this task's prefix, failed: the server skipped the task
+   * behind it (everything up to the Sync), so it never ran, and the session is not clean.
+   */
+  readonly resetFailed?: boolean;
 }
 
 /** Where the last statement's column descriptions go (the worker). */
@@ -29,7 +34,12 @@ export interface ColumnSink {
   columns(fields: readonly ResultField[]): void;
 }
 
-/** The connection, as a task sees it when the connection will be kept for another task. */
+/**
+ * The connection, as a task sees it when the connection will be kept for another task. A task of
+ * plain DML (TaskPlan.inBlock) defers the reset: the next task carries it as its prefix (see
+ * TaskQuery's `resetFirst`), or the connection runs it before any other task or once idle.
+ * Every other task writes the reset right behind itself (the trailer).
+ */
 export interface TaskSession {
   /**
    * SQL to send right behind the task in the same write (the connection's reset). Its answers
@@ -41,6 +51,8 @@ export interface TaskSession {
    * earlier, at an error, with the ReadyForQuery still to come.
    */
   taskEnded(): void;
+  /** As taskEnded, for a task that wrote no trailer: the session needs its reset before the next task. */
+  resetDeferred(): void;
 }
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
@@ -71,6 +83,7 @@ export class TaskQuery implements WireReader {
   #commandTag: string | null = null;
   #tagCount: number | null = null;
   #finished = false;
+  #resetFailed = false;
   /** The tag's SET, or null: none is sent. */
   readonly #tag: string | null;
   /** The journal's record of the end, run last in the task's transaction (see control/journal-writer.ts), or null. */
@@ -80,10 +93,20 @@ export class TaskQuery implements WireReader {
   /** The tag has a Sync of its own ahead of the task: its ReadyForQuery is not the task's end. */
   #tagSegment: boolean;
   /**
-   * The value of #statement at which the tag's CommandComplete comes (not one of the task's
-   * statements: never counted), or -1 once it came or when there is none. 1 behind our BEGIN.
+   * The value of #statement at which our own leading statements' CommandCompletes come (the
+   * reset prefix, the tag: never counted as the task's), 1 behind our BEGIN; #oursLeft of them
+   * are still to come.
    */
-  #tagAt: number;
+  readonly #oursAt: number;
+  #oursLeft: number;
+  /** The previous task's reset leads this task, and its CommandComplete has not come yet. */
+  #resetPending: boolean;
+  /**
+   * The reset for the next task is deferred (no trailer). The tag then stays until that reset:
+   * the next task's prefix, in the same write as its own tag, or the idle connection's own reset
+   * a turn of the event loop later (see pool/connection-pool.ts).
+   */
+  readonly #defer: boolean;
 
   /**
    * `session` null: no reset behind the task (the connection will not be reused).
@@ -93,6 +116,8 @@ export class TaskQuery implements WireReader {
   /**
    * `tag`: the connection's application_name while the task runs (null: leave it as it is); the
    * reset behind the task brings back the startup value. Behind a pooler it is SET LOCAL.
+   * `resetFirst`: the previous task deferred its reset; it goes first, under this task's Sync (only
+   * for a task of plain DML, TaskPlan.inBlock): if it fails, the server skips the task.
    * `journal`: one statement of ours that runs last inside the task's transaction (only for a
    * plan that is `transactional`); its answers are counted, never reported.
    */
@@ -103,6 +128,7 @@ export class TaskQuery implements WireReader {
     session: TaskSession | null,
     inTransaction = false,
     tag: string | null = null,
+    resetFirst = false,
     journal: string | null = null,
   ) {
     this.#plan = plan;
@@ -118,15 +144,19 @@ export class TaskQuery implements WireReader {
     this.#tag = tag === null ? null : tagSql(tag, inTransaction);
     // Under the task's Sync when it shares a transaction with it safely; else its own Sync.
     this.#tagSegment = tag !== null && !wrapped && !inTransaction && !plan.inBlock;
-    this.#tagAt = tag === null ? -1 : wrapped ? 1 : 0;
-    // Untagged, or tagged under a Sync of its own, a plain single statement stays a simple Query.
-    this.#simple = plan.pieces === null && plan.values === null && (tag === null || this.#tagSegment);
+    this.#oursAt = wrapped ? 1 : 0;
+    this.#oursLeft = (tag === null ? 0 : 1) + (resetFirst ? 1 : 0);
+    this.#resetPending = resetFirst;
+    // Plain DML on a connection that is kept: the next task (or the idle connection) resets it.
+    this.#defer = session !== null && plan.inBlock && !inTransaction;
+    // Alone (untagged, or tagged under a Sync of its own), a plain single statement stays a simple Query.
+    this.#simple = plan.pieces === null && plan.values === null && (this.#oursLeft === 0 || this.#tagSegment);
     this.done = new Promise((resolve) => (this.#resolve = resolve));
   }
 
   /** The write opens with a Parse (see startsWithParse): what the never-ran rule needs. */
   get startsWithParse(): boolean {
-    return this.#tag !== null || startsWithParse(this.#plan);
+    return this.#oursLeft > 0 || startsWithParse(this.#plan);
   }
 
   /** Rows of the last statement seen so far. */
@@ -148,6 +178,9 @@ export class TaskQuery implements WireReader {
     // in one simple Query) are one implicit transaction, committed at its end, where the work is.
     const journal = this.#journal;
     const tag = this.#tag;
+    // The previous task's reset first: DISCARD ALL commits at once, so what follows runs in a
+    // transaction of its own, in a clean session; if it fails, the server skips to the Sync.
+    if (this.#resetPending) statement(wire, RESET_SQL, false);
     if (tag !== null && !this.#wrapped) {
       // Ahead of everything: in the task's transaction (a failed task rolls it back, the reset
       // undoes it after a success), or alone under its own Sync.
@@ -166,7 +199,8 @@ export class TaskQuery implements WireReader {
       // The text holds no `;` but a last one: a line break ends a trailing `--` comment.
       if (this.#simple) wire.query(journal === null ? text : `${text}\n;${journal}`);
       else {
-        // Plain DML behind the tag, under one Sync: one transaction, as the simple Query was.
+        // Plain DML behind the tag or the reset, under one Sync: one transaction, as the simple
+        // Query was.
         statement(wire, text, true);
         if (journal !== null) statement(wire, journal, false);
         wire.sync();
@@ -193,7 +227,7 @@ export class TaskQuery implements WireReader {
       wire.sync();
       wire.query(COMMIT_SQL);
     }
-    if (this.#session) wire.query(this.#session.trailer);
+    if (this.#session && !this.#defer) wire.query(this.#session.trailer);
     wire.uncork();
   }
 
@@ -202,14 +236,16 @@ export class TaskQuery implements WireReader {
   }
 
   dataRow(fields: (string | null)[], bytes: number): void {
-    if (!this.#isLast() || this.#statement === this.#tagAt) return;
+    if (!this.#isLast() || this.#ours()) return;
     this.#rows++;
     this.#queue.push(fields, bytes);
   }
 
   commandComplete(tag: string): void {
-    if (this.#statement === this.#tagAt) {
-      this.#tagAt = -1; // the tag's SET: not one of the task's statements
+    if (this.#ours()) {
+      // The reset prefix or the tag's SET: not one of the task's statements.
+      this.#oursLeft--;
+      this.#resetPending = false;
       return;
     }
     if (this.#closing) {
@@ -250,11 +286,19 @@ export class TaskQuery implements WireReader {
       return false;
     }
     const fromServer = error instanceof pg.DatabaseError;
+    if (this.#resetPending && fromServer) {
+      // The previous task's reset failed: the server skipped this task (up to its Sync). Only the
+      // server's word proves it: it answers in order, so the reset's CommandComplete would have
+      // come first had it succeeded. (A lost connection proves nothing: see below.)
+      this.#resetFailed = true;
+      this.#finish(error);
+      return false;
+    }
     if (this.#tagSegment) {
       // The tag failed under its own Sync (a cancel request that landed on it, say: the stopper
       // sends it again). The task behind it is on the wire and runs: its answers follow.
       this.#tagSegment = false;
-      this.#tagAt = -1;
+      this.#oursLeft = 0;
       if (fromServer && error.severity === 'ERROR') return true;
     }
     const { pieces, values, statementCount } = this.#plan;
@@ -264,7 +308,7 @@ export class TaskQuery implements WireReader {
       this.#finish(null);
       return false;
     }
-    if (pieces !== null && fromServer && error.position !== undefined && this.#statement !== this.#tagAt) {
+    if (pieces !== null && fromServer && error.position !== undefined && !this.#ours()) {
       // The server counts from the start of the statement's own Parse: make it the caller's text.
       const piece = this.#wrapped ? this.#statement - 1 : this.#statement;
       if (piece >= 0 && piece < pieces.length) {
@@ -342,6 +386,11 @@ export class TaskQuery implements WireReader {
     return !this.#closing && this.#statement === this.#resultIndex;
   }
 
+  /** The next answers are those of our own leading statements (reset prefix, tag). */
+  #ours(): boolean {
+    return this.#oursLeft > 0 && this.#statement === this.#oursAt;
+  }
+
   #finish(error: Error | null): void {
     if (this.#finished) return;
     if (this.#escaped !== null) {
@@ -356,8 +405,10 @@ export class TaskQuery implements WireReader {
     }
     this.#finished = true;
     this.#queue.detach();
-    this.#session?.taskEnded();
-    this.#resolve({ error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows });
+    if (this.#defer) this.#session?.resetDeferred();
+    else this.#session?.taskEnded();
+    const outcome: TaskOutcome = { error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows };
+    this.#resolve(this.#resetFailed ? { ...outcome, resetFailed: true } : outcome);
   }
 }
 

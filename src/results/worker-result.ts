@@ -77,6 +77,8 @@ class RowIterator<R> implements AsyncIterator<R> {
     const { queue } = this.#source;
     if (!queue.discarding) {
       const raw = queue.shift();
+      // A COPY export's chunks are the result as they are: bytes, not rows.
+      if (Buffer.isBuffer(raw)) return Promise.resolve({ done: false, value: raw as R });
       if (raw !== undefined) {
         try {
           return Promise.resolve({ done: false, value: this.#source.parser!.parse(raw) as R });

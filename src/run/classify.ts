@@ -35,7 +35,7 @@ export function classify({ error, cancelRequested, connectionFailure, pooled }: 
 }
 
 /** What was on the wire when the task ended: our settings round trip, or the task itself. */
-export type Sent = { readonly kind: 'settings' } | { readonly kind: 'task'; readonly startsWithParse: boolean } | null;
+export type Sent = { readonly kind: 'settings' } | { readonly kind: 'reset' } | { readonly kind: 'task'; readonly startsWithParse: boolean } | null;
 
 /**
  * Nothing of the task reached a backend: its connection had died first (see provesNeverRan;
@@ -44,5 +44,8 @@ export type Sent = { readonly kind: 'settings' } | { readonly kind: 'task'; read
  */
 export function neverRan(error: Error | null, sent: Sent, firstAnswer: number | null): error is Error {
   if (error === null || sent === null) return false;
-  return sent.kind === 'settings' ? endsSession(error) : provesNeverRan(error, firstAnswer, sent.startsWithParse);
+  // The reset before a task is ours alone: whatever ended it, the task was not written yet.
+  if (sent.kind === 'reset') return true;
+  if (sent.kind === 'settings') return endsSession(error);
+  return provesNeverRan(error, firstAnswer, sent.startsWithParse);
 }

@@ -1,10 +1,11 @@
 // Launching: admission (a slot, then a connection), the task on its connection, a second try on
 // a fresh connection for a task proven never to have run, and the end of the task turned into the
-// worker's terminal state (classify.ts). The facade hands it validated launches and hears back
+// worker's terminal state (classify.ts), and retries of transient failures on the same connection
+// (the rule in retry.ts, the loop in #again). The facade hands it validated launches and hears back
 // through LaunchEvents; the worker record changes only through Worker.apply. A cancel before the
 // start aborts the worker's signal, which every wait of the start (slot, connection) listens to.
 import pg from 'pg';
-import { pinSql } from '../catalog.js';
+import { pinSql, tagSql } from '../catalog.js';
 import { PgBackgroundError, type WorkerErrorInfo } from '../errors.js';
 import type { WorkerHandle } from '../api/types.js';
 import { unlessAborted } from '../core/abort.js';
@@ -21,6 +22,7 @@ import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '..
 import type { ResultField } from '../results/row-parser.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
+import { pooledRefusal, streamTask } from './stream-tasks.js';
 import { planTask } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
@@ -28,6 +30,7 @@ import { Worker, type TerminalState } from '../store/worker.js';
 import type { WorkerStore } from '../store/worker-store.js';
 import { workerTag } from '../store/worker-identity.js';
 import { classify, neverRan, type Sent } from './classify.js';
+import { retryDelay } from './retry.js';
 
 /** What the facade hears of a worker's life (it emits the public events). */
 export interface LaunchEvents {
@@ -56,9 +59,19 @@ export interface LauncherDeps {
 
 export class Launcher {
   readonly #deps: LauncherDeps;
+  #closed = false;
 
   constructor(deps: LauncherDeps) {
     this.#deps = deps;
+  }
+
+  /**
+   * The instance is closing: a launch still asking the cluster cap for a slot (whenFull
+   * 'error', before its worker exists) is refused with PGBG_CLOSED instead of starting a worker
+   * close() would not know of.
+   */
+  close(): void {
+    this.#closed = true;
   }
 
   /**
@@ -86,9 +99,10 @@ export class Launcher {
     // A journaling instance's first launch: the journal must exist (checked once; no await after).
     const journalReady = this.#deps.journal?.ready();
     if (journalReady) await journalReady;
-    // Count active workers ourselves: p-limit frees a slot a microtask after the worker ended.
+    // Count active workers ourselves: whenFull 'error' answers now, before the worker exists.
     const localFull = () => {
-      if (options.whenFull !== 'error' || registry.active.size < options.maxWorkers) return;
+      // A job's root holds no slot: only workers that run SQL count against maxWorkers.
+      if (options.whenFull !== 'error' || registry.active.size - registry.activeRoots < options.maxWorkers) return;
       const max = options.maxWorkers;
       throw new PgBackgroundError(
         'PGBG_MAX_WORKERS',
@@ -99,6 +113,7 @@ export class Launcher {
     // whenFull 'error' and the cluster cap: a slot now or the error, before any worker exists.
     let reserved = options.whenFull === 'error' && cluster ? await this.#reserve(cluster) : null;
     try {
+      if (this.#closed) throw closedDuringLaunch();
       localFull(); // other launches may have passed the check while the server answered
     } catch (error) {
       reserved?.release();
@@ -107,6 +122,14 @@ export class Launcher {
     const worker = new Worker(launch, options.loginUser, registry);
     registry.add(worker);
     onAccepted(worker);
+    const root = worker.parent;
+    if (root) {
+      // A job's subtask: known to its root at once; held while the root is paused, and
+      // cancelled before its start if the root's cancel came while this launch was accepted.
+      root.apply({ kind: 'subtask', child: worker });
+      if (root.cancelRequested) worker.apply({ kind: 'cancel-requested', reason: root.canceledBy! });
+      else if (root.state === 'paused') worker.apply({ kind: 'paused' });
+    }
     const signal = launch.signal;
     if (signal) {
       // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
@@ -170,6 +193,7 @@ export class Launcher {
       slot = await cluster.tryAcquire();
     } catch (error) {
       if (error instanceof PgBackgroundError) throw error;
+      if (this.#closed) throw closedDuringLaunch();
       const reason = errorInfo(error).message;
       throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not ask the cluster-wide cap for a slot: ${reason}`, { cause: error });
     }
@@ -182,9 +206,10 @@ export class Launcher {
   /**
    * Runs the worker's task on `connection`; resolves once its SQL is on its way (after the
    * settings round trip, if settings or a role were asked for). Completion is handled later.
-   * `firstStart` is set when this is the task's second (and last) try: see #retry.
+   * `firstStart` is set when this is the task's second (and last) try: see #retry; `again` when
+   * it runs again on the same connection after a retryable error: see #again.
    */
-  async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null): Promise<void> {
+  async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null, again = false): Promise<void> {
     const { options, control, liveness, stopper, running, events } = this.#deps;
     const { launch } = worker;
     // From the first worker on, the control connection stays open: a server that fills up later
@@ -192,7 +217,7 @@ export class Launcher {
     // listens for control requests from SQL (see control/remote-control.ts).
     control.open(!connection.pooled);
     // Behind a pooler the worker's backend is known once its transaction holds one (below).
-    if (!connection.pooled) started(worker, connection);
+    if (!connection.pooled && !again) started(worker, connection);
     running.set(worker, connection);
     connection.onNotice = (notice) => events.notice(worker, notice);
     const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
@@ -205,7 +230,20 @@ export class Launcher {
       if (timer) clearTimeout(timer);
       liveness.unwatch(connection);
       const { error } = outcome;
-      if (neverRan(error, sent, connection.firstAnswer)) {
+      const delayMs = !outcome.resetFailed && sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
+      if (outcome.resetFailed && error) {
+        // The last task's reset went ahead of this one and failed: the server skipped this task.
+        if (worker.cancelRequested) {
+          outcome = failed(
+            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
+          );
+        } else if (firstStart === null) {
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      } else if (delayMs !== null) {
+        // A retryable failure (retry.ts): the task runs again on this connection.
+        return void this.#again(worker, connection, slot, error!, delayMs);
+      } else if (neverRan(error, sent, connection.firstAnswer)) {
         if (worker.cancelRequested) {
           outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
         } else if (firstStart === null) {
@@ -217,6 +255,35 @@ export class Launcher {
       void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
     };
 
+    const refusal = connection.pooled ? pooledRefusal(worker) : null; // cursor mode, COPY (stream-tasks.ts)
+    if (refusal) {
+      end(failed(new WorkerFailure('0A000', refusal)));
+      throw poolerUnsupported(refusal, { cookie: worker.cookie, label: worker.label });
+    }
+    // The reset the last task on this connection deferred (results/task-query.ts): this task
+    // carries it as its prefix, under its own Sync (plain DML, no settings round trip before it),
+    // or it runs now, in a round trip of its own; a failure retires the connection either way.
+    let resetFirst = false;
+    if (connection.needsReset) {
+      const prefixable =
+        launch.session === null &&
+        launch.plan.inBlock &&
+        launch.plan.refusal === null &&
+        !launch.cursor &&
+        !launch.copy &&
+        connection.standardConformingStrings;
+      resetFirst = prefixable && connection.takePrefixReset();
+      if (!resetFirst) {
+        sent = { kind: 'reset' };
+        try {
+          await connection.reset();
+        } catch (error) {
+          return end(failed(error));
+        }
+        connection.checkedOut(); // clean now, but what runs next may change the session
+        sent = null;
+      }
+    }
     if (connection.pooled) {
       // Behind a pooler: BEGIN, the role and settings for this transaction only, and the identity
       // of the backend that now holds it, in one round trip (see pooler.ts).
@@ -253,18 +320,42 @@ export class Launcher {
         return end(failed(error));
       }
     }
-    if (plan.refusal !== null) return end(failed(new WorkerFailure('0A000', plan.refusal)));
+    // A copyTo/copyFrom launch is the COPY with the client the plan refuses anywhere else.
+    if (plan.refusal !== null && !launch.copy) return end(failed(new WorkerFailure('0A000', plan.refusal)));
+
+    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
+    // Cursor mode or COPY with the client (stream-tasks.ts): another task kind, the same end.
+    const other = streamTask(worker, plan, columns);
+    if (other) {
+      if (options.tagConnections && !connection.pooled) {
+        // These tasks write their own bytes: the tag goes first, in a round trip of its own (a
+        // cursor or a COPY is long enough for it not to matter); the reset after it undoes it.
+        sent = { kind: 'settings' };
+        try {
+          await connection.query(tagSql(workerTag(worker.cookie, worker.label), false));
+        } catch (error) {
+          return end(failed(error));
+        }
+        sent = null;
+        if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
+      }
+      worker.apply({ kind: 'sent', task: other.task });
+      liveness.watch(connection, worker.queue);
+      sent = { kind: 'task', startsWithParse: other.startsWithParse };
+      other.task.start(connection);
+      void other.task.done.then(end);
+      return;
+    }
 
     // The reset for the next task rides in the same write as this one (no extra round trip,
     // nothing on the caller's path); a connection that will not be kept needs none.
     // Pooled connections are never reused: no reset of ours may land on another client's session.
-    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
     // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
     const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
     // With the journal, a transactional task's last statement records its end (it commits with it).
     const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
-    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, journal);
+    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, resetFirst, journal);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
     sent = { kind: 'task', startsWithParse: query.startsWithParse };
@@ -301,6 +392,36 @@ export class Launcher {
     await this.#run(worker, connection, slot, firstStart).catch(() => {});
   }
 
+  /**
+   * Retries (launch's `retry`): the try failed with an error that proves it rolled back, so the
+   * task runs again on the same connection (the handle stays valid, the state stays running)
+   * after `delayMs`. Unread rows of the failed try are dropped. During the pause there is
+   * nothing to signal (the worker is not in `running`): a cancel or the timeout ends the pause,
+   * and the worker is canceled, the failed try having rolled back and the next never sent.
+   */
+  async #again(worker: Worker, connection: WorkerConnection, slot: Slot, error: Error, delayMs: number): Promise<void> {
+    const { running, stopper, options, pool } = this.#deps;
+    running.delete(worker);
+    worker.queue.restart();
+    worker.apply({ kind: 'retrying', error: errorInfo(error), delayMs });
+    const { timeoutMs } = worker.launch;
+    const elapsed = Date.now() - (worker.startedAt ?? Date.now());
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs - elapsed)) : null;
+    await pauseUnlessAborted(delayMs, worker.signal);
+    if (timer) clearTimeout(timer);
+    if (worker.cancelRequested) {
+      connection.onNotice = null;
+      pool.release(connection, true); // no cancel request was sent to it
+      slot.release();
+      const message = `worker was cancelled (${worker.canceledBy}) between tries: try ${worker.attempts - 1} had failed and rolled back (${error.message})`;
+      this.#finish(worker, 'canceled', syntheticError('57014', message), null, 0);
+      return;
+    }
+    // Its only rejection (a pooler refusing the pin) cannot happen here: retries are never pooled.
+    await this.#run(worker, connection, slot, worker.startedAt, true).catch(() => {});
+  }
+
   #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
     this.#deps.running.delete(worker);
     connection.onNotice = null;
@@ -332,7 +453,25 @@ function cancelledBeforeStart(worker: Worker): WorkerErrorInfo {
   return syntheticError('57014', `worker was cancelled (${worker.canceledBy}) before it started`);
 }
 
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+function pauseUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 /** A task that ended before (or instead of) reaching the server. */
 function failed(error: unknown): TaskOutcome {
   return { error: error instanceof Error ? error : new Error(String(error)), commandTag: null, rowCount: 0 };
+}
+
+function closedDuringLaunch(): PgBackgroundError {
+  return new PgBackgroundError('PGBG_CLOSED', 'This PgBackground instance was closed while the launch waited for a cluster-wide slot');
 }

@@ -49,6 +49,8 @@ export interface JournalRow {
   command_tag: string | null;
   row_count: number | null;
   proven: boolean;
+  /** A job's root (bg.job): no SQL and no backend of its own. */
+  job: boolean;
 }
 
 /** The columns of a JournalRow, in the table's order (the write lists them). */
@@ -80,52 +82,72 @@ export const JOURNAL_ROW_COLUMNS = [
   'command_tag',
   'row_count',
   'proven',
+  'job',
 ] as const satisfies readonly (keyof JournalRow)[];
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /**
- * The row of `worker` now. `changedAt`: its last change the journal heard of; `proven`: its
+ * The row of `worker` now, without its null columns (JSON leaves them out; the write reads a
+ * missing key as null). `changedAt`: its last change the journal heard of; `proven`: its
  * transaction ends with the journal's record of its end. Scope, parent and attempts come from
- * the worker (a job's root and subtasks will set them there); everything else is info()'s.
+ * the worker; phase, fraction and wait as info() has them. Built for every changed worker of a batch, on the event loop: no copies.
  */
-export function journalRow(worker: Worker, owner: JournalOwner, changedAt: number, proven: boolean): JournalRow {
-  const info = worker.info(changedAt);
-  const { error } = worker;
+export function journalRow(worker: Worker, owner: JournalOwner, changedAt: number, proven: boolean): Partial<JournalRow> {
+  const { error, progress, observed } = worker;
   const terminal = !worker.active;
-  return {
+  const row: Partial<JournalRow> = {
     cookie: worker.cookie.toString(),
     pid: worker.pid,
-    backend_started: worker.backendStart,
-    label: worker.label,
-    scope: 'root',
-    parent: null,
+    scope: worker.scope,
     state: worker.state,
-    phase: info.phase,
-    fraction_completed: info.fractionCompleted,
-    explicit_progress: worker.progress !== null,
+    explicit_progress: progress !== null,
     sql_preview: worker.sqlPreview,
     user_name: worker.user,
     owner_host: owner.host,
     owner_pid: owner.pid,
-    owner_application: owner.application,
     attempts: worker.attempts,
     launched_at: iso(worker.launchedAt)!,
-    started_at: iso(worker.startedAt),
     updated_at: iso(worker.finishedAt ?? changedAt)!,
-    finished_at: iso(worker.finishedAt),
-    wait_event: info.waitEvent,
-    blocked_by: info.blockedBy,
-    sqlstate: error?.sqlstate ?? null,
-    error_message: error?.message ?? null,
-    command_tag: terminal ? worker.commandTag : null,
-    row_count: terminal || worker.startedAt !== null ? worker.rowCount : null,
+    blocked_by: observed?.blockedBy ?? [],
     proven,
+    job: worker.launch.job,
   };
+  if (worker.parent !== null) row.parent = worker.parent.cookie.toString();
+  if (worker.backendStart !== null) row.backend_started = worker.backendStart;
+  if (worker.label !== null) row.label = worker.label;
+  // Progress the worker's SQL reported itself wins over the server's (as in info()).
+  // A job's root: its body's ctx.status / ctx.progress.
+  const phase = worker.phase ?? (progress?.message || (observed?.phase ?? null));
+  if (phase !== null) row.phase = phase;
+  const fraction = worker.fraction ?? (progress ? progress.pct / 100 : (observed?.fractionCompleted ?? null));
+  if (fraction !== null) row.fraction_completed = fraction;
+  if (owner.application !== null) row.owner_application = owner.application;
+  if (worker.startedAt !== null) row.started_at = iso(worker.startedAt)!;
+  if (worker.finishedAt !== null) row.finished_at = iso(worker.finishedAt)!;
+  if (observed?.waitEvent) row.wait_event = observed.waitEvent;
+  if (error) {
+    row.sqlstate = error.sqlstate;
+    row.error_message = error.message;
+  }
+  if (terminal && worker.commandTag !== null) row.command_tag = worker.commandTag;
+  if (terminal || worker.startedAt !== null) row.row_count = worker.rowCount;
+  return row;
 }
 
 /** The changes a row shows (tracking, reading and the wire's own steps are not journaled). */
-const JOURNALED: ReadonlySet<WorkerChange['kind']> = new Set(['started', 'progress', 'observed', 'cancel-requested', 'finished']);
+const JOURNALED: ReadonlySet<WorkerChange['kind']> = new Set([
+  'started',
+  'progress',
+  'observed',
+  'paused',
+  'resumed',
+  'body-started',
+  'status',
+  'retrying',
+  'cancel-requested',
+  'finished',
+]);
 
 /** Where JournalStore hands the workers that changed (the writer takes them at its next batch). */
 export interface JournalSink {
@@ -162,6 +184,10 @@ export class JournalStore implements WorkerStore {
 
   get active(): ReadonlySet<Worker> {
     return this.#inner.active;
+  }
+
+  get activeRoots(): number {
+    return this.#inner.activeRoots;
   }
 
   stats(maxWorkers: number): WorkerStats {

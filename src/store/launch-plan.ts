@@ -1,7 +1,22 @@
 // A launch as the facade validated it: the task's plan and every option, frozen. The worker
 // record keeps it for its whole life.
+import type { Readable } from 'node:stream';
 import type { RowMode, TypeParsers } from '../api/types.js';
 import type { TaskPlan, TaskSql } from '../plan/task-plan.js';
+import type { Worker } from './worker.js';
+
+/** The longest pause between two tries, ms (launch's retry.backoffMs, and its doublings). */
+export const MAX_BACKOFF_MS = 3_600_000;
+
+/** Retries of transient failures (launch's `retry`), validated; only with more than one try. */
+export interface RetryPolicy {
+  /** Total tries, 2..100. */
+  readonly attempts: number;
+  /** The first pause between tries, ms (doubled each time, at most MAX_BACKOFF_MS). */
+  readonly backoffMs: number;
+  /** The SQLSTATEs that are retried. */
+  readonly sqlstates: ReadonlySet<string>;
+}
 
 export interface LaunchPlan {
   readonly sql: TaskSql;
@@ -19,4 +34,14 @@ export interface LaunchPlan {
   readonly types: TypeParsers | undefined;
   readonly timeoutMs: number;
   readonly fresh: boolean;
+  /** The job's root, for a subtask launched with ctx.launch / ctx.submit. */
+  readonly parent: Worker | null;
+  /** A job's root (bg.job): no SQL and no connection of its own. */
+  readonly job: boolean;
+  /** Null: one try. */
+  readonly retry: RetryPolicy | null;
+  /** Cursor mode (results/cursor-task.ts): rows fetched `batchRows` at a time as they are read; null: off. */
+  readonly cursor: { readonly batchRows: number } | null;
+  /** A COPY with the client (results/copy-task.ts): bg.copyTo's export, or bg.copyFrom's load and its source; null: none. */
+  readonly copy: { readonly direction: 'to' } | { readonly direction: 'from'; readonly source: Readable } | null;
 }

@@ -82,13 +82,194 @@ $pgbg$`,
   ],
 };
 
+export const WORKERS_VIEW = 'pg_background_workers';
+export const JOURNAL_TABLE = 'pg_background_journal';
+/** Where a journaled worker's own transaction, last, records that it committed (see migration 4). */
+export const JOURNAL_ENDS_TABLE = 'pg_background_journal_ends';
+export const VIEW_MARKER = 'pg-background workers view';
+export const JOURNAL_MARKER = 'pg-background journal';
+
+/** What the view says of a journaled worker whose backend is gone while its row says it was not done. */
+export const NOTHING_COMMITTED_RUNNING =
+  "the worker's backend ended before its transaction committed, and the process that launched it did not record its end: nothing committed";
+export const NOTHING_COMMITTED_PENDING = 'the process that launched the worker is gone and no backend runs it: nothing committed';
+/** What the view says of a job's root (no SQL of its own) whose process is gone while it ran. */
+export const JOB_OWNER_GONE = "outcome unknown: the process that ran the job is gone; each subtask's row says what it did";
+
+export const OUTCOME_UNKNOWN_GONE =
+  "outcome unknown: the worker's backend ended and the process that launched it did not record how; its SQL cannot run in a transaction block, so it may have committed";
+
+/** A backend's start as the journal keeps it (BACKEND_STARTED_SQL's microseconds, as int8). */
+const started = (alias: string) => `(extract(epoch FROM ${alias}.backend_start) * 1000000)::int8`;
+
+/**
+ * Backends of pg_stat_activity that match `where` (alias `a`), with the tag's cookie (null for
+ * an untagged backend), the wait event, the blockers (pg_blocking_pids only for a lock waiter)
+ * and the phase and fraction of the progress views: OBSERVE_BACKENDS_SQL's logic for the view.
+ */
+function liveBackends(where: string): string {
+  return `progress AS (
+${progressRows('')}
+), live AS (
+  SELECT DISTINCT ON (a.pid) a.pid, ${started('a')} AS started, a.application_name,
+         CASE WHEN a.application_name ~ '^pgbg:[0-9a-f]{16}:' THEN ('x' || substr(a.application_name, 6, 16))::bit(64)::int8 END AS cookie,
+         a.usename::text AS user_name, a.state, a.query, coalesce(a.xact_start, a.query_start) AS since, a.state_change,
+         CASE WHEN a.wait_event IS NOT NULL THEN a.wait_event_type || ':' || a.wait_event END AS wait_event,
+         CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) ELSE '{}'::int4[] END AS blocked_by,
+         p.phase::text AS phase,
+         CASE WHEN p.done IS NOT NULL AND p.total > 0 THEN LEAST(1, p.done::float8 / p.total::float8) END AS fraction
+    FROM pg_catalog.pg_stat_activity a LEFT JOIN progress p ON p.pid = a.pid
+   WHERE ${where}
+   ORDER BY a.pid, p.phase
+)`;
+}
+
+/** The view's columns for a tagged backend nobody journaled (`l` a row of liveBackends). */
+const TAGGED_COLUMNS = `l.cookie, l.pid, NULLIF(substr(l.application_name, 23), '') AS label, 'root'::text AS scope, NULL::int8 AS parent,
+       'running'::text AS state, l.phase, l.fraction AS fraction_completed, left(l.query, 120) AS sql_preview,
+       l.user_name, NULL::text AS owner, 1::int4 AS attempts,
+       l.since AS launched_at, l.since AS started_at, l.state_change AS updated_at, NULL::timestamptz AS finished_at,
+       (extract(epoch FROM clock_timestamp() - l.since) * 1000)::int8 AS elapsed_ms,
+       l.wait_event, l.blocked_by, NULL::text AS sqlstate, NULL::text AS error_message, NULL::text AS command_tag, NULL::int8 AS row_count`;
+
+const viewComment = (schema: string, version: string) =>
+  `COMMENT ON VIEW ${schema}.${WORKERS_VIEW} IS '${VIEW_MARKER} ${version}: the workers of every process, from their connections'' tags and the journal'`;
+
+const workersView: Migration = {
+  id: 2,
+  name: 'workers view',
+  functions: [],
+  relations: [{ name: WORKERS_VIEW, kind: 'v', marker: VIEW_MARKER }],
+  // Without the journal: the running workers, from the application_name of their connections
+  // (pgbg:<cookie as 16 hex digits>:<label>) while they run something (not 'idle'). Launch and start are what the server saw: the
+  // start of the task's transaction.
+  statements: (schema) => [
+    `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
+WITH ${liveBackends("a.application_name LIKE 'pgbg:%'")}
+SELECT ${TAGGED_COLUMNS}
+  FROM live l
+ WHERE l.cookie IS NOT NULL AND l.state IS DISTINCT FROM 'idle'`,
+    viewComment(schema, 'v2'),
+  ],
+};
+
+/** The states a journal row may hold (SPEC Part 2's list, frozen with this migration). */
+const JOURNAL_STATES = ['pending', 'paused', 'running', 'cancelling', 'stopped', 'canceled', 'error'];
+
+const journal: Migration = {
+  id: 4,
+  name: 'journal',
+  feature: 'journal',
+  functions: [],
+  relations: [
+    { name: JOURNAL_TABLE, kind: 'r', marker: JOURNAL_MARKER },
+    { name: JOURNAL_ENDS_TABLE, kind: 'r', marker: JOURNAL_MARKER },
+    { name: WORKERS_VIEW, kind: 'v', marker: VIEW_MARKER },
+  ],
+  statements: (schema) => [
+    // One row per worker of every journaling process, upserted by its owner's control
+    // connection in batches; `proven`: its SQL ran in a transaction whose last statement
+    // inserts its cookie into pg_background_journal_ends, so a row without one whose backend
+    // ended did not commit.
+    `CREATE TABLE IF NOT EXISTS ${schema}.${JOURNAL_TABLE} (
+  cookie int8 PRIMARY KEY,
+  pid int4,
+  backend_started int8,
+  label text,
+  scope text NOT NULL,
+  parent int8,
+  state text NOT NULL CHECK (state IN (${JOURNAL_STATES.map((state) => `'${state}'`).join(', ')})),
+  phase text,
+  fraction_completed float8,
+  explicit_progress boolean NOT NULL DEFAULT false,
+  sql_preview text,
+  user_name text,
+  owner_host text,
+  owner_pid int4,
+  owner_application text,
+  owner_control_pid int4,
+  owner_control_started int8,
+  attempts int4 NOT NULL DEFAULT 1,
+  launched_at timestamptz,
+  started_at timestamptz,
+  updated_at timestamptz NOT NULL,
+  finished_at timestamptz,
+  wait_event text,
+  blocked_by int4[] NOT NULL DEFAULT '{}',
+  sqlstate text,
+  error_message text,
+  command_tag text,
+  row_count int8,
+  proven boolean NOT NULL DEFAULT false,
+  job boolean NOT NULL DEFAULT false
+)`,
+    `COMMENT ON TABLE ${schema}.${JOURNAL_TABLE} IS '${JOURNAL_MARKER} v4: one row per worker of every journaling pg-background process'`,
+    // The end of a worker, written by its own transaction as its last statement: it commits
+    // exactly when the work does, whether or not a batch landed. Insert-only and narrow (a
+    // task pays ~the cost of one more tiny row, no upsert); a transaction that wrote nothing
+    // inserts nothing (it commits nothing, and its commit stays free of a WAL flush).
+    `CREATE TABLE IF NOT EXISTS ${schema}.${JOURNAL_ENDS_TABLE} (
+  cookie int8 PRIMARY KEY,
+  committed_at timestamptz NOT NULL
+)`,
+    `COMMENT ON TABLE ${schema}.${JOURNAL_ENDS_TABLE} IS '${JOURNAL_MARKER} v4: the workers whose own transaction committed, written by it'`,
+    // The view, now with every journaled worker: its live columns from its backend while it
+    // runs, and the truth about one whose backend is gone while its row says it was not done.
+    `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
+WITH ${liveBackends(`a.application_name LIKE 'pgbg:%' OR a.pid IN (SELECT pid FROM ${schema}.${JOURNAL_TABLE} WHERE finished_at IS NULL)`)},
+journaled AS (
+  SELECT j.*, e.committed_at, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
+         CASE
+           WHEN e.cookie IS NOT NULL OR j.finished_at IS NOT NULL OR j.state NOT IN ('pending', 'paused', 'running', 'cancelling') THEN false
+           -- Started: its backend (pid and start; a start the viewer may not see counts as it) still runs it.
+           WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN l.pid IS NULL
+           -- Not started: its owner's control connection is gone and no backend carries its tag.
+           ELSE j.owner_control_pid IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
+                                 WHERE o.pid = j.owner_control_pid AND (o.backend_start IS NULL OR ${started('o')} = j.owner_control_started))
+                AND NOT EXISTS (SELECT 1 FROM live t WHERE t.cookie = j.cookie)
+         END AS gone
+    FROM ${schema}.${JOURNAL_TABLE} j
+    LEFT JOIN ${schema}.${JOURNAL_ENDS_TABLE} e ON e.cookie = j.cookie
+    LEFT JOIN live l ON j.finished_at IS NULL AND e.cookie IS NULL AND l.pid = j.pid
+                    AND (l.started IS NULL OR l.started = j.backend_started)
+                    AND (l.cookie = j.cookie OR l.application_name NOT LIKE 'pgbg:%')
+)
+SELECT j.cookie, j.pid, j.label, j.scope, j.parent,
+       -- Its own transaction said it committed: stopped, whatever the owner could tell.
+       CASE WHEN j.committed_at IS NOT NULL THEN 'stopped' WHEN j.gone THEN 'error' ELSE j.state END AS state,
+       CASE WHEN j.live_pid IS NOT NULL AND NOT j.explicit_progress THEN coalesce(j.live_phase, j.phase) ELSE j.phase END AS phase,
+       CASE WHEN j.live_pid IS NOT NULL AND NOT j.explicit_progress THEN coalesce(j.live_fraction, j.fraction_completed) ELSE j.fraction_completed END AS fraction_completed,
+       j.sql_preview, j.user_name, j.owner_host || ':' || j.owner_pid AS owner, j.attempts,
+       j.launched_at, j.started_at, coalesce(j.finished_at, j.committed_at, j.updated_at) AS updated_at, coalesce(j.finished_at, j.committed_at) AS finished_at,
+       (extract(epoch FROM coalesce(j.finished_at, j.committed_at, CASE WHEN j.gone THEN j.updated_at ELSE clock_timestamp() END) - j.launched_at) * 1000)::int8 AS elapsed_ms,
+       CASE WHEN j.live_pid IS NOT NULL THEN j.live_wait_event WHEN j.finished_at IS NULL AND NOT j.gone THEN j.wait_event END AS wait_event,
+       CASE WHEN j.live_pid IS NOT NULL THEN j.live_blocked_by WHEN j.finished_at IS NULL AND NOT j.gone THEN j.blocked_by ELSE '{}'::int4[] END AS blocked_by,
+       CASE WHEN j.committed_at IS NOT NULL THEN NULL WHEN j.gone THEN '08006' ELSE j.sqlstate END AS sqlstate,
+       CASE WHEN j.committed_at IS NOT NULL THEN NULL
+            WHEN NOT j.gone THEN j.error_message
+            WHEN j.job THEN '${JOB_OWNER_GONE.replaceAll("'", "''")}'
+            WHEN NOT j.proven THEN '${OUTCOME_UNKNOWN_GONE.replaceAll("'", "''")}'
+            WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN '${NOTHING_COMMITTED_RUNNING.replaceAll("'", "''")}'
+            ELSE '${NOTHING_COMMITTED_PENDING.replaceAll("'", "''")}' END AS error_message,
+       j.command_tag, j.row_count
+  FROM journaled j
+UNION ALL
+SELECT ${TAGGED_COLUMNS}
+  FROM live l
+ WHERE l.cookie IS NOT NULL AND l.state IS DISTINCT FROM 'idle' AND NOT EXISTS (SELECT 1 FROM ${schema}.${JOURNAL_TABLE} j WHERE j.cookie = l.cookie)`,
+    viewComment(schema, 'v4'),
+  ],
+};
+
 // ---- migration 3: control from SQL ---------------------------------------------------------
 // pg_background_cancel_worker(cookie, grace_ms), pg_background_pause_worker(cookie) and
 // pg_background_resume_worker(cookie), over one internal function. They run with the caller's
 // rights (SECURITY INVOKER) and act on a worker of any process of this database:
 // - The worker is found by its tag (pg_stat_activity.application_name 'pgbg:<cookie hex>:...',
 //   visible to every role) while it runs, and, where the journal exists (to_regclass: this
-//   migration does not need it), by its journal row while it is pending or paused.
+//   migration does not need it) and the caller may read it, by its journal row while it is
+//   pending or paused.
 // - Whoever could not pg_cancel_backend the worker's backend (not a member of its role nor of
 //   pg_signal_backend, or the target is a superuser and the caller is not) is refused with
 //   SQLSTATE 42501, for pause and resume too; a pending worker is judged by its owner's role.
@@ -165,6 +346,7 @@ DECLARE
   here oid := (SELECT oid FROM pg_database WHERE datname = current_database());
   me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
   journal regclass := to_regclass(${qualifiedLiteral(schema, 'pg_background_journal')});
+  ends regclass;
   target_pid int4;
   target_role oid;
   journal_state text;
@@ -189,8 +371,14 @@ BEGIN
     FROM pg_stat_activity a
    WHERE a.datid = here AND left(a.application_name, ${TAG_PREFIX_LENGTH}) = tag
    LIMIT 1;
-  IF journal IS NOT NULL THEN
-    EXECUTE format('SELECT state, owner_control_pid FROM %s WHERE cookie = $1 LIMIT 1', journal)
+  -- A caller who may not read the journal finds only running workers (by their tags).
+  IF journal IS NOT NULL AND has_table_privilege(journal, 'SELECT') THEN
+    -- Its row, unless it has finished: the batch that says so may not have landed yet, but a
+    -- worker whose own transaction recorded its commit (the journal's ends table) is done.
+    ends := to_regclass(${qualifiedLiteral(schema, 'pg_background_journal_ends')});
+    EXECUTE format('SELECT state, owner_control_pid FROM %s j WHERE cookie = $1 AND finished_at IS NULL', journal)
+         || CASE WHEN ends IS NULL THEN '' ELSE format(' AND NOT EXISTS (SELECT 1 FROM %s e WHERE e.cookie = j.cookie)', ends) END
+         || ' LIMIT 1'
        INTO journal_state, owner_pid USING p_cookie;
   END IF;
   IF target_pid IS NULL THEN
@@ -276,192 +464,6 @@ RETURNS boolean LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_cata
 AS $pgbg$ SELECT ${schema}.pg_background_control('resume', $1, 0) $pgbg$`,
     `COMMENT ON FUNCTION ${schema}.pg_background_resume_worker(int8)
   IS '${FUNCTION_MARKER} v1: releases a paused worker of any process, through its owner'`,
-  ],
-};
-
-export const WORKERS_VIEW = 'pg_background_workers';
-export const JOURNAL_TABLE = 'pg_background_journal';
-/** Called by a journaled worker's own transaction, last: records its `stopped` end (see migration 4). */
-export const JOURNAL_COMMIT_FUNCTION = 'pg_background_journal_commit';
-export const VIEW_MARKER = 'pg-background workers view';
-export const JOURNAL_MARKER = 'pg-background journal';
-
-/** What the view says of a journaled worker whose backend is gone while its row says it was not done. */
-export const NOTHING_COMMITTED_RUNNING =
-  "the worker's backend ended before its transaction committed, and the process that launched it did not record its end: nothing committed";
-export const NOTHING_COMMITTED_PENDING = 'the process that launched the worker is gone and no backend runs it: nothing committed';
-export const OUTCOME_UNKNOWN_GONE =
-  "outcome unknown: the worker's backend ended and the process that launched it did not record how; its SQL cannot run in a transaction block, so it may have committed";
-
-/** A backend's start as the journal keeps it (BACKEND_STARTED_SQL's microseconds, as int8). */
-const started = (alias: string) => `(extract(epoch FROM ${alias}.backend_start) * 1000000)::int8`;
-
-/**
- * Backends of pg_stat_activity that match `where` (alias `a`), with the tag's cookie (null for
- * an untagged backend), the wait event, the blockers (pg_blocking_pids only for a lock waiter)
- * and the phase and fraction of the progress views: OBSERVE_BACKENDS_SQL's logic for the view.
- */
-function liveBackends(where: string): string {
-  return `progress AS (
-${progressRows('')}
-), live AS (
-  SELECT DISTINCT ON (a.pid) a.pid, ${started('a')} AS started, a.application_name,
-         CASE WHEN a.application_name ~ '^pgbg:[0-9a-f]{16}:' THEN ('x' || substr(a.application_name, 6, 16))::bit(64)::int8 END AS cookie,
-         a.usename::text AS user_name, a.state, a.query, coalesce(a.xact_start, a.query_start) AS since, a.state_change,
-         CASE WHEN a.wait_event IS NOT NULL THEN a.wait_event_type || ':' || a.wait_event END AS wait_event,
-         CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) ELSE '{}'::int4[] END AS blocked_by,
-         p.phase::text AS phase,
-         CASE WHEN p.done IS NOT NULL AND p.total > 0 THEN LEAST(1, p.done::float8 / p.total::float8) END AS fraction
-    FROM pg_catalog.pg_stat_activity a LEFT JOIN progress p ON p.pid = a.pid
-   WHERE ${where}
-   ORDER BY a.pid, p.phase
-)`;
-}
-
-/** The view's columns for a tagged backend nobody journaled (`l` a row of liveBackends). */
-const TAGGED_COLUMNS = `l.cookie, l.pid, NULLIF(substr(l.application_name, 23), '') AS label, 'root'::text AS scope, NULL::int8 AS parent,
-       'running'::text AS state, l.phase, l.fraction AS fraction_completed, left(l.query, 120) AS sql_preview,
-       l.user_name, NULL::text AS owner, 1::int4 AS attempts,
-       l.since AS launched_at, l.since AS started_at, l.state_change AS updated_at, NULL::timestamptz AS finished_at,
-       (extract(epoch FROM clock_timestamp() - l.since) * 1000)::int8 AS elapsed_ms,
-       l.wait_event, l.blocked_by, NULL::text AS sqlstate, NULL::text AS error_message, NULL::text AS command_tag, NULL::int8 AS row_count`;
-
-const viewComment = (schema: string, version: string) =>
-  `COMMENT ON VIEW ${schema}.${WORKERS_VIEW} IS '${VIEW_MARKER} ${version}: the workers of every process, from their connections'' tags and the journal'`;
-
-const workersView: Migration = {
-  id: 2,
-  name: 'workers view',
-  functions: [],
-  relations: [{ name: WORKERS_VIEW, kind: 'v', marker: VIEW_MARKER }],
-  // Without the journal: the running workers, from the application_name of their connections
-  // (pgbg:<cookie as 16 hex digits>:<label>) while they run something (not 'idle'). Launch and start are what the server saw: the
-  // start of the task's transaction.
-  statements: (schema) => [
-    `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
-WITH ${liveBackends("a.application_name LIKE 'pgbg:%'")}
-SELECT ${TAGGED_COLUMNS}
-  FROM live l
- WHERE l.cookie IS NOT NULL AND l.state IS DISTINCT FROM 'idle'`,
-    viewComment(schema, 'v2'),
-  ],
-};
-
-/** The states a journal row may hold (SPEC Part 2's list, frozen with this migration). */
-const JOURNAL_STATES = ['pending', 'paused', 'running', 'cancelling', 'stopped', 'canceled', 'error'];
-
-const journal: Migration = {
-  id: 4,
-  name: 'journal',
-  feature: 'journal',
-  functions: [JOURNAL_COMMIT_FUNCTION],
-  functionMarker: JOURNAL_MARKER,
-  relations: [
-    { name: JOURNAL_TABLE, kind: 'r', marker: JOURNAL_MARKER },
-    { name: WORKERS_VIEW, kind: 'v', marker: VIEW_MARKER },
-  ],
-  statements: (schema) => [
-    // One row per worker of every journaling process, upserted by its owner's control
-    // connection in batches; `proven`: its SQL ran in a transaction that ends by calling
-    // pg_background_journal_commit, so a row still not done after its backend ended did not commit.
-    `CREATE TABLE IF NOT EXISTS ${schema}.${JOURNAL_TABLE} (
-  cookie int8 PRIMARY KEY,
-  pid int4,
-  backend_started int8,
-  label text,
-  scope text NOT NULL,
-  parent int8,
-  state text NOT NULL CHECK (state IN (${JOURNAL_STATES.map((state) => `'${state}'`).join(', ')})),
-  phase text,
-  fraction_completed float8,
-  explicit_progress boolean NOT NULL DEFAULT false,
-  sql_preview text,
-  user_name text,
-  owner_host text,
-  owner_pid int4,
-  owner_application text,
-  owner_control_pid int4,
-  owner_control_started int8,
-  attempts int4 NOT NULL DEFAULT 1,
-  launched_at timestamptz,
-  started_at timestamptz,
-  updated_at timestamptz NOT NULL,
-  finished_at timestamptz,
-  wait_event text,
-  blocked_by int4[] NOT NULL DEFAULT '{}',
-  sqlstate text,
-  error_message text,
-  command_tag text,
-  row_count int8,
-  proven boolean NOT NULL DEFAULT false
-)`,
-    `COMMENT ON TABLE ${schema}.${JOURNAL_TABLE} IS '${JOURNAL_MARKER} v4: one row per worker of every journaling pg-background process'`,
-    // The end of a worker, written by its own transaction as its last statement: it commits
-    // exactly when the work does. A transaction that wrote nothing commits nothing (and adds
-    // no WAL flush to a read-only task). SECURITY DEFINER: a role that may not write the table
-    // (or lost the right) still records its own end, and only its own: a row is marked only by
-    // the backend it names (or before its start was recorded).
-    `CREATE OR REPLACE FUNCTION ${schema}.${JOURNAL_COMMIT_FUNCTION}(worker int8)
-RETURNS void
-LANGUAGE plpgsql
-VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $pgbg$
-BEGIN
-  IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
-    RETURN;
-  END IF;
-  INSERT INTO ${schema}.${JOURNAL_TABLE} AS j (cookie, pid, scope, state, updated_at, finished_at, proven)
-  VALUES (worker, pg_catalog.pg_backend_pid(), 'root', 'stopped', pg_catalog.clock_timestamp(), pg_catalog.clock_timestamp(), true)
-  ON CONFLICT (cookie) DO UPDATE SET state = 'stopped', finished_at = EXCLUDED.finished_at, updated_at = EXCLUDED.updated_at, proven = true
-   WHERE j.finished_at IS NULL AND (j.pid IS NULL OR j.pid = 0 OR j.pid = EXCLUDED.pid);
-END
-$pgbg$`,
-    `COMMENT ON FUNCTION ${schema}.${JOURNAL_COMMIT_FUNCTION}(int8)
-  IS '${JOURNAL_MARKER} v4: records the stopped end of a worker inside its own transaction'`,
-    // The view, now with every journaled worker: its live columns from its backend while it
-    // runs, and the truth about one whose backend is gone while its row says it was not done.
-    `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
-WITH ${liveBackends(`a.application_name LIKE 'pgbg:%' OR a.pid IN (SELECT pid FROM ${schema}.${JOURNAL_TABLE} WHERE finished_at IS NULL)`)},
-journaled AS (
-  SELECT j.*, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
-         CASE
-           WHEN j.finished_at IS NOT NULL OR j.state NOT IN ('pending', 'paused', 'running', 'cancelling') THEN false
-           -- Started: its backend (pid and start; a start the viewer may not see counts as it) still runs it.
-           WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN l.pid IS NULL
-           -- Not started: its owner's control connection is gone and no backend carries its tag.
-           ELSE j.owner_control_pid IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
-                                 WHERE o.pid = j.owner_control_pid AND (o.backend_start IS NULL OR ${started('o')} = j.owner_control_started))
-                AND NOT EXISTS (SELECT 1 FROM live t WHERE t.cookie = j.cookie)
-         END AS gone
-    FROM ${schema}.${JOURNAL_TABLE} j
-    LEFT JOIN live l ON j.finished_at IS NULL AND l.pid = j.pid
-                    AND (l.started IS NULL OR l.started = j.backend_started)
-                    AND (l.cookie = j.cookie OR l.application_name NOT LIKE 'pgbg:%')
-)
-SELECT j.cookie, j.pid, j.label, j.scope, j.parent,
-       CASE WHEN j.gone THEN 'error' ELSE j.state END AS state,
-       CASE WHEN j.live_pid IS NOT NULL AND NOT j.explicit_progress THEN coalesce(j.live_phase, j.phase) ELSE j.phase END AS phase,
-       CASE WHEN j.live_pid IS NOT NULL AND NOT j.explicit_progress THEN coalesce(j.live_fraction, j.fraction_completed) ELSE j.fraction_completed END AS fraction_completed,
-       j.sql_preview, j.user_name, j.owner_host || ':' || j.owner_pid AS owner, j.attempts,
-       j.launched_at, j.started_at, j.updated_at, j.finished_at,
-       (extract(epoch FROM coalesce(j.finished_at, CASE WHEN j.gone THEN j.updated_at ELSE clock_timestamp() END) - j.launched_at) * 1000)::int8 AS elapsed_ms,
-       CASE WHEN j.live_pid IS NOT NULL THEN j.live_wait_event WHEN j.finished_at IS NULL AND NOT j.gone THEN j.wait_event END AS wait_event,
-       CASE WHEN j.live_pid IS NOT NULL THEN j.live_blocked_by WHEN j.finished_at IS NULL AND NOT j.gone THEN j.blocked_by ELSE '{}'::int4[] END AS blocked_by,
-       CASE WHEN j.gone THEN '08006' ELSE j.sqlstate END AS sqlstate,
-       CASE WHEN NOT j.gone THEN j.error_message
-            WHEN NOT j.proven THEN '${OUTCOME_UNKNOWN_GONE.replaceAll("'", "''")}'
-            WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN '${NOTHING_COMMITTED_RUNNING.replaceAll("'", "''")}'
-            ELSE '${NOTHING_COMMITTED_PENDING.replaceAll("'", "''")}' END AS error_message,
-       j.command_tag, j.row_count
-  FROM journaled j
-UNION ALL
-SELECT ${TAGGED_COLUMNS}
-  FROM live l
- WHERE l.cookie IS NOT NULL AND l.state IS DISTINCT FROM 'idle' AND NOT EXISTS (SELECT 1 FROM ${schema}.${JOURNAL_TABLE} j WHERE j.cookie = l.cookie)`,
-    viewComment(schema, 'v4'),
   ],
 };
 

@@ -7,6 +7,7 @@ import type { Observation } from '../core/observation.js';
 import type { WorkerProgress } from '../api/types.js';
 import type { ResultField } from '../results/row-parser.js';
 import type { DiscardReason } from '../results/worker-result.js';
+import type { Worker } from './worker.js';
 
 export type WorkerChange =
   /** Its connection is attached: it runs as backend `pid`, started at `backendStart`. */
@@ -19,6 +20,18 @@ export type WorkerChange =
   | { readonly kind: 'progress'; readonly progress: WorkerProgress }
   /** The server said what its backend is doing (phase, fraction, wait event, blockers): the backend monitor's poll. */
   | { readonly kind: 'observed'; readonly observation: Observation }
+  /** Held before its start (pause()), or, for a job's root, its unstarted subtasks held. */
+  | { readonly kind: 'paused' }
+  /** No longer held (resume()): back to pending (a root: back to running). */
+  | { readonly kind: 'resumed' }
+  /** A job's root: its body began (it has no connection; it runs as pid 0). */
+  | { readonly kind: 'body-started' }
+  /** A job's root: its body reported its phase and/or fraction (ctx.status, ctx.progress). */
+  | { readonly kind: 'status'; readonly phase: string | null; readonly fraction: number | null }
+  /** A job's root: `child` was launched as its subtask. */
+  | { readonly kind: 'subtask'; readonly child: Worker }
+  /** A try failed with a retryable error that proves nothing of it committed; the next comes after `delayMs`. */
+  | { readonly kind: 'retrying'; readonly error: WorkerErrorInfo; readonly delayMs: number }
   /** The first cancel request (cancel, timeout, caller's signal, close); later ones change nothing. */
   | { readonly kind: 'cancel-requested'; readonly reason: CancelReason }
   /** Its unread rows are thrown away from now on. */

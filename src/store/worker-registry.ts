@@ -3,6 +3,9 @@
 // stats(), and retention: a finished worker is forgotten `retentionMs` after it finished.
 // The first WorkerStore: it keeps its indexes from the changes workers report (see changed()),
 // and tells `onStarted` of each start (the backend monitor arms its poll: no I/O, no await).
+// A job's tree is retained as one: a finished subtask stays while its root is tracked, and goes
+// (detached or pruned) with it; maxRetained counts the tree once. `listener` hears every worker
+// added and every change applied (the public events), after the registry's own bookkeeping.
 import { PgBackgroundError, invalidArgument } from '../errors.js';
 import type { WorkerHandle, WorkerStats } from '../api/types.js';
 import { timedOut } from './outcome.js';
@@ -10,6 +13,12 @@ import { describe, MAX_TIMER_MS } from '../util/validate.js';
 import type { Worker } from './worker.js';
 import type { PriorFacts, WorkerChange } from './worker-change.js';
 import type { WorkerStore } from './worker-store.js';
+
+/** Hears every worker added and every change applied to one (the facade's events). */
+export interface StoreListener {
+  added(worker: Worker): void;
+  changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void;
+}
 
 export class WorkerRegistry implements WorkerStore {
   readonly #retentionMs: number;
@@ -21,6 +30,7 @@ export class WorkerRegistry implements WorkerStore {
   readonly #tracked = new Map<bigint, Worker>(); // by cookie, oldest first
   readonly #pids = new Map<number, number>(); // tracked workers per pid (connections are reused)
   readonly #active = new Set<Worker>();
+  #activeRoots = 0;
   #finished: Worker[] = []; // in finishing order, for retention; read from #finishedHead
   #finishedHead = 0;
   #timer: NodeJS.Timeout | null = null;
@@ -32,11 +42,16 @@ export class WorkerRegistry implements WorkerStore {
   #ran = 0;
   #timedOut = 0;
   #executionMs = 0;
+  /** Tries made by started workers (one per start, one per retry), and the retries among them. */
+  #attempts = 0;
+  #retries = 0;
+  readonly #listener: StoreListener | null;
 
-  constructor(retentionMs: number, onStarted: ((worker: Worker) => void) | null = null, maxRetained = Infinity) {
+  constructor(retentionMs: number, onStarted: ((worker: Worker) => void) | null = null, maxRetained = Infinity, listener: StoreListener | null = null) {
     this.#retentionMs = retentionMs;
     this.#onStarted = onStarted;
     this.#maxRetained = maxRetained;
+    this.#listener = listener;
   }
 
   add(worker: Worker): void {
@@ -45,11 +60,23 @@ export class WorkerRegistry implements WorkerStore {
     this.#tracked.set(worker.cookie, worker);
     this.#countPid(worker.pid, 1);
     this.#active.add(worker);
+    if (worker.children !== null) this.#activeRoots++;
+    this.#listener?.added(worker);
   }
 
   changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
+    this.#record(worker, change, prior);
+    this.#listener?.changed(worker, change, prior);
+  }
+
+  #record(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
     switch (change.kind) {
+      case 'retrying':
+        this.#attempts++;
+        this.#retries++;
+        return;
       case 'started':
+        this.#attempts++;
         // Its handle now names that backend pid (a handle given out before names the first).
         if (prior.tracked) {
           this.#countPid(prior.pid, -1);
@@ -59,9 +86,11 @@ export class WorkerRegistry implements WorkerStore {
         return;
       case 'untracked':
         if (!prior.tracked) return;
-        if (!worker.active && this.#queuesFinished) this.#retained--;
+        if (!worker.active && this.#queuesFinished && worker.parent === null) this.#retained--;
         this.#tracked.delete(worker.cookie);
         this.#countPid(worker.pid, -1);
+        // A tree goes as one: its subtasks with their root (running ones keep running, untracked).
+        for (const child of worker.children ?? []) child.apply({ kind: 'untracked', reason: change.reason });
         return;
       case 'finished':
         return this.#ended(worker);
@@ -70,17 +99,19 @@ export class WorkerRegistry implements WorkerStore {
 
   #ended(worker: Worker): void {
     this.#active.delete(worker);
+    if (worker.children !== null) this.#activeRoots--;
     if (worker.state === 'stopped') this.#completed++;
     else if (worker.state === 'canceled') this.#canceled++;
     else this.#failed++;
     if (timedOut(worker)) this.#timedOut++;
     // Execution time: from the connection's attach, not counting a wait for a slot; a worker
     // that never started did not execute at all (it is no 0 ms run).
-    if (worker.startedAt !== null) {
+    if (worker.startedAt !== null && worker.children === null) {
       this.#ran++;
       this.#executionMs += worker.finishedAt! - worker.startedAt;
     }
-    if (worker.tracked && this.#queuesFinished) {
+    // A subtask is retained as part of its root, never on its own.
+    if (worker.tracked && this.#queuesFinished && worker.parent === null) {
       this.#finished.push(worker);
       this.#retained++;
       if (this.#retained > this.#maxRetained) this.prune();
@@ -134,6 +165,10 @@ export class WorkerRegistry implements WorkerStore {
     return this.#active;
   }
 
+  get activeRoots(): number {
+    return this.#activeRoots;
+  }
+
   stats(maxWorkers: number): WorkerStats {
     return {
       workersLaunched: this.#launched,
@@ -142,6 +177,8 @@ export class WorkerRegistry implements WorkerStore {
       workersCanceled: this.#canceled,
       workersTimedOut: this.#timedOut,
       workersActive: this.#active.size,
+      attempts: this.#attempts,
+      retries: this.#retries,
       avgExecutionMs: this.#ran === 0 ? 0 : this.#executionMs / this.#ran,
       maxWorkers,
     };
@@ -151,7 +188,8 @@ export class WorkerRegistry implements WorkerStore {
   purge(): number {
     let count = 0;
     for (const worker of this.#tracked.values()) {
-      if (worker.active) continue;
+      // A subtask goes with its root (or alone, once its root is gone).
+      if (worker.active || worker.parent?.tracked) continue;
       worker.apply({ kind: 'untracked', reason: 'prune' });
       count++;
     }

@@ -17,6 +17,8 @@ export interface WorkerStore {
   list(): Worker[];
   /** Workers not yet terminal, detached ones included. */
   readonly active: ReadonlySet<Worker>;
+  /** How many of `active` are job roots (they hold no slot: maxWorkers counts the others). */
+  readonly activeRoots: number;
   stats(maxWorkers: number): WorkerStats;
   /** Forgets every finished tracked worker now, as retention would later; returns how many. */
   purge(): number;

@@ -4,6 +4,8 @@
 // change. list(), stats(), wait() and events read from it, never from connection internals.
 // Each worker owns one AbortController: a cancel request aborts its signal with the reason, and
 // everything that waits for the worker's start (a slot, a connection) listens to that signal.
+// A job's root (jobs/) is a Worker too, without a connection (pid 0): it has `children`, its
+// subtasks, each of which names it as `parent`; its state is decided by the job's runner.
 import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from '../errors.js';
 import { sameObservation, type Observation } from '../core/observation.js';
 import { isActive, NEXT_STATES, type CancelReason, type TerminalState, type WorkerState } from '../core/states.js';
@@ -19,6 +21,20 @@ import type { ResultInfo, WorkerHandle, WorkerInfo, WorkerProgress } from '../ap
 
 export type { TerminalState };
 
+/** Changes that count as a change of state or progress (WorkerInfo.updatedAt). */
+const UPDATES: ReadonlySet<WorkerChange['kind']> = new Set([
+  'started',
+  'body-started',
+  'paused',
+  'resumed',
+  'status',
+  'progress',
+  'observed',
+  'retrying',
+  'cancel-requested',
+  'finished',
+]);
+
 export class Worker {
   readonly cookie: bigint;
   readonly launch: LaunchPlan;
@@ -26,6 +42,12 @@ export class Worker {
   readonly sqlPreview: string;
   readonly launchedAt = Date.now();
   readonly queue: RowQueue;
+  /** 'subtask' when launched by a job's body (ctx.launch); every top-level worker is a root. */
+  readonly scope: 'root' | 'subtask';
+  /** The job's root, for a subtask. */
+  readonly parent: Worker | null;
+  /** A job's root: its subtasks, in launch order (null for a worker that runs SQL itself). */
+  readonly children: Worker[] | null;
   readonly #store: Pick<WorkerStore, 'changed'>;
   /**
    * Aborted by the first cancel request, whatever the state; only a start still under way acts on
@@ -55,6 +77,12 @@ export class Worker {
   /** The task on the wire, for its live row count. */
   #task: { readonly rowCount: number } | null = null;
   #progress: WorkerProgress | null = null;
+  /** A job's root: what its body said it is doing (ctx.status / ctx.progress). */
+  #phase: string | null = null;
+  #fraction: number | null = null;
+  /** Tries that failed with a retryable error and were run again (launch's `retry`). */
+  #retries = 0;
+  #updatedAt: number;
   /** What the server last said its backend was doing (the backend monitor's poll). */
   #observed: Observation | null = null;
   #canceledBy: CancelReason | null = null;
@@ -72,6 +100,10 @@ export class Worker {
     this.queue = new RowQueue(launch.queueSize);
     this.#user = launch.role ?? defaultUser;
     this.#store = store;
+    this.parent = launch.parent;
+    this.scope = launch.parent ? 'subtask' : 'root';
+    this.children = launch.job ? [] : null;
+    this.#updatedAt = this.launchedAt;
     // Born discarding: that is what submit() means (a fact of the launch, not a change).
     if (launch.submitted) this.#discard('submit');
   }
@@ -84,11 +116,12 @@ export class Worker {
   apply(change: WorkerChange): boolean {
     const prior = { state: this.#state, pid: this.#pid, tracked: this.#tracked };
     if (!this.#change(change)) return false;
+    if (UPDATES.has(change.kind)) this.#updatedAt = change.kind === 'finished' ? this.#finishedAt! : Date.now();
     this.#store.changed(this, change, prior);
     if (change.kind === 'cancel-requested') {
       // Last, once the facts are in place: listeners (a wait for a slot or a connection) see them.
-      const message = `worker was cancelled (${change.reason}) before it started`;
-      if (this.#state === 'pending') this.#launching?.catch(() => {});
+      const message = this.children === null ? `worker was cancelled (${change.reason}) before it started` : `the job was cancelled (${change.reason})`;
+      if (this.#startedAt === null) this.#launching?.catch(() => {});
       const reason = new PgBackgroundError('PGBG_ABORTED', message, { cookie: this.cookie, label: this.label });
       this.#abortReason = reason;
       this.#abort?.abort(reason); // made only if a wait asked for it
@@ -115,6 +148,38 @@ export class Worker {
         this.#observed = null; // that was another backend
         this.#step(this.cancelRequested ? 'cancelling' : 'running');
         return true;
+      case 'paused':
+        // A start not admitted yet, or a job's root (its subtasks are held by the job's runner).
+        if (this.cancelRequested) return false;
+        if (this.#state !== 'pending' && !(this.#state === 'running' && this.children !== null)) return false;
+        this.#step('paused');
+        return true;
+      case 'resumed':
+        if (this.#state !== 'paused') return false;
+        this.#step(this.#startedAt === null ? 'pending' : 'running');
+        return true;
+      case 'body-started':
+        if (this.children === null || this.#state !== 'pending') return false;
+        this.#startedAt = Date.now();
+        this.#step('running');
+        return true;
+      case 'status':
+        if (!this.active) return false;
+        this.#phase = change.phase;
+        this.#fraction = change.fraction;
+        // getProgress(root) answers as for a worker's SQL: percent and message.
+        if (change.fraction !== null) this.#progress = { pct: change.fraction * 100, message: change.phase ?? '' };
+        return true;
+      case 'subtask':
+        if (this.children === null) return false;
+        this.children.push(change.child);
+        return true;
+      case 'retrying':
+        // Between two tries the state stays running; a cancel ends the worker instead.
+        if (this.#state !== 'running') return false;
+        this.#retries++;
+        this.#task = null;
+        return true;
       case 'sent':
         this.#task = change.task;
         return true;
@@ -133,7 +198,8 @@ export class Worker {
       case 'cancel-requested':
         if (this.cancelRequested || !this.active) return false;
         this.#canceledBy = change.reason;
-        if (this.#state === 'running') this.#step('cancelling');
+        // A paused start stays paused until its wait ends (canceled); a paused root stops now.
+        if (this.#state === 'running' || (this.#state === 'paused' && this.children !== null)) this.#step('cancelling');
         // Stop rows: a full queue would block the cancel.
         this.#discard('cancel');
         return true;
@@ -206,10 +272,26 @@ export class Worker {
   get finishedAt(): number | null {
     return this.#finishedAt;
   }
-  /** Runs of its task asked for: 1 (retries will count here). */
+  /** Runs of its task asked for: 1, plus each retry (launch's `retry`) and each rerun on a new connection. */
   get attempts(): number {
     // A second try (the first connection had died before the task reached it) keeps the first pid.
-    return this.#firstPid === 0 ? 1 : 2;
+    return 1 + this.#retries + (this.#firstPid === 0 ? 0 : 1);
+  }
+  /** Tries run again after a retryable error (launch's `retry`). */
+  get retries(): number {
+    return this.#retries;
+  }
+  /** A job's root: its body's last phase (ctx.status, or ctx.progress's message). */
+  get phase(): string | null {
+    return this.#phase;
+  }
+  /** A job's root: its body's last fraction (ctx.progress), or null. */
+  get fraction(): number | null {
+    return this.#fraction;
+  }
+  /** The last change of state or progress; the finish time once terminal. */
+  get updatedAt(): number {
+    return this.#updatedAt;
   }
   get error(): WorkerErrorInfo | null {
     return this.#error;
@@ -283,6 +365,11 @@ export class Worker {
     return isActive(this.#state);
   }
 
+  /** Paused: its wait for a slot keeps its place but takes no slot (pool/worker-slots.ts). */
+  get held(): boolean {
+    return this.#state === 'paused';
+  }
+
   get cancelRequested(): boolean {
     return this.#canceledBy !== null;
   }
@@ -341,12 +428,16 @@ export class Worker {
       lastError: this.#state === 'error' ? this.#error!.message : null,
       consumed: this.#consumed,
       progress: this.#progress && { ...this.#progress },
-      phase: explicit?.message || (observed?.phase ?? null),
-      fractionCompleted: explicit ? explicit.pct / 100 : (observed?.fractionCompleted ?? null),
+      phase: this.#phase ?? (explicit?.message || (observed?.phase ?? null)),
+      fractionCompleted: this.#fraction ?? (explicit ? explicit.pct / 100 : (observed?.fractionCompleted ?? null)),
       waitEvent: observed?.waitEvent ?? null,
       blockedBy: observed ? [...observed.blockedBy] : [],
       submitted: this.launch.submitted,
       canceledBy: this.#canceledBy,
+      scope: this.scope,
+      parent: this.parent?.cookie ?? null,
+      attempts: this.attempts,
+      updatedAt: new Date(this.#updatedAt),
     };
   }
 }
