@@ -144,7 +144,11 @@ test('list shows another process’s running worker as a row of the table, and -
   t.after(() => bg.close({ cancel: true }));
   await bg.install({ journal: true });
   const h = await bg.launch('SELECT pg_sleep(60)', { label: 'cli/sleeper' });
-  await until(async () => (await viewRow(h.cookie))?.wait_event === 'Timeout:PgSleep', 'the worker in the view, sleeping');
+  // Its journal row (the owner) lands in the owner's next batch.
+  await until(async () => {
+    const row = await viewRow(h.cookie);
+    return row?.wait_event === 'Timeout:PgSleep' && row.owner !== null;
+  }, 'the worker in the view, sleeping, journaled');
 
   const listed = await cli(['list']);
   assert.equal(listed.stderr, '');

@@ -139,6 +139,33 @@ test('pause() and resume() of a running worker, or of a cookie nobody has, chang
   await bg.close({ cancel: true });
 });
 
+test('pause() holds another instance’s pending worker past a freed slot, and resume() lets it run', async (t) => {
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
+  t.after(() => bg.close({ cancel: true }));
+  await bg.install({ journal: true });
+  await using mon = monitor();
+  const first = await bg.launch('SELECT pg_sleep(60)', { label: 'monitor/first' });
+  // A queued launch resolves once it starts: its handle comes from list() meanwhile.
+  const launching = bg.launch('SELECT 2', { label: 'monitor/second' });
+  const second = (await bg.list()).find((w) => w.label === 'monitor/second')!;
+  assert.equal(second.state, 'pending');
+  await until(async () => (await mon.info(second))?.state === 'pending', 'the second pending in the view');
+  assert.equal(await mon.pause(second), true);
+  await until(async () => (await bg.info(second)).state === 'paused', 'the second paused');
+  await until(async () => (await mon.info(second))?.state === 'paused', 'the view saying paused');
+  assert.equal(await mon.pause(second), false);
+  assert.equal(await mon.cancel(first, { graceMs: 1000 }), true);
+  assert.equal((await bg.info(first)).state, 'canceled');
+  // The slot is free, yet it stays held.
+  assert.equal((await bg.info(second)).state, 'paused');
+  assert.equal(await mon.resume({ cookie: second.cookie }), true);
+  await bg.wait(await launching);
+  assert.equal((await bg.info(second)).state, 'stopped');
+  // Once the journal says so (the owner's next batch), there is nothing to resume.
+  await until(async () => (await mon.info(second))?.state === 'stopped', 'the view saying stopped');
+  assert.equal(await mon.resume(second), false);
+});
+
 test('inputs are checked before any I/O; a missing view is PGBG_NOT_INSTALLED; a closed monitor is PGBG_CLOSED and leaves no connection', async () => {
   const mon = monitor({ application_name: 'pg-background-monitor-test' });
   await rejectsWith(mon.cancel(1 as never), 'PGBG_INVALID_ARGUMENT', /Expected a worker's cookie \(a bigint\) or an object with a bigint `cookie`, got 1/);
