@@ -5,12 +5,15 @@
 // tmux is a Debian package (.ci/run installs it).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
 export class Terminal {
   readonly #socket: string;
+  /** The server's socket file: kill-server leaves it behind. */
+  #socketPath = '';
 
   private constructor(socket: string) {
     this.#socket = socket;
@@ -21,6 +24,7 @@ export class Terminal {
     const terminal = new Terminal(`pgbg-test-${process.pid}-${randomBytes(4).toString('hex')}`);
     const env = Object.entries(options.env ?? {}).flatMap(([key, value]) => ['-e', `${key}=${value}`]);
     await terminal.#tmux('-f', '/dev/null', 'new-session', '-d', '-x', String(options.width), '-y', String(options.height), ...env, command);
+    terminal.#socketPath = await terminal.flag('socket_path');
     return terminal;
   }
 
@@ -43,6 +47,7 @@ export class Terminal {
 
   async close(): Promise<void> {
     await this.#tmux('kill-server').catch(() => {});
+    if (this.#socketPath) await rm(this.#socketPath, { force: true });
   }
 
   #tmux(...args: string[]) {
