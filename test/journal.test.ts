@@ -329,3 +329,28 @@ test('kill -9 of the launching process, then its worker terminated: error 08006 
   assert.deepEqual(await db.query('SELECT state, proven FROM pg_background_journal WHERE cookie = $1', [cookie]), [{ state: 'running', proven: true }]);
   assert.deepEqual(await db.query('SELECT 1 FROM pg_background_journal_ends WHERE cookie = $1', [cookie]), []);
 });
+
+test('a cancelled worker whose end is not journaled yet is not shown as gone while its owner and backend live', async () => {
+  const bg = db.background({ journal: true });
+  const h = await bg.launch('SELECT pg_sleep(30)', { label: 'journal/late-end' });
+  await viewRows([h], (row) => row.state === 'running' && row.wait_event === 'Timeout:PgSleep', 'the running row');
+  const journaled = async () => (await db.query('SELECT state FROM pg_background_journal WHERE cookie = $1', [h.cookie.toString()]))[0]?.state;
+  await until(async () => (await journaled()) === 'running', 'the journal row of the running worker');
+  // The owner's next batch waits behind this lock (reads of the view do not).
+  const blocker = new pg.Client({ connectionString: db.url });
+  await blocker.connect();
+  try {
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE pg_background_journal IN SHARE MODE');
+    await bg.cancel(h);
+    assert.equal((await bg.info(h)).state, 'canceled');
+    const [row] = await db.query('SELECT state, sqlstate, error_message FROM pg_background_workers WHERE cookie = $1', [h.cookie.toString()]);
+    assert.deepEqual(row, { state: 'running', sqlstate: null, error_message: null }); // what the owner last said, not a guess
+  } finally {
+    await blocker.query('COMMIT');
+    await blocker.end();
+  }
+  const [ended] = await viewRows([h], (row) => row.state === 'canceled', 'the canceled row');
+  assert.equal(ended!.sqlstate, '57014');
+  await bg.close();
+});

@@ -99,6 +99,10 @@ export const JOB_OWNER_GONE = "outcome unknown: the process that ran the job is 
 export const OUTCOME_UNKNOWN_GONE =
   "outcome unknown: the worker's backend ended and the process that launched it did not record how; its SQL cannot run in a transaction block, so it may have committed";
 
+/** The journal row `j`'s owner still runs: its control connection (pid and start) is there. */
+const ownerAlive = `EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
+                 WHERE o.pid = j.owner_control_pid AND (o.backend_start IS NULL OR (extract(epoch FROM o.backend_start) * 1000000)::int8 = j.owner_control_started))`;
+
 /** A backend's start as the journal keeps it (BACKEND_STARTED_SQL's microseconds, as int8). */
 const started = (alias: string) => `(extract(epoch FROM ${alias}.backend_start) * 1000000)::int8`;
 
@@ -221,12 +225,13 @@ journaled AS (
   SELECT j.*, e.committed_at, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
          CASE
            WHEN e.cookie IS NOT NULL OR j.finished_at IS NOT NULL OR j.state NOT IN ('pending', 'paused', 'running', 'cancelling') THEN false
-           -- Started: its backend (pid and start; a start the viewer may not see counts as it) still runs it.
-           WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN l.pid IS NULL
+           -- Started: its backend (pid and start; a start the viewer may not see counts as it) no
+           -- longer runs it, and its owner is gone: nobody will say more. (A live owner records
+           -- the end within a batch, whatever became of the backend: until then the row says
+           -- what the owner last said, rather than a verdict the next batch would contradict.)
+           WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN l.pid IS NULL AND NOT ${ownerAlive}
            -- Not started: its owner's control connection is gone and no backend carries its tag.
-           ELSE j.owner_control_pid IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
-                                 WHERE o.pid = j.owner_control_pid AND (o.backend_start IS NULL OR ${started('o')} = j.owner_control_started))
+           ELSE j.owner_control_pid IS NOT NULL AND NOT ${ownerAlive}
                 AND NOT EXISTS (SELECT 1 FROM live t WHERE t.cookie = j.cookie)
          END AS gone
     FROM ${schema}.${JOURNAL_TABLE} j
