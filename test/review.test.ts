@@ -1,0 +1,56 @@
+// Outside review: promises that broke under inputs and faults the features' own tests did not try.
+// - The journal's proof of an end (an insert into pg_background_journal_ends as the worker's last
+//   statement) must not fail a worker that could not write it: a read-only session (a database or
+//   role default, a read replica, the launch's settings) runs its SELECTs as without the journal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { PgBackground } from 'pg-background';
+import { useDatabase } from './support/database.js';
+
+const db = useDatabase(import.meta.filename, {
+  async setup(db) {
+    await db.query('CREATE TABLE marks (mark text)');
+    const bg = new PgBackground({ connectionString: db.url });
+    await bg.install({ journal: true });
+    await bg.close();
+  },
+});
+
+test('journal: a worker whose settings make its transaction read-only runs, unproven (the view cannot say "nothing committed")', async () => {
+  const bg = db.background({ journal: true });
+  const h = await bg.launch('SELECT 2 AS n', { settings: { default_transaction_read_only: 'on' } });
+  assert.deepEqual(await bg.result(h).toArray(), [{ n: 2 }]);
+  const t = await bg.launch('SELECT 3 AS n', { settings: { default_transaction_read_only: 'Yes' } });
+  assert.deepEqual(await bg.result(t).toArray(), [{ n: 3 }]);
+  // The same instance still proves the end of a worker that may write.
+  const w = await bg.launch("INSERT INTO marks VALUES ('proven')");
+  await bg.wait(w);
+  assert.equal((await bg.info(w)).state, 'stopped');
+  await bg.close();
+  const ends = await db.query('SELECT cookie FROM pg_background_journal_ends WHERE cookie = ANY ($1::int8[]) ORDER BY cookie', [
+    [h.cookie, t.cookie, w.cookie].map(String),
+  ]);
+  assert.deepEqual(ends, [{ cookie: String(w.cookie) }]);
+  const proven = await db.query('SELECT cookie, proven FROM pg_background_journal WHERE cookie = ANY ($1::int8[])', [[h.cookie, t.cookie].map(String)]);
+  assert.deepEqual(
+    proven.map((row) => row.proven),
+    [false, false],
+  );
+});
+
+test('journal: on a database whose sessions are read-only (a read replica alike), workers run; nothing claims a proof', async () => {
+  const [{ name }] = (await db.query('SELECT current_database() AS name')) as [{ name: string }];
+  await db.query(`ALTER DATABASE ${pg.escapeIdentifier(name)} SET default_transaction_read_only = on`);
+  const bg = db.background({ journal: true });
+  bg.on('warning', () => {}); // the journal's own batches cannot be written either
+  try {
+    const h = await bg.launch('SELECT 1 AS n');
+    assert.deepEqual(await bg.result(h).toArray(), [{ n: 1 }]);
+    const m = await bg.launch('SELECT 1 AS a; SELECT 2 AS b');
+    assert.deepEqual(await bg.result(m).toArray(), [{ b: 2 }]);
+  } finally {
+    await bg.close();
+    await db.query(`ALTER DATABASE ${pg.escapeIdentifier(name)} RESET default_transaction_read_only`);
+  }
+});
