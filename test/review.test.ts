@@ -17,25 +17,30 @@ const db = useDatabase(import.meta.filename, {
   },
 });
 
-test('journal: a worker whose settings make its transaction read-only runs, unproven (the view cannot say "nothing committed")', async () => {
+test('journal: a worker whose settings or SQL make its transaction read-only runs, unproven (the view cannot say "nothing committed")', async () => {
   const bg = db.background({ journal: true });
   const h = await bg.launch('SELECT 2 AS n', { settings: { default_transaction_read_only: 'on' } });
   assert.deepEqual(await bg.result(h).toArray(), [{ n: 2 }]);
   const t = await bg.launch('SELECT 3 AS n', { settings: { default_transaction_read_only: 'Yes' } });
   assert.deepEqual(await bg.result(t).toArray(), [{ n: 3 }]);
+  // Or the SQL itself, as a consistent report does.
+  const r = await bg.launch('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE; SELECT 4 AS n');
+  assert.deepEqual(await bg.result(r).toArray(), [{ n: 4 }]);
   // The same instance still proves the end of a worker that may write.
   const w = await bg.launch("INSERT INTO marks VALUES ('proven')");
   await bg.wait(w);
   assert.equal((await bg.info(w)).state, 'stopped');
   await bg.close();
   const ends = await db.query('SELECT cookie FROM pg_background_journal_ends WHERE cookie = ANY ($1::int8[]) ORDER BY cookie', [
-    [h.cookie, t.cookie, w.cookie].map(String),
+    [h.cookie, t.cookie, r.cookie, w.cookie].map(String),
   ]);
   assert.deepEqual(ends, [{ cookie: String(w.cookie) }]);
-  const proven = await db.query('SELECT cookie, proven FROM pg_background_journal WHERE cookie = ANY ($1::int8[])', [[h.cookie, t.cookie].map(String)]);
+  const proven = await db.query('SELECT cookie, proven FROM pg_background_journal WHERE cookie = ANY ($1::int8[])', [
+    [h.cookie, t.cookie, r.cookie].map(String),
+  ]);
   assert.deepEqual(
     proven.map((row) => row.proven),
-    [false, false],
+    [false, false, false],
   );
 });
 
