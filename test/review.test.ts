@@ -1,11 +1,13 @@
 // Outside review: promises that broke under inputs and faults the features' own tests did not try.
 // - The journal's proof of an end (an insert into pg_background_journal_ends as the worker's last
 //   statement) must not fail a worker that could not write it: a read-only session (a database or
-//   role default, a read replica, the launch's settings) runs its SELECTs as without the journal.
+//   role default, a read replica, the launch's settings or its own SQL) runs as without the journal.
+// - A job's root ends only after every subtask it launched, also one whose launch was still being
+//   accepted (waiting for the journal's first check) when the body returned.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PgBackground } from 'pg-background';
+import { PgBackground, type WorkerHandle } from 'pg-background';
 import { useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename, {
@@ -58,4 +60,18 @@ test('journal: on a database whose sessions are read-only (a read replica alike)
     await bg.close();
     await db.query(`ALTER DATABASE ${pg.escapeIdentifier(name)} RESET default_transaction_read_only`);
   }
+});
+
+test("jobs: a subtask submitted without await while its launch waits (a journaling instance's first launch) is the root's too", async () => {
+  const bg = db.background({ journal: true });
+  let submitted: Promise<WorkerHandle> | undefined;
+  // The body returns at once; the subtask's launch is still waiting for the journal's check.
+  const job = await bg.job((ctx) => {
+    submitted = ctx.submit('SELECT 1/0', { label: 'late' });
+  });
+  await bg.wait(job);
+  const h = await submitted!;
+  const [root, child] = [await bg.info(job), await bg.info(h)];
+  assert.deepEqual([root.state, child.state, root.lastError], ['error', 'error', `subtask "late" (pid ${child.pid}) failed: division by zero`]);
+  await bg.close();
 });
