@@ -4,11 +4,13 @@
 //   role default, a read replica, the launch's settings or its own SQL) runs as without the journal.
 // - A job's root ends only after every subtask it launched, also one whose launch was still being
 //   accepted (waiting for the journal's first check) when the body returned.
+// - The view says a started worker's backend is gone (error 08006) only once its owner is gone
+//   too: a live owner's connection goes on to the next task (or idles) before its batch lands.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgBackground, type WorkerHandle } from 'pg-background';
-import { useDatabase } from './support/database.js';
+import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
@@ -75,3 +77,33 @@ test("jobs: a subtask submitted without await while its launch waits (a journali
   assert.deepEqual([root.state, child.state, root.lastError], ['error', 'error', `subtask "late" (pid ${child.pid}) failed: division by zero`]);
   await bg.close();
 });
+
+for (const [kind, sql] of [
+  ['a proven SELECT', 'SELECT pg_sleep(1.2)'],
+  ['an unproven DO block', 'DO $$ BEGIN PERFORM pg_sleep(1.2); END $$'],
+] as const) {
+  test(`view: ${kind} that just ended is never shown as error while its owner lives (its connection went on)`, async () => {
+    const bg = db.background({ journal: true });
+    const h = await bg.launch(sql);
+    const row = async () =>
+      (await db.query('SELECT state, sqlstate, error_message FROM pg_background_workers WHERE cookie = $1', [String(h.cookie)]))[0] as
+        { state: string; sqlstate: string | null; error_message: string | null } | undefined;
+    await until(async () => (await row())?.state === 'running' || null, 'the running row');
+    await bg.wait(h);
+    assert.equal((await bg.info(h)).state, 'stopped');
+    // Until the owner's batch lands, the view shows the row as the owner last wrote it.
+    const seen = new Set<string>();
+    await until(async () => {
+      const now = (await row())!;
+      seen.add(JSON.stringify(now));
+      return now.state === 'stopped' || null;
+    }, 'the stopped row');
+    assert.deepEqual(
+      [...seen].filter(
+        (state) => !['{"state":"running","sqlstate":null,"error_message":null}', '{"state":"stopped","sqlstate":null,"error_message":null}'].includes(state),
+      ),
+      [],
+    );
+    await bg.close();
+  });
+}

@@ -221,8 +221,13 @@ journaled AS (
   SELECT j.*, e.committed_at, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
          CASE
            WHEN e.cookie IS NOT NULL OR j.finished_at IS NOT NULL OR j.state NOT IN ('pending', 'paused', 'running', 'cancelling') THEN false
-           -- Started: its backend (pid and start; a start the viewer may not see counts as it) still runs it.
+           -- Started: its backend (pid and start; a start the viewer may not see counts as it) no
+           -- longer runs it, and its owner's control connection is gone: a live owner writes the
+           -- end itself within a second (its worker's connection may already run the next task).
            WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN l.pid IS NULL
+                AND (j.owner_control_pid IS NULL
+                     OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
+                                     WHERE o.pid = j.owner_control_pid AND (o.backend_start IS NULL OR ${started('o')} = j.owner_control_started)))
            -- Not started: its owner's control connection is gone and no backend carries its tag.
            ELSE j.owner_control_pid IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
