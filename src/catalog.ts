@@ -340,10 +340,13 @@ export const installSql = {
 /**
  * Where the journal is: the schema (quoted) of the pg_background_journal the control
  * connection's search_path finds, when pg_background_journal_ends is beside it, and whether the
- * login may insert into the latter (else its workers' ends go unproven rather than fail them).
+ * login may insert into the latter (else its workers' ends go unproven rather than fail them):
+ * not in a session that starts read-only (a read replica, a database's or role's
+ * default_transaction_read_only), where the insert would fail every worker with 25006.
  * No row: not installed.
  */
-export const JOURNAL_LOCATE_SQL = `SELECT pg_catalog.quote_ident(n.nspname) AS schema, pg_catalog.has_table_privilege(e.oid, 'INSERT') AS provable
+export const JOURNAL_LOCATE_SQL = `SELECT pg_catalog.quote_ident(n.nspname) AS schema,
+       pg_catalog.has_table_privilege(e.oid, 'INSERT') AND NOT pg_catalog.current_setting('transaction_read_only')::bool AS provable
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_class e ON e.relnamespace = n.oid AND e.relname = 'pg_background_journal_ends' AND e.relkind = 'r'
  WHERE c.oid = pg_catalog.to_regclass('pg_background_journal') AND c.relkind = 'r'`;

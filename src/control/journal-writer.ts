@@ -80,6 +80,11 @@ export class JournalWriter implements JournalSink {
   commitPiece(worker: Worker, plan: TaskPlan): string | null {
     // Under another role (`role`) the insert would need that role's right: checked for the login only.
     if (plan.transactional !== true || this.#schema === null || !this.#provable || worker.launch.role !== null) return null;
+    // A read-only transaction refuses the insert (25006), failing the work: such a worker goes unproven.
+    if (worker.launch.settings.some(readOnly)) return null;
+    // So does one the SQL makes read-only (SET TRANSACTION READ ONLY; ...): only a statement ahead of
+    // the last can, so a single statement is not searched (a false match only costs the proof).
+    if (plan.pieces !== null && READ_ONLY_SQL.test(plan.text)) return null;
     this.#proven.add(worker);
     return journalCommitSql(this.#schema, worker.cookie);
   }
@@ -185,4 +190,13 @@ export class JournalWriter implements JournalSink {
       ),
     );
   }
+}
+
+/** Words of SQL that may make its own transaction read-only. */
+const READ_ONLY_SQL = /read[ \t\n\r\f\v]+only|transaction_read_only/i;
+
+/** A setting that makes the worker's transaction read-only (PostgreSQL's booleans: on, true, yes, 1, and prefixes). */
+function readOnly([name, value]: readonly [string, string]): boolean {
+  if (name.toLowerCase() !== 'default_transaction_read_only') return false;
+  return /^(on|t|tr|tru|true|y|ye|yes|1)$/i.test(value.trim());
 }

@@ -43,17 +43,24 @@ export function startJob(host: JobHost, body: JobBody, launch: LaunchPlan): Work
     void root.whenTerminal.then(() => signal.removeEventListener('abort', onAbort));
   }
   root.apply({ kind: 'body-started' });
-  void run(host, root, body, context(host, root));
+  // Subtask launches not yet accepted (a journaling instance's first launch waits for the
+  // journal, whenFull 'error' for the cluster cap): the root waits for them as for its subtasks.
+  const launching = new Set<Promise<unknown>>();
+  void run(host, root, body, context(host, root, launching), launching);
   return root.handle;
 }
 
-function context(host: JobHost, root: Worker): JobContext {
+function context(host: JobHost, root: Worker, launching: Set<Promise<unknown>>): JobContext {
   const subtask = (sql: WorkerSql, options: LaunchOptions | undefined, submitted: boolean): Promise<WorkerHandle> => {
     if (root.cancelRequested || !root.active) {
       const why = root.cancelRequested ? `was cancelled (${root.canceledBy})` : `has ended (${root.state})`;
       return Promise.reject(new PgBackgroundError('PGBG_ABORTED', `No subtask can be launched: the job ${why}`, { cookie: root.cookie, label: root.label }));
     }
-    return host.launch(sql, options, submitted, root);
+    const launch = host.launch(sql, options, submitted, root);
+    launching.add(launch);
+    const done = () => void launching.delete(launch);
+    launch.then(done, done);
+    return launch;
   };
   return Object.freeze({
     handle: root.handle,
@@ -75,7 +82,7 @@ function context(host: JobHost, root: Worker): JobContext {
 }
 
 /** Runs the body, waits for the tree, and ends the root. */
-async function run(host: JobHost, root: Worker, body: JobBody, ctx: JobContext): Promise<void> {
+async function run(host: JobHost, root: Worker, body: JobBody, ctx: JobContext, launching: Set<Promise<unknown>>): Promise<void> {
   let failure: { error: unknown } | null = null;
   const settled = (async () => {
     try {
@@ -91,8 +98,9 @@ async function run(host: JobHost, root: Worker, body: JobBody, ctx: JobContext):
   await Promise.race([settled, cancelled]);
   root.signal.removeEventListener('abort', onCancel);
   const children = root.children!;
-  // Subtasks launched while we waited are waited for too.
-  for (let seen = -1; seen !== children.length;) {
+  // Subtasks launched while we waited are waited for too, and launches still being accepted.
+  for (let seen = -1; seen !== children.length || launching.size > 0;) {
+    await Promise.allSettled(launching);
     seen = children.length;
     await Promise.all(children.map((child) => child.whenTerminal));
   }
