@@ -380,11 +380,12 @@ DELETE FROM ${schema}.pg_background_journal WHERE finished_at < pg_catalog.now()
 /**
  * The last statement of a journaled worker's own transaction: records that it committed, so the
  * row commits exactly when the work does; nothing when the transaction wrote nothing (no xid:
- * it commits nothing). `schema` quoted; the cookie as a quoted literal (an int8 literal of -2^63
- * would be numeric).
+ * it commits nothing, and a read-only commit stays free of a WAL flush) unless `always`: a
+ * NOTIFY takes its xid only at commit, so SQL that may notify records its end whatever it wrote.
+ * `schema` quoted; the cookie as a quoted literal (an int8 literal of -2^63 would be numeric).
  */
-export const journalCommitSql = (schema: string, cookie: bigint) =>
-  `INSERT INTO ${schema}.pg_background_journal_ends (cookie, committed_at) SELECT '${cookie}'::int8, pg_catalog.clock_timestamp() WHERE pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL`;
+export const journalCommitSql = (schema: string, cookie: bigint, always = false) =>
+  `INSERT INTO ${schema}.pg_background_journal_ends (cookie, committed_at) SELECT '${cookie}'::int8, pg_catalog.clock_timestamp()${always ? '' : ' WHERE pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL'}`;
 
 // ---- the operator's view, from another process (monitor/worker-monitor.ts) -------------------
 // The view pg_background_workers and the control functions live in install()'s schema; `schema`

@@ -354,3 +354,19 @@ test('a cancelled worker whose end is not journaled yet is not shown as gone whi
   assert.equal(ended!.sqlstate, '57014');
   await bg.close();
 });
+
+test('kill -9 of the launching process: a worker whose only effect is a NOTIFY is shown stopped once it commits (its xid comes only at commit)', async () => {
+  const listener = new pg.Client({ connectionString: db.url });
+  await listener.connect();
+  const heard: string[] = [];
+  listener.on('notification', (n) => heard.push(n.payload ?? ''));
+  await listener.query('LISTEN journal_notified');
+  try {
+    const { cookie } = await launchJournaledAndKill("SELECT pg_sleep(1.5); NOTIFY journal_notified, 'committed'");
+    await until(async () => heard.length === 1, 'the notification', 15_000);
+    assert.deepEqual(heard, ['committed']);
+    assert.deepEqual(await viewRow(cookie), { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
+  } finally {
+    await listener.end();
+  }
+});

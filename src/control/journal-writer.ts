@@ -20,6 +20,9 @@ import type { TaskPlan } from '../plan/task-plan.js';
 import { JOURNAL_ROW_COLUMNS, journalRow, type JournalOwner, type JournalSink } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 
+/** SQL text that may send a notification: NOTIFY or pg_notify(). */
+const MAY_NOTIFY = /notify/i;
+
 export const JOURNAL_FLUSH_MS = 750;
 export const JOURNAL_RETRY_MS = 1000;
 export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
@@ -86,7 +89,11 @@ export class JournalWriter implements JournalSink {
     // the last can, so a single statement is not searched (a false match only costs the proof).
     if (plan.pieces !== null && READ_ONLY_SQL.test(plan.text)) return null;
     this.#proven.add(worker);
-    return journalCommitSql(this.#schema, worker.cookie);
+    // A transaction whose only effect is a NOTIFY has no xid before its commit: text that names
+    // NOTIFY (or pg_notify) records its end unconditionally. (A function that notifies without
+    // its name in the text is not seen: such a worker, killed with its owner, reads "nothing
+    // committed" of its data, which holds, while its notification went out.)
+    return journalCommitSql(this.#schema, worker.cookie, MAY_NOTIFY.test(plan.text));
   }
 
   changed(worker: Worker, at: number): void {

@@ -355,6 +355,7 @@ DECLARE
   target_pid int4;
   target_role oid;
   journal_state text;
+  journal_job boolean := false;
   owner_pid int4;
   listeners int4[];
   handler int4;
@@ -381,14 +382,15 @@ BEGIN
     -- Its row, unless it has finished: the batch that says so may not have landed yet, but a
     -- worker whose own transaction recorded its commit (the journal's ends table) is done.
     ends := to_regclass(${qualifiedLiteral(schema, 'pg_background_journal_ends')});
-    EXECUTE format('SELECT state, owner_control_pid FROM %s j WHERE cookie = $1 AND finished_at IS NULL', journal)
+    EXECUTE format('SELECT state, owner_control_pid, coalesce((to_jsonb(j) ->> ''job'')::boolean, false) FROM %s j WHERE cookie = $1 AND finished_at IS NULL', journal)
          || CASE WHEN ends IS NULL THEN '' ELSE format(' AND NOT EXISTS (SELECT 1 FROM %s e WHERE e.cookie = j.cookie)', ends) END
          || ' LIMIT 1'
-       INTO journal_state, owner_pid USING p_cookie;
+       INTO journal_state, owner_pid, journal_job USING p_cookie;
   END IF;
   IF target_pid IS NULL THEN
     -- Not running: only the journal can know of it, while it waits (pending or paused).
-    IF journal_state IS NULL OR journal_state NOT IN ('pending', 'paused') THEN
+    -- (A job's root has no backend of its own: it is reached through its owner while active.)
+    IF journal_state IS NULL OR journal_state NOT IN ('pending', 'paused') AND NOT (journal_job AND journal_state IN ('running', 'cancelling')) THEN
       RETURN false;
     END IF;
     SELECT a.usesysid INTO target_role FROM pg_stat_activity a WHERE a.pid = owner_pid;
@@ -403,7 +405,8 @@ BEGIN
       DETAIL = format('Its backend belongs to role "%s"; role "%s" could not pg_cancel_backend() it.', pg_get_userbyid(target_role), current_user),
       HINT = 'Only roles with privileges of the role of the worker''s backend, or of pg_signal_backend, may control it (and only superusers a superuser''s).';
   END IF;
-  IF p_action = 'pause' AND (target_pid IS NOT NULL OR journal_state <> 'pending')
+  -- A job's root may be paused while it runs (its unstarted subtasks are held).
+  IF p_action = 'pause' AND (target_pid IS NOT NULL OR journal_state <> 'pending' AND NOT (journal_job AND journal_state = 'running'))
      OR p_action = 'resume' AND (target_pid IS NOT NULL OR journal_state <> 'paused') THEN
     RETURN false; -- a running statement cannot be paused; nothing to resume
   END IF;
