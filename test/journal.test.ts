@@ -370,3 +370,27 @@ test('kill -9 of the launching process: a worker whose only effect is a NOTIFY i
     await listener.end();
   }
 });
+
+test('a pending worker is journaled as proven when its SQL will carry the proof (a VACUUM will not), so an orphaned pending row reads "nothing committed"', async (t) => {
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  await holder.query('SELECT pg_advisory_lock(5151)');
+  const blocker = await bg.launch('SELECT pg_advisory_lock(5151)');
+  const pendingInsert = bg.launch("INSERT INTO marks VALUES ('pending')", { label: 'journal/pending-insert' });
+  const pendingVacuum = bg.launch('VACUUM marks', { label: 'journal/pending-vacuum' });
+  const rows = () =>
+    db.query<{ label: string; state: string; proven: boolean }>(
+      "SELECT label, state, proven FROM pg_background_journal WHERE label LIKE 'journal/pending-%' ORDER BY label",
+    );
+  await until(async () => (await rows()).length === 2, 'both pending rows');
+  assert.deepEqual(await rows(), [
+    { label: 'journal/pending-insert', state: 'pending', proven: true },
+    { label: 'journal/pending-vacuum', state: 'pending', proven: false },
+  ]);
+  await holder.query('SELECT pg_advisory_unlock(5151)');
+  await Promise.all([bg.wait(blocker), bg.wait(await pendingInsert), bg.wait(await pendingVacuum)]);
+  await db.query("DELETE FROM marks WHERE mark = 'pending'");
+  await bg.close();
+});

@@ -81,19 +81,34 @@ export class JournalWriter implements JournalSink {
    * block; null for one that cannot (its end is then only written by the batches).
    */
   commitPiece(worker: Worker, plan: TaskPlan): string | null {
-    // Under another role (`role`) the insert would need that role's right: checked for the login only.
-    if (plan.transactional !== true || this.#schema === null || !this.#provable || worker.launch.role !== null) return null;
-    // A read-only transaction refuses the insert (25006), failing the work: such a worker goes unproven.
-    if (worker.launch.settings.some(readOnly)) return null;
-    // So does one the SQL makes read-only (SET TRANSACTION READ ONLY; ...): only a statement ahead of
-    // the last can, so a single statement is not searched (a false match only costs the proof).
-    if (plan.pieces !== null && READ_ONLY_SQL.test(plan.text)) return null;
+    if (!this.#provesEnd(worker, plan)) return null;
     this.#proven.add(worker);
     // A transaction whose only effect is a NOTIFY has no xid before its commit: text that names
     // NOTIFY (or pg_notify) records its end unconditionally. (A function that notifies without
     // its name in the text is not seen: such a worker, killed with its owner, reads "nothing
     // committed" of its data, which holds, while its notification went out.)
-    return journalCommitSql(this.#schema, worker.cookie, MAY_NOTIFY.test(plan.text));
+    return journalCommitSql(this.#schema!, worker.cookie, MAY_NOTIFY.test(plan.text));
+  }
+
+  /** Whether `worker`'s transaction will end with the insert that proves its commit. */
+  #provesEnd(worker: Worker, plan: TaskPlan): boolean {
+    // Under another role (`role`) the insert would need that role's right: checked for the login only.
+    if (plan.transactional !== true || this.#schema === null || !this.#provable || worker.launch.role !== null) return false;
+    // A read-only transaction refuses the insert (25006), failing the work: such a worker goes unproven.
+    if (worker.launch.settings.some(readOnly)) return false;
+    // So does one the SQL makes read-only (SET TRANSACTION READ ONLY; ...): only a statement ahead of
+    // the last can, so a single statement is not searched (a false match only costs the proof).
+    return !(plan.pieces !== null && READ_ONLY_SQL.test(plan.text));
+  }
+
+  /**
+   * A row's `proven`: its task went with the proof; or, not sent yet (pending, paused), it will
+   * (so the view may say "nothing committed" of it once its owner is gone: had it run and
+   * committed, its own insert would say so).
+   */
+  #willProve(worker: Worker): boolean {
+    if (this.#proven.has(worker)) return true;
+    return (worker.state === 'pending' || worker.state === 'paused') && !worker.launch.job && !worker.launch.cursor && !worker.launch.copy && this.#provesEnd(worker, worker.launch.plan);
   }
 
   changed(worker: Worker, at: number): void {
@@ -150,7 +165,7 @@ export class JournalWriter implements JournalSink {
     if (schema === null || this.#dirty.size === 0) return;
     const batch = this.#dirty;
     this.#dirty = new Map();
-    const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#proven.has(worker)));
+    const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#willProve(worker)));
     try {
       journalCounts.writes++;
       await this.#control.query(this.#writeSql!, [JSON.stringify(rows)]);
