@@ -12,28 +12,40 @@ import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename, {
   // ~2M narrow rows in an order the index build has to sort.
-  setup: (d) => d.query('CREATE TABLE big AS SELECT (g::int8 * 7919 % 2000003)::int AS id FROM generate_series(1, 2000000) g').then(() => undefined),
+  async setup(d) {
+    await d.query('CREATE TABLE big AS SELECT (g::int8 * 7919 % 2000003)::int AS id FROM generate_series(1, 2000000) g');
+    const bg = d.background();
+    await bg.install(); // the view pg_background_workers
+    await bg.close();
+  },
 });
 
 // Small maintenance_work_mem: an external sort, so the build takes a few seconds; no parallel
 // build, so the leader does (and reports) all of it.
 const slowBuild = { settings: { maintenance_work_mem: '1MB', max_parallel_maintenance_workers: '0' } };
 
-test('CREATE INDEX shows its phase and a moving fraction in list() and info()', async () => {
+test('CREATE INDEX shows its phase and a moving fraction in list() and info(), and in the view', async () => {
   const bg = db.background();
   const h = await bg.launch('CREATE INDEX big_id ON big (md5(id::text))', { ...slowBuild, label: 'index' });
   const seen: [string, number | null][] = [];
+  const inView: [string, number | null][] = [];
+  const moved = (pairs: [string, number | null][]) => new Set(pairs.map(([, fraction]) => fraction).filter((f) => f !== null)).size >= 2;
   await until(
     async () => {
       const [info] = await bg.list();
-      if (info!.state !== 'running') throw new Error(`the build ended (${info!.state}) before two fractions were seen: ${JSON.stringify(seen)}`);
+      if (info!.state !== 'running') throw new Error(`the build ended (${info!.state}) before two fractions were seen: ${JSON.stringify([seen, inView])}`);
       if (info!.phase !== null) seen.push([info!.phase, info!.fractionCompleted]);
-      return new Set(seen.map(([, fraction]) => fraction).filter((f) => f !== null)).size >= 2;
+      const [row] = await db.query<{ phase: string | null; fraction_completed: number | null }>(
+        'SELECT phase, fraction_completed FROM pg_background_workers WHERE cookie = $1',
+        [h.cookie.toString()],
+      );
+      if (row?.phase) inView.push([row.phase, row.fraction_completed]);
+      return moved(seen) && moved(inView);
     },
-    'two different fractions of the build',
+    'two different fractions of the build, in list() and in the view',
     60_000,
   );
-  for (const [phase, fraction] of seen) {
+  for (const [phase, fraction] of [...seen, ...inView]) {
     assert.match(phase, /^building index/);
     assert.ok(fraction === null || (fraction >= 0 && fraction <= 1), `fraction ${fraction} within 0..1`);
   }
