@@ -1,0 +1,54 @@
+// A profiling aid (issue 13): one side of the floor's fire-and-forget alone, for `node --cpu-prof`.
+// `node --cpu-prof bench/profile-fire.mjs lib|untagged|pool|journal [tasks]` with DATABASE_URL set
+// and `npm run build` done (it loads dist/). Prints Node CPU µs per task of the timed round.
+import pg from 'pg';
+import { PgBackground } from '../dist/index.js';
+
+const side = process.argv[2] ?? 'lib';
+const tasks = Number(process.argv[3] ?? 20_000);
+const url = process.env.DATABASE_URL;
+const INSERT = 'INSERT INTO bench_profile (id, payload) VALUES ($1, $2)';
+const setup = new pg.Client({ connectionString: url });
+await setup.connect();
+await setup.query('CREATE TABLE IF NOT EXISTS bench_profile (id int NOT NULL, payload text NOT NULL)');
+await setup.query('TRUNCATE bench_profile');
+let round;
+let close;
+if (side === 'pool') {
+  const pool = new pg.Pool({ connectionString: url, max: 16 });
+  round = async (count, first) => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let i = next++; i < count; i = next++) await pool.query(INSERT, [first + i, 'row']);
+      }),
+    );
+  };
+  close = () => pool.end();
+} else {
+  const options = { connectionString: url, maxWorkers: 16, whenFull: 'queue' };
+  if (side === 'untagged') options.tagConnections = false;
+  if (side === 'journal') options.journal = true;
+  if (side === 'journal') {
+    const installer = new PgBackground({ connectionString: url });
+    await installer.install({ journal: true });
+    await installer.close();
+  }
+  const bg = new PgBackground(options);
+  round = async (count, first) => {
+    const handles = await Promise.all(Array.from({ length: count }, (_, i) => bg.submit({ text: INSERT, values: [first + i, 'row'] })));
+    await Promise.all(handles.map((h) => bg.wait(h)));
+  };
+  close = () => bg.close();
+}
+await round(2000, -2000);
+const cpu0 = process.cpuUsage();
+const t0 = performance.now();
+await round(tasks, 0);
+const ms = performance.now() - t0;
+const cpu = process.cpuUsage(cpu0);
+console.log(
+  `${side}: ${((cpu.user + cpu.system) / tasks).toFixed(1)} µs Node/task (user ${(cpu.user / tasks).toFixed(1)}, system ${(cpu.system / tasks).toFixed(1)}), ${((tasks / ms) * 1000).toFixed(0)} tasks/s`,
+);
+await close();
+await setup.end();
