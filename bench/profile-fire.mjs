@@ -36,17 +36,33 @@ if (side === 'pool') {
   }
   const bg = new PgBackground(options);
   round = async (count, first) => {
+    if (side === 'lib16') {
+      // 16 at a time from the caller's side too: no deep queue of pending workers.
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          for (let i = next++; i < count; i = next++) await bg.wait(await bg.submit({ text: INSERT, values: [first + i, 'row'] }));
+        }),
+      );
+      return;
+    }
     const handles = await Promise.all(Array.from({ length: count }, (_, i) => bg.submit({ text: INSERT, values: [first + i, 'row'] })));
     await Promise.all(handles.map((h) => bg.wait(h)));
   };
   close = () => bg.close();
 }
 await round(2000, -2000);
+const stats = async () => (await setup.query('SELECT xact_commit + xact_rollback AS x, tup_inserted AS i FROM pg_stat_database WHERE datname = current_database()')).rows[0];
+await setup.query('SELECT pg_stat_force_next_flush()');
+const before = await stats();
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 await round(tasks, 0);
 const ms = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
+await new Promise((r) => setTimeout(r, 1200));
+const after = await stats();
+console.log(`transactions/task ${((after.x - before.x) / tasks).toFixed(2)}, inserted/task ${((after.i - before.i) / tasks).toFixed(2)}`);
 console.log(
   `${side}: ${((cpu.user + cpu.system) / tasks).toFixed(1)} µs Node/task (user ${(cpu.user / tasks).toFixed(1)}, system ${(cpu.system / tasks).toFixed(1)}), ${((tasks / ms) * 1000).toFixed(0)} tasks/s`,
 );

@@ -9,7 +9,7 @@
 // Sync of its own just before the task (VACUUM and the like refuse to follow it in a pipeline).
 import pg from 'pg';
 import { BEGIN_SQL, COMMIT_SQL, RESET_SQL, tagSql } from '../catalog.js';
-import { encodeStatement, type WireReader, type WireWriter } from '../pg/index.js';
+import { encodeExtended, encodeStatement, type WireReader, type WireWriter } from '../pg/index.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
 import type { ResultField } from './row-parser.js';
@@ -183,15 +183,25 @@ export class TaskQuery implements WireReader {
     const tag = this.#tag;
     // The previous task's reset first: DISCARD ALL commits at once, so what follows runs in a
     // transaction of its own, in a clean session; if it fails, the server skips to the Sync.
-    const lead = this.#resetPending ? RESET_PREFIX : null;
+    let prefix = this.#resetPending ? RESET_PREFIX : null;
     if (tag !== null && !this.#wrapped) {
       // Ahead of everything (behind the reset): in the task's transaction (a failed task rolls
-      // it back, the reset undoes it after a success), or alone under its own Sync. Both in
-      // one buffer.
-      wire.bytes(encodeStatement(tag, lead));
-      if (this.#tagSegment) wire.sync();
-    } else if (lead !== null) wire.bytes(lead);
-    if (values !== null) {
+      // it back, the reset undoes it after a success), or alone under its own Sync.
+      prefix = encodeStatement(tag, prefix);
+      if (this.#tagSegment) {
+        wire.bytes(prefix);
+        wire.sync();
+        prefix = null;
+      }
+    }
+    // One statement (with parameters, or plain DML behind the reset or the tag) and nothing of
+    // ours behind it: the whole task, its prefix included, goes as one buffer (pg/wire-bytes.ts).
+    const whole = journal === null && pieces === null && !this.#simple;
+    if (!whole && prefix !== null) wire.bytes(prefix);
+    if (whole) {
+      // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
+      wire.bytes(encodeExtended(prefix, text, (values ?? []) as (string | Buffer | null)[])); // pg only reads them
+    } else if (values !== null) {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
       wire.parse(text);
       wire.bind(values as (string | Buffer | null)[]); // pg only reads them
