@@ -52,7 +52,8 @@ if (side === 'pool') {
   close = () => bg.close();
 }
 await round(2000, -2000);
-const stats = async () => (await setup.query('SELECT xact_commit + xact_rollback AS x, tup_inserted AS i FROM pg_stat_database WHERE datname = current_database()')).rows[0];
+const stats = async () =>
+  (await setup.query('SELECT xact_commit + xact_rollback AS x, tup_inserted AS i FROM pg_stat_database WHERE datname = current_database()')).rows[0];
 await setup.query('SELECT pg_stat_force_next_flush()');
 const before = await stats();
 const cpu0 = process.cpuUsage();

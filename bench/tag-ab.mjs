@@ -63,7 +63,9 @@ for (let r = 0; r < rounds; r++) {
   const order = r % 2 === 0 ? sides : [...sides].reverse();
   for (const side of order) results[side].push(await once(side));
   const [a, b] = sides.map((s) => results[s].at(-1));
-  console.error(`round ${r + 1}: ${sides[0]} ${a.node.toFixed(1)}+${a.server.toFixed(1)} µs ${a.rate.toFixed(0)}/s; ${sides[1]} ${b.node.toFixed(1)}+${b.server.toFixed(1)} µs ${b.rate.toFixed(0)}/s`);
+  console.error(
+    `round ${r + 1}: ${sides[0]} ${a.node.toFixed(1)}+${a.server.toFixed(1)} µs ${a.rate.toFixed(0)}/s; ${sides[1]} ${b.node.toFixed(1)}+${b.server.toFixed(1)} µs ${b.rate.toFixed(0)}/s`,
+  );
 }
 const ratio = (pick) => results[sides[0]].map((a, i) => pick(a) / pick(results[sides[1]][i]));
 const spread = (xs) => `${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)})`;
@@ -71,5 +73,7 @@ for (const side of sides) {
   const xs = results[side];
   console.log(`${side}: Node ${spread(xs.map((x) => x.node))} µs, server ${spread(xs.map((x) => x.server))} µs, ${spread(xs.map((x) => x.rate))} tasks/s`);
 }
-console.log(`${sides[0]} / ${sides[1]}: CPU ${spread(ratio((x) => x.node + x.server))}, Node ${spread(ratio((x) => x.node))}, server ${spread(ratio((x) => x.server))}, throughput ${spread(ratio((x) => x.rate))}`);
+console.log(
+  `${sides[0]} / ${sides[1]}: CPU ${spread(ratio((x) => x.node + x.server))}, Node ${spread(ratio((x) => x.node))}, server ${spread(ratio((x) => x.server))}, throughput ${spread(ratio((x) => x.rate))}`,
+);
 await setup.end();
