@@ -1,6 +1,8 @@
 // A profiling aid (issue 13): one side of the floor's fire-and-forget alone, for `node --cpu-prof`.
-// `node --cpu-prof bench/profile-fire.mjs lib|untagged|pool|journal [tasks]` with DATABASE_URL set
-// and `npm run build` done (it loads dist/). Prints Node CPU µs per task of the timed round.
+// `node --cpu-prof bench/profile-fire.mjs lib|lib16|untagged|pool|journal [tasks]` with
+// DATABASE_URL set and `npm run build` done (it loads dist/); lib16 submits 16 at a time (no deep
+// queue of pending workers). Prints Node CPU µs per task of the timed round, and the server's
+// transactions and inserted rows per task (pg_stat_database, flushed late: a rough count).
 import pg from 'pg';
 import { PgBackground } from '../dist/index.js';
 
