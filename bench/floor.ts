@@ -6,6 +6,7 @@
 //           mode, corked): the least an isolated task on a dedicated connection can cost
 //   lib     pg-background with its defaults (tagged connections on)
 //   untagged  pg-background with `tagConnections: false`
+//   journal   pg-background with its defaults and `journal: true` (fire-and-forget only)
 // Fire-and-forget: FIRE_TASKS single-row INSERTs with a parameter, 16 at once (the library:
 // `submit`, then `wait` on every handle). Per side: throughput, and CPU per task in Node
 // (process.cpuUsage) and on the server (utime + stime of the side's backends, /proc/<pid>/stat).
@@ -26,7 +27,7 @@ const TINY_WARMUP = 100;
 const INSERT = 'INSERT INTO bench_floor (id, payload) VALUES ($1, $2)';
 const MIN_RUNS = 5;
 
-const SIDES = ['query', 'pool', 'floor', 'lib', 'untagged'] as const;
+const SIDES = ['query', 'pool', 'floor', 'lib', 'untagged', 'journal'] as const;
 type Side = (typeof SIDES)[number];
 const TINY_SIDES = ['query', 'floor', 'lib', 'untagged'] as const;
 type TinySide = (typeof TINY_SIDES)[number];
@@ -89,9 +90,10 @@ function withReset(client: pg.Client, text: string, values: unknown[]): Promise<
 }
 
 async function fireDriver(url: string, side: Side): Promise<FireDriver> {
-  if (side === 'lib' || side === 'untagged') {
+  if (side === 'lib' || side === 'untagged' || side === 'journal') {
     const options: PgBackgroundOptions = { connectionString: url, maxWorkers: CONCURRENCY, whenFull: 'queue' };
     if (side === 'untagged') options.tagConnections = false;
+    if (side === 'journal') options.journal = true;
     const bg = new PgBackground(options);
     return {
       async round(count, firstId) {
@@ -204,6 +206,9 @@ const range = (s: Spread, digits: number) => `${s.median.toFixed(digits)} (${s.m
 export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
   const runs = Math.max(ctx.runs, MIN_RUNS);
   await withClient(ctx.url, (client) => client.query('CREATE TABLE IF NOT EXISTS bench_floor (id int NOT NULL, payload text NOT NULL)'));
+  const installer = new PgBackground({ connectionString: ctx.url });
+  await installer.install({ journal: true }); // for the journal side
+  await installer.close();
   const fire = new Map<Side, FireSample[]>(SIDES.map((s) => [s, []]));
   const tiny = new Map<TinySide, number[]>(TINY_SIDES.map((s) => [s, []]));
   // Per run, ratios within the run (the machine's speed drifts between runs).
@@ -259,6 +264,8 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
   const med = (side: Side, pick: (s: FireSample) => number) => median(fire.get(side)!.map(pick));
   const tagFire = median(fire.get('lib')!.map((s, i) => s.tasksPerSecond / fire.get('untagged')![i]!.tasksPerSecond));
   const tagCpu = median(fire.get('lib')!.map((s, i) => (s.nodeUs + s.serverUs) / (fire.get('untagged')![i]!.nodeUs + fire.get('untagged')![i]!.serverUs)));
+  const journalFire = median(fire.get('journal')!.map((s, i) => s.tasksPerSecond / fire.get('lib')![i]!.tasksPerSecond));
+  const journalCpu = median(fire.get('journal')!.map((s, i) => (s.nodeUs + s.serverUs) / (fire.get('lib')![i]!.nodeUs + fire.get('lib')![i]!.serverUs)));
   const tagTiny = median(tiny.get('lib')!.map((ms, i) => ms / tiny.get('untagged')![i]!));
   const metrics = [
     ...SIDES.filter((s) => s !== 'pool').map((s) =>
@@ -294,6 +301,8 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
       target('fire: tags on / off throughput', tagFire, '>=', 0.97),
       target('fire: tags on / off CPU per task', tagCpu, '<=', 1.03),
       target('tiny: tags on / off latency', tagTiny, '<=', 1.03),
+      target('fire: journal on / off throughput', journalFire, '>=', 0.75),
+      target('fire: journal on / off CPU per task', journalCpu, '<=', 1.25),
     ],
     extra: {
       fireTasks: FIRE_TASKS,

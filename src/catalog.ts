@@ -32,7 +32,9 @@ export const RESET_SQL = 'DISCARD ALL';
  * snapshot, no plan, no row. `local` behind a pooler: it ends with the task's transaction there.
  */
 export function tagSql(tag: string, local: boolean): string {
-  return `SET ${local ? 'LOCAL ' : ''}application_name TO ${pg.escapeLiteral(tag)}`;
+  // Once per task: a tag without a quote or backslash (nearly every one) needs no escaping.
+  const literal = tag.includes("'") || tag.includes('\\') ? pg.escapeLiteral(tag) : `'${tag}'`;
+  return `SET ${local ? 'LOCAL ' : ''}application_name TO ${literal}`;
 }
 
 /** A multi-statement task's own transaction block (see results/task-query.ts). */

@@ -55,6 +55,8 @@ export interface WireWriter {
   /** Execute of the unnamed portal, no row limit. */
   execute(): void;
   sync(): void;
+  /** Messages encoded beforehand (see wire-bytes.ts), written as they are. */
+  bytes(messages: Buffer): void;
 }
 
 /** A task's side of the wire, in our words: what it writes, and what it is told. */
@@ -147,6 +149,7 @@ function newWriter(connection: ConnectionInternals): WireWriter {
     describePortal: () => connection.describe({ type: 'P', name: '' }),
     execute: () => connection.execute({}),
     sync: () => connection.sync(),
+    bytes: (messages) => void stream.write(messages),
   };
 }
 

@@ -72,6 +72,11 @@ export class WorkerSlots implements Admission {
 
   acquire(start: Abortable): Promise<Slot> {
     if (start.aborted) return Promise.reject(start.abortReason);
+    if (this.#inUse < this.#max && this.#waiting.size === 0 && !this.#paused && start.held !== true) {
+      // Nobody waits and a slot is free: what #pump would grant at once, without an entry.
+      this.#inUse++;
+      return Promise.resolve(this.#slot());
+    }
     return new Promise<Slot>((resolve, reject) => {
       const entry: Entry = { start, grant: resolve, heldByPause: this.#paused, gone: false };
       start.whenAborted((reason) => {
@@ -110,6 +115,19 @@ export class WorkerSlots implements Admission {
     this.#waiting.delete(entry.start);
   }
 
+  /** A slot just counted in #inUse. */
+  #slot(): Slot {
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#inUse--;
+        this.#pump();
+      },
+    };
+  }
+
   /** Hands free slots to the first starts that are not held, in order. */
   #pump(): void {
     while (this.#inUse < this.#max) {
@@ -126,15 +144,7 @@ export class WorkerSlots implements Admission {
       this.#leave(next);
       next.start.whenAborted(null);
       this.#inUse++;
-      let released = false;
-      next.grant({
-        release: () => {
-          if (released) return;
-          released = true;
-          this.#inUse--;
-          this.#pump();
-        },
-      });
+      next.grant(this.#slot());
     }
     if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);

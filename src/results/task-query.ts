@@ -9,7 +9,7 @@
 // Sync of its own just before the task (VACUUM and the like refuse to follow it in a pipeline).
 import pg from 'pg';
 import { BEGIN_SQL, COMMIT_SQL, RESET_SQL, tagSql } from '../catalog.js';
-import type { WireReader, WireWriter } from '../pg/index.js';
+import { encodeExtended, encodeStatement, type WireReader, type WireWriter } from '../pg/index.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
 import type { ResultField } from './row-parser.js';
@@ -54,6 +54,9 @@ export interface TaskSession {
   /** As taskEnded, for a task that wrote no trailer: the session needs its reset before the next task. */
   resetDeferred(): void;
 }
+
+/** The deferred reset as a task's prefix: Parse, Bind, Execute, encoded once (pg/wire-bytes.ts). */
+const RESET_PREFIX = encodeStatement(RESET_SQL);
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
 
@@ -141,9 +144,9 @@ export class TaskQuery implements WireReader {
     this.#wrapped = wrapped;
     this.#inTransaction = inTransaction;
     this.#resultIndex = plan.statementCount - (wrapped ? 0 : 1);
-    this.#tag = tag === null ? null : tagSql(tag, inTransaction);
     // Under the task's Sync when it shares a transaction with it safely; else its own Sync.
     this.#tagSegment = tag !== null && !wrapped && !inTransaction && !plan.inBlock;
+    this.#tag = tag === null ? null : tagSql(tag, inTransaction);
     this.#oursAt = wrapped ? 1 : 0;
     this.#oursLeft = (tag === null ? 0 : 1) + (resetFirst ? 1 : 0);
     this.#resetPending = resetFirst;
@@ -180,14 +183,25 @@ export class TaskQuery implements WireReader {
     const tag = this.#tag;
     // The previous task's reset first: DISCARD ALL commits at once, so what follows runs in a
     // transaction of its own, in a clean session; if it fails, the server skips to the Sync.
-    if (this.#resetPending) statement(wire, RESET_SQL, false);
+    let prefix = this.#resetPending ? RESET_PREFIX : null;
     if (tag !== null && !this.#wrapped) {
-      // Ahead of everything: in the task's transaction (a failed task rolls it back, the reset
-      // undoes it after a success), or alone under its own Sync.
-      statement(wire, tag, false);
-      if (this.#tagSegment) wire.sync();
+      // Ahead of everything (behind the reset): in the task's transaction (a failed task rolls
+      // it back, the reset undoes it after a success), or alone under its own Sync.
+      prefix = encodeStatement(tag, prefix);
+      if (this.#tagSegment) {
+        wire.bytes(prefix);
+        wire.sync();
+        prefix = null;
+      }
     }
-    if (values !== null) {
+    // One statement (with parameters, or plain DML behind the reset or the tag) and nothing of
+    // ours behind it: the whole task, its prefix included, goes as one buffer (pg/wire-bytes.ts).
+    const whole = journal === null && pieces === null && !this.#simple;
+    if (!whole && prefix !== null) wire.bytes(prefix);
+    if (whole) {
+      // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
+      wire.bytes(encodeExtended(prefix, text, (values ?? []) as (string | Buffer | null)[])); // pg only reads them
+    } else if (values !== null) {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
       wire.parse(text);
       wire.bind(values as (string | Buffer | null)[]); // pg only reads them

@@ -24,6 +24,7 @@ export function newCookie(): bigint {
 
 /** The first 120 code points, never cutting one in half. */
 export function preview(text: string): string {
+  if (text.length <= PREVIEW_CODE_POINTS) return text; // no more UTF-16 units than code points wanted
   let end = 0;
   for (let count = 0; count < PREVIEW_CODE_POINTS && end < text.length; count++) {
     end += text.codePointAt(end)! > 0xffff ? 2 : 1;

@@ -68,26 +68,37 @@ export function plainObject(name: string, value: unknown): Record<string, unknow
  * (never its raw error), and nothing can change between the checks and the use.
  */
 export function readable(name: string, value: object, known: readonly string[]): Record<string, unknown> {
-  const path = (key: string) => (name === 'options' ? key : `${name}.${key}`);
   let own: string[];
   try {
     own = Object.keys(value);
   } catch (error) {
     throw unreadable(name, error);
   }
+  // On every launch's path: no Set, array or closure per call (the own keys, then the known
+  // ones it inherits, each read once, in that order).
   const copy: Record<string, unknown> = {};
-  for (const key of new Set([...own, ...known])) {
-    let property: unknown;
-    try {
-      property = (value as Record<string, unknown>)[key];
-    } catch (error) {
-      throw unreadable(path(key), error);
-    }
-    // defineProperty: a key named __proto__ stays data for the checks to see.
-    if (property !== undefined || own.includes(key))
-      Object.defineProperty(copy, key, { value: property, enumerable: true, writable: true, configurable: true });
+  for (let i = 0; i < own.length; i++) put(copy, own[i]!, readKey(name, value, own[i]!));
+  for (let i = 0; i < known.length; i++) {
+    const key = known[i]!;
+    if (own.includes(key)) continue;
+    const property = readKey(name, value, key);
+    if (property !== undefined) put(copy, key, property);
   }
   return copy;
+}
+
+function readKey(name: string, value: object, key: string): unknown {
+  try {
+    return (value as Record<string, unknown>)[key];
+  } catch (error) {
+    throw unreadable(name === 'options' ? key : `${name}.${key}`, error);
+  }
+}
+
+/** defineProperty for a key named __proto__, so it stays data for the checks to see. */
+function put(copy: Record<string, unknown>, key: string, property: unknown): void {
+  if (key === '__proto__') Object.defineProperty(copy, key, { value: property, enumerable: true, writable: true, configurable: true });
+  else copy[key] = property;
 }
 
 export function unreadable(name: string, error: unknown): PgBackgroundError {

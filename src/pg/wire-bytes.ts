@@ -1,0 +1,104 @@
+// Pre-encoded frontend messages for the statements of ours that ride ahead of a task in its
+// write (the deferred reset, the tag): Parse, Bind and Execute of each in one buffer, so a task's
+// prefix goes to the socket as one chunk instead of one buffer (and one entry in the socket's
+// corked write queue) per message; the reset's never changes and is encoded once per process.
+// Unnamed statement and portal, no parameters, text format: the bytes pg's own serializer
+// writes for `parse({ text })`, `bind({ values: [] })` and `execute({})`.
+
+/** Bind of the unnamed portal to the unnamed statement: no formats, no parameters, no result formats. */
+const BIND_NONE = Buffer.from([0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
+/** Execute of the unnamed portal, no row limit. */
+const EXECUTE = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+
+/**
+ * Parse, Bind and Execute of `text` (one statement, no parameters) behind `lead` (messages
+ * encoded before, to go first), all in one buffer.
+ */
+export function encodeStatement(text: string, lead: Buffer | null = null): Buffer {
+  const leadLength = lead === null ? 0 : lead.length;
+  const textBytes = Buffer.byteLength(text, 'utf8');
+  // Parse: 'P', length, statement name '' (a NUL), the text, NUL, no parameter types (int16 0).
+  const parseLength = 4 + 1 + textBytes + 1 + 2;
+  const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + BIND_NONE.length + EXECUTE.length);
+  let at = lead === null ? 0 : lead.copy(out, 0);
+  out[at] = 0x50; // 'P'
+  out.writeInt32BE(parseLength, at + 1);
+  out[at + 5] = 0;
+  at += 6;
+  at += out.write(text, at, 'utf8');
+  out[at] = 0;
+  out[at + 1] = 0;
+  out[at + 2] = 0;
+  at += 3;
+  at += BIND_NONE.copy(out, at);
+  EXECUTE.copy(out, at);
+  return out;
+}
+
+/** Describe of the unnamed portal, and Sync. */
+const DESCRIBE_PORTAL = Buffer.from([0x44, 0, 0, 0, 6, 0x50, 0]);
+const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
+
+/** Byte lengths of the string values of the task being encoded (reused: no array per task). */
+const valueBytes: number[] = [];
+
+/**
+ * A whole single-statement task in one buffer: `lead` (its prefix, encoded before), then Parse of
+ * `text`, Bind of `values` (text format, a Buffer as binary, null as NULL; text results),
+ * Describe of the portal, Execute, Sync. Byte for byte what pg's serializer writes for `parse`,
+ * `bind`, `describe({ type: 'P' })`, `execute({})` and `sync()`.
+ */
+export function encodeExtended(lead: Buffer | null, text: string, values: readonly (string | Buffer | null)[]): Buffer {
+  const leadLength = lead === null ? 0 : lead.length;
+  const textBytes = Buffer.byteLength(text, 'utf8');
+  const parseLength = 4 + 1 + textBytes + 1 + 2;
+  const count = values.length;
+  let bindLength = 4 + 1 + 1 + 2 + 2 * count + 2 + 4; // ... + result formats: 1, text
+  for (let i = 0; i < count; i++) {
+    const value = values[i];
+    const bytes = value === null || value === undefined ? 0 : typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
+    valueBytes[i] = bytes;
+    bindLength += 4 + bytes;
+  }
+  const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + 1 + bindLength + DESCRIBE_PORTAL.length + EXECUTE.length + SYNC.length);
+  let at = lead === null ? 0 : lead.copy(out, 0);
+  out[at] = 0x50; // 'P'
+  out.writeInt32BE(parseLength, at + 1);
+  out[at + 5] = 0;
+  at += 6;
+  at += out.write(text, at, 'utf8');
+  out[at] = 0;
+  out[at + 1] = 0;
+  out[at + 2] = 0;
+  at += 3;
+  out[at] = 0x42; // 'B'
+  out.writeInt32BE(bindLength, at + 1);
+  out[at + 5] = 0; // portal ''
+  out[at + 6] = 0; // statement ''
+  out.writeInt16BE(count, at + 7);
+  at += 9;
+  for (let i = 0; i < count; i++) {
+    out[at++] = 0;
+    out[at++] = values[i] instanceof Buffer ? 1 : 0;
+  }
+  out.writeInt16BE(count, at);
+  at += 2;
+  for (let i = 0; i < count; i++) {
+    const value = values[i];
+    if (value === null || value === undefined) {
+      out.writeInt32BE(-1, at);
+      at += 4;
+    } else {
+      out.writeInt32BE(valueBytes[i]!, at);
+      at += 4;
+      at += typeof value === 'string' ? out.write(value, at, 'utf8') : value.copy(out, at);
+    }
+  }
+  out.writeInt16BE(1, at);
+  out.writeInt16BE(0, at + 2);
+  at += 4;
+  at += DESCRIBE_PORTAL.copy(out, at);
+  at += EXECUTE.copy(out, at);
+  SYNC.copy(out, at);
+  return out;
+}

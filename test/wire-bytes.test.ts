@@ -1,0 +1,54 @@
+// The pre-encoded messages (src/pg/wire-bytes.ts) against pg's own serializer: the same
+// Parse and Execute bytes, and a Bind that differs only in saying "text results" with zero
+// format codes where pg sends one (both mean text). Their effect on a real server is covered by
+// test/reuse.test.ts and test/tags.test.ts, which run every deferred reset and tag through them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { serialize } from 'pg-protocol';
+import { encodeExtended, encodeStatement } from '../src/pg/wire-bytes.js';
+
+const BIND_NO_VALUES = Buffer.from([0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
+
+test('encodeStatement: Parse, Bind and Execute of the unnamed statement and portal, in one buffer', () => {
+  const text = "SET application_name TO 'pgbg:00000000000000ff:é'";
+  const expected = Buffer.concat([serialize.parse({ text }), BIND_NO_VALUES, serialize.execute({})]);
+  assert.deepEqual(encodeStatement(text), expected);
+});
+
+test('encodeStatement: behind a lead, the lead comes first, byte for byte', () => {
+  const lead = encodeStatement('DISCARD ALL');
+  const both = encodeStatement('SELECT 1', lead);
+  assert.deepEqual(both, Buffer.concat([lead, serialize.parse({ text: 'SELECT 1' }), BIND_NO_VALUES, serialize.execute({})]));
+  assert.equal(both.readInt32BE(1), 4 + 1 + 'DISCARD ALL'.length + 1 + 2);
+});
+
+test('encodeExtended: a whole task with parameters is what pg writes for it, message for message', () => {
+  const text = 'INSERT INTO t (a, b, c, d) VALUES ($1, $2, $3, $4)';
+  const values = ['row', 'żółw ✓', null, Buffer.from([0, 1, 2, 255])];
+  const lead = encodeStatement('DISCARD ALL');
+  const pgBytes = Buffer.concat([
+    serialize.parse({ text }),
+    serialize.bind({ values }),
+    serialize.describe({ type: 'P', name: '' }),
+    serialize.execute({}),
+    serialize.sync(),
+  ]);
+  assert.deepEqual(encodeExtended(null, text, values), pgBytes);
+  assert.deepEqual(encodeExtended(lead, text, values), Buffer.concat([lead, pgBytes]));
+});
+
+test('encodeExtended: no parameters, and empty strings', () => {
+  for (const [text, values] of [
+    ['SELECT 1', []],
+    ["SELECT $1::text = ''", ['']],
+  ] as const) {
+    const expected = Buffer.concat([
+      serialize.parse({ text }),
+      serialize.bind({ values: [...values] }),
+      serialize.describe({ type: 'P', name: '' }),
+      serialize.execute({}),
+      serialize.sync(),
+    ]);
+    assert.deepEqual(encodeExtended(null, text, values), expected);
+  }
+});
