@@ -1,9 +1,10 @@
 // The journal writer: records the instance's workers in pg_background_journal, off the launch
 // path. JournalStore (store/journal.ts) hands it each worker that changed; a timer armed by the
-// first change writes every changed worker's current row as one multi-row upsert on the control
-// connection, JOURNAL_FLUSH_MS later (so a burst of launches is a handful of writes, a worker
-// that starts and ends within that time is one row, and a change is in the table within a
-// second unless the server is slow to take the write). A write that fails fails no worker: its
+// first change writes the current rows of the workers whose first unwritten change is
+// JOURNAL_HOLD_MS old as one multi-row upsert on the control connection, looking every
+// JOURNAL_FLUSH_MS (so a burst of launches is a handful of writes, a worker that starts and ends
+// within the hold is one row, and a change is in the table within a second unless the server
+// is slow to take the write). A write that fails fails no worker: its
 // rows are kept for the next write (retried every JOURNAL_RETRY_MS) and the failure is reported
 // once, as a warning. Rows of workers finished longer ago than the retention are pruned, at most
 // once per JOURNAL_PRUNE_INTERVAL_MS. Before the first launch, the launcher asks ready(): the
@@ -23,7 +24,14 @@ import type { Worker } from '../store/worker.js';
 /** SQL text that may send a notification: NOTIFY or pg_notify(). */
 const MAY_NOTIFY = /notify/i;
 
-export const JOURNAL_FLUSH_MS = 750;
+/**
+ * A changed worker's row waits this long after its first unwritten change before it is written
+ * (so a worker that starts and ends within it is written once, as it ended); batches are looked
+ * at every JOURNAL_FLUSH_MS: a change is in the table within HOLD + FLUSH (750 ms) of happening
+ * unless the server is slow to take the write.
+ */
+export const JOURNAL_HOLD_MS = 500;
+export const JOURNAL_FLUSH_MS = 250;
 export const JOURNAL_RETRY_MS = 1000;
 export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
 /** Workers whose rows wait for a write that keeps failing: beyond this, the oldest are dropped (memory stays bounded). */
@@ -39,6 +47,8 @@ export class JournalWriter implements JournalSink {
   readonly #warn: (warning: PgBackgroundError) => void;
   /** Workers whose row is due, with the time of their last change. */
   #dirty = new Map<Worker, number>();
+  /** The same workers, by their first unwritten change (Map order: oldest first). */
+  #since = new Map<Worker, number>();
   /** Workers whose transaction ends with the journal's record of their end. */
   readonly #proven = new WeakSet<Worker>();
   /** The journal's schema (quoted), once found. */
@@ -108,11 +118,18 @@ export class JournalWriter implements JournalSink {
    */
   #willProve(worker: Worker): boolean {
     if (this.#proven.has(worker)) return true;
-    return (worker.state === 'pending' || worker.state === 'paused') && !worker.launch.job && !worker.launch.cursor && !worker.launch.copy && this.#provesEnd(worker, worker.launch.plan);
+    return (
+      (worker.state === 'pending' || worker.state === 'paused') &&
+      !worker.launch.job &&
+      !worker.launch.cursor &&
+      !worker.launch.copy &&
+      this.#provesEnd(worker, worker.launch.plan)
+    );
   }
 
   changed(worker: Worker, at: number): void {
     this.#dirty.set(worker, at);
+    if (!this.#since.has(worker)) this.#since.set(worker, at);
     if (this.#timer === null && this.#writing === null && !this.#closed) this.#schedule(JOURNAL_FLUSH_MS);
   }
 
@@ -122,7 +139,7 @@ export class JournalWriter implements JournalSink {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     await this.#writing;
-    if (this.#dirty.size > 0) await this.#write();
+    if (this.#dirty.size > 0) await this.#write(Infinity);
   }
 
   async #locate(): Promise<void> {
@@ -160,11 +177,23 @@ export class JournalWriter implements JournalSink {
 
   #failing = false;
 
-  async #write(): Promise<void> {
+  /** Writes the rows of the workers whose first unwritten change came `holdMs` ago or earlier. */
+  async #write(holdMs = JOURNAL_HOLD_MS): Promise<void> {
     const schema = this.#schema;
     if (schema === null || this.#dirty.size === 0) return;
-    const batch = this.#dirty;
-    this.#dirty = new Map();
+    const cut = Date.now() - holdMs;
+    const batch = new Map<Worker, number>();
+    const since = new Map<Worker, number>();
+    for (const [worker, first] of this.#since) {
+      if (first > cut) break; // oldest first: the rest are younger still
+      batch.set(worker, this.#dirty.get(worker)!);
+      since.set(worker, first);
+    }
+    if (batch.size === 0) return;
+    for (const worker of batch.keys()) {
+      this.#dirty.delete(worker);
+      this.#since.delete(worker);
+    }
     const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#willProve(worker)));
     try {
       journalCounts.writes++;
@@ -180,9 +209,13 @@ export class JournalWriter implements JournalSink {
       for (const [worker, at] of batch) if (!this.#dirty.has(worker)) kept.set(worker, at);
       for (const [worker, at] of this.#dirty) kept.set(worker, at);
       this.#dirty = kept;
-      for (const worker of this.#dirty.keys()) {
+      const keptSince = new Map(since);
+      for (const [worker, first] of this.#since) if (!keptSince.has(worker)) keptSince.set(worker, first);
+      this.#since = keptSince;
+      for (const worker of this.#since.keys()) {
         if (this.#dirty.size <= JOURNAL_MAX_PENDING) break;
         this.#dirty.delete(worker);
+        this.#since.delete(worker);
       }
       this.#report(error);
       return;
