@@ -19,7 +19,7 @@
 //  - after applying an optional migration out of order, migrate() runs again the newest applied
 //    migration that lists each of its objects, so the object ends on its newest definition.
 // Migration 3 is the SQL control functions (another branch); 4 is the journal.
-import { progressRows } from '../catalog.js';
+import { progressRows, WORKERS_VIEW } from '../catalog.js';
 
 import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY, CONTROL_REQUESTS_MARKER, CONTROL_REQUESTS_TABLE, TAG_PREFIX_LENGTH } from '../catalog.js';
 
@@ -82,7 +82,7 @@ $pgbg$`,
   ],
 };
 
-export const WORKERS_VIEW = 'pg_background_workers';
+export { WORKERS_VIEW };
 export const JOURNAL_TABLE = 'pg_background_journal';
 /** Where a journaled worker's own transaction, last, records that it committed (see migration 4). */
 export const JOURNAL_ENDS_TABLE = 'pg_background_journal_ends';
