@@ -139,7 +139,7 @@ export class JournalWriter implements JournalSink {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     await this.#writing;
-    if (this.#dirty.size > 0) await this.#write(Infinity);
+    if (this.#dirty.size > 0) await this.#write(0); // every row, however young
   }
 
   async #locate(): Promise<void> {
