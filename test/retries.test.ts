@@ -17,6 +17,8 @@ const db = useDatabase(import.meta.filename, {
         IF n < succeed_at THEN RAISE EXCEPTION 'transient failure %', n USING ERRCODE = code; END IF;
         RETURN n;
       END $$`);
+    // Its notice makes the server flush what it has written so far.
+    await db.query(`CREATE FUNCTION flushed(x int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'flushed'; RETURN x; END $$`);
   },
 });
 
@@ -105,10 +107,12 @@ test('a try whose rows the reader already took is not retried: the reader gets t
   const { seq } = await counter();
   await db.query('SELECT pg_advisory_lock(301)');
   const bg = db.background();
-  // Rows of 20 kB leave the server one by one; the second waits for the test's lock, then fails.
+  // The first row leaves the server whole (a notice flushes its output buffer: before 17 the
+  // tail of a large row waits there for the next flush), then the second waits for the test's
+  // lock and fails.
   const h = await bg.launch(
     `SELECT g, repeat('x', 20000) AS pad,
-            CASE WHEN g = 2 THEN (SELECT flaky('${seq}', 10) FROM pg_advisory_xact_lock(301)) END AS f
+            CASE WHEN g = 2 THEN (SELECT flaky('${seq}', 10) FROM pg_advisory_xact_lock(flushed(299 + g))) END AS f
        FROM generate_series(1, 2) g`,
     { retry: { attempts: 5, backoffMs: 0 } },
   );
