@@ -76,10 +76,13 @@ test('read to the end: every row, in order, and the statement result info', asyn
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM audit'), [{ n: 7 }]);
   await db.query('TRUNCATE audit');
 
-  // The warm connection serves the next task cleanly (the pool reset it after the COMMIT). The
-  // probe's own unnamed portal is in pg_cursors too (plain DML goes as Parse/Bind/Execute).
+  // A warm connection of these cursor tasks (whichever the pool hands out) serves the next task
+  // cleanly: the pool reset it after the COMMIT. The probe's own unnamed portal is in pg_cursors
+  // too (plain DML goes as Parse/Bind/Execute).
   const plain = await bg.launch("SELECT pg_backend_pid() AS pid, count(*)::int AS portals FROM pg_cursors WHERE name <> ''");
-  assert.deepEqual(await bg.result(plain).toArray(), [{ pid: i.pid, portals: 0 }]);
+  const [probe] = await bg.result<{ pid: number; portals: number }>(plain).toArray();
+  assert.ok([h.pid, p.pid, u.pid, i.pid].includes(probe!.pid), `pid ${probe!.pid} is one of the cursor tasks' connections`);
+  assert.equal(probe!.portals, 0);
   await bg.close();
 });
 
