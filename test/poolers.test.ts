@@ -2,17 +2,15 @@
 // another client's session, a task's role and settings apply to that task or the launch fails,
 // and in session mode everything works as on a direct connection.
 // The poolers are started for this file (test/support/pgbouncer.ts); where the Debian package
-// could not be installed the tests are skipped, saying so.
+// is missing the file fails, saying so.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgBackground, PgBackgroundError, workerTag, type PgBackgroundOptions } from 'pg-background';
-import { findPgBouncer, startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
+import { pgBouncerBinary, startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
 import { until, useDatabase } from './support/database.js';
 
-const found = findPgBouncer();
-const skip = 'missing' in found ? found.missing : false;
-if (skip) console.log(`[poolers] skipped: ${skip}`);
+const binary = pgBouncerBinary();
 
 const poolers: { session?: PgBouncer; transaction?: PgBouncer; statement?: PgBouncer } = {};
 const instances: PgBackground[] = [];
@@ -22,12 +20,11 @@ const clients: pg.Client[] = [];
 let ROLE = '';
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
-    if (!('binary' in found)) return;
     ROLE = `${db.name}_role`;
     [poolers.session, poolers.transaction, poolers.statement] = await Promise.all([
-      startPgBouncer(found.binary, db.url, { mode: 'session' }),
-      startPgBouncer(found.binary, db.url, { mode: 'transaction', poolSize: 4 }),
-      startPgBouncer(found.binary, db.url, { mode: 'statement' }),
+      startPgBouncer(binary, db.url, { mode: 'session' }),
+      startPgBouncer(binary, db.url, { mode: 'transaction', poolSize: 4 }),
+      startPgBouncer(binary, db.url, { mode: 'statement' }),
     ]);
     await db.query(`CREATE ROLE ${ROLE} NOLOGIN`);
     await db.query(`GRANT ${ROLE} TO current_user`);
@@ -36,7 +33,7 @@ const db = useDatabase(import.meta.filename, {
     await Promise.all(instances.map((bg) => bg.close({ cancel: true })));
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
     await Promise.all(Object.values(poolers).map((p) => p.stop()));
-    if (!skip) await db.query(`DROP ROLE IF EXISTS ${ROLE}`);
+    await db.query(`DROP ROLE IF EXISTS ${ROLE}`);
   },
 });
 
@@ -71,7 +68,7 @@ async function warmWithBackendTaken(bg: PgBackground): Promise<{ other: pg.Clien
   return { other, otherPid };
 }
 
-describe('behind PgBouncer in transaction mode', { skip }, () => {
+describe('behind PgBouncer in transaction mode', () => {
   test('cancel() with graceMs 0 terminates our task, never the backend another client holds', async () => {
     await db.query('CREATE TABLE tx_terminate (n int)');
     const bg = behind('transaction', { maxWorkers: 1 });
@@ -237,7 +234,7 @@ describe('behind PgBouncer in transaction mode', { skip }, () => {
   });
 });
 
-describe('behind PgBouncer in session mode', { skip }, () => {
+describe('behind PgBouncer in session mode', () => {
   test('pids are real, role and settings apply, cancel and terminate stop only our task, progress and close work', async () => {
     await db.query('CREATE TABLE session_mode (n int)');
     const bg = behind('session', { maxWorkers: 2 });
@@ -271,7 +268,7 @@ describe('behind PgBouncer in session mode', { skip }, () => {
   });
 });
 
-describe('behind PgBouncer in statement mode', { skip }, () => {
+describe('behind PgBouncer in statement mode', () => {
   test('a launch is refused with PGBG_POOLER_UNSUPPORTED, naming session mode and the direct endpoint', async () => {
     const bg = behind('statement');
     await assert.rejects(bg.launch('SELECT 1'), (error: unknown) => {

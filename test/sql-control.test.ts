@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { PgBackground } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
-import { findPgBouncer, startPgBouncer } from './support/pgbouncer.js';
+import { pgBouncerBinary, startPgBouncer } from './support/pgbouncer.js';
 import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY } from '../src/catalog.js';
 import { ACK_WAIT_MS, tagPrefix } from '../src/control/remote-control.js';
 import { workerTag } from '../src/store/worker-identity.js';
@@ -451,10 +451,8 @@ test('with the journal: a running worker whose owner the journal names is dead i
   await other.close();
 });
 
-test('behind a transaction pooler an instance cannot LISTEN: it does not say it listens, and the function stops its worker directly (error 57014, nothing committed)', async (t) => {
-  const found = findPgBouncer();
-  if ('missing' in found) return t.skip(found.missing);
-  const pooler = await startPgBouncer(found.binary, db.url, { mode: 'transaction', poolSize: 4 });
+test('behind a transaction pooler an instance cannot LISTEN: it does not say it listens, and the function stops its worker directly (error 57014, nothing committed)', async () => {
+  const pooler = await startPgBouncer(pgBouncerBinary(), db.url, { mode: 'transaction', poolSize: 4 });
   const bg = new PgBackground({ connectionString: pooler.url(db.url) });
   try {
     const h = await bg.launch(sleeper('pooled'), { label: 'pooled' });

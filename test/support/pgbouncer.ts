@@ -2,7 +2,7 @@
 // and a userlist in a temp dir, listens on 127.0.0.1 on a free port, runs as the unprivileged
 // user the embedded server uses when we are root (PgBouncer refuses to run as root), and is
 // stopped by stop(). Where the `pgbouncer` binary is missing (the Debian package could not be
-// installed), findPgBouncer() says why, and the pooler tests are skipped with that reason.
+// installed), pgBouncerBinary() says why, and the pooler tests fail with that reason.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -30,12 +30,16 @@ export interface PgBouncer {
 
 const CANDIDATES = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'];
 
-/** The pgbouncer binary, or the reason there is none (the tests print it when they skip). */
-export function findPgBouncer(): { binary: string } | { missing: string } {
+/**
+ * The pgbouncer binary. Every pooler test runs: without one they fail, saying how to get it
+ * (`npm test` installs it itself where it runs as root with apt, see scripts/system-deps.sh).
+ */
+export function pgBouncerBinary(): string {
   const onPath = spawnSync('sh', ['-c', 'command -v pgbouncer'], { encoding: 'utf8' }).stdout?.trim();
   const binary = onPath || CANDIDATES.find((candidate) => existsSync(candidate));
-  if (!binary) return { missing: 'pgbouncer is not installed (Debian package `pgbouncer`; .ci/run installs it when it runs as root)' };
-  return { binary };
+  if (!binary)
+    throw new Error('pgbouncer is not installed: the pooler tests need it (Debian package `pgbouncer`; npm test installs it when it runs as root with apt)');
+  return binary;
 }
 
 export async function startPgBouncer(binary: string, serverUrl: string, options: PgBouncerOptions): Promise<PgBouncer> {
