@@ -21,18 +21,26 @@ export function encodeStatement(text: string, lead: Buffer | null = null): Buffe
   const parseLength = 4 + 1 + textBytes + 1 + 2;
   const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + BIND_NONE.length + EXECUTE.length);
   let at = lead === null ? 0 : lead.copy(out, 0);
+  at = writeParse(out, at, text, parseLength);
+  at += BIND_NONE.copy(out, at);
+  EXECUTE.copy(out, at);
+  return out;
+}
+
+/**
+ * Parse of `text` into the unnamed statement, at `at` of `out`: 'P', `length`, statement name ''
+ * (a NUL), the text, NUL, no parameter types (int16 0). Returns the offset after it.
+ */
+function writeParse(out: Buffer, at: number, text: string, length: number): number {
   out[at] = 0x50; // 'P'
-  out.writeInt32BE(parseLength, at + 1);
+  out.writeInt32BE(length, at + 1);
   out[at + 5] = 0;
   at += 6;
   at += out.write(text, at, 'utf8');
   out[at] = 0;
   out[at + 1] = 0;
   out[at + 2] = 0;
-  at += 3;
-  at += BIND_NONE.copy(out, at);
-  EXECUTE.copy(out, at);
-  return out;
+  return at + 3;
 }
 
 /** Describe of the unnamed portal, and Sync. */
@@ -62,15 +70,7 @@ export function encodeExtended(lead: Buffer | null, text: string, values: readon
   }
   const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + 1 + bindLength + DESCRIBE_PORTAL.length + EXECUTE.length + SYNC.length);
   let at = lead === null ? 0 : lead.copy(out, 0);
-  out[at] = 0x50; // 'P'
-  out.writeInt32BE(parseLength, at + 1);
-  out[at + 5] = 0;
-  at += 6;
-  at += out.write(text, at, 'utf8');
-  out[at] = 0;
-  out[at + 1] = 0;
-  out[at + 2] = 0;
-  at += 3;
+  at = writeParse(out, at, text, parseLength);
   out[at] = 0x42; // 'B'
   out.writeInt32BE(bindLength, at + 1);
   out[at + 5] = 0; // portal ''
