@@ -84,8 +84,11 @@ const controlOpen = async () => (await db.query("SELECT 1 FROM pg_stat_activity 
 
 /** Terminates our control connection (if it is open), so that the next check must open another. */
 async function dropControl(): Promise<void> {
-  await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND application_name = 'pgbg:control'", [ROLE]);
-  await until(async () => !(await controlOpen()), 'the control connection to be gone');
+  // Terminated again at each look: a liveness check may open another meanwhile.
+  await until(async () => {
+    await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND application_name = 'pgbg:control'", [ROLE]);
+    return !(await controlOpen());
+  }, 'the control connection to be gone');
 }
 
 /**
