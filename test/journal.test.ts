@@ -394,3 +394,40 @@ test('a pending worker is journaled as proven when its SQL will carry the proof 
   await db.query("DELETE FROM marks WHERE mark = 'pending'");
   await bg.close();
 });
+
+test('when its control session ends, a pending worker’s row names the next one as its owner: the view keeps it pending, not orphaned', async (t) => {
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  t.after(() => bg.close({ cancel: true }));
+  await holder.query('SELECT pg_advisory_lock(5252)');
+  const blocker = await bg.launch('SELECT pg_advisory_lock(5252)');
+  // Pending behind the blocker: its launch resolves only once it starts.
+  const pending = bg.launch("INSERT INTO marks VALUES ('rehomed')", { label: 'journal/rehomed' });
+  const owner = async () =>
+    (
+      await db.query<{ state: string; owner_control_pid: number | null }>(
+        "SELECT state, owner_control_pid FROM pg_background_journal WHERE label = 'journal/rehomed'",
+      )
+    )[0];
+  const first = await until(async () => (await owner())?.owner_control_pid, 'the pending row');
+  assert.deepEqual(await db.query("SELECT 1 AS one FROM pg_stat_activity WHERE pid = $1 AND application_name = 'pgbg:control'", [first]), [{ one: 1 }]);
+  await db.query('SELECT pg_terminate_backend($1, 10000)', [first]);
+  const second = await until(async () => {
+    const row = await owner();
+    return row?.owner_control_pid !== first && row?.owner_control_pid;
+  }, 'the row to name the new control session');
+  assert.deepEqual(await db.query("SELECT 1 AS one FROM pg_stat_activity WHERE pid = $1 AND application_name = 'pgbg:control'", [second]), [{ one: 1 }]);
+  assert.deepEqual(await db.query("SELECT state, sqlstate, error_message FROM pg_background_workers WHERE label = 'journal/rehomed'"), [
+    { state: 'pending', sqlstate: null, error_message: null },
+  ]);
+  await holder.query('SELECT pg_advisory_unlock(5252)');
+  await bg.wait(blocker);
+  const handle = await pending;
+  await bg.wait(handle);
+  assert.equal(await marks('rehomed'), 1);
+  await viewRows([handle], (row) => row.state === 'stopped', 'the stopped row');
+  await db.query("DELETE FROM marks WHERE mark = 'rehomed'");
+  await bg.close();
+});

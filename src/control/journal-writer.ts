@@ -51,6 +51,11 @@ export class JournalWriter implements JournalSink {
   #since = new Map<Worker, number>();
   /** Workers whose transaction ends with the journal's record of their end. */
   readonly #proven = new WeakSet<Worker>();
+  /**
+   * Workers whose last written row is not finished, with the change it showed: their rows name
+   * the control session that wrote them as their owner's, so a new session writes them again.
+   */
+  readonly #unfinished = new Map<Worker, number>();
   /** The journal's schema (quoted), once found. */
   #schema: string | null = null;
   /** The login may insert into pg_background_journal_ends: a transaction can prove its end. */
@@ -69,6 +74,20 @@ export class JournalWriter implements JournalSink {
     this.#retentionMs = retentionMs;
     this.#owner = Object.freeze({ host: hostname(), pid: process.pid, application });
     this.#warn = warn;
+    // The view judges an unfinished row by its owner's control session (pid and start): once that
+    // session is gone, the rows it wrote would read as orphaned (a pending worker "nothing
+    // committed", while this process will still run it). They are written again at the next
+    // batch, which opens the new session and names it.
+    control.onSessionEnded(() => {
+      const due = new Map<Worker, number>();
+      for (const [worker, at] of this.#unfinished) {
+        if (this.#dirty.has(worker)) continue;
+        this.#dirty.set(worker, at);
+        due.set(worker, -Infinity); // due at once, not after the hold: first in #since's order
+      }
+      if (due.size > 0) this.#since = new Map([...due, ...this.#since]);
+      if (this.#dirty.size > 0 && this.#timer === null && this.#writing === null && !this.#closed) this.#schedule(JOURNAL_FLUSH_MS);
+    });
   }
 
   /**
@@ -200,6 +219,10 @@ export class JournalWriter implements JournalSink {
       await this.#control.query(this.#writeSql!, [JSON.stringify(rows)]);
       journalCounts.rows += rows.length;
       this.#failing = false;
+      for (const [worker, at] of batch) {
+        if (worker.finishedAt === null) this.#unfinished.set(worker, at);
+        else this.#unfinished.delete(worker);
+      }
     } catch (error) {
       journalCounts.failures++;
       this.#failing = true;

@@ -30,6 +30,8 @@ export class ControlConnection {
   #direct = false;
   /** The session the subscriber was attached to (or is being attached to). */
   #attached: pg.Client | null = null;
+  /** Told when a session that had connected ends before close() (see onSessionEnded). */
+  readonly #ended: (() => void)[] = [];
 
   constructor(config: pg.ClientConfig, timeoutMs: number) {
     this.#config = config;
@@ -39,6 +41,15 @@ export class ControlConnection {
   /** Sets the subscriber of every session opened from now on. */
   subscribe(subscriber: ControlSubscriber): void {
     this.#subscriber = subscriber;
+  }
+
+  /**
+   * `listener` is called when a session that had connected ends (broken, terminated, dropped at
+   * a deadline) before close(): whatever named this session's backend (the journal's rows name
+   * their owner by it) must be said again through the next one.
+   */
+  onSessionEnded(listener: () => void): void {
+    this.#ended.push(listener);
   }
 
   /**
@@ -112,8 +123,17 @@ export class ControlConnection {
     });
     const current = { client, ready };
     this.#current = current;
+    let connected = false;
+    void ready.then(
+      () => (connected = true),
+      () => {},
+    );
+    let ended = false;
     const forget = () => {
       if (this.#current === current) this.#current = null;
+      if (!connected || ended || this.#closed) return;
+      ended = true;
+      for (const listener of this.#ended) listener();
     };
     client.on('error', forget);
     client.on('end', forget);
@@ -124,6 +144,6 @@ export class ControlConnection {
   #drop(): void {
     const current = this.#current;
     this.#current = null;
-    if (current) socketOf(current.client).destroy();
+    if (current) socketOf(current.client).destroy(); // its 'end' tells the onSessionEnded listeners
   }
 }
