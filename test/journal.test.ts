@@ -394,3 +394,103 @@ test('a pending worker is journaled as proven when its SQL will carry the proof 
   await db.query("DELETE FROM marks WHERE mark = 'pending'");
   await bg.close();
 });
+
+test('journal rows keep every text exactly (quotes, backslashes, braces, commas, NULL as a word, non-ASCII), with progress, lock wait and blockedBy', async (t) => {
+  const bg = db.background({ journal: true });
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  const [{ pid: holderPid }] = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
+  await holder.query('SELECT pg_advisory_lock(5252)');
+  const label = 'etl/"q" \\ {x,y} NULL é';
+  const phase = 'loading "a", {b} \\ c';
+  const waiting = await bg.launch(`SELECT pg_background_progress(40, '${phase}'); SELECT pg_advisory_xact_lock(5252)`, { label });
+  const failing = await bg.launch(`DO $$ BEGIN RAISE EXCEPTION 'bad "x" \\ {1,2}'; END $$`, { label: 'NULL' });
+  await bg.wait(failing);
+  const row = (cookie: bigint) =>
+    db.query(
+      'SELECT label, state, phase, fraction_completed, wait_event, blocked_by, sqlstate, error_message, sql_preview, command_tag FROM pg_background_journal WHERE cookie = $1',
+      [cookie.toString()],
+    );
+  // The lock wait and its holder are observed after a second of running, and journaled.
+  await until(async () => (await row(waiting.cookie))[0]?.blocked_by?.length === 1, 'the waiting worker journaled with its blocker', 10_000);
+  assert.deepEqual(await row(waiting.cookie), [
+    {
+      label,
+      state: 'running',
+      phase,
+      fraction_completed: 0.4,
+      wait_event: 'Lock:advisory',
+      blocked_by: [holderPid],
+      sqlstate: null,
+      error_message: null,
+      sql_preview: `SELECT pg_background_progress(40, '${phase}'); SELECT pg_advisory_xact_lock(5252)`,
+      command_tag: null,
+    },
+  ]);
+  await until(async () => (await row(failing.cookie))[0]?.state === 'error', 'the failed worker journaled');
+  assert.deepEqual(await row(failing.cookie), [
+    {
+      label: 'NULL',
+      state: 'error',
+      phase: null,
+      fraction_completed: null,
+      wait_event: null,
+      blocked_by: [],
+      sqlstate: 'P0001',
+      error_message: 'bad "x" \\ {1,2}',
+      sql_preview: `DO $$ BEGIN RAISE EXCEPTION 'bad "x" \\ {1,2}'; END $$`,
+      command_tag: null,
+    },
+  ]);
+  await holder.query('SELECT pg_advisory_unlock(5252)');
+  await bg.wait(waiting);
+  await until(async () => (await row(waiting.cookie))[0]?.state === 'stopped', 'the released worker journaled as stopped');
+  assert.deepEqual(await row(waiting.cookie), [
+    {
+      label,
+      state: 'stopped',
+      phase,
+      fraction_completed: 0.4,
+      wait_event: null,
+      blocked_by: [],
+      sqlstate: null,
+      error_message: null,
+      sql_preview: `SELECT pg_background_progress(40, '${phase}'); SELECT pg_advisory_xact_lock(5252)`,
+      command_tag: 'SELECT',
+    },
+  ]);
+  await bg.close();
+});
+
+test('the proof of the end: SQL that writes (by its first word) records it even when it changed no row; a read-only SELECT records none', async () => {
+  const bg = db.background({ journal: true });
+  const noRow = await bg.launch("UPDATE marks SET mark = 'never' WHERE false");
+  const deleted = await bg.launch("DELETE FROM marks WHERE mark = 'no such mark'");
+  const readOnly = await bg.launch('SELECT 42');
+  const inserted = await bg.launch("  insert INTO marks VALUES ('proof')");
+  for (const h of [noRow, deleted, readOnly, inserted]) await bg.wait(h);
+  const ends = await db.query<{ cookie: string }>('SELECT cookie FROM pg_background_journal_ends WHERE cookie = ANY ($1::int8[]) ORDER BY cookie', [
+    [noRow, deleted, readOnly, inserted].map((h) => h.cookie.toString()),
+  ]);
+  assert.deepEqual(
+    ends.map((e) => e.cookie),
+    [noRow, deleted, inserted]
+      .map((h) => h.cookie)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(String),
+  );
+  assert.equal(await marks('proof'), 1);
+  const rows = await viewRows([noRow, deleted, readOnly, inserted], (row) => row.finished_at !== null, 'four finished rows');
+  assert.deepEqual(
+    rows.map((r) => [r.state, r.command_tag, r.row_count]),
+    [
+      ['stopped', 'UPDATE', '0'],
+      ['stopped', 'DELETE', '0'],
+      ['stopped', 'SELECT', '1'],
+      ['stopped', 'INSERT', '1'],
+    ],
+  );
+  await db.query("DELETE FROM marks WHERE mark = 'proof'");
+  await bg.close();
+});

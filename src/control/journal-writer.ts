@@ -18,11 +18,17 @@ import { JOURNAL_LOCATE_SQL, journalCommitSql, journalPruneSql, journalWriteSql 
 import { PgBackgroundError } from '../errors.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 import type { TaskPlan } from '../plan/task-plan.js';
-import { JOURNAL_ROW_COLUMNS, journalRow, type JournalOwner, type JournalSink } from '../store/journal.js';
+import { JOURNAL_COLUMNS, journalBatch, type JournalOwner, type JournalSink } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 
 /** SQL text that may send a notification: NOTIFY or pg_notify(). */
 const MAY_NOTIFY = /notify/i;
+/**
+ * SQL whose first word writes (INSERT, UPDATE, DELETE, MERGE): its transaction has an xid
+ * almost always, so its end is recorded unconditionally, by the cheaper statement (a false
+ * match, one that wrote nothing, only costs that transaction an xid).
+ */
+const WRITES = /^[ \t\n\r\f]*(?:insert|update|delete|merge)(?![\w$\u0080-\uffff])/i;
 
 /**
  * A changed worker's row waits this long after its first unwritten change before it is written
@@ -97,7 +103,8 @@ export class JournalWriter implements JournalSink {
     // NOTIFY (or pg_notify) records its end unconditionally. (A function that notifies without
     // its name in the text is not seen: such a worker, killed with its owner, reads "nothing
     // committed" of its data, which holds, while its notification went out.)
-    return journalCommitSql(this.#schema!, worker.cookie, MAY_NOTIFY.test(plan.text));
+    const text = plan.text;
+    return journalCommitSql(this.#schema!, worker.cookie, WRITES.test(text) || MAY_NOTIFY.test(text));
   }
 
   /** Whether `worker`'s transaction will end with the insert that proves its commit. */
@@ -116,6 +123,8 @@ export class JournalWriter implements JournalSink {
    * (so the view may say "nothing committed" of it once its owner is gone: had it run and
    * committed, its own insert would say so).
    */
+  readonly #willProveFn = (worker: Worker) => this.#willProve(worker);
+
   #willProve(worker: Worker): boolean {
     if (this.#proven.has(worker)) return true;
     return (
@@ -160,7 +169,7 @@ export class JournalWriter implements JournalSink {
     }
     this.#schema = schema;
     this.#provable = provable;
-    this.#writeSql = journalWriteSql(schema, JOURNAL_ROW_COLUMNS);
+    this.#writeSql = journalWriteSql(schema, JOURNAL_COLUMNS);
   }
 
   #schedule(ms: number): void {
@@ -194,11 +203,11 @@ export class JournalWriter implements JournalSink {
       this.#dirty.delete(worker);
       this.#since.delete(worker);
     }
-    const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#willProve(worker)));
+    const values = journalBatch(batch, this.#owner, this.#willProveFn);
     try {
       journalCounts.writes++;
-      await this.#control.query(this.#writeSql!, [JSON.stringify(rows)]);
-      journalCounts.rows += rows.length;
+      await this.#control.query(this.#writeSql!, values);
+      journalCounts.rows += batch.size;
       this.#failing = false;
     } catch (error) {
       journalCounts.failures++;
