@@ -494,3 +494,36 @@ test('the proof of the end: SQL that writes (by its first word) records it even 
   await db.query("DELETE FROM marks WHERE mark = 'proof'");
   await bg.close();
 });
+
+test('a worker whose row is already in the table at its first write (a write that failed may have committed) is written all the same, as the upsert, with no warning', async (t) => {
+  const warnings: PgBackgroundError[] = [];
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
+  bg.on('warning', (warning) => warnings.push(warning));
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  await holder.query('SELECT pg_advisory_lock(5353)');
+  const blocker = await bg.launch('SELECT pg_advisory_lock(5353)');
+  const launching = bg.submit("INSERT INTO marks VALUES ('written twice')", { label: 'journal/conflict' });
+  const queued = await until(async () => (await bg.list()).find((info) => info.label === 'journal/conflict'), 'the queued worker in list()');
+  assert.equal(queued.state, 'pending');
+  // Within the writer's hold (500 ms from the launch): a row of the same cookie, as a stale one.
+  await db.query("INSERT INTO pg_background_journal (cookie, scope, state, updated_at) VALUES ($1, 'root', 'pending', now() - interval '1 day')", [
+    queued.cookie.toString(),
+  ]);
+  const failuresBefore = journalCounts.failures;
+  const row = async () =>
+    (await db.query('SELECT label, state, owner_pid, proven FROM pg_background_journal WHERE cookie = $1', [queued.cookie.toString()]))[0];
+  await until(async () => (await row())?.label === 'journal/conflict', 'the pending row written over the stale one');
+  assert.deepEqual(await row(), { label: 'journal/conflict', state: 'pending', owner_pid: process.pid, proven: true });
+  await holder.query('SELECT pg_advisory_unlock(5353)');
+  await bg.wait(blocker);
+  await bg.wait(await launching);
+  await until(async () => (await row())?.state === 'stopped', 'the stopped row');
+  assert.deepEqual(await row(), { label: 'journal/conflict', state: 'stopped', owner_pid: process.pid, proven: true });
+  assert.equal(journalCounts.failures, failuresBefore);
+  assert.deepEqual(warnings, []);
+  assert.equal(await marks('written twice'), 1);
+  await db.query("DELETE FROM marks WHERE mark = 'written twice'");
+  await bg.close();
+});

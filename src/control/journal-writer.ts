@@ -43,6 +43,8 @@ export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
 /** Workers whose rows wait for a write that keeps failing: beyond this, the oldest are dropped (memory stays bounded). */
 export const JOURNAL_MAX_PENDING = 100_000;
 
+const UNIQUE_VIOLATION = '23505';
+
 /** Counts of every writer of this process, for tests and diagnostics. */
 export const journalCounts = { writes: 0, rows: 0, failures: 0, prunes: 0 };
 
@@ -55,14 +57,17 @@ export class JournalWriter implements JournalSink {
   #dirty = new Map<Worker, number>();
   /** The same workers, by their first unwritten change (Map order: oldest first). */
   #since = new Map<Worker, number>();
+  /** Workers whose row is in the table and not yet in its final state: their next write is an update. */
+  readonly #written = new Set<Worker>();
   /** Workers whose transaction ends with the journal's record of their end. */
   readonly #proven = new WeakSet<Worker>();
   /** The journal's schema (quoted), once found. */
   #schema: string | null = null;
   /** The login may insert into pg_background_journal_ends: a transaction can prove its end. */
   #provable = false;
-  /** The batch's upsert, once the schema is known. */
+  /** The batch's upsert, and its plain INSERT (for workers never written), once the schema is known. */
   #writeSql: string | null = null;
+  #insertSql: string | null = null;
   #locating: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
   #writing: Promise<void> | null = null;
@@ -149,6 +154,7 @@ export class JournalWriter implements JournalSink {
     this.#timer = null;
     await this.#writing;
     if (this.#dirty.size > 0) await this.#write(0); // every row, however young
+    this.#written.clear();
   }
 
   async #locate(): Promise<void> {
@@ -170,6 +176,7 @@ export class JournalWriter implements JournalSink {
     this.#schema = schema;
     this.#provable = provable;
     this.#writeSql = journalWriteSql(schema, JOURNAL_COLUMNS);
+    this.#insertSql = journalWriteSql(schema, JOURNAL_COLUMNS, false);
   }
 
   #schedule(ms: number): void {
@@ -203,12 +210,35 @@ export class JournalWriter implements JournalSink {
       this.#dirty.delete(worker);
       this.#since.delete(worker);
     }
-    const values = journalBatch(batch, this.#owner, this.#willProveFn);
+    // A worker never written goes in a plain INSERT (no ON CONFLICT: ~1/3 less server time per
+    // row); one written before, in the upsert.
+    let fresh: Map<Worker, number> | null = null;
+    let known: Map<Worker, number> | null = null;
+    for (const [worker, at] of batch) {
+      if (this.#written.has(worker)) (known ??= new Map()).set(worker, at);
+      else (fresh ??= new Map()).set(worker, at);
+    }
     try {
       journalCounts.writes++;
-      await this.#control.query(this.#writeSql!, values);
+      if (fresh !== null) {
+        try {
+          await this.#control.query(this.#insertSql!, journalBatch(fresh, this.#owner, this.#willProveFn));
+        } catch (error) {
+          if ((error as { code?: unknown } | null)?.code !== UNIQUE_VIOLATION) throw error;
+          // A row is there already (a write that failed here may have committed all the same):
+          // the whole batch goes as the upsert.
+          known = batch;
+        }
+      }
+      if (known !== null) await this.#control.query(this.#writeSql!, journalBatch(known, this.#owner, this.#willProveFn));
       journalCounts.rows += batch.size;
       this.#failing = false;
+      // Its next row is an update, unless this one was its last (a worker that ended since is
+      // due again: it stays known until that row is written).
+      for (const worker of batch.keys()) {
+        if (worker.active || this.#dirty.has(worker)) this.#written.add(worker);
+        else this.#written.delete(worker);
+      }
     } catch (error) {
       journalCounts.failures++;
       this.#failing = true;
@@ -225,6 +255,7 @@ export class JournalWriter implements JournalSink {
         if (this.#dirty.size <= JOURNAL_MAX_PENDING) break;
         this.#dirty.delete(worker);
         this.#since.delete(worker);
+        this.#written.delete(worker);
       }
       this.#report(error);
       return;
