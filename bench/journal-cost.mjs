@@ -5,7 +5,8 @@
 //   batch   1,000 journal rows per statement, per row: the first write of a worker (an insert,
 //           as pending) and its second (an update, as stopped); `json` the old statement (a JSON
 //           document through json_populate_recordset), `unnest` the writer's (an array per
-//           column, from dist/), `plain` the same rows' first write without ON CONFLICT
+//           column, from dist/), `plain` the same rows' first write without ON CONFLICT (as the
+//           writer sends a worker's first row), `update` that, then an UPDATE joined to the arrays
 // `node bench/journal-cost.mjs [rounds] [tasks]` with DATABASE_URL set and `npm run build` done.
 // Every part runs once per round, in a rotating order; prints the median µs per task or row.
 import { execFileSync } from 'node:child_process';
@@ -139,6 +140,19 @@ if (typeof journal.journalBatch === 'function') {
   // The floor: the same rows as a plain INSERT (no ON CONFLICT).
   const plain = sql.slice(0, sql.indexOf('ON CONFLICT'));
   writers.plain = (workers) => (workers[0].finishedAt === null ? client.query(plain, batchOf(workers)) : client.query(sql, batchOf(workers)));
+  // The second write as a plain UPDATE joined to the arrays.
+  const cols = journal.JOURNAL_COLUMNS;
+  const n = cols.length;
+  const value = ([name, type]) =>
+    type === 'ms' ? `pg_catalog.to_timestamp(r.${name} / 1000)` : type === 'int4[]' ? `coalesce(r.${name}::int4[], '{}')` : `r.${name}`;
+  const arrayType = (type) => (type === 'ms' ? 'float8' : type === 'int4[]' ? 'text' : type);
+  const update = `UPDATE ${schema}.pg_background_journal AS j SET ${cols
+    .filter(([c]) => c !== 'cookie')
+    .map((c) => `${c[0]} = ${value(c)}`)
+    .join(', ')}, owner_host = $${n + 1}::text, owner_pid = $${n + 2}::int4, owner_application = $${n + 3}::text
+  FROM ROWS FROM (${cols.map(([, type], i) => `pg_catalog.unnest($${i + 1}::${arrayType(type)}[])`).join(', ')}) AS r(${cols.map(([c]) => c).join(', ')})
+ WHERE j.cookie = r.cookie AND (j.finished_at IS NULL OR r.finished_at IS NOT NULL)`;
+  writers.update = (workers) => client.query(workers[0].finishedAt === null ? plain : update, batchOf(workers));
 }
 
 async function batchPart(kind) {
