@@ -52,14 +52,28 @@ export const JOURNAL_COLUMNS = [
   ['job', 'bool'],
 ] as const satisfies readonly (readonly [string, 'int8' | 'int4' | 'text' | 'float8' | 'bool' | 'ms' | 'int4[]'])[];
 
-const COLUMN_COUNT = JOURNAL_COLUMNS.length;
-
 /** An element of an array literal: NULL, or the text quoted (a backslash or quote escaped). */
 function element(text: string | null): string {
   if (text === null) return 'NULL';
   let escaped = text;
   if (text.includes('\\') || text.includes('"')) escaped = text.replace(/[\\"]/g, '\\$&');
   return `"${escaped}"`;
+}
+
+/**
+ * element(), remembering the last text of each column: the rows of a batch mostly repeat their
+ * SQL preview, user and label (a burst of one launch), and then share one quoted string.
+ */
+class Quoted {
+  #text: string | null = null;
+  #quoted = 'NULL';
+  of(text: string | null): string {
+    if (text !== this.#text) {
+      this.#text = text;
+      this.#quoted = element(text);
+    }
+    return this.#quoted;
+  }
 }
 
 const number = (value: number | null) => (value === null ? 'NULL' : String(value));
@@ -70,12 +84,40 @@ const number = (value: number | null) => (value === null ? 'NULL' : String(value
  * row as of now; then the owner's host, pid and application. Scope, parent and attempts come
  * from the worker; phase, fraction and wait as info() has them; `proven(worker)`: its transaction
  * ends (or will end) with the journal's record of its end. Built on the event loop for every
- * changed worker of a batch: one string per column, no object per row.
+ * changed worker of a batch: the elements of each column joined once (no string per row and
+ * column beyond the element itself, no object per row).
  */
 export function journalBatch(batch: ReadonlyMap<Worker, number>, owner: JournalOwner, proven: (worker: Worker) => boolean): (string | null)[] {
-  const columns: string[] = new Array<string>(COLUMN_COUNT).fill('');
-  const row: string[] = new Array<string>(COLUMN_COUNT);
-  let separator = '';
+  // One array per column, in JOURNAL_COLUMNS' order (the `columns` below).
+  const cookies: string[] = [];
+  const pids: string[] = [];
+  const starts: string[] = [];
+  const labels: string[] = [];
+  const scopes: string[] = [];
+  const parents: string[] = [];
+  const states: string[] = [];
+  const phases: string[] = [];
+  const fractions: string[] = [];
+  const explicit: string[] = [];
+  const previews: string[] = [];
+  const users: string[] = [];
+  const attempts: string[] = [];
+  const launched: string[] = [];
+  const started: string[] = [];
+  const updated: string[] = [];
+  const finished: string[] = [];
+  const waits: string[] = [];
+  const blocked: string[] = [];
+  const sqlstates: string[] = [];
+  const messages: string[] = [];
+  const tags: string[] = [];
+  const counts: string[] = [];
+  const proofs: string[] = [];
+  const jobs: string[] = [];
+  const label = new Quoted();
+  const preview = new Quoted();
+  const user = new Quoted();
+  const phaseText = new Quoted();
   for (const [worker, changedAt] of batch) {
     const { error, progress, observed } = worker;
     const terminal = !worker.active;
@@ -83,36 +125,61 @@ export function journalBatch(batch: ReadonlyMap<Worker, number>, owner: JournalO
     // A job's root: its body's ctx.status / ctx.progress.
     const phase = worker.phase ?? (progress?.message || (observed?.phase ?? null));
     const fraction = worker.fraction ?? (progress ? progress.pct / 100 : (observed?.fractionCompleted ?? null));
-    const blocked = observed?.blockedBy ?? [];
-    row[0] = worker.cookie.toString();
-    row[1] = String(worker.pid);
-    row[2] = worker.backendStart ?? 'NULL';
-    row[3] = element(worker.label);
-    row[4] = worker.scope;
-    row[5] = worker.parent === null ? 'NULL' : worker.parent.cookie.toString();
-    row[6] = worker.state;
-    row[7] = element(phase);
-    row[8] = number(fraction);
-    row[9] = progress !== null ? 't' : 'f';
-    row[10] = element(worker.sqlPreview);
-    row[11] = element(worker.user);
-    row[12] = String(worker.attempts);
-    row[13] = String(worker.launchedAt);
-    row[14] = number(worker.startedAt);
-    row[15] = String(worker.finishedAt ?? changedAt);
-    row[16] = number(worker.finishedAt);
-    row[17] = element(observed?.waitEvent || null);
-    row[18] = blocked.length === 0 ? 'NULL' : `"{${blocked.join(',')}}"`;
-    row[19] = element(error ? error.sqlstate : null);
-    row[20] = element(error ? error.message : null);
-    row[21] = element(terminal ? worker.commandTag : null);
-    row[22] = terminal || worker.startedAt !== null ? String(worker.rowCount) : 'NULL';
-    row[23] = proven(worker) ? 't' : 'f';
-    row[24] = worker.launch.job ? 't' : 'f';
-    for (let i = 0; i < COLUMN_COUNT; i++) columns[i] += separator + row[i]!;
-    separator = ',';
+    const blockedBy = observed?.blockedBy ?? [];
+    cookies.push(worker.cookie.toString());
+    pids.push(String(worker.pid));
+    starts.push(worker.backendStart ?? 'NULL');
+    labels.push(label.of(worker.label));
+    scopes.push(worker.scope);
+    parents.push(worker.parent === null ? 'NULL' : worker.parent.cookie.toString());
+    states.push(worker.state);
+    phases.push(phaseText.of(phase));
+    fractions.push(number(fraction));
+    explicit.push(progress !== null ? 't' : 'f');
+    previews.push(preview.of(worker.sqlPreview));
+    users.push(user.of(worker.user));
+    attempts.push(String(worker.attempts));
+    launched.push(String(worker.launchedAt));
+    started.push(number(worker.startedAt));
+    updated.push(String(worker.finishedAt ?? changedAt));
+    finished.push(number(worker.finishedAt));
+    waits.push(element(observed?.waitEvent || null));
+    blocked.push(blockedBy.length === 0 ? 'NULL' : `"{${blockedBy.join(',')}}"`);
+    sqlstates.push(element(error ? error.sqlstate : null));
+    messages.push(element(error ? error.message : null));
+    tags.push(element(terminal ? worker.commandTag : null));
+    counts.push(terminal || worker.startedAt !== null ? String(worker.rowCount) : 'NULL');
+    proofs.push(proven(worker) ? 't' : 'f');
+    jobs.push(worker.launch.job ? 't' : 'f');
   }
-  const values: (string | null)[] = columns.map((column) => `{${column}}`);
+  const columns = [
+    cookies,
+    pids,
+    starts,
+    labels,
+    scopes,
+    parents,
+    states,
+    phases,
+    fractions,
+    explicit,
+    previews,
+    users,
+    attempts,
+    launched,
+    started,
+    updated,
+    finished,
+    waits,
+    blocked,
+    sqlstates,
+    messages,
+    tags,
+    counts,
+    proofs,
+    jobs,
+  ];
+  const values: (string | null)[] = columns.map((column) => `{${column.join(',')}}`);
   values.push(owner.host, String(owner.pid), owner.application);
   return values;
 }
