@@ -401,8 +401,8 @@ test('when its control session ends, a pending worker’s row names the next one
   await holder.connect();
   t.after(() => holder.end());
   t.after(() => bg.close({ cancel: true }));
-  await holder.query('SELECT pg_advisory_lock(5252)');
-  const blocker = await bg.launch('SELECT pg_advisory_lock(5252)');
+  await holder.query('SELECT pg_advisory_lock(5353)');
+  const blocker = await bg.launch('SELECT pg_advisory_lock(5353)');
   // Pending behind the blocker: its launch resolves only once it starts.
   const pending = bg.launch("INSERT INTO marks VALUES ('rehomed')", { label: 'journal/rehomed' });
   const owner = async () =>
@@ -422,12 +422,145 @@ test('when its control session ends, a pending worker’s row names the next one
   assert.deepEqual(await db.query("SELECT state, sqlstate, error_message FROM pg_background_workers WHERE label = 'journal/rehomed'"), [
     { state: 'pending', sqlstate: null, error_message: null },
   ]);
-  await holder.query('SELECT pg_advisory_unlock(5252)');
+  await holder.query('SELECT pg_advisory_unlock(5353)');
   await bg.wait(blocker);
   const handle = await pending;
   await bg.wait(handle);
   assert.equal(await marks('rehomed'), 1);
   await viewRows([handle], (row) => row.state === 'stopped', 'the stopped row');
   await db.query("DELETE FROM marks WHERE mark = 'rehomed'");
+  await bg.close();
+});
+
+test('journal rows keep every text exactly (quotes, backslashes, braces, commas, NULL as a word, non-ASCII), with progress, lock wait and blockedBy', async (t) => {
+  const bg = db.background({ journal: true });
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  const [{ pid: holderPid }] = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
+  await holder.query('SELECT pg_advisory_lock(5252)');
+  const label = 'etl/"q" \\ {x,y} NULL é';
+  const phase = 'loading "a", {b} \\ c';
+  const waiting = await bg.launch(`SELECT pg_background_progress(40, '${phase}'); SELECT pg_advisory_xact_lock(5252)`, { label });
+  const failing = await bg.launch(`DO $$ BEGIN RAISE EXCEPTION 'bad "x" \\ {1,2}'; END $$`, { label: 'NULL' });
+  await bg.wait(failing);
+  const row = (cookie: bigint) =>
+    db.query(
+      'SELECT label, state, phase, fraction_completed, wait_event, blocked_by, sqlstate, error_message, sql_preview, command_tag FROM pg_background_journal WHERE cookie = $1',
+      [cookie.toString()],
+    );
+  // The lock wait and its holder are observed after a second of running, and journaled.
+  await until(async () => (await row(waiting.cookie))[0]?.blocked_by?.length === 1, 'the waiting worker journaled with its blocker', 10_000);
+  assert.deepEqual(await row(waiting.cookie), [
+    {
+      label,
+      state: 'running',
+      phase,
+      fraction_completed: 0.4,
+      wait_event: 'Lock:advisory',
+      blocked_by: [holderPid],
+      sqlstate: null,
+      error_message: null,
+      sql_preview: `SELECT pg_background_progress(40, '${phase}'); SELECT pg_advisory_xact_lock(5252)`,
+      command_tag: null,
+    },
+  ]);
+  await until(async () => (await row(failing.cookie))[0]?.state === 'error', 'the failed worker journaled');
+  assert.deepEqual(await row(failing.cookie), [
+    {
+      label: 'NULL',
+      state: 'error',
+      phase: null,
+      fraction_completed: null,
+      wait_event: null,
+      blocked_by: [],
+      sqlstate: 'P0001',
+      error_message: 'bad "x" \\ {1,2}',
+      sql_preview: `DO $$ BEGIN RAISE EXCEPTION 'bad "x" \\ {1,2}'; END $$`,
+      command_tag: null,
+    },
+  ]);
+  await holder.query('SELECT pg_advisory_unlock(5252)');
+  await bg.wait(waiting);
+  await until(async () => (await row(waiting.cookie))[0]?.state === 'stopped', 'the released worker journaled as stopped');
+  assert.deepEqual(await row(waiting.cookie), [
+    {
+      label,
+      state: 'stopped',
+      phase,
+      fraction_completed: 0.4,
+      wait_event: null,
+      blocked_by: [],
+      sqlstate: null,
+      error_message: null,
+      sql_preview: `SELECT pg_background_progress(40, '${phase}'); SELECT pg_advisory_xact_lock(5252)`,
+      command_tag: 'SELECT',
+    },
+  ]);
+  await bg.close();
+});
+
+test('the proof of the end: SQL that writes (by its first word) records it even when it changed no row; a read-only SELECT records none', async () => {
+  const bg = db.background({ journal: true });
+  const noRow = await bg.launch("UPDATE marks SET mark = 'never' WHERE false");
+  const deleted = await bg.launch("DELETE FROM marks WHERE mark = 'no such mark'");
+  const readOnly = await bg.launch('SELECT 42');
+  const inserted = await bg.launch("  insert INTO marks VALUES ('proof')");
+  for (const h of [noRow, deleted, readOnly, inserted]) await bg.wait(h);
+  const ends = await db.query<{ cookie: string }>('SELECT cookie FROM pg_background_journal_ends WHERE cookie = ANY ($1::int8[]) ORDER BY cookie', [
+    [noRow, deleted, readOnly, inserted].map((h) => h.cookie.toString()),
+  ]);
+  assert.deepEqual(
+    ends.map((e) => e.cookie),
+    [noRow, deleted, inserted]
+      .map((h) => h.cookie)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(String),
+  );
+  assert.equal(await marks('proof'), 1);
+  const rows = await viewRows([noRow, deleted, readOnly, inserted], (row) => row.finished_at !== null, 'four finished rows');
+  assert.deepEqual(
+    rows.map((r) => [r.state, r.command_tag, r.row_count]),
+    [
+      ['stopped', 'UPDATE', '0'],
+      ['stopped', 'DELETE', '0'],
+      ['stopped', 'SELECT', '1'],
+      ['stopped', 'INSERT', '1'],
+    ],
+  );
+  await db.query("DELETE FROM marks WHERE mark = 'proof'");
+  await bg.close();
+});
+
+test('a worker whose row is already in the table at its first write (a write that failed may have committed) is written all the same, as the upsert, with no warning', async (t) => {
+  const warnings: PgBackgroundError[] = [];
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
+  bg.on('warning', (warning) => warnings.push(warning));
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  await holder.query('SELECT pg_advisory_lock(5353)');
+  const blocker = await bg.launch('SELECT pg_advisory_lock(5353)');
+  const launching = bg.submit("INSERT INTO marks VALUES ('written twice')", { label: 'journal/conflict' });
+  const queued = await until(async () => (await bg.list()).find((info) => info.label === 'journal/conflict'), 'the queued worker in list()');
+  assert.equal(queued.state, 'pending');
+  // Within the writer's hold (500 ms from the launch): a row of the same cookie, as a stale one.
+  await db.query("INSERT INTO pg_background_journal (cookie, scope, state, updated_at) VALUES ($1, 'root', 'pending', now() - interval '1 day')", [
+    queued.cookie.toString(),
+  ]);
+  const failuresBefore = journalCounts.failures;
+  const row = async () =>
+    (await db.query('SELECT label, state, owner_pid, proven FROM pg_background_journal WHERE cookie = $1', [queued.cookie.toString()]))[0];
+  await until(async () => (await row())?.label === 'journal/conflict', 'the pending row written over the stale one');
+  assert.deepEqual(await row(), { label: 'journal/conflict', state: 'pending', owner_pid: process.pid, proven: true });
+  await holder.query('SELECT pg_advisory_unlock(5353)');
+  await bg.wait(blocker);
+  await bg.wait(await launching);
+  await until(async () => (await row())?.state === 'stopped', 'the stopped row');
+  assert.deepEqual(await row(), { label: 'journal/conflict', state: 'stopped', owner_pid: process.pid, proven: true });
+  assert.equal(journalCounts.failures, failuresBefore);
+  assert.deepEqual(warnings, []);
+  assert.equal(await marks('written twice'), 1);
+  await db.query("DELETE FROM marks WHERE mark = 'written twice'");
   await bg.close();
 });

@@ -52,3 +52,23 @@ test('encodeExtended: no parameters, and empty strings', () => {
     assert.deepEqual(encodeExtended(null, text, values), expected);
   }
 });
+
+test('encodeExtended: with a trailer (the journal statement), its Parse, Bind and Execute come before the Sync, byte for byte', () => {
+  const text = 'INSERT INTO t (id, payload) VALUES ($1, $2)';
+  const values = ['7', 'é "x"'];
+  const trailer = "INSERT INTO public.pg_background_journal_ends (cookie, committed_at) VALUES ('-42'::int8, pg_catalog.clock_timestamp())";
+  const lead = encodeStatement("SET application_name TO 'pgbg:x'");
+  const pgBytes = Buffer.concat([
+    serialize.parse({ text }),
+    serialize.bind({ values }),
+    serialize.describe({ type: 'P', name: '' }),
+    serialize.execute({}),
+    serialize.parse({ text: trailer }),
+    BIND_NO_VALUES,
+    serialize.execute({}),
+    serialize.sync(),
+  ]);
+  assert.deepEqual(encodeExtended(null, text, values, trailer), pgBytes);
+  assert.deepEqual(encodeExtended(lead, text, values, trailer), Buffer.concat([lead, pgBytes]));
+  assert.deepEqual(encodeExtended(null, text, values, null), encodeExtended(null, text, values));
+});

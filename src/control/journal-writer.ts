@@ -18,11 +18,17 @@ import { JOURNAL_LOCATE_SQL, journalCommitSql, journalPruneSql, journalWriteSql 
 import { PgBackgroundError } from '../errors.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 import type { TaskPlan } from '../plan/task-plan.js';
-import { JOURNAL_ROW_COLUMNS, journalRow, type JournalOwner, type JournalSink } from '../store/journal.js';
+import { JOURNAL_COLUMNS, journalBatch, type JournalOwner, type JournalSink } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 
 /** SQL text that may send a notification: NOTIFY or pg_notify(). */
 const MAY_NOTIFY = /notify/i;
+/**
+ * SQL whose first word writes (INSERT, UPDATE, DELETE, MERGE): its transaction has an xid
+ * almost always, so its end is recorded unconditionally, by the cheaper statement (a false
+ * match, one that wrote nothing, only costs that transaction an xid).
+ */
+const WRITES = /^[ \t\n\r\f]*(?:insert|update|delete|merge)(?![\w$\u0080-\uffff])/i;
 
 /**
  * A changed worker's row waits this long after its first unwritten change before it is written
@@ -37,6 +43,8 @@ export const JOURNAL_PRUNE_INTERVAL_MS = 60_000;
 /** Workers whose rows wait for a write that keeps failing: beyond this, the oldest are dropped (memory stays bounded). */
 export const JOURNAL_MAX_PENDING = 100_000;
 
+const UNIQUE_VIOLATION = '23505';
+
 /** Counts of every writer of this process, for tests and diagnostics. */
 export const journalCounts = { writes: 0, rows: 0, failures: 0, prunes: 0 };
 
@@ -49,19 +57,21 @@ export class JournalWriter implements JournalSink {
   #dirty = new Map<Worker, number>();
   /** The same workers, by their first unwritten change (Map order: oldest first). */
   #since = new Map<Worker, number>();
+  /**
+   * Workers whose row is in the table and not yet in its final state, with the change it showed:
+   * their next write is an update. Those rows name the control session that wrote them as their
+   * owner's, so a new session writes them again.
+   */
+  readonly #written = new Map<Worker, number>();
   /** Workers whose transaction ends with the journal's record of their end. */
   readonly #proven = new WeakSet<Worker>();
-  /**
-   * Workers whose last written row is not finished, with the change it showed: their rows name
-   * the control session that wrote them as their owner's, so a new session writes them again.
-   */
-  readonly #unfinished = new Map<Worker, number>();
   /** The journal's schema (quoted), once found. */
   #schema: string | null = null;
   /** The login may insert into pg_background_journal_ends: a transaction can prove its end. */
   #provable = false;
-  /** The batch's upsert, once the schema is known. */
+  /** The batch's upsert, and its plain INSERT (for workers never written), once the schema is known. */
   #writeSql: string | null = null;
+  #insertSql: string | null = null;
   #locating: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
   #writing: Promise<void> | null = null;
@@ -80,7 +90,7 @@ export class JournalWriter implements JournalSink {
     // batch, which opens the new session and names it.
     control.onSessionEnded(() => {
       const due = new Map<Worker, number>();
-      for (const [worker, at] of this.#unfinished) {
+      for (const [worker, at] of this.#written) {
         if (this.#dirty.has(worker)) continue;
         this.#dirty.set(worker, at);
         due.set(worker, -Infinity); // due at once, not after the hold: first in #since's order
@@ -116,7 +126,8 @@ export class JournalWriter implements JournalSink {
     // NOTIFY (or pg_notify) records its end unconditionally. (A function that notifies without
     // its name in the text is not seen: such a worker, killed with its owner, reads "nothing
     // committed" of its data, which holds, while its notification went out.)
-    return journalCommitSql(this.#schema!, worker.cookie, MAY_NOTIFY.test(plan.text));
+    const text = plan.text;
+    return journalCommitSql(this.#schema!, worker.cookie, WRITES.test(text) || MAY_NOTIFY.test(text));
   }
 
   /** Whether `worker`'s transaction will end with the insert that proves its commit. */
@@ -135,6 +146,8 @@ export class JournalWriter implements JournalSink {
    * (so the view may say "nothing committed" of it once its owner is gone: had it run and
    * committed, its own insert would say so).
    */
+  readonly #willProveFn = (worker: Worker) => this.#willProve(worker);
+
   #willProve(worker: Worker): boolean {
     if (this.#proven.has(worker)) return true;
     return (
@@ -159,6 +172,7 @@ export class JournalWriter implements JournalSink {
     this.#timer = null;
     await this.#writing;
     if (this.#dirty.size > 0) await this.#write(0); // every row, however young
+    this.#written.clear();
   }
 
   async #locate(): Promise<void> {
@@ -179,7 +193,8 @@ export class JournalWriter implements JournalSink {
     }
     this.#schema = schema;
     this.#provable = provable;
-    this.#writeSql = journalWriteSql(schema, JOURNAL_ROW_COLUMNS);
+    this.#writeSql = journalWriteSql(schema, JOURNAL_COLUMNS);
+    this.#insertSql = journalWriteSql(schema, JOURNAL_COLUMNS, false);
   }
 
   #schedule(ms: number): void {
@@ -213,15 +228,34 @@ export class JournalWriter implements JournalSink {
       this.#dirty.delete(worker);
       this.#since.delete(worker);
     }
-    const rows = [...batch].map(([worker, at]) => journalRow(worker, this.#owner, at, this.#willProve(worker)));
+    // A worker never written goes in a plain INSERT (no ON CONFLICT: ~1/3 less server time per
+    // row); one written before, in the upsert.
+    let fresh: Map<Worker, number> | null = null;
+    let known: Map<Worker, number> | null = null;
+    for (const [worker, at] of batch) {
+      if (this.#written.has(worker)) (known ??= new Map()).set(worker, at);
+      else (fresh ??= new Map()).set(worker, at);
+    }
     try {
       journalCounts.writes++;
-      await this.#control.query(this.#writeSql!, [JSON.stringify(rows)]);
-      journalCounts.rows += rows.length;
+      if (fresh !== null) {
+        try {
+          await this.#control.query(this.#insertSql!, journalBatch(fresh, this.#owner, this.#willProveFn));
+        } catch (error) {
+          if ((error as { code?: unknown } | null)?.code !== UNIQUE_VIOLATION) throw error;
+          // A row is there already (a write that failed here may have committed all the same):
+          // the whole batch goes as the upsert.
+          known = batch;
+        }
+      }
+      if (known !== null) await this.#control.query(this.#writeSql!, journalBatch(known, this.#owner, this.#willProveFn));
+      journalCounts.rows += batch.size;
       this.#failing = false;
+      // Its next row is an update, unless this one was its last (a worker that ended since is
+      // due again: it stays known until that row is written).
       for (const [worker, at] of batch) {
-        if (worker.finishedAt === null) this.#unfinished.set(worker, at);
-        else this.#unfinished.delete(worker);
+        if (worker.active || this.#dirty.has(worker)) this.#written.set(worker, at);
+        else this.#written.delete(worker);
       }
     } catch (error) {
       journalCounts.failures++;
@@ -239,6 +273,7 @@ export class JournalWriter implements JournalSink {
         if (this.#dirty.size <= JOURNAL_MAX_PENDING) break;
         this.#dirty.delete(worker);
         this.#since.delete(worker);
+        this.#written.delete(worker);
       }
       this.#report(error);
       return;

@@ -53,13 +53,17 @@ const valueBytes: number[] = [];
 /**
  * A whole single-statement task in one buffer: `lead` (its prefix, encoded before), then Parse of
  * `text`, Bind of `values` (text format, a Buffer as binary, null as NULL; text results),
- * Describe of the portal, Execute, Sync. Byte for byte what pg's serializer writes for `parse`,
- * `bind`, `describe({ type: 'P' })`, `execute({})` and `sync()`.
+ * Describe of the portal, Execute, then (`trailer`, a statement of ours without parameters, the
+ * journal's) its Parse, Bind and Execute, and Sync. Byte for byte what pg's serializer writes for
+ * `parse`, `bind`, `describe({ type: 'P' })`, `execute({})` (and `parse`, `bind({ values: [] })`,
+ * `execute({})` of the trailer) and `sync()`.
  */
-export function encodeExtended(lead: Buffer | null, text: string, values: readonly (string | Buffer | null)[]): Buffer {
+export function encodeExtended(lead: Buffer | null, text: string, values: readonly (string | Buffer | null)[], trailer: string | null = null): Buffer {
   const leadLength = lead === null ? 0 : lead.length;
   const textBytes = Buffer.byteLength(text, 'utf8');
   const parseLength = 4 + 1 + textBytes + 1 + 2;
+  const trailerParseLength = trailer === null ? 0 : 4 + 1 + Buffer.byteLength(trailer, 'utf8') + 1 + 2;
+  const trailerLength = trailer === null ? 0 : 1 + trailerParseLength + BIND_NONE.length + EXECUTE.length;
   const count = values.length;
   let bindLength = 4 + 1 + 1 + 2 + 2 * count + 2 + 4; // ... + result formats: 1, text
   for (let i = 0; i < count; i++) {
@@ -68,7 +72,7 @@ export function encodeExtended(lead: Buffer | null, text: string, values: readon
     valueBytes[i] = bytes;
     bindLength += 4 + bytes;
   }
-  const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + 1 + bindLength + DESCRIBE_PORTAL.length + EXECUTE.length + SYNC.length);
+  const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + 1 + bindLength + DESCRIBE_PORTAL.length + EXECUTE.length + trailerLength + SYNC.length);
   let at = lead === null ? 0 : lead.copy(out, 0);
   at = writeParse(out, at, text, parseLength);
   out[at] = 0x42; // 'B'
@@ -99,6 +103,11 @@ export function encodeExtended(lead: Buffer | null, text: string, values: readon
   at += 4;
   at += DESCRIBE_PORTAL.copy(out, at);
   at += EXECUTE.copy(out, at);
+  if (trailer !== null) {
+    at = writeParse(out, at, trailer, trailerParseLength);
+    at += BIND_NONE.copy(out, at);
+    at += EXECUTE.copy(out, at);
+  }
   SYNC.copy(out, at);
   return out;
 }

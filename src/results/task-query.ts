@@ -194,31 +194,18 @@ export class TaskQuery implements WireReader {
         prefix = null;
       }
     }
-    // One statement (with parameters, or plain DML behind the reset or the tag) and nothing of
-    // ours behind it: the whole task, its prefix included, goes as one buffer (pg/wire-bytes.ts).
-    const whole = journal === null && pieces === null && !this.#simple;
+    // One statement (with parameters, or plain DML behind the reset or the tag), and at most the
+    // journal's statement behind it: the whole task, its prefix included, goes as one buffer
+    // (pg/wire-bytes.ts).
+    const whole = pieces === null && !this.#simple;
     if (!whole && prefix !== null) wire.bytes(prefix);
     if (whole) {
       // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
-      wire.bytes(encodeExtended(prefix, text, (values ?? []) as (string | Buffer | null)[])); // pg only reads them
-    } else if (values !== null) {
-      // Unnamed statement and portal, unlimited Execute, Sync: nothing cached on the server.
-      wire.parse(text);
-      wire.bind(values as (string | Buffer | null)[]); // pg only reads them
-      wire.describePortal();
-      wire.execute();
-      if (journal !== null) statement(wire, journal, false);
-      wire.sync();
+      wire.bytes(encodeExtended(prefix, text, (values ?? []) as (string | Buffer | null)[], journal)); // pg only reads them
     } else if (pieces === null) {
-      // The text holds no `;` but a last one: a line break ends a trailing `--` comment.
-      if (this.#simple) wire.query(journal === null ? text : `${text}\n;${journal}`);
-      else {
-        // Plain DML behind the tag or the reset, under one Sync: one transaction, as the simple
-        // Query was.
-        statement(wire, text, true);
-        if (journal !== null) statement(wire, journal, false);
-        wire.sync();
-      }
+      // Alone and plain: one simple Query. The text holds no `;` but a last one: a line break
+      // ends a trailing `--` comment.
+      wire.query(journal === null ? text : `${text}\n;${journal}`);
     } else if (pieces.length === 1 || this.#inTransaction) {
       // Alone under its Sync it may be a statement that refuses a transaction block (VACUUM);
       // in the caller's transaction, the statements need no block of ours.

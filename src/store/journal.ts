@@ -2,8 +2,9 @@
 // their row says. JournalStore wraps the instance's store (the registry) and hears every change
 // Worker.apply made through `changed`, like the registry itself: it notes the worker and when,
 // and tells the writer (control/journal-writer.ts) that a batch is due. No I/O here, and nothing
-// on the launch path but a Map.set. journalRow() builds a worker's row from the worker record
-// at the time of the write (so a burst of changes to one worker is one row of one batch).
+// on the launch path but a Map.set. journalBatch() builds the rows of a batch from the worker
+// records at the time of the write (so a burst of changes to one worker is one row of one batch),
+// as one array per column (the write unnests them).
 import type { WorkerStats } from '../api/types.js';
 import type { PriorFacts, WorkerChange } from './worker-change.js';
 import type { WorkerStore } from './worker-store.js';
@@ -17,122 +18,170 @@ export interface JournalOwner {
 }
 
 /**
- * One row of pg_background_journal, keyed by column name, as JSON will carry it (int8 as text).
- * owner_control_pid and owner_control_started are not here: the write fills them in with the
- * backend of the control connection that writes (see catalog.ts journalSql.write).
+ * The columns a batch writes, in order, each with the SQL type of its array (`ms`: a timestamptz
+ * sent as epoch milliseconds, float8). The owner's host, pid and application are the same in
+ * every row of an instance: they go once per batch, as three more parameters; owner_control_pid
+ * and owner_control_started are filled in by the write with the backend of the control
+ * connection that writes (see catalog.ts journalWriteSql).
  */
-export interface JournalRow {
-  cookie: string;
-  pid: number;
-  backend_started: string | null;
-  label: string | null;
-  scope: 'root' | 'subtask';
-  parent: string | null;
-  state: string;
-  phase: string | null;
-  fraction_completed: number | null;
-  explicit_progress: boolean;
-  sql_preview: string;
-  user_name: string;
-  owner_host: string;
-  owner_pid: number;
-  owner_application: string | null;
-  attempts: number;
-  launched_at: string;
-  started_at: string | null;
-  updated_at: string;
-  finished_at: string | null;
-  wait_event: string | null;
-  blocked_by: readonly number[];
-  sqlstate: string | null;
-  error_message: string | null;
-  command_tag: string | null;
-  row_count: number | null;
-  proven: boolean;
-  /** A job's root (bg.job): no SQL and no backend of its own. */
-  job: boolean;
+export const JOURNAL_COLUMNS = [
+  ['cookie', 'int8'],
+  ['pid', 'int4'],
+  ['backend_started', 'int8'],
+  ['label', 'text'],
+  ['scope', 'text'],
+  ['parent', 'int8'],
+  ['state', 'text'],
+  ['phase', 'text'],
+  ['fraction_completed', 'float8'],
+  ['explicit_progress', 'bool'],
+  ['sql_preview', 'text'],
+  ['user_name', 'text'],
+  ['attempts', 'int4'],
+  ['launched_at', 'ms'],
+  ['started_at', 'ms'],
+  ['updated_at', 'ms'],
+  ['finished_at', 'ms'],
+  ['wait_event', 'text'],
+  ['blocked_by', 'int4[]'],
+  ['sqlstate', 'text'],
+  ['error_message', 'text'],
+  ['command_tag', 'text'],
+  ['row_count', 'int8'],
+  ['proven', 'bool'],
+  ['job', 'bool'],
+] as const satisfies readonly (readonly [string, 'int8' | 'int4' | 'text' | 'float8' | 'bool' | 'ms' | 'int4[]'])[];
+
+/** An element of an array literal: NULL, or the text quoted (a backslash or quote escaped). */
+function element(text: string | null): string {
+  if (text === null) return 'NULL';
+  let escaped = text;
+  if (text.includes('\\') || text.includes('"')) escaped = text.replace(/[\\"]/g, '\\$&');
+  return `"${escaped}"`;
 }
 
-/** The columns of a JournalRow, in the table's order (the write lists them). */
-export const JOURNAL_ROW_COLUMNS = [
-  'cookie',
-  'pid',
-  'backend_started',
-  'label',
-  'scope',
-  'parent',
-  'state',
-  'phase',
-  'fraction_completed',
-  'explicit_progress',
-  'sql_preview',
-  'user_name',
-  'owner_host',
-  'owner_pid',
-  'owner_application',
-  'attempts',
-  'launched_at',
-  'started_at',
-  'updated_at',
-  'finished_at',
-  'wait_event',
-  'blocked_by',
-  'sqlstate',
-  'error_message',
-  'command_tag',
-  'row_count',
-  'proven',
-  'job',
-] as const satisfies readonly (keyof JournalRow)[];
+/**
+ * element(), remembering the last text of each column: the rows of a batch mostly repeat their
+ * SQL preview, user and label (a burst of one launch), and then share one quoted string.
+ */
+class Quoted {
+  #text: string | null = null;
+  #quoted = 'NULL';
+  of(text: string | null): string {
+    if (text !== this.#text) {
+      this.#text = text;
+      this.#quoted = element(text);
+    }
+    return this.#quoted;
+  }
+}
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const number = (value: number | null) => (value === null ? 'NULL' : String(value));
 
 /**
- * The row of `worker` now, without its null columns (JSON leaves them out; the write reads a
- * missing key as null). `changedAt`: its last change the journal heard of; `proven`: its
- * transaction ends with the journal's record of its end. Scope, parent and attempts come from
- * the worker; phase, fraction and wait as info() has them. Built for every changed worker of a batch, on the event loop: no copies.
+ * The parameters of one batch (catalog.ts journalWriteSql): an array literal per column of
+ * JOURNAL_COLUMNS, one element per worker of `batch` (its last change the journal heard of), its
+ * row as of now; then the owner's host, pid and application. Scope, parent and attempts come
+ * from the worker; phase, fraction and wait as info() has them; `proven(worker)`: its transaction
+ * ends (or will end) with the journal's record of its end. Built on the event loop for every
+ * changed worker of a batch: the elements of each column joined once (no string per row and
+ * column beyond the element itself, no object per row).
  */
-export function journalRow(worker: Worker, owner: JournalOwner, changedAt: number, proven: boolean): Partial<JournalRow> {
-  const { error, progress, observed } = worker;
-  const terminal = !worker.active;
-  const row: Partial<JournalRow> = {
-    cookie: worker.cookie.toString(),
-    pid: worker.pid,
-    scope: worker.scope,
-    state: worker.state,
-    explicit_progress: progress !== null,
-    sql_preview: worker.sqlPreview,
-    user_name: worker.user,
-    owner_host: owner.host,
-    owner_pid: owner.pid,
-    attempts: worker.attempts,
-    launched_at: iso(worker.launchedAt)!,
-    updated_at: iso(worker.finishedAt ?? changedAt)!,
-    blocked_by: observed?.blockedBy ?? [],
-    proven,
-    job: worker.launch.job,
-  };
-  if (worker.parent !== null) row.parent = worker.parent.cookie.toString();
-  if (worker.backendStart !== null) row.backend_started = worker.backendStart;
-  if (worker.label !== null) row.label = worker.label;
-  // Progress the worker's SQL reported itself wins over the server's (as in info()).
-  // A job's root: its body's ctx.status / ctx.progress.
-  const phase = worker.phase ?? (progress?.message || (observed?.phase ?? null));
-  if (phase !== null) row.phase = phase;
-  const fraction = worker.fraction ?? (progress ? progress.pct / 100 : (observed?.fractionCompleted ?? null));
-  if (fraction !== null) row.fraction_completed = fraction;
-  if (owner.application !== null) row.owner_application = owner.application;
-  if (worker.startedAt !== null) row.started_at = iso(worker.startedAt)!;
-  if (worker.finishedAt !== null) row.finished_at = iso(worker.finishedAt)!;
-  if (observed?.waitEvent) row.wait_event = observed.waitEvent;
-  if (error) {
-    row.sqlstate = error.sqlstate;
-    row.error_message = error.message;
+export function journalBatch(batch: ReadonlyMap<Worker, number>, owner: JournalOwner, proven: (worker: Worker) => boolean): (string | null)[] {
+  // One array per column, in JOURNAL_COLUMNS' order (the `columns` below).
+  const cookies: string[] = [];
+  const pids: string[] = [];
+  const starts: string[] = [];
+  const labels: string[] = [];
+  const scopes: string[] = [];
+  const parents: string[] = [];
+  const states: string[] = [];
+  const phases: string[] = [];
+  const fractions: string[] = [];
+  const explicit: string[] = [];
+  const previews: string[] = [];
+  const users: string[] = [];
+  const attempts: string[] = [];
+  const launched: string[] = [];
+  const started: string[] = [];
+  const updated: string[] = [];
+  const finished: string[] = [];
+  const waits: string[] = [];
+  const blocked: string[] = [];
+  const sqlstates: string[] = [];
+  const messages: string[] = [];
+  const tags: string[] = [];
+  const counts: string[] = [];
+  const proofs: string[] = [];
+  const jobs: string[] = [];
+  const label = new Quoted();
+  const preview = new Quoted();
+  const user = new Quoted();
+  const phaseText = new Quoted();
+  for (const [worker, changedAt] of batch) {
+    const { error, progress, observed } = worker;
+    const terminal = !worker.active;
+    // Progress the worker's SQL reported itself wins over the server's (as in info()).
+    // A job's root: its body's ctx.status / ctx.progress.
+    const phase = worker.phase ?? (progress?.message || (observed?.phase ?? null));
+    const fraction = worker.fraction ?? (progress ? progress.pct / 100 : (observed?.fractionCompleted ?? null));
+    const blockedBy = observed?.blockedBy ?? [];
+    cookies.push(worker.cookie.toString());
+    pids.push(String(worker.pid));
+    starts.push(worker.backendStart ?? 'NULL');
+    labels.push(label.of(worker.label));
+    scopes.push(worker.scope);
+    parents.push(worker.parent === null ? 'NULL' : worker.parent.cookie.toString());
+    states.push(worker.state);
+    phases.push(phaseText.of(phase));
+    fractions.push(number(fraction));
+    explicit.push(progress !== null ? 't' : 'f');
+    previews.push(preview.of(worker.sqlPreview));
+    users.push(user.of(worker.user));
+    attempts.push(String(worker.attempts));
+    launched.push(String(worker.launchedAt));
+    started.push(number(worker.startedAt));
+    updated.push(String(worker.finishedAt ?? changedAt));
+    finished.push(number(worker.finishedAt));
+    waits.push(element(observed?.waitEvent || null));
+    blocked.push(blockedBy.length === 0 ? 'NULL' : `"{${blockedBy.join(',')}}"`);
+    sqlstates.push(element(error ? error.sqlstate : null));
+    messages.push(element(error ? error.message : null));
+    tags.push(element(terminal ? worker.commandTag : null));
+    counts.push(terminal || worker.startedAt !== null ? String(worker.rowCount) : 'NULL');
+    proofs.push(proven(worker) ? 't' : 'f');
+    jobs.push(worker.launch.job ? 't' : 'f');
   }
-  if (terminal && worker.commandTag !== null) row.command_tag = worker.commandTag;
-  if (terminal || worker.startedAt !== null) row.row_count = worker.rowCount;
-  return row;
+  const columns = [
+    cookies,
+    pids,
+    starts,
+    labels,
+    scopes,
+    parents,
+    states,
+    phases,
+    fractions,
+    explicit,
+    previews,
+    users,
+    attempts,
+    launched,
+    started,
+    updated,
+    finished,
+    waits,
+    blocked,
+    sqlstates,
+    messages,
+    tags,
+    counts,
+    proofs,
+    jobs,
+  ];
+  const values: (string | null)[] = columns.map((column) => `{${column.join(',')}}`);
+  values.push(owner.host, String(owner.pid), owner.application);
+  return values;
 }
 
 /** The changes a row shows (tracking, reading and the wire's own steps are not journaled). */
