@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NOTHING_COMMITTED_PENDING, NOTHING_COMMITTED_RUNNING, OUTCOME_UNKNOWN_GONE } from '../src/store/migrations.js';
-import { until, useDatabase } from './support/database.js';
+import pg from 'pg';
+import { serverUrl, until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
@@ -139,6 +140,37 @@ test('without the journal, a tagged connection running a statement is a running 
   await db.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [[pid, negative.pid]]);
   assert.equal(((await sleeping) as Error & { code: string }).code, '57014');
   assert.equal(((await alsoSleeping) as Error & { code: string }).code, '57014');
+  await bg.close();
+});
+
+test('the view shows the workers of its own database only, the ones its functions act on', async (t) => {
+  const bg = db.background();
+  await bg.install();
+  const cancelBoth = () =>
+    db.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name IN ('pgbg:0000000000000777:elsewhere', 'pgbg:0000000000000778:here')");
+  t.after(cancelBoth); // also when an assertion fails: no sleeper outlives the test
+  // A tagged backend of another database (the server's own, as a worker of an instance there would be).
+  const elsewhere = new pg.Client({ connectionString: serverUrl(), application_name: 'pgbg:0000000000000777:elsewhere' });
+  await elsewhere.connect();
+  t.after(() => elsewhere.end());
+  const here = await tagged('pgbg:0000000000000778:here');
+  const away = elsewhere.query('SELECT pg_sleep(30)').catch((error: Error) => error);
+  const near = here.query('SELECT pg_sleep(30)').catch((error: Error) => error);
+  await until(
+    async () =>
+      (
+        await db.query(
+          "SELECT 1 FROM pg_stat_activity WHERE application_name IN ('pgbg:0000000000000777:elsewhere', 'pgbg:0000000000000778:here') AND wait_event = 'PgSleep'",
+        )
+      ).length === 2,
+    'both tagged backends to sleep',
+  );
+  assert.deepEqual(await db.query('SELECT cookie, label FROM pg_background_workers WHERE cookie IN (1911, 1912)'), [{ cookie: '1912', label: 'here' }]);
+  // Its function finds nothing to do with the other database's worker.
+  assert.deepEqual(await db.query('SELECT pg_background_cancel_worker(1911) AS done'), [{ done: false }]);
+  await cancelBoth();
+  assert.equal(((await away) as Error & { code: string }).code, '57014');
+  assert.equal(((await near) as Error & { code: string }).code, '57014');
   await bg.close();
 });
 

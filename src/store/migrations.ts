@@ -107,7 +107,8 @@ const ownerAlive = `EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
 const started = (alias: string) => `(extract(epoch FROM ${alias}.backend_start) * 1000000)::int8`;
 
 /**
- * Backends of pg_stat_activity that match `where` (alias `a`), with the tag's cookie (null for
+ * Backends of this database (the one whose journal and control functions the view sits beside:
+ * a worker it shows is one they act on) that match `where` (alias `a`), with the tag's cookie (null for
  * an untagged backend), the wait event, the blockers (pg_blocking_pids only for a lock waiter)
  * and the phase and fraction of the progress views: OBSERVE_BACKENDS_SQL's logic for the view.
  */
@@ -123,7 +124,7 @@ ${progressRows('')}
          p.phase::text AS phase,
          CASE WHEN p.done IS NOT NULL AND p.total > 0 THEN LEAST(1, p.done::float8 / p.total::float8) END AS fraction
     FROM pg_catalog.pg_stat_activity a LEFT JOIN progress p ON p.pid = a.pid
-   WHERE ${where}
+   WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) AND (${where})
    ORDER BY a.pid, p.phase
 )`;
 }
