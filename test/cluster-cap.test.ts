@@ -77,6 +77,9 @@ async function sample(marker: string, done: Promise<unknown>): Promise<number[]>
   return samples;
 }
 
+/** An advisory lock the test holds while workers must stay running (released when they may end). */
+const GATE = 7_600_001;
+
 const exitOf = (c: Child) => (c.process.exitCode !== null || c.process.signalCode !== null ? Promise.resolve() : once(c.process, 'exit').then(() => {}));
 
 test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 complete, and another clusterKey is not limited', async () => {
@@ -90,14 +93,21 @@ test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 co
     const done = Promise.all(children.map((c) => c.line('done')));
     const samples = sample(marker, done);
 
-    // While key A is at its cap, key B (same database, same cap) starts 3 workers at once.
+    // While key A is at its cap, key B (same database, same cap) starts 3 workers at once. They
+    // wait for a lock the test holds, so that all three run at once however long each connect takes.
     await until(async () => (await active(marker)) === 3, 'key A to reach its cap of 3');
     const other = db.background({ clusterMaxWorkers: 3, clusterKey: 'cap-b' });
-    // whenFull 'error': none of them waits for key A's slots.
-    const b = await Promise.all([1, 2, 3].map(() => other.launch('SELECT pg_sleep(0.3) /* pgbg-cap-b */')));
-    await until(async () => (await active('pgbg-cap-b')) === 3, 'key B to run 3 at once');
-    await Promise.all(b.map((h) => other.wait(h)));
-    await other.close();
+    await db.query('SELECT pg_advisory_lock($1)', [GATE]);
+    try {
+      // whenFull 'error': none of them waits for key A's slots.
+      const b = await Promise.all([1, 2, 3].map(() => other.launch(`SELECT pg_advisory_xact_lock_shared(${GATE}) /* pgbg-cap-b */`)));
+      await until(async () => (await active('pgbg-cap-b')) === 3, 'key B to run 3 at once');
+      await db.query('SELECT pg_advisory_unlock($1)', [GATE]);
+      await Promise.all(b.map((h) => other.wait(h)));
+    } finally {
+      await db.query('SELECT pg_advisory_unlock_all()');
+      await other.close({ cancel: true });
+    }
 
     const results = await done;
     const seen = await samples;
@@ -194,12 +204,15 @@ test('clusterMaxWorkers and clusterKey are validated, naming the option and the 
   invalid({ clustermaxworkers: 2 }, 'Unknown option `clustermaxworkers`; did you mean `clusterMaxWorkers`?');
 });
 
-test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting launch honours its signal; off costs no connection", async () => {
+test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting launch honours its signal; off costs no connection", async (t) => {
   const holder = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local' });
   const strict = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local' });
   const patient = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local', whenFull: 'queue' });
   const off = db.background();
-  const h = await holder.launch('SELECT pg_sleep(0.5)');
+  // The holder keeps the one slot until the test lets it go (a sleep could end first on a slow machine).
+  await db.query('SELECT pg_advisory_lock($1)', [GATE]);
+  t.after(() => db.query('SELECT pg_advisory_unlock_all()'));
+  const h = await holder.launch(`SELECT pg_advisory_xact_lock(${GATE})`);
   await assert.rejects(strict.launch('SELECT 1'), {
     code: 'PGBG_MAX_WORKERS',
     message:
@@ -216,6 +229,7 @@ test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting
 
   // The aborted wait left nothing behind: the next launch gets the slot once the holder's frees.
   const next = patient.launch('SELECT 3 AS n');
+  await db.query('SELECT pg_advisory_unlock($1)', [GATE]);
   await holder.wait(h);
   assert.deepEqual(await patient.result(await next).toArray(), [{ n: 3 }]);
 
