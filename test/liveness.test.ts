@@ -96,6 +96,8 @@ async function dropControl(): Promise<void> {
  * closed, so that the next liveness check must open one; returns the undo.
  */
 async function refuse(sqlstate: '53300' | '28000'): Promise<() => Promise<void>> {
+  // Opened at the first launch: one still being opened would not be dropped below.
+  await until(controlOpen, 'the control connection to be open');
   if (sqlstate === '28000') {
     await db.query(`ALTER ROLE ${q(ROLE)} NOLOGIN`);
     await dropControl();
@@ -277,8 +279,11 @@ test('a paused queue keeps its budget while the server does not answer a check, 
     const h = await bg.launch(`SELECT g, md5(g::text) AS m FROM generate_series(1, ${total}) g`, { queueSize });
     await until(async () => (await bg.info(h)).queuedBytes >= queueSize, 'the queue to fill');
     // New connections get nowhere (a check's connect times out); the worker's link is fine.
+    // The control connection (opened at the launch) must be up first, or it would answer the checks.
+    const control = "FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgbg:control'";
+    await until(async () => (await db.query(`SELECT 1 ${control}`)).length, 'the control connection to be open');
     proxy.stallNew();
-    await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgbg:control'");
+    await db.query(`SELECT pg_terminate_backend(pid) ${control}`);
     await refusedChecks(proxy, 3, async () => (await bg.info(h)).queuedBytes > queueSize + SOCKET_CHUNK);
     const info = await bg.info(h);
     assert.deepEqual([info.state, info.lastError], ['running', null]);
