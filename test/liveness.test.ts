@@ -17,6 +17,7 @@ const PASSWORD = 'Liveness-Pa55';
 /** A worker connection and the control connection. */
 const ROLE_LIMIT = 2;
 const LIVENESS_MS = 300;
+const CONNECT_MS = 10_000;
 const SOCKET_CHUNK = 65536;
 const q = pg.escapeIdentifier;
 
@@ -49,10 +50,25 @@ function config(proxy: TcpProxy, asRole: boolean): pg.ClientConfig {
   };
 }
 
+/**
+ * An instance through `proxy`. Its connects get CONNECT_MS, more than the checks' LIVENESS_MS
+ * (which is also a connect's deadline by default, and which a loaded machine's connect can
+ * miss), except where the test needs a check's connect to time out (`connectionTimeoutMillis`).
+ */
 function behind(proxy: TcpProxy, options: PgBackgroundOptions & { asRole?: boolean } = {}): PgBackground {
   const { asRole = true, ...rest } = options;
   const { host, port, user, password, database } = config(proxy, asRole);
-  return new PgBackground({ host, port, user, password, database, livenessTimeoutMs: LIVENESS_MS, maxWorkers: 1, ...rest });
+  return new PgBackground({
+    host,
+    port,
+    user,
+    password,
+    database,
+    livenessTimeoutMs: LIVENESS_MS,
+    connectionTimeoutMillis: CONNECT_MS,
+    maxWorkers: 1,
+    ...rest,
+  });
 }
 
 /** Plain clients of ROLE that hold every connection it may still open; the last attempt got 53300. */
@@ -272,7 +288,8 @@ test('a statement still being written over a slow link is not taken for a dead c
 
 test('a paused queue keeps its budget while the server does not answer a check, and its end still comes', async () => {
   const proxy = await TcpProxy.start(target());
-  const bg = behind(proxy, { asRole: false });
+  // A check's connect must time out here: at the checks' deadline (the launch's connect too).
+  const bg = behind(proxy, { asRole: false, connectionTimeoutMillis: LIVENESS_MS });
   try {
     const queueSize = 65536;
     const total = 300_000;
