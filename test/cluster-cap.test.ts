@@ -84,20 +84,20 @@ const exitOf = (c: Child) => (c.process.exitCode !== null || c.process.signalCod
 
 test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 complete, and another clusterKey is not limited', async () => {
   const marker = 'pgbg-cap-a';
-  const children = Array.from({ length: 4 }, () =>
-    child({ PGBG_CHILD_SQL: `SELECT pg_sleep(0.25) /* ${marker} */`, PGBG_CHILD_COUNT: '5', PGBG_CLUSTER_MAX: '3', PGBG_CLUSTER_KEY: 'cap-a' }),
-  );
+  // Every worker (of key A and of key B) waits for a lock the test holds: key A is at its cap,
+  // and key B's three run at once, however slowly the processes start and connect.
+  const sql = `SELECT pg_advisory_xact_lock_shared(${GATE}), pg_sleep(0.05) /* ${marker} */`;
+  const children = Array.from({ length: 4 }, () => child({ PGBG_CHILD_SQL: sql, PGBG_CHILD_COUNT: '5', PGBG_CLUSTER_MAX: '3', PGBG_CLUSTER_KEY: 'cap-a' }));
+  await db.query('SELECT pg_advisory_lock($1)', [GATE]);
   try {
     await Promise.all(children.map((c) => c.line('ready')));
     for (const c of children) c.send('go');
     const done = Promise.all(children.map((c) => c.line('done')));
     const samples = sample(marker, done);
 
-    // While key A is at its cap, key B (same database, same cap) starts 3 workers at once. They
-    // wait for a lock the test holds, so that all three run at once however long each connect takes.
-    await until(async () => (await active(marker)) === 3, 'key A to reach its cap of 3');
+    // While key A is at its cap, key B (same database, same cap) starts 3 workers at once.
+    await until(async () => (await active(marker)) === 3, 'key A to reach its cap of 3', 60_000);
     const other = db.background({ clusterMaxWorkers: 3, clusterKey: 'cap-b' });
-    await db.query('SELECT pg_advisory_lock($1)', [GATE]);
     try {
       // whenFull 'error': none of them waits for key A's slots.
       const b = await Promise.all([1, 2, 3].map(() => other.launch(`SELECT pg_advisory_xact_lock_shared(${GATE}) /* pgbg-cap-b */`)));
@@ -105,7 +105,6 @@ test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 co
       await db.query('SELECT pg_advisory_unlock($1)', [GATE]);
       await Promise.all(b.map((h) => other.wait(h)));
     } finally {
-      await db.query('SELECT pg_advisory_unlock_all()');
       await other.close({ cancel: true });
     }
 
@@ -120,6 +119,7 @@ test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 co
     assert.deepEqual(results, ['done 5', 'done 5', 'done 5', 'done 5']);
     assert.equal(children.flatMap((c) => c.lines.filter((l) => l.startsWith('launched'))).length, 20);
   } finally {
+    await db.query('SELECT pg_advisory_unlock_all()');
     for (const c of children) c.process.kill('SIGKILL');
     await Promise.all(children.map(exitOf));
   }
