@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { TURNSTILE_LOCK_SQL } from '../src/catalog.js';
 import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename);
@@ -209,9 +210,12 @@ test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting
   const strict = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local' });
   const patient = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local', whenFull: 'queue' });
   const off = db.background();
+  // Closed also when an assertion fails: the next test waits for every session of the file to end.
+  t.after(() => Promise.all([holder, strict, patient, off].map((bg) => bg.close({ cancel: true }))));
   // The holder keeps the one slot until the test lets it go (a sleep could end first on a slow machine).
   await db.query('SELECT pg_advisory_lock($1)', [GATE]);
   t.after(() => db.query('SELECT pg_advisory_unlock_all()'));
+  const named = async (name: string) => (await db.backends()).filter((b) => b.application_name === name).length;
   const h = await holder.launch(`SELECT pg_advisory_xact_lock(${GATE})`);
   await assert.rejects(strict.launch('SELECT 1'), {
     code: 'PGBG_MAX_WORKERS',
@@ -229,6 +233,17 @@ test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting
 
   // The aborted wait left nothing behind: the next launch gets the slot once the holder's frees.
   const next = patient.launch('SELECT 3 AS n');
+  // It is the head of the cluster's queue, waiting for a slot (its turnstile session holds the
+  // turnstile), before the holder lets go: so it did wait, on the session counted below.
+  const waitingForSlot = async () =>
+    (
+      await db.query(
+        `SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+          WHERE a.datname = current_database() AND a.application_name = 'pg-background turnstile' AND a.state = 'idle' AND a.query = $1`,
+        [TURNSTILE_LOCK_SQL],
+      )
+    ).length > 0;
+  await until(waitingForSlot, 'the next launch to wait for a slot at the head of the queue');
   await db.query('SELECT pg_advisory_unlock($1)', [GATE]);
   await holder.wait(h);
   assert.deepEqual(await patient.result(await next).toArray(), [{ n: 3 }]);
@@ -236,7 +251,6 @@ test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting
   await off.wait(await off.launch('SELECT 1'));
   // One cluster session per instance with the cap (holder, strict, patient; none for `off`), one
   // turnstile session for the instance that waited. (Sessions of earlier tests may still be ending.)
-  const named = async (name: string) => (await db.backends()).filter((b) => b.application_name === name).length;
   await until(async () => (await named('pg-background cluster')) === 3, 'three cluster sessions');
   assert.equal(await named('pg-background turnstile'), 1);
   await Promise.all([holder.close(), strict.close(), patient.close(), off.close()]);
