@@ -10,10 +10,23 @@ import { Worker } from '../src/store/worker.js';
 import { CONTROL_LISTEN_SQL } from '../src/catalog.js';
 import { until, useDatabase } from './support/database.js';
 
+/** The advisory locks the gated index build waits for (see gated_md5 below). */
+const GATES = [7_700_001, 7_700_002] as const;
+
 const db = useDatabase(import.meta.filename, {
   // ~2M narrow rows in an order the index build has to sort.
   async setup(d) {
     await d.query('CREATE TABLE big AS SELECT (g::int8 * 7919 % 2000003)::int AS id FROM generate_series(1, 2000000) g');
+    // An index expression that stops the build's table scan at two gates the test holds: at the
+    // rows 600000 and 1400000 of the table (their ids, in its physical order), about 30% and 70%
+    // of its blocks. The scan waits there however fast the machine is (a free-running build can
+    // end before two once-a-second polls saw it).
+    await d.query(`CREATE FUNCTION gated_md5(id int) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+      BEGIN
+        IF id = ${(600000 * 7919) % 2000003} THEN PERFORM pg_advisory_xact_lock_shared(${GATES[0]}); END IF;
+        IF id = ${(1400000 * 7919) % 2000003} THEN PERFORM pg_advisory_xact_lock_shared(${GATES[1]}); END IF;
+        RETURN md5(id::text);
+      END $$`);
     const bg = d.background();
     await bg.install(); // the view pg_background_workers
     await bg.close();
@@ -27,45 +40,51 @@ const slowBuild = { settings: { maintenance_work_mem: '1MB', max_parallel_mainte
 test('CREATE INDEX shows its phase and a moving fraction in list() and info(), and in the view', async (t) => {
   const bg = db.background();
   t.after(() => bg.close({ cancel: true })); // also when an assertion fails: the tests after it need a quiet server
-  const h = await bg.launch('CREATE INDEX big_id ON big (md5(id::text))', { ...slowBuild, label: 'index' });
-  const seen: [string, number | null][] = [];
-  const inView: [string, number | null][] = [];
-  const moved = (pairs: [string, number | null][]) => new Set(pairs.map(([, fraction]) => fraction).filter((f) => f !== null)).size >= 2;
-  await until(
+  const gates = await db.client();
+  const [{ pid: gatePid }] = (await gates.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [{ pid: number }];
+  await gates.query('SELECT pg_advisory_lock($1), pg_advisory_lock($2)', [...GATES]);
+  t.after(() => gates.query('SELECT pg_advisory_unlock_all()'));
+  const h = await bg.launch('CREATE INDEX big_id ON big (gated_md5(id))', { ...slowBuild, label: 'index' });
+  /** The build waiting at a gate, as list() (one poll) and the view (now) both show it. */
+  const atGate = (what: string) =>
+    until(
+      async () => {
+        const [info] = await bg.list();
+        if (info!.state !== 'running') throw new Error(`the build ended (${info!.state}) at ${what}`);
+        const [row] = await db.query<{ phase: string | null; fraction_completed: number | null; wait_event: string | null }>(
+          'SELECT phase, fraction_completed, wait_event FROM pg_background_workers WHERE cookie = $1',
+          [h.cookie.toString()],
+        );
+        const waiting = info!.waitEvent === 'Lock:advisory' && row?.wait_event === 'Lock:advisory';
+        return waiting && info!.fractionCompleted !== null && info!.fractionCompleted === row.fraction_completed && { info: info!, row };
+      },
+      what,
+      60_000,
+    );
+  const first = await atGate('the first gate');
+  await gates.query('SELECT pg_advisory_unlock($1)', [GATES[0]]);
+  const second = await until(
     async () => {
-      const [info] = await bg.list();
-      if (info!.state !== 'running') throw new Error(`the build ended (${info!.state}) before two fractions were seen: ${JSON.stringify([seen, inView])}`);
-      if (info!.phase !== null) seen.push([info!.phase, info!.fractionCompleted]);
-      const [row] = await db.query<{ phase: string | null; fraction_completed: number | null }>(
-        'SELECT phase, fraction_completed FROM pg_background_workers WHERE cookie = $1',
-        [h.cookie.toString()],
-      );
-      if (row?.phase) inView.push([row.phase, row.fraction_completed]);
-      return moved(seen) && moved(inView);
+      const at = await atGate('the second gate');
+      return at.info.fractionCompleted !== first.info.fractionCompleted && at;
     },
-    'two different fractions of the build, in list() and in the view',
+    'the build at the second gate, further on',
     60_000,
   );
-  // A fast poll may catch the build's first phase, 'initializing' (no fraction yet); every later
-  // phase is one of the build's, and the fractions that moved are the build's.
-  for (const pairs of [seen, inView]) {
-    const phases = pairs.map(([phase]) => phase);
-    const first = phases.findIndex((phase) => phase !== 'initializing');
-    assert.ok(first >= 0, JSON.stringify(pairs));
-    for (const [phase, fraction] of pairs.slice(0, first)) assert.deepEqual([phase, fraction], ['initializing', null]);
-    for (const [phase, fraction] of pairs.slice(first)) {
-      assert.match(phase, /^building index/);
-      assert.ok(fraction === null || (fraction >= 0 && fraction <= 1), `fraction ${fraction} within 0..1`);
-    }
+  for (const { info, row } of [first, second]) {
+    assert.deepEqual([info.phase, row.phase], ['building index: scanning table', 'building index: scanning table']);
   }
+  const fractions = [first.info.fractionCompleted!, second.info.fractionCompleted!];
+  assert.ok(0 < fractions[0]! && fractions[0]! < fractions[1]! && fractions[1]! < 1, `fractions ${fractions.join(', ')}`);
+  // Waiting at the gate: blocked by the session that holds it, from the same poll.
   const during = await bg.info(h);
-  assert.equal(during.progress, null);
-  assert.deepEqual(during.blockedBy, []);
-  // Seen enough: stop it (the build's end takes seconds more). Its last phase stays, its wait goes.
+  assert.deepEqual([during.phase, during.fractionCompleted, during.progress], ['building index: scanning table', fractions[1], null]);
+  assert.deepEqual([during.waitEvent, during.blockedBy], ['Lock:advisory', [gatePid]]);
+  // Seen enough: stop it. Its last phase stays, its wait goes.
   await bg.cancel(h);
   const after = await bg.info(h);
   assert.equal(after.state, 'canceled');
-  assert.match(after.phase!, /^building index/);
+  assert.equal(after.phase, 'building index: scanning table');
   assert.equal(after.waitEvent, null);
   assert.deepEqual(after.blockedBy, []);
   await bg.close();
@@ -151,8 +170,20 @@ test('progress the SQL reports itself wins over the server’s', async (t) => {
   const bg = db.background();
   t.after(() => bg.close({ cancel: true }));
   await bg.install();
-  const h = await bg.launch("SELECT pg_background_progress(40, 'indexing'); CREATE INDEX big_id2 ON big (md5(id::text))", slowBuild);
-  await until(async () => (await db.query('SELECT 1 FROM pg_stat_progress_create_index WHERE pid = $1', [h.pid])).length, 'the build to show on the server');
+  // The build waits at its first gate (see gated_md5) until the test is done with it.
+  const gates = await db.client();
+  await gates.query('SELECT pg_advisory_lock($1)', [GATES[0]]);
+  t.after(() => gates.query('SELECT pg_advisory_unlock_all()'));
+  const h = await bg.launch("SELECT pg_background_progress(40, 'indexing'); CREATE INDEX big_id2 ON big (gated_md5(id))", slowBuild);
+  await until(
+    async () =>
+      (
+        await db.query("SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) WHERE pid = $1 AND a.wait_event = 'advisory'", [
+          h.pid,
+        ])
+      ).length,
+    'the build to show on the server, at its gate',
+  );
   // Two polls after the server showed the build: at least one saw it.
   const polls = observerCounts.polls;
   await until(() => observerCounts.polls >= polls + 2, 'two polls during the build', 30_000);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { TURNSTILE_LOCK_SQL } from '../src/catalog.js';
 import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename);
@@ -77,13 +78,18 @@ async function sample(marker: string, done: Promise<unknown>): Promise<number[]>
   return samples;
 }
 
+/** An advisory lock the test holds while workers must stay running (released when they may end). */
+const GATE = 7_600_001;
+
 const exitOf = (c: Child) => (c.process.exitCode !== null || c.process.signalCode !== null ? Promise.resolve() : once(c.process, 'exit').then(() => {}));
 
 test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 complete, and another clusterKey is not limited', async () => {
   const marker = 'pgbg-cap-a';
-  const children = Array.from({ length: 4 }, () =>
-    child({ PGBG_CHILD_SQL: `SELECT pg_sleep(0.25) /* ${marker} */`, PGBG_CHILD_COUNT: '5', PGBG_CLUSTER_MAX: '3', PGBG_CLUSTER_KEY: 'cap-a' }),
-  );
+  // Every worker (of key A and of key B) waits for a lock the test holds: key A is at its cap,
+  // and key B's three run at once, however slowly the processes start and connect.
+  const sql = `SELECT pg_advisory_xact_lock_shared(${GATE}), pg_sleep(0.05) /* ${marker} */`;
+  const children = Array.from({ length: 4 }, () => child({ PGBG_CHILD_SQL: sql, PGBG_CHILD_COUNT: '5', PGBG_CLUSTER_MAX: '3', PGBG_CLUSTER_KEY: 'cap-a' }));
+  await db.query('SELECT pg_advisory_lock($1)', [GATE]);
   try {
     await Promise.all(children.map((c) => c.line('ready')));
     for (const c of children) c.send('go');
@@ -91,13 +97,17 @@ test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 co
     const samples = sample(marker, done);
 
     // While key A is at its cap, key B (same database, same cap) starts 3 workers at once.
-    await until(async () => (await active(marker)) === 3, 'key A to reach its cap of 3');
+    await until(async () => (await active(marker)) === 3, 'key A to reach its cap of 3', 60_000);
     const other = db.background({ clusterMaxWorkers: 3, clusterKey: 'cap-b' });
-    // whenFull 'error': none of them waits for key A's slots.
-    const b = await Promise.all([1, 2, 3].map(() => other.launch('SELECT pg_sleep(0.3) /* pgbg-cap-b */')));
-    await until(async () => (await active('pgbg-cap-b')) === 3, 'key B to run 3 at once');
-    await Promise.all(b.map((h) => other.wait(h)));
-    await other.close();
+    try {
+      // whenFull 'error': none of them waits for key A's slots.
+      const b = await Promise.all([1, 2, 3].map(() => other.launch(`SELECT pg_advisory_xact_lock_shared(${GATE}) /* pgbg-cap-b */`)));
+      await until(async () => (await active('pgbg-cap-b')) === 3, 'key B to run 3 at once');
+      await db.query('SELECT pg_advisory_unlock($1)', [GATE]);
+      await Promise.all(b.map((h) => other.wait(h)));
+    } finally {
+      await other.close({ cancel: true });
+    }
 
     const results = await done;
     const seen = await samples;
@@ -110,6 +120,7 @@ test('4 processes, clusterMaxWorkers 3: never more than 3 run at once, all 20 co
     assert.deepEqual(results, ['done 5', 'done 5', 'done 5', 'done 5']);
     assert.equal(children.flatMap((c) => c.lines.filter((l) => l.startsWith('launched'))).length, 20);
   } finally {
+    await db.query('SELECT pg_advisory_unlock_all()');
     for (const c of children) c.process.kill('SIGKILL');
     await Promise.all(children.map(exitOf));
   }
@@ -194,12 +205,18 @@ test('clusterMaxWorkers and clusterKey are validated, naming the option and the 
   invalid({ clustermaxworkers: 2 }, 'Unknown option `clustermaxworkers`; did you mean `clusterMaxWorkers`?');
 });
 
-test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting launch honours its signal; off costs no connection", async () => {
+test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting launch honours its signal; off costs no connection", async (t) => {
   const holder = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local' });
   const strict = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local' });
   const patient = db.background({ clusterMaxWorkers: 1, clusterKey: 'cap-local', whenFull: 'queue' });
   const off = db.background();
-  const h = await holder.launch('SELECT pg_sleep(0.5)');
+  // Closed also when an assertion fails: the next test waits for every session of the file to end.
+  t.after(() => Promise.all([holder, strict, patient, off].map((bg) => bg.close({ cancel: true }))));
+  // The holder keeps the one slot until the test lets it go (a sleep could end first on a slow machine).
+  await db.query('SELECT pg_advisory_lock($1)', [GATE]);
+  t.after(() => db.query('SELECT pg_advisory_unlock_all()'));
+  const named = async (name: string) => (await db.backends()).filter((b) => b.application_name === name).length;
+  const h = await holder.launch(`SELECT pg_advisory_xact_lock(${GATE})`);
   await assert.rejects(strict.launch('SELECT 1'), {
     code: 'PGBG_MAX_WORKERS',
     message:
@@ -216,13 +233,24 @@ test("whenFull 'error' throws PGBG_MAX_WORKERS naming the cluster cap; a waiting
 
   // The aborted wait left nothing behind: the next launch gets the slot once the holder's frees.
   const next = patient.launch('SELECT 3 AS n');
+  // It is the head of the cluster's queue, waiting for a slot (its turnstile session holds the
+  // turnstile), before the holder lets go: so it did wait, on the session counted below.
+  const waitingForSlot = async () =>
+    (
+      await db.query(
+        `SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+          WHERE a.datname = current_database() AND a.application_name = 'pg-background turnstile' AND a.state = 'idle' AND a.query = $1`,
+        [TURNSTILE_LOCK_SQL],
+      )
+    ).length > 0;
+  await until(waitingForSlot, 'the next launch to wait for a slot at the head of the queue');
+  await db.query('SELECT pg_advisory_unlock($1)', [GATE]);
   await holder.wait(h);
   assert.deepEqual(await patient.result(await next).toArray(), [{ n: 3 }]);
 
   await off.wait(await off.launch('SELECT 1'));
   // One cluster session per instance with the cap (holder, strict, patient; none for `off`), one
   // turnstile session for the instance that waited. (Sessions of earlier tests may still be ending.)
-  const named = async (name: string) => (await db.backends()).filter((b) => b.application_name === name).length;
   await until(async () => (await named('pg-background cluster')) === 3, 'three cluster sessions');
   assert.equal(await named('pg-background turnstile'), 1);
   await Promise.all([holder.close(), strict.close(), patient.close(), off.close()]);

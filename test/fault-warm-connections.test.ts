@@ -17,6 +17,11 @@ const restartable = useRestartableServer();
 const query = restartable.query.bind(restartable);
 
 const LIVENESS_MS = 500;
+/**
+ * Connects get more than the checks' LIVENESS_MS (the default deadline of a connect too): ten
+ * at once after a restart can take longer than that on a loaded machine, which proves nothing.
+ */
+const CONNECT_MS = 10_000;
 
 function behind(proxy: TcpProxy, options: PgBackgroundOptions = {}): PgBackground {
   return new PgBackground({
@@ -26,6 +31,7 @@ function behind(proxy: TcpProxy, options: PgBackgroundOptions = {}): PgBackgroun
     password: restartable.server.password,
     database: 'postgres',
     livenessTimeoutMs: LIVENESS_MS,
+    connectionTimeoutMillis: CONNECT_MS,
     ...options,
   });
 }
@@ -81,18 +87,25 @@ async function throughProxy(body: (bg: PgBackground, proxy: TcpProxy) => Promise
   }
 }
 
-/** throughProxy, with a table and one warm connection whose backend was terminated while the proxy held its FATAL back. */
+/**
+ * throughProxy, with a table and one warm connection whose backend is terminated while the proxy
+ * holds its FATAL back. `body` launches at once: the connection has idled a moment only, well
+ * under CHECK_AFTER_IDLE_MS, so it is not checked (waiting for the backend to exit first could
+ * take that long on a loaded machine). `gone` resolves once the backend has exited: the body
+ * awaits it before it resumes the proxy, so that the task can reach no live backend.
+ */
 async function withDeadWarm(
   table: string,
-  body: (bg: PgBackground, proxy: TcpProxy, oldPid: number) => Promise<void>,
+  body: (bg: PgBackground, proxy: TcpProxy, oldPid: number, gone: Promise<void>) => Promise<void>,
   options?: PgBackgroundOptions,
 ): Promise<void> {
   await query(`CREATE TABLE ${table} (n int)`);
   await throughProxy(async (bg, proxy) => {
     const [oldPid] = await warm(bg, 1);
     proxy.freeze();
-    await terminate([oldPid!]);
-    await body(bg, proxy, oldPid!);
+    const gone = terminate([oldPid!]);
+    gone.catch(() => {}); // the body awaits it
+    await body(bg, proxy, oldPid!, gone);
   }, options);
 }
 
@@ -142,7 +155,12 @@ test('after a fast restart, warm connections whose FATAL is still unread are rep
 test('after a crash restart the event loop was busy through, the next 10 launches all run, once', async () => {
   const table = 'warm_crash';
   await query(`CREATE TABLE ${table} (n int)`);
-  const bg = new PgBackground({ connectionString: restartable.server.url, maxWorkers: 10, livenessTimeoutMs: LIVENESS_MS });
+  const bg = new PgBackground({
+    connectionString: restartable.server.url,
+    maxWorkers: 10,
+    livenessTimeoutMs: LIVENESS_MS,
+    connectionTimeoutMillis: CONNECT_MS,
+  });
   try {
     const pids = await warm(bg, 4);
     await delay(CHECK_AFTER_IDLE_MS);
@@ -204,11 +222,12 @@ const failsWith = (h: WorkerHandle, sqlstate: string) => (e: unknown) => {
 };
 
 test('a task whose connection sent FATAL 57P01 before parsing it runs again on a new connection; its handle stays valid', async () => {
-  await withDeadWarm('warm_retry', async (bg, proxy, oldPid) => {
+  await withDeadWarm('warm_retry', async (bg, proxy, oldPid, gone) => {
     // Written at once (the connection idled a moment only, so it is not checked), then the
     // held-back FATAL arrives: the server never answered the task's Parse.
     const h = await bg.launch({ text: 'INSERT INTO warm_retry VALUES ($1) RETURNING n', values: [7] });
     assert.equal(h.pid, oldPid);
+    await gone;
     proxy.resume();
     assert.deepEqual(await bg.result(h).toArray(), [{ n: 7 }]);
     const info = await bg.info(h);
@@ -219,9 +238,10 @@ test('a task whose connection sent FATAL 57P01 before parsing it runs again on a
 });
 
 test('a task that never ran, and then finds no server for its second try, ends in error saying it never ran', async () => {
-  await withDeadWarm('warm_down', async (bg, proxy) => {
+  await withDeadWarm('warm_down', async (bg, proxy, _oldPid, gone) => {
     try {
       const h = await bg.launch({ text: 'INSERT INTO warm_down VALUES ($1) RETURNING n', values: [1] });
+      await gone;
       await restartable.server.stopServer('fast');
       restartable.dropAdmin();
       proxy.resume(); // the FATAL arrives; the new connection the task then needs is refused
@@ -241,11 +261,12 @@ test('a task that never ran, and then finds no server for its second try, ends i
 });
 
 test('a task with settings whose connection died before their round trip was answered runs on a new connection', async () => {
-  await withDeadWarm('warm_settings', async (bg, proxy, oldPid) => {
+  await withDeadWarm('warm_settings', async (bg, proxy, oldPid, gone) => {
     // The settings go first, in their own round trip: the task itself was never written.
     const launching = bg.launch("INSERT INTO warm_settings SELECT 1 WHERE current_setting('work_mem') = '4321kB' RETURNING n", {
       settings: { work_mem: '4321kB' },
     });
+    await gone;
     proxy.resume();
     const h = await launching;
     assert.notEqual(h.pid, oldPid);
@@ -267,8 +288,9 @@ test('a simple-protocol task answered only by FATAL 57P01 may have run (a proced
   // Untagged: a single statement goes as one simple Query (tagged, the tag's Parse leads).
   await withDeadWarm(
     'warm_simple',
-    async (bg, proxy) => {
+    async (bg, proxy, _oldPid, gone) => {
       const h = await bg.launch('INSERT INTO warm_simple VALUES (1) RETURNING n');
+      await gone;
       proxy.resume();
       await assert.rejects(bg.result(h).toArray(), failsWith(h, '57P01'));
       assert.equal((await bg.info(h)).state, 'error');
@@ -279,8 +301,9 @@ test('a simple-protocol task answered only by FATAL 57P01 may have run (a proced
 });
 
 test("a tagged task answered only by FATAL 57P01 never ran (its tag's Parse went first): it runs on a new connection", async () => {
-  await withDeadWarm('warm_tagged', async (bg, proxy, oldPid) => {
+  await withDeadWarm('warm_tagged', async (bg, proxy, oldPid, gone) => {
     const h = await bg.launch('INSERT INTO warm_tagged VALUES (1) RETURNING n');
+    await gone;
     proxy.resume();
     assert.deepEqual(await bg.result(h).toArray(), [{ n: 1 }]);
     const info = await bg.info(h);

@@ -17,6 +17,7 @@ const PASSWORD = 'Liveness-Pa55';
 /** A worker connection and the control connection. */
 const ROLE_LIMIT = 2;
 const LIVENESS_MS = 300;
+const CONNECT_MS = 10_000;
 const SOCKET_CHUNK = 65536;
 const q = pg.escapeIdentifier;
 
@@ -49,10 +50,25 @@ function config(proxy: TcpProxy, asRole: boolean): pg.ClientConfig {
   };
 }
 
+/**
+ * An instance through `proxy`. Its connects get CONNECT_MS, more than the checks' LIVENESS_MS
+ * (which is also a connect's deadline by default, and which a loaded machine's connect can
+ * miss), except where the test needs a check's connect to time out (`connectionTimeoutMillis`).
+ */
 function behind(proxy: TcpProxy, options: PgBackgroundOptions & { asRole?: boolean } = {}): PgBackground {
   const { asRole = true, ...rest } = options;
   const { host, port, user, password, database } = config(proxy, asRole);
-  return new PgBackground({ host, port, user, password, database, livenessTimeoutMs: LIVENESS_MS, maxWorkers: 1, ...rest });
+  return new PgBackground({
+    host,
+    port,
+    user,
+    password,
+    database,
+    livenessTimeoutMs: LIVENESS_MS,
+    connectionTimeoutMillis: CONNECT_MS,
+    maxWorkers: 1,
+    ...rest,
+  });
 }
 
 /** Plain clients of ROLE that hold every connection it may still open; the last attempt got 53300. */
@@ -96,6 +112,8 @@ async function dropControl(): Promise<void> {
  * closed, so that the next liveness check must open one; returns the undo.
  */
 async function refuse(sqlstate: '53300' | '28000'): Promise<() => Promise<void>> {
+  // Opened at the first launch: one still being opened would not be dropped below.
+  await until(controlOpen, 'the control connection to be open');
   if (sqlstate === '28000') {
     await db.query(`ALTER ROLE ${q(ROLE)} NOLOGIN`);
     await dropControl();
@@ -270,15 +288,19 @@ test('a statement still being written over a slow link is not taken for a dead c
 
 test('a paused queue keeps its budget while the server does not answer a check, and its end still comes', async () => {
   const proxy = await TcpProxy.start(target());
-  const bg = behind(proxy, { asRole: false });
+  // A check's connect must time out here: at the checks' deadline (the launch's connect too).
+  const bg = behind(proxy, { asRole: false, connectionTimeoutMillis: LIVENESS_MS });
   try {
     const queueSize = 65536;
     const total = 300_000;
     const h = await bg.launch(`SELECT g, md5(g::text) AS m FROM generate_series(1, ${total}) g`, { queueSize });
     await until(async () => (await bg.info(h)).queuedBytes >= queueSize, 'the queue to fill');
     // New connections get nowhere (a check's connect times out); the worker's link is fine.
+    // The control connection (opened at the launch) must be up first, or it would answer the checks.
+    const control = "FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgbg:control'";
+    await until(async () => (await db.query(`SELECT 1 ${control}`)).length, 'the control connection to be open');
     proxy.stallNew();
-    await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgbg:control'");
+    await db.query(`SELECT pg_terminate_backend(pid) ${control}`);
     await refusedChecks(proxy, 3, async () => (await bg.info(h)).queuedBytes > queueSize + SOCKET_CHUNK);
     const info = await bg.info(h);
     assert.deepEqual([info.state, info.lastError], ['running', null]);

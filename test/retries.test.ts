@@ -143,7 +143,8 @@ test('a cancel between two tries ends the worker canceled; nothing committed', a
 test('a timeout spans the tries: it ends the pause between them, canceled by timeout', async () => {
   const { seq } = await counter();
   const bg = db.background();
-  const h = await bg.launch(`SELECT flaky('${seq}', 3)`, { retry: { attempts: 3, backoffMs: 3_600_000 }, timeoutMs: 200 });
+  // The first try fails at once; the timeout (long enough for that on a loaded machine) ends the pause.
+  const h = await bg.launch(`SELECT flaky('${seq}', 3)`, { retry: { attempts: 3, backoffMs: 3_600_000 }, timeoutMs: 1000 });
   await bg.wait(h);
   const outcome = await bg.outcome(h);
   assert.deepEqual([outcome.state, outcome.timedOut, outcome.sqlstate, (await bg.info(h)).attempts], ['canceled', true, '57014', 2]);

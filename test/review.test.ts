@@ -78,17 +78,30 @@ test("jobs: a subtask submitted without await while its launch waits (a journali
   await bg.close();
 });
 
+// The worker waits for a lock the test holds until its running row is in the journal: a sleep
+// could end first on a slow machine (its first batch would then write it stopped, and the view
+// would have no row for it between the end of its tagged task and that batch).
+const GATE = 7_400_001;
 for (const [kind, sql] of [
-  ['a proven SELECT', 'SELECT pg_sleep(1.2)'],
-  ['an unproven DO block', 'DO $$ BEGIN PERFORM pg_sleep(1.2); END $$'],
+  ['a proven SELECT', `SELECT pg_advisory_xact_lock(${GATE})`],
+  ['an unproven DO block', `DO $$ BEGIN PERFORM pg_advisory_xact_lock(${GATE}); END $$`],
 ] as const) {
   test(`view: ${kind} that just ended is never shown as error while its owner lives (its connection went on)`, async () => {
     const bg = db.background({ journal: true });
-    const h = await bg.launch(sql);
+    await db.query('SELECT pg_advisory_lock($1)', [GATE]);
+    let h: WorkerHandle;
     const row = async () =>
       (await db.query('SELECT state, sqlstate, error_message FROM pg_background_workers WHERE cookie = $1', [String(h.cookie)]))[0] as
         { state: string; sqlstate: string | null; error_message: string | null } | undefined;
-    await until(async () => (await row())?.state === 'running' || null, 'the running row');
+    try {
+      h = await bg.launch(sql);
+      // Journaled, not only seen live from the connection's tag (which goes when the task ends).
+      const journaled = async () => (await db.query("SELECT 1 FROM pg_background_journal WHERE cookie = $1 AND state = 'running'", [String(h.cookie)])).length;
+      await until(journaled, 'the running row in the journal');
+      assert.equal((await row())?.state, 'running');
+    } finally {
+      await db.query('SELECT pg_advisory_unlock($1)', [GATE]);
+    }
     await bg.wait(h);
     assert.equal((await bg.info(h)).state, 'stopped');
     // Until the owner's batch lands, the view shows the row as the owner last wrote it.

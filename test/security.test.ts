@@ -212,7 +212,8 @@ test('a) install() that cannot connect or finish rejects with the library codes,
   await db.query(`GRANT CONNECT ON DATABASE ${q(db.name)} TO ${q(secretRole)}`);
   const locker = await db.client();
   await locker.query('SELECT pg_advisory_lock(7302948117394112)');
-  const bg = new PgBackground({ connectionString: urlFor(secretRole, PASSWORD), livenessTimeoutMs: 300 });
+  // The connect gets longer than the 300 ms request deadline under test: a loaded machine may need it.
+  const bg = new PgBackground({ connectionString: urlFor(secretRole, PASSWORD), livenessTimeoutMs: 300, connectionTimeoutMillis: 10_000 });
   try {
     const error = (await bg.install({ schema: 'pg_temp' }).catch((e: unknown) => e)) as PgBackgroundError;
     assert.ok(error instanceof PgBackgroundError, inspect(error));

@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { PgBackground } from 'pg-background';
+import { PgBackground, type PgBackgroundOptions } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
 import { pgBouncerBinary, startPgBouncer } from './support/pgbouncer.js';
 import { CONTROL_CHANNEL, CONTROL_LISTENER_KEY } from '../src/catalog.js';
@@ -76,8 +76,17 @@ function urlAs(role: string, password: string): string {
 }
 
 const children = new Set<ChildProcess>();
+/** This process's instances of a test: one that failed must not go on listening into the next. */
+const instances = new Set<PgBackground>();
+function instance(options?: PgBackgroundOptions): PgBackground {
+  const bg = db.background(options);
+  instances.add(bg);
+  return bg;
+}
 // Whatever a test left: its owners, and the workers they leave running (onCallerExit 'finish').
 test.afterEach(async () => {
+  await Promise.all([...instances].map((bg) => bg.close({ cancel: true })));
+  instances.clear();
   await Promise.all([...children].map((child) => (child.exitCode === null && child.signalCode === null ? (child.kill('SIGKILL'), once(child, 'exit')) : null)));
   children.clear();
   await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'pgbg:%' AND datname = current_database()");
@@ -207,7 +216,7 @@ test('SELECT pg_background_cancel_worker(cookie) FROM (the tagged workers) WHERE
   ]);
   const rows = await db.query(`SELECT label, pg_background_cancel_worker(cookie) AS canceled
       FROM (SELECT ('x' || substr(application_name, 6, 16))::bit(64)::int8 AS cookie, substr(application_name, 23) AS label
-              FROM pg_stat_activity WHERE application_name LIKE 'pgbg:%') AS workers
+              FROM pg_stat_activity WHERE application_name LIKE 'pgbg:%' AND datname = current_database()) AS workers
      WHERE label LIKE 'etl/%' ORDER BY label`);
   assert.deepEqual(rows, [
     { label: 'etl/a', canceled: true },
@@ -321,7 +330,7 @@ test('an owner killed with SIGKILL and nobody listening: the function itself sto
 
 test('an owner killed with SIGKILL, another instance listening: its handler stops the worker after the ack wait, nothing commits', async () => {
   const owner = await spawnOwner([{ label: 'adopted', sql: sleeper('adopted') }]);
-  const other = db.background();
+  const other = instance();
   const h = await other.launch('SELECT 1');
   await other.wait(h);
   await until(async () => (await listening()) === 2, 'the second instance to listen');
@@ -437,7 +446,7 @@ test('with the journal: a running worker whose owner the journal names is dead i
     owner.pids[0],
     await listenerPid(),
   ]);
-  const other = db.background();
+  const other = instance();
   await other.wait(await other.launch('SELECT 1'));
   await until(async () => (await listening()) === 2, 'the second instance to listen');
   await owner.kill();
@@ -462,7 +471,10 @@ test('behind a transaction pooler an instance cannot LISTEN: it does not say it 
       'the pooled worker to run its main statement, tagged',
     );
     // Its control connection has served (the launch opened it), yet holds no listener lock.
-    await until(async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control'")).length > 0, 'the control connection');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control' AND datname = current_database()")).length > 0,
+      'the control connection',
+    );
     assert.equal(await listening(), 0);
     assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
     await bg.wait(h);
@@ -496,7 +508,7 @@ test('one-shot sessions (psql -c) that disconnect right after their cancel are h
 
 test('install() keeps its requests table and repairs a dropped control function; a requests table not its own is refused', async () => {
   await db.query('CREATE SCHEMA repaired');
-  const bg = db.background();
+  const bg = instance();
   await bg.install({ schema: 'repaired' });
   const table = async () =>
     db.query(
@@ -529,7 +541,7 @@ test('install() keeps its requests table and repairs a dropped control function;
 test('end to end with the journal: pg_background_pause_worker holds a pending worker of an instance past a freed slot, pg_background_resume_worker lets it run', async (t) => {
   await db.query('CREATE SCHEMA e2e');
   // The instance finds its journal on its search_path; the functions of that schema read it.
-  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue', options: '-c search_path=e2e' });
+  const bg = instance({ journal: true, maxWorkers: 1, whenFull: 'queue', options: '-c search_path=e2e' });
   await bg.install({ schema: 'e2e', journal: true });
   const holder = new pg.Client({ connectionString: db.url });
   await holder.connect();
