@@ -117,15 +117,13 @@ export class WorkerSlots implements Admission {
 
   /** A slot just counted in #inUse. */
   #slot(): Slot {
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        this.#inUse--;
-        this.#pump();
-      },
-    };
+    return new GrantedSlot(this);
+  }
+
+  /** A granted slot came back (GrantedSlot.release, once per slot). */
+  freed(): void {
+    this.#inUse--;
+    this.#pump();
   }
 
   /** Hands free slots to the first starts that are not held, in order. */
@@ -150,5 +148,21 @@ export class WorkerSlots implements Admission {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
+  }
+}
+
+/** One granted slot: an object with a flag, not a closure and its context, per worker. */
+class GrantedSlot implements Slot {
+  #owner: WorkerSlots | null;
+
+  constructor(owner: WorkerSlots) {
+    this.#owner = owner;
+  }
+
+  release(): void {
+    const owner = this.#owner;
+    if (owner === null) return;
+    this.#owner = null;
+    owner.freed();
   }
 }
