@@ -1,78 +1,63 @@
 // A/B of two builds of the library (issue 13's Node CPU per task): `node bench/ab-dist.mjs
-// [rounds] [tasks] <distA> <distB>` with DATABASE_URL set; each dist is a copy of `dist/` placed
+// [pairs] [tasks] <distA> <distB>` with DATABASE_URL set; each dist is a copy of `dist/` placed
 // inside this checkout (so that it resolves `pg` from node_modules), e.g. node_modules/.ab/base.
-// Each round runs both, in a fresh process each, in an order that alternates (AB, BA, ...): the
-// floor's fire-and-forget lib side (tags on; 2,000 warm-up, then `tasks` INSERTs, submit then
-// wait, 16 workers). Prints per round Node µs per task (process.cpuUsage), the server's (the
-// side's backends, /proc), tasks/s, and the median and range of the B/A ratios.
-import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+// Both builds are loaded in one process, each with its own instance (16 workers, tags on), and
+// measured in alternating rounds (AB, BA, AB, ...: both see the same load of a shared machine):
+// the floor's fire-and-forget lib side, `tasks` INSERTs submitted at once, then waited for, after
+// 2,000 warm-up ones each. Prints per pair Node µs per task (process.cpuUsage over the round:
+// GC of the other side's garbage can land in a round, evenly over many pairs), tasks/s, and the
+// median and range of the B/A ratios, and the ratio of the sums; the first 4 pairs are not counted.
+// The side loaded second runs slower (~10% on 2 shared cores, whatever the build): run it twice,
+// A B and then B A, and take the geometric mean of the two B/A figures (the bias cancels).
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import pg from 'pg';
 
-const [rounds, tasks, dirA, dirB] = [Number(process.argv[2] ?? 5), Number(process.argv[3] ?? 20_000), process.argv[4], process.argv[5]];
+const [pairs, tasks, dirA, dirB] = [Number(process.argv[2] ?? 16), Number(process.argv[3] ?? 5000), process.argv[4], process.argv[5]];
+const WARM_PAIRS = 4; // not counted: the JIT is still settling (per-task CPU falls over the first ~20,000 tasks)
 const url = process.env.DATABASE_URL;
-
-if (process.env.PGBG_AB_CHILD) {
-  const pg = (await import('pg')).default;
-  const { PgBackground } = await import(pathToFileURL(resolve(process.env.PGBG_AB_CHILD, 'index.js')).href);
-  const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-  const INSERT = 'INSERT INTO bench_ab_dist (id, payload) VALUES ($1, $2)';
-  const setup = new pg.Client({ connectionString: url });
-  await setup.connect();
-  await setup.query('CREATE TABLE IF NOT EXISTS bench_ab_dist (id int NOT NULL, payload text NOT NULL)');
-  await setup.query('TRUNCATE bench_ab_dist');
+const INSERT = 'INSERT INTO bench_ab_dist (id, payload) VALUES ($1, $2)';
+const setup = new pg.Client({ connectionString: url });
+await setup.connect();
+await setup.query('CREATE TABLE IF NOT EXISTS bench_ab_dist (id int NOT NULL, payload text NOT NULL)');
+await setup.query('TRUNCATE bench_ab_dist');
+const side = async (dir) => {
+  const { PgBackground } = await import(pathToFileURL(resolve(dir, 'index.js')).href + `?${dir}`);
   const bg = new PgBackground({ connectionString: url, maxWorkers: 16, whenFull: 'queue' });
   const round = async (count, first) => {
     const handles = await Promise.all(Array.from({ length: count }, (_, i) => bg.submit({ text: INSERT, values: [first + i, 'row'] })));
     await Promise.all(handles.map((h) => bg.wait(h)));
   };
-  await round(2000, -2000);
-  await new Promise((r) => setTimeout(r, 100));
-  const { rows } = await setup.query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
-  const serverUs = () => {
-    let ticks = 0;
-    for (const { pid } of rows) {
-      try {
-        const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-        ticks += Number(f[11]) + Number(f[12]);
-      } catch {}
-    }
-    return ticks * TICK_US;
-  };
+  return { bg, round };
+};
+const sides = [await side(dirA), await side(dirB)];
+for (const s of sides) await s.round(2000, -2000);
+const measure = async (s, first) => {
   const cpu0 = process.cpuUsage();
-  const s0 = serverUs();
   const t0 = performance.now();
-  await round(tasks, 0);
+  await s.round(tasks, first);
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  const server = (serverUs() - s0) / tasks;
-  await bg.close();
-  await setup.end();
-  console.log(JSON.stringify({ node: (cpu.user + cpu.system) / tasks, server, rate: tasks / (ms / 1000) }));
-  process.exit(0);
-}
-
-function once(dir) {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [process.argv[1], String(rounds), String(tasks)], { env: { ...process.env, PGBG_AB_CHILD: dir } });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.pipe(process.stderr);
-    child.on('exit', (code) => (code === 0 ? done(JSON.parse(out.trim().split('\n').at(-1))) : fail(new Error(`${dir}: exit ${code}`))));
-  });
-}
+  return { node: (cpu.user + cpu.system) / tasks, rate: tasks / (ms / 1000) };
+};
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const ratios = { node: [], server: [], rate: [] };
-for (let r = 0; r < rounds; r++) {
-  const order = r % 2 === 0 ? [dirA, dirB] : [dirB, dirA];
-  const got = {};
-  for (const dir of order) got[dir] = await once(dir);
-  const [a, b] = [got[dirA], got[dirB]];
+const ratios = { node: [], rate: [] };
+const sums = [0, 0];
+for (let p = -WARM_PAIRS; p < pairs; p++) {
+  const got = [];
+  const order = p % 2 === 0 ? [0, 1] : [1, 0];
+  for (const i of order) got[i] = await measure(sides[i], (p * 2 + i) * tasks + WARM_PAIRS * 2 * tasks);
+  if (p < 0) continue;
+  const [a, b] = got;
+  sums[0] += a.node;
+  sums[1] += b.node;
   for (const k of Object.keys(ratios)) ratios[k].push(b[k] / a[k]);
-  const f = (x) => `node ${x.node.toFixed(1)} server ${x.server.toFixed(1)} ${x.rate.toFixed(0)}/s`;
-  console.log(`round ${r + 1}: A ${f(a)} | B ${f(b)} | B/A node ${(b.node / a.node).toFixed(3)} rate ${(b.rate / a.rate).toFixed(3)}`);
+  const f = (x) => `node ${x.node.toFixed(1)} µs ${x.rate.toFixed(0)}/s`;
+  console.log(`pair ${p + 1}: A ${f(a)} | B ${f(b)} | B/A node ${(b.node / a.node).toFixed(3)}`);
 }
 for (const [k, xs] of Object.entries(ratios)) {
   console.log(`B/A ${k}: median ${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)})`);
 }
+console.log(`Node µs/task, mean: A ${(sums[0] / pairs).toFixed(1)}, B ${(sums[1] / pairs).toFixed(1)} (B/A ${(sums[1] / sums[0]).toFixed(3)})`);
+for (const s of sides) await s.bg.close();
+await setup.end();

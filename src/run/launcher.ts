@@ -19,7 +19,6 @@ import { poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
 import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
 import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
-import type { ResultField } from '../results/row-parser.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { pooledRefusal, streamTask } from './stream-tasks.js';
@@ -60,6 +59,8 @@ export interface LauncherDeps {
 export class Launcher {
   readonly #deps: LauncherDeps;
   #closed = false;
+  /** A connection that came after its start was cancelled goes back. */
+  readonly #releaseLate = (late: WorkerConnection): void => this.#deps.pool.release(late, true);
 
   constructor(deps: LauncherDeps) {
     this.#deps = deps;
@@ -80,6 +81,21 @@ export class Launcher {
    * still sees that, but a fire-and-forget one must not get an unhandled rejection for a cancel.
    */
   launch(launch: LaunchPlan): Promise<WorkerHandle> {
+    const { options, cluster, journal } = this.#deps;
+    if (!launch.signal?.aborted && !(options.whenFull === 'error' && cluster) && !journal?.ready()) {
+      // The common start: nothing to wait for before the worker exists, so it is accepted here,
+      // without the closure and second async frame of #start.
+      let worker: Worker;
+      try {
+        this.#localFull();
+        worker = this.#accept(launch);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const launching = this.#begin(worker, null);
+      worker.launching = launching;
+      return launching;
+    }
     // The worker is accepted synchronously, or after the cluster cap answered (whenFull 'error').
     let launching: Promise<WorkerHandle> | undefined;
     let accepted: Worker | undefined;
@@ -92,36 +108,55 @@ export class Launcher {
   }
 
   async #start(launch: LaunchPlan, onAccepted: (worker: Worker) => void): Promise<WorkerHandle> {
-    const { options, registry, slots, cluster, pool, stopper } = this.#deps;
+    const { options, cluster } = this.#deps;
     if (launch.signal?.aborted) {
       throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
     }
     // A journaling instance's first launch: the journal must exist (checked once; no await after).
     const journalReady = this.#deps.journal?.ready();
     if (journalReady) await journalReady;
-    // Count active workers ourselves: whenFull 'error' answers now, before the worker exists.
-    const localFull = () => {
-      // A job's root holds no slot: only workers that run SQL count against maxWorkers.
-      if (options.whenFull !== 'error' || registry.active.size - registry.activeRoots < options.maxWorkers) return;
-      const max = options.maxWorkers;
-      throw new PgBackgroundError(
-        'PGBG_MAX_WORKERS',
-        `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`,
-      );
-    };
-    localFull();
+    this.#localFull();
     // whenFull 'error' and the cluster cap: a slot now or the error, before any worker exists.
-    let reserved = options.whenFull === 'error' && cluster ? await this.#reserve(cluster) : null;
+    const reserved = options.whenFull === 'error' && cluster ? await this.#reserve(cluster) : null;
+    let worker: Worker;
     try {
-      if (this.#closed) throw closedDuringLaunch();
-      localFull(); // other launches may have passed the check while the server answered
+      worker = this.#accept(launch); // other launches may have passed the check while the server answered
     } catch (error) {
       reserved?.release();
       throw error;
     }
+    onAccepted(worker);
+    return this.#begin(worker, reserved);
+  }
+
+  /** Count active workers ourselves: whenFull 'error' answers now, before the worker exists. */
+  #localFull(): void {
+    const { options, registry } = this.#deps;
+    // A job's root holds no slot: only workers that run SQL count against maxWorkers.
+    if (options.whenFull !== 'error' || registry.active.size - registry.activeRoots < options.maxWorkers) return;
+    const max = options.maxWorkers;
+    throw new PgBackgroundError(
+      'PGBG_MAX_WORKERS',
+      `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`,
+    );
+  }
+
+  /** The launch becomes a worker in the registry, unless the instance closed or is full (whenFull 'error'). */
+  #accept(launch: LaunchPlan): Worker {
+    const { options, registry } = this.#deps;
+    if (this.#closed) throw closedDuringLaunch();
+    this.#localFull();
     const worker = new Worker(launch, options.loginUser, registry);
     registry.add(worker);
-    onAccepted(worker);
+    return worker;
+  }
+
+  /**
+   * The accepted worker's start: a slot, a connection, its task on the wire; `reserved` a
+   * cluster slot already held. The wait for a slot is where most starts suspend (fire and forget
+   * queues thousands of them), so it suspends this small frame; the rest is in #connect.
+   */
+  async #begin(worker: Worker, reserved: Slot | null): Promise<WorkerHandle> {
     const root = worker.parent;
     if (root) {
       // A job's subtask: known to its root at once; held while the root is paused, and
@@ -130,20 +165,40 @@ export class Launcher {
       if (root.cancelRequested) worker.apply({ kind: 'cancel-requested', reason: root.canceledBy! });
       else if (root.state === 'paused') worker.apply({ kind: 'paused' });
     }
-    const signal = launch.signal;
-    if (signal) {
-      // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
-      const onAbort = () => void stopper.stop(worker, 'signal', options.cancelGraceMs).catch(() => {});
-      signal.addEventListener('abort', onAbort, { once: true });
-      void worker.whenTerminal.then(() => signal.removeEventListener('abort', onAbort));
-    }
-
-    let slot: Slot | undefined;
-    let connection: WorkerConnection | undefined;
+    const signal = worker.launch.signal;
+    if (signal) this.#stopOnAbort(worker, signal);
+    let slot: Slot;
     try {
-      slot = await slots.acquire(worker);
+      slot = await this.#deps.slots.acquire(worker);
+    } catch (error) {
+      throw this.#notStarted(worker, error, undefined, reserved);
+    }
+    await this.#connect(worker, slot, reserved);
+    return worker.handle;
+  }
+
+  /** A warm connection at once (no cluster cap), else #connectWaiting; then the task runs on it. */
+  #connect(worker: Worker, slot: Slot, reserved: Slot | null): Promise<void> {
+    const { cluster, pool } = this.#deps;
+    if (!cluster && !worker.launch.fresh) {
+      let warm: WorkerConnection | null;
+      try {
+        warm = pool.take();
+      } catch (error) {
+        return Promise.reject(this.#notStarted(worker, error, slot, reserved));
+      }
+      if (warm) return this.#run(worker, warm, slot);
+    }
+    return this.#connectWaiting(worker, slot, reserved);
+  }
+
+  async #connectWaiting(worker: Worker, slot: Slot | undefined, reserved: Slot | null): Promise<void> {
+    const { cluster, pool } = this.#deps;
+    const { launch } = worker;
+    let connection: WorkerConnection;
+    try {
       if (cluster) {
-        const local = slot;
+        const local = slot!;
         let shared = reserved;
         reserved = null;
         if (!shared) {
@@ -157,33 +212,48 @@ export class Launcher {
         }
         slot = bothSlots(local, shared);
       }
-      connection = (launch.fresh ? null : pool.take()) ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, (late) => pool.release(late, true)));
+      connection = (launch.fresh ? null : pool.take()) ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, this.#releaseLate));
     } catch (error) {
-      slot?.release();
-      reserved?.release();
-      const cancelled = worker.aborted;
-      const info = cancelled ? cancelledBeforeStart(worker) : errorInfo(error);
-      this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
-      if (cancelled) {
-        throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, {
-          cookie: worker.cookie,
-          label: worker.label,
-          cause: signal?.aborted ? signal.reason : undefined,
-        });
-      }
-      if (error instanceof PgBackgroundError) throw error; // a pooler refused for the cluster cap
-      // pg's own words for its connect deadline name neither the time nor the option.
-      const deadline = /timeout/i.test(info.message)
-        ? ` (within connectionTimeoutMillis, ${options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)`
-        : '';
-      throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}${deadline}`, {
+      throw this.#notStarted(worker, error, slot, reserved);
+    }
+    await this.#run(worker, connection, slot!);
+  }
+
+  /** The start failed before the task ran (no slot, no connection, or cancelled meanwhile): the worker ends, and the launch rejects with this. */
+  #notStarted(worker: Worker, error: unknown, slot: Slot | undefined, reserved: Slot | null): PgBackgroundError {
+    const { options } = this.#deps;
+    const signal = worker.launch.signal;
+    slot?.release();
+    reserved?.release();
+    const cancelled = worker.aborted;
+    const info = cancelled ? cancelledBeforeStart(worker) : errorInfo(error);
+    this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
+    if (cancelled) {
+      return new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, {
         cookie: worker.cookie,
         label: worker.label,
-        sqlstate: info.sqlstate === CONNECTION_FAILURE ? undefined : info.sqlstate,
+        cause: signal?.aborted ? signal.reason : undefined,
       });
     }
-    await this.#run(worker, connection, slot);
-    return worker.handle;
+    if (error instanceof PgBackgroundError) return error; // a pooler refused for the cluster cap
+    // pg's own words for its connect deadline name neither the time nor the option.
+    const deadline = /timeout/i.test(info.message)
+      ? ` (within connectionTimeoutMillis, ${options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)`
+      : '';
+    return new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}${deadline}`, {
+      cookie: worker.cookie,
+      label: worker.label,
+      sqlstate: info.sqlstate === CONNECTION_FAILURE ? undefined : info.sqlstate,
+    });
+  }
+
+  /** The launch's own signal stops the worker (kept out of #begin: no closure context per start). */
+  #stopOnAbort(worker: Worker, signal: AbortSignal): void {
+    const { stopper, options } = this.#deps;
+    // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
+    const onAbort = () => void stopper.stop(worker, 'signal', options.cancelGraceMs).catch(() => {});
+    signal.addEventListener('abort', onAbort, { once: true });
+    void worker.whenTerminal.then(() => signal.removeEventListener('abort', onAbort));
   }
 
   /** A cluster slot for a launch with whenFull 'error', or PGBG_MAX_WORKERS naming the cap. */
@@ -323,7 +393,7 @@ export class Launcher {
     // A copyTo/copyFrom launch is the COPY with the client the plan refuses anywhere else.
     if (plan.refusal !== null && !launch.copy) return end(failed(new WorkerFailure('0A000', plan.refusal)));
 
-    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
+    const columns = worker; // its columns() hears the result's fields (a 'described' change)
     // Cursor mode or COPY with the client (stream-tasks.ts): another task kind, the same end.
     const other = streamTask(worker, plan, columns);
     if (other) {
@@ -375,7 +445,7 @@ export class Launcher {
     pool.release(dead, false);
     let connection: WorkerConnection;
     try {
-      connection = await unlessAborted(pool.acquire(true), worker.signal, (late) => pool.release(late, true));
+      connection = await unlessAborted(pool.acquire(true), worker.signal, this.#releaseLate);
     } catch (error) {
       slot.release();
       const info = worker.aborted
