@@ -22,7 +22,7 @@ import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '..
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { pooledRefusal, streamTask } from './stream-tasks.js';
-import { planTask } from '../plan/task-plan.js';
+import { planTask, type TaskPlan } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
@@ -278,53 +278,39 @@ export class Launcher {
    * settings round trip, if settings or a role were asked for). Completion is handled later.
    * `firstStart` is set when this is the task's second (and last) try: see #retry; `again` when
    * it runs again on the same connection after a retryable error: see #again.
+   * The common task (plain DML on a direct connection that needs no round trip first: no
+   * settings, no reset of its own, no cursor or COPY) goes out here, without an async frame;
+   * every other takes #runWaiting.
    */
-  async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null, again = false): Promise<void> {
-    const { options, control, liveness, stopper, running, events } = this.#deps;
+  #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null, again = false): Promise<void> {
     const { launch } = worker;
-    // From the first worker on, the control connection stays open: a server that fills up later
-    // must not keep us from checking, cancelling or terminating this worker. A direct one also
-    // listens for control requests from SQL (see control/remote-control.ts).
-    control.open(!connection.pooled);
-    // Behind a pooler the worker's backend is known once its transaction holds one (below).
-    if (!connection.pooled && !again) started(worker, connection);
-    running.set(worker, connection);
-    connection.onNotice = (notice) => events.notice(worker, notice);
-    const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
-    const timer =
-      launch.timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
-    // What is on the wire: our settings round trip, then the task.
-    let sent: Sent = null;
-    // Resolves when a second try is on its way (the launch waits for it while settings are sent).
-    const end = (outcome: TaskOutcome): Promise<void> | void => {
-      if (timer) clearTimeout(timer);
-      liveness.unwatch(connection);
-      const { error } = outcome;
-      const delayMs = !outcome.resetFailed && sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
-      if (outcome.resetFailed && error) {
-        // The last task's reset went ahead of this one and failed: the server skipped this task.
-        if (worker.cancelRequested) {
-          outcome = failed(
-            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
-          );
-        } else if (firstStart === null) {
-          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
-        }
-      } else if (delayMs !== null) {
-        // A retryable failure (retry.ts): the task runs again on this connection.
-        return void this.#again(worker, connection, slot, error!, delayMs);
-      } else if (neverRan(error, sent, connection.firstAnswer)) {
-        if (worker.cancelRequested) {
-          outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
-        } else if (firstStart === null) {
-          // Once: a second dead connection in a row is reported as it is.
-          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
-        }
-      }
-      if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
-      void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
-    };
+    const direct =
+      !connection.pooled &&
+      launch.session === null &&
+      !launch.cursor &&
+      !launch.copy &&
+      launch.plan.refusal === null &&
+      connection.standardConformingStrings &&
+      (!connection.needsReset || (launch.plan.inBlock && connection.transactionStatus === 'I'));
+    if (!direct) return this.#runWaiting(worker, connection, slot, firstStart, again);
+    try {
+      const run = this.#attach(worker, connection, slot, firstStart, again);
+      const { end } = run;
+      // needsReset: prefixable, and takePrefixReset cannot refuse (the transaction status is idle).
+      const resetFirst = connection.needsReset && connection.takePrefixReset();
+      if (worker.cancelRequested) return Promise.resolve(end(failed(new WorkerFailure('57014', 'canceling statement due to user request'))));
+      this.#send(worker, connection, launch.plan, resetFirst, run);
+      return RESOLVED;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
 
+  async #runWaiting(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null, again: boolean): Promise<void> {
+    const { options, liveness } = this.#deps;
+    const { launch } = worker;
+    const run = this.#attach(worker, connection, slot, firstStart, again);
+    const { end } = run;
     const refusal = connection.pooled ? pooledRefusal(worker) : null; // cursor mode, COPY (stream-tasks.ts)
     if (refusal) {
       end(failed(new WorkerFailure('0A000', refusal)));
@@ -344,14 +330,14 @@ export class Launcher {
         connection.standardConformingStrings;
       resetFirst = prefixable && connection.takePrefixReset();
       if (!resetFirst) {
-        sent = { kind: 'reset' };
+        run.sent = { kind: 'reset' };
         try {
           await connection.reset();
         } catch (error) {
           return end(failed(error));
         }
         connection.checkedOut(); // clean now, but what runs next may change the session
-        sent = null;
+        run.sent = null;
       }
     }
     if (connection.pooled) {
@@ -373,13 +359,13 @@ export class Launcher {
       started(worker, connection);
     } else if (launch.session) {
       // One round trip, only when asked for: the reset undoes it before the next task.
-      sent = { kind: 'settings' };
+      run.sent = { kind: 'settings' };
       try {
         await connection.query(launch.session.text, launch.session.values);
       } catch (error) {
         return end(failed(error));
       }
-      sent = null;
+      run.sent = null;
     }
     if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
     let plan = launch.plan;
@@ -400,37 +386,95 @@ export class Launcher {
       if (options.tagConnections && !connection.pooled) {
         // These tasks write their own bytes: the tag goes first, in a round trip of its own (a
         // cursor or a COPY is long enough for it not to matter); the reset after it undoes it.
-        sent = { kind: 'settings' };
+        run.sent = { kind: 'settings' };
         try {
           await connection.query(tagSql(workerTag(worker.cookie, worker.label), false));
         } catch (error) {
           return end(failed(error));
         }
-        sent = null;
+        run.sent = null;
         if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
       }
       worker.apply({ kind: 'sent', task: other.task });
       liveness.watch(connection, worker.queue);
-      sent = { kind: 'task', startsWithParse: other.startsWithParse };
+      run.sent = { kind: 'task', startsWithParse: other.startsWithParse };
       other.task.start(connection);
       void other.task.done.then(end);
       return;
     }
 
-    // The reset for the next task rides in the same write as this one (no extra round trip,
-    // nothing on the caller's path); a connection that will not be kept needs none.
-    // Pooled connections are never reused: no reset of ours may land on another client's session.
-    // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
+    this.#send(worker, connection, plan, resetFirst, run);
+  }
+
+  /** The worker is attached to `connection`; returns what is on the wire, and the task's end. */
+  #attach(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null, again: boolean): RunState {
+    const { options, control, liveness, stopper, running, events } = this.#deps;
+    const { launch } = worker;
+    // From the first worker on, the control connection stays open: a server that fills up later
+    // must not keep us from checking, cancelling or terminating this worker. A direct one also
+    // listens for control requests from SQL (see control/remote-control.ts).
+    control.open(!connection.pooled);
+    // Behind a pooler the worker's backend is known once its transaction holds one (below).
+    if (!connection.pooled && !again) started(worker, connection);
+    running.set(worker, connection);
+    connection.onNotice = (notice) => events.notice(worker, notice);
+    const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
+    const timer =
+      launch.timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
+    // What is on the wire: our settings round trip, then the task.
+    const run: RunState = { sent: null, end: null! };
+    // Resolves when a second try is on its way (the launch waits for it while settings are sent).
+    const end = (outcome: TaskOutcome): Promise<void> | void => {
+      if (timer) clearTimeout(timer);
+      liveness.unwatch(connection);
+      const { error } = outcome;
+      const delayMs = !outcome.resetFailed && run.sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
+      if (outcome.resetFailed && error) {
+        // The last task's reset went ahead of this one and failed: the server skipped this task.
+        if (worker.cancelRequested) {
+          outcome = failed(
+            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
+          );
+        } else if (firstStart === null) {
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      } else if (delayMs !== null) {
+        // A retryable failure (retry.ts): the task runs again on this connection.
+        return void this.#again(worker, connection, slot, error!, delayMs);
+      } else if (neverRan(error, run.sent, connection.firstAnswer)) {
+        if (worker.cancelRequested) {
+          outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
+        } else if (firstStart === null) {
+          // Once: a second dead connection in a row is reported as it is.
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      }
+      if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
+      void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
+    };
+    run.end = end;
+    return run;
+  }
+
+  /**
+   * The reset for the next task rides in the same write as this one (no extra round trip,
+   * nothing on the caller's path); a connection that will not be kept needs none.
+   * Pooled connections are never reused: no reset of ours may land on another client's session.
+   * The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
+   */
+  #send(worker: Worker, connection: WorkerConnection, plan: TaskPlan, resetFirst: boolean, run: RunState): void {
+    const { options, liveness } = this.#deps;
     const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
     // With the journal, a transactional task's last statement records its end (it commits with it).
     const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
-    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, resetFirst, journal);
+    // The worker is the column sink: its columns() hears the result's fields (a 'described' change).
+    const query = new TaskQuery(plan, worker.queue, worker, session, connection.pinned, tag, resetFirst, journal);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
-    sent = { kind: 'task', startsWithParse: query.startsWithParse };
+    run.sent = { kind: 'task', startsWithParse: query.startsWithParse };
     connection.run(query);
-    void query.done.then(end);
+    void query.done.then(run.end);
   }
 
   /**
@@ -536,6 +580,15 @@ function pauseUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', done, { once: true });
   });
 }
+
+/** What is on the wire of a worker's run: our settings round trip, the reset, then the task. */
+interface RunState {
+  sent: Sent;
+  /** The task's end: resolves when a second try is on its way (see #attach). */
+  end: (outcome: TaskOutcome) => Promise<void> | void;
+}
+
+const RESOLVED = Promise.resolve();
 
 /** A task that ended before (or instead of) reaching the server. */
 function failed(error: unknown): TaskOutcome {
