@@ -177,6 +177,38 @@ test('a task of plain DML defers its reset: the next task carries it, or the idl
   }
 });
 
+test('connections that go idle in the same turn each run their own deferred reset', async () => {
+  // Idle connections stay open past the checks below: only a reset can free the locks.
+  const bg = db.background({ maxWorkers: 3, whenFull: 'queue', idleTimeoutMs: 60_000 });
+  // Three warm connections, reset and idle, so that the next three tasks are written in one turn.
+  const warm = await Promise.all([1, 2, 3].map(() => bg.launch('SELECT pg_sleep(0.05)')));
+  await Promise.all(warm.map((h) => bg.wait(h)));
+  const pids = warm.map((h) => h.pid);
+  await until(
+    async () => (await db.backends()).filter((b) => pids.includes(b.pid) && b.application_name === 'pgbg:idle' && b.state === 'idle').length === 3,
+    'three idle connections, reset',
+  );
+  // Three plain DML tasks at once, each leaving an advisory lock on its own connection.
+  const handles = await Promise.all([4351, 4352, 4353].map((key) => bg.launch(`SELECT pg_advisory_lock(${key})`)));
+  // The event loop held while the three answers arrive: it then reads all three sockets in one
+  // poll phase, so the three connections park in the same turn (not a wait for a condition).
+  const until250 = Date.now() + 250;
+  while (Date.now() < until250);
+  await Promise.all(handles.map((h) => bg.wait(h)));
+  assert.equal(new Set(handles.map((h) => h.pid)).size, 3);
+  // No next task: every idle connection resets itself (one immediate for all parked in a turn).
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid IN (4351, 4352, 4353)")).length === 0,
+    'the idle resets to free all three locks',
+  );
+  const idle = (await db.backends()).filter((b) => handles.some((h) => h.pid === b.pid));
+  assert.deepEqual(
+    idle.map((b) => b.application_name),
+    ['pgbg:idle', 'pgbg:idle', 'pgbg:idle'],
+  );
+  await bg.close();
+});
+
 test('a deferred reset that fails ahead of the next task makes the server skip it: it runs once, on a new connection', async () => {
   await db.query(`CREATE TABLE prefix_audit (sp text)`);
   await db.query(`CREATE FUNCTION leave_a_mess() RETURNS int LANGUAGE plpgsql AS $$

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { instanceOptions, launchPlan } from '../src/api/options.js';
 import { WORKER_STATES } from '../src/core/states.js';
-import { WorkerSlots } from '../src/pool/worker-slots.js';
+import { WorkerSlots, type AbortListener } from '../src/pool/worker-slots.js';
 import type { PriorFacts, WorkerChange } from '../src/store/worker-change.js';
 import { Worker } from '../src/store/worker.js';
 
@@ -72,8 +72,8 @@ test('a pending worker cancelled stays pending until its start ends; a second st
 
 /** What the launcher passes for a start: a worker's cancel state, heard through one callback. */
 const start = (controller = new AbortController()) => {
-  let listener: ((reason: unknown) => void) | null = null;
-  controller.signal.addEventListener('abort', () => listener?.(controller.signal.reason));
+  let listener: AbortListener | null = null;
+  controller.signal.addEventListener('abort', () => listener?.aborted(controller.signal.reason));
   return {
     get aborted() {
       return controller.signal.aborted;
@@ -81,7 +81,7 @@ const start = (controller = new AbortController()) => {
     get abortReason() {
       return controller.signal.reason;
     },
-    whenAborted(callback: ((reason: unknown) => void) | null) {
+    whenAborted(callback: AbortListener | null) {
       listener = callback;
     },
   };

@@ -319,6 +319,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean>;
   async wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean> {
     this.#assertOpen();
+    // No deadline, no signal: the worker's own promise (it only resolves), without a race around it.
+    if (options === undefined) return void (await this.#store.lookup(handle).whenTerminal);
     const { timeoutMs, signal } = waitOptions(options);
     const worker = this.#store.lookup(handle);
     const finished = await worker.waitTerminal(timeoutMs ?? Infinity, signal);

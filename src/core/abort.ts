@@ -2,6 +2,11 @@
 // settles, when its deadline passes, or when the caller's signal aborts (AbortSignal.any of the
 // two), whichever is first, and leaves no listener or timer behind. A leaf: it imports nothing.
 
+/** Hears a worker's cancel while its start waits in the slot queue (pool/worker-slots.ts): an object, so that a queue entry is its own listener. */
+export interface AbortListener {
+  aborted(reason: unknown): void;
+}
+
 /**
  * True once `promise` settles (either way), false if `timeoutMs` passes first (never, if
  * undefined or Infinity); rejects with the signal's reason if `signal` aborts first.

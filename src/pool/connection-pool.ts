@@ -60,6 +60,13 @@ export class ConnectionPool {
   #waiters: Waiter[] = [];
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
+  /** Connections parked with a deferred reset since the last turn (see #park). */
+  #toReset: WorkerConnection[] = [];
+  readonly #resetParked = (): void => {
+    const parked = this.#toReset;
+    this.#toReset = [];
+    for (const connection of parked) this.#resetIdle(connection);
+  };
 
   constructor(options: ConnectionPoolOptions) {
     this.#options = options;
@@ -233,7 +240,11 @@ export class ConnectionPool {
     // A reset the last task deferred (worker-connection.ts) waits one turn of the event loop
     // for a next task to carry it as its prefix; then the idle connection runs it itself, so
     // that nothing of the last task (a lock, a LISTEN, its tag) outlives it for long.
-    if (connection.needsReset) setImmediate(() => this.#resetIdle(connection));
+    // One immediate for every connection parked in this turn, not one (and a closure) each.
+    if (connection.needsReset) {
+      this.#toReset.push(connection);
+      if (this.#toReset.length === 1) setImmediate(this.#resetParked);
+    }
   }
 
   #resetIdle(connection: WorkerConnection): void {

@@ -6,6 +6,10 @@
 // while the starts behind it go on, and takes the next free slot once it is let go (reconsider()).
 // The queue is ours, not p-limit's: p-limit cannot skip a held entry and keep its place.
 
+import type { AbortListener } from '../core/abort.js';
+
+export type { AbortListener };
+
 /**
  * What waits for a slot (a worker's start). A queued wait hears a cancel through one callback,
  * not an AbortSignal listener: fire and forget queues every launch, and an EventTarget listener
@@ -15,8 +19,8 @@ export interface Abortable {
   readonly aborted: boolean;
   /** Why it was cancelled (a PGBG_ABORTED error), once aborted. */
   readonly abortReason: unknown;
-  /** `listener` is called once if the start is cancelled while this waits; null clears it. */
-  whenAborted(listener: ((reason: unknown) => void) | null): void;
+  /** `listener.aborted` is called once if the start is cancelled while this waits; null clears it. */
+  whenAborted(listener: AbortListener | null): void;
   /** Held where it is in the queue (a paused worker): it gets no slot until this is false again. */
   readonly held?: boolean;
 }
@@ -39,13 +43,31 @@ export interface Admission {
   reconsider(): void;
 }
 
-interface Entry {
+/** A start waiting for a slot; it hears the start's cancel itself (no closure per wait). */
+class Entry implements AbortListener {
   readonly start: Abortable;
   readonly grant: (slot: Slot) => void;
+  readonly #reject: (reason: unknown) => void;
+  readonly #slots: WorkerSlots;
   /** Came while the whole queue was paused: it waits for resume() (those before it go on). */
   heldByPause: boolean;
   /** Granted or cancelled: no longer waiting (left in the array, skipped). */
-  gone: boolean;
+  gone = false;
+
+  constructor(slots: WorkerSlots, start: Abortable, grant: (slot: Slot) => void, reject: (reason: unknown) => void, heldByPause: boolean) {
+    this.#slots = slots;
+    this.start = start;
+    this.grant = grant;
+    this.#reject = reject;
+    this.heldByPause = heldByPause;
+  }
+
+  /** Cancelled while queued: its turn goes to the next at once. */
+  aborted(reason: unknown): void {
+    this.#slots.left(this);
+    this.#reject(reason);
+    this.#slots.reconsider();
+  }
 }
 
 export class WorkerSlots implements Admission {
@@ -78,13 +100,8 @@ export class WorkerSlots implements Admission {
       return Promise.resolve(this.#slot());
     }
     return new Promise<Slot>((resolve, reject) => {
-      const entry: Entry = { start, grant: resolve, heldByPause: this.#paused, gone: false };
-      start.whenAborted((reason) => {
-        // Cancelled while queued: its turn goes to the next at once.
-        this.#leave(entry);
-        reject(reason);
-        this.#pump();
-      });
+      const entry = new Entry(this, start, resolve, reject, this.#paused);
+      start.whenAborted(entry);
       this.#queue.push(entry);
       this.#waiting.set(start, entry);
       this.#pump();
@@ -110,6 +127,11 @@ export class WorkerSlots implements Admission {
     this.#pump();
   }
 
+  /** A queued entry was cancelled (Entry.aborted). */
+  left(entry: Entry): void {
+    this.#leave(entry);
+  }
+
   #leave(entry: Entry): void {
     entry.gone = true;
     this.#waiting.delete(entry.start);
@@ -117,15 +139,13 @@ export class WorkerSlots implements Admission {
 
   /** A slot just counted in #inUse. */
   #slot(): Slot {
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        this.#inUse--;
-        this.#pump();
-      },
-    };
+    return new GrantedSlot(this);
+  }
+
+  /** A granted slot came back (GrantedSlot.release, once per slot). */
+  freed(): void {
+    this.#inUse--;
+    this.#pump();
   }
 
   /** Hands free slots to the first starts that are not held, in order. */
@@ -150,5 +170,21 @@ export class WorkerSlots implements Admission {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
+  }
+}
+
+/** One granted slot: an object with a flag, not a closure and its context, per worker. */
+class GrantedSlot implements Slot {
+  #owner: WorkerSlots | null;
+
+  constructor(owner: WorkerSlots) {
+    this.#owner = owner;
+  }
+
+  release(): void {
+    const owner = this.#owner;
+    if (owner === null) return;
+    this.#owner = null;
+    owner.freed();
   }
 }

@@ -16,10 +16,15 @@ export interface Flow {
   resume(): unknown;
 }
 
+/** Never written to (frozen: a push would throw): see RowQueue.push. */
+const NO_ROWS = Object.freeze([]) as unknown as QueueItem[];
+const NO_SIZES = Object.freeze([]) as unknown as number[];
+
 export class RowQueue {
   readonly budget: number;
-  #rows: QueueItem[] = [];
-  #sizes: number[] = [];
+  // Shared empty arrays until the first row (a submitted worker's queue never holds one).
+  #rows: QueueItem[] = NO_ROWS;
+  #sizes: number[] = NO_SIZES;
   #head = 0;
   #bytes = 0;
   #flow: Flow | null = null;
@@ -67,8 +72,8 @@ export class RowQueue {
    */
   restart(): void {
     if (this.#rows.length) {
-      this.#rows = [];
-      this.#sizes = [];
+      this.#rows = NO_ROWS;
+      this.#sizes = NO_SIZES;
     }
     this.#head = 0;
     this.#bytes = 0;
@@ -102,6 +107,10 @@ export class RowQueue {
       this.#dropped++;
       return;
     }
+    if (this.#rows === NO_ROWS) {
+      this.#rows = [];
+      this.#sizes = [];
+    }
     this.#rows.push(row);
     this.#sizes.push(bytes);
     this.#bytes += bytes;
@@ -117,8 +126,8 @@ export class RowQueue {
     this.#bytes -= this.#sizes[this.#head]!;
     this.#head++;
     if (this.#head === this.#rows.length) {
-      this.#rows = [];
-      this.#sizes = [];
+      this.#rows = NO_ROWS;
+      this.#sizes = NO_SIZES;
       this.#head = 0;
     } else if (this.#head >= 1024 && this.#head * 2 >= this.#rows.length) {
       this.#rows = this.#rows.slice(this.#head);
@@ -151,8 +160,8 @@ export class RowQueue {
     this.#discarding = true;
     this.#dropped += this.length;
     if (this.#rows.length) {
-      this.#rows = [];
-      this.#sizes = [];
+      this.#rows = NO_ROWS;
+      this.#sizes = NO_SIZES;
     }
     this.#head = 0;
     this.#bytes = 0;

@@ -19,11 +19,10 @@ import { poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
 import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
 import type { Admission, Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
-import type { ResultField } from '../results/row-parser.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { pooledRefusal, streamTask } from './stream-tasks.js';
-import { planTask } from '../plan/task-plan.js';
+import { planTask, type TaskPlan } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
@@ -60,6 +59,8 @@ export interface LauncherDeps {
 export class Launcher {
   readonly #deps: LauncherDeps;
   #closed = false;
+  /** A connection that came after its start was cancelled goes back. */
+  readonly #releaseLate = (late: WorkerConnection): void => this.#deps.pool.release(late, true);
 
   constructor(deps: LauncherDeps) {
     this.#deps = deps;
@@ -80,6 +81,21 @@ export class Launcher {
    * still sees that, but a fire-and-forget one must not get an unhandled rejection for a cancel.
    */
   launch(launch: LaunchPlan): Promise<WorkerHandle> {
+    const { options, cluster, journal } = this.#deps;
+    if (!launch.signal?.aborted && !(options.whenFull === 'error' && cluster) && !journal?.ready()) {
+      // The common start: nothing to wait for before the worker exists, so it is accepted here,
+      // without the closure and second async frame of #start.
+      let worker: Worker;
+      try {
+        this.#localFull();
+        worker = this.#accept(launch);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const launching = this.#begin(worker, null);
+      worker.launching = launching;
+      return launching;
+    }
     // The worker is accepted synchronously, or after the cluster cap answered (whenFull 'error').
     let launching: Promise<WorkerHandle> | undefined;
     let accepted: Worker | undefined;
@@ -92,36 +108,55 @@ export class Launcher {
   }
 
   async #start(launch: LaunchPlan, onAccepted: (worker: Worker) => void): Promise<WorkerHandle> {
-    const { options, registry, slots, cluster, pool, stopper } = this.#deps;
+    const { options, cluster } = this.#deps;
     if (launch.signal?.aborted) {
       throw new PgBackgroundError('PGBG_ABORTED', 'The launch was aborted before it started', { cause: launch.signal.reason });
     }
     // A journaling instance's first launch: the journal must exist (checked once; no await after).
     const journalReady = this.#deps.journal?.ready();
     if (journalReady) await journalReady;
-    // Count active workers ourselves: whenFull 'error' answers now, before the worker exists.
-    const localFull = () => {
-      // A job's root holds no slot: only workers that run SQL count against maxWorkers.
-      if (options.whenFull !== 'error' || registry.active.size - registry.activeRoots < options.maxWorkers) return;
-      const max = options.maxWorkers;
-      throw new PgBackgroundError(
-        'PGBG_MAX_WORKERS',
-        `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`,
-      );
-    };
-    localFull();
+    this.#localFull();
     // whenFull 'error' and the cluster cap: a slot now or the error, before any worker exists.
-    let reserved = options.whenFull === 'error' && cluster ? await this.#reserve(cluster) : null;
+    const reserved = options.whenFull === 'error' && cluster ? await this.#reserve(cluster) : null;
+    let worker: Worker;
     try {
-      if (this.#closed) throw closedDuringLaunch();
-      localFull(); // other launches may have passed the check while the server answered
+      worker = this.#accept(launch); // other launches may have passed the check while the server answered
     } catch (error) {
       reserved?.release();
       throw error;
     }
+    onAccepted(worker);
+    return this.#begin(worker, reserved);
+  }
+
+  /** Count active workers ourselves: whenFull 'error' answers now, before the worker exists. */
+  #localFull(): void {
+    const { options, registry } = this.#deps;
+    // A job's root holds no slot: only workers that run SQL count against maxWorkers.
+    if (options.whenFull !== 'error' || registry.active.size - registry.activeRoots < options.maxWorkers) return;
+    const max = options.maxWorkers;
+    throw new PgBackgroundError(
+      'PGBG_MAX_WORKERS',
+      `Too many active workers: the limit is ${max} (maxWorkers); wait for one to finish, or use whenFull: 'queue'`,
+    );
+  }
+
+  /** The launch becomes a worker in the registry, unless the instance closed or is full (whenFull 'error'). */
+  #accept(launch: LaunchPlan): Worker {
+    const { options, registry } = this.#deps;
+    if (this.#closed) throw closedDuringLaunch();
+    this.#localFull();
     const worker = new Worker(launch, options.loginUser, registry);
     registry.add(worker);
-    onAccepted(worker);
+    return worker;
+  }
+
+  /**
+   * The accepted worker's start: a slot, a connection, its task on the wire; `reserved` a
+   * cluster slot already held. The wait for a slot is where most starts suspend (fire and forget
+   * queues thousands of them), so it suspends this small frame; the rest is in #connect.
+   */
+  async #begin(worker: Worker, reserved: Slot | null): Promise<WorkerHandle> {
     const root = worker.parent;
     if (root) {
       // A job's subtask: known to its root at once; held while the root is paused, and
@@ -130,20 +165,40 @@ export class Launcher {
       if (root.cancelRequested) worker.apply({ kind: 'cancel-requested', reason: root.canceledBy! });
       else if (root.state === 'paused') worker.apply({ kind: 'paused' });
     }
-    const signal = launch.signal;
-    if (signal) {
-      // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
-      const onAbort = () => void stopper.stop(worker, 'signal', options.cancelGraceMs).catch(() => {});
-      signal.addEventListener('abort', onAbort, { once: true });
-      void worker.whenTerminal.then(() => signal.removeEventListener('abort', onAbort));
-    }
-
-    let slot: Slot | undefined;
-    let connection: WorkerConnection | undefined;
+    const signal = worker.launch.signal;
+    if (signal) this.#stopOnAbort(worker, signal);
+    let slot: Slot;
     try {
-      slot = await slots.acquire(worker);
+      slot = await this.#deps.slots.acquire(worker);
+    } catch (error) {
+      throw this.#notStarted(worker, error, undefined, reserved);
+    }
+    await this.#connect(worker, slot, reserved);
+    return worker.handle;
+  }
+
+  /** A warm connection at once (no cluster cap), else #connectWaiting; then the task runs on it. */
+  #connect(worker: Worker, slot: Slot, reserved: Slot | null): Promise<void> {
+    const { cluster, pool } = this.#deps;
+    if (!cluster && !worker.launch.fresh) {
+      let warm: WorkerConnection | null;
+      try {
+        warm = pool.take();
+      } catch (error) {
+        return Promise.reject(this.#notStarted(worker, error, slot, reserved));
+      }
+      if (warm) return this.#run(worker, warm, slot);
+    }
+    return this.#connectWaiting(worker, slot, reserved);
+  }
+
+  async #connectWaiting(worker: Worker, slot: Slot | undefined, reserved: Slot | null): Promise<void> {
+    const { cluster, pool } = this.#deps;
+    const { launch } = worker;
+    let connection: WorkerConnection;
+    try {
       if (cluster) {
-        const local = slot;
+        const local = slot!;
         let shared = reserved;
         reserved = null;
         if (!shared) {
@@ -157,33 +212,48 @@ export class Launcher {
         }
         slot = bothSlots(local, shared);
       }
-      connection = (launch.fresh ? null : pool.take()) ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, (late) => pool.release(late, true)));
+      connection = (launch.fresh ? null : pool.take()) ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, this.#releaseLate));
     } catch (error) {
-      slot?.release();
-      reserved?.release();
-      const cancelled = worker.aborted;
-      const info = cancelled ? cancelledBeforeStart(worker) : errorInfo(error);
-      this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
-      if (cancelled) {
-        throw new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, {
-          cookie: worker.cookie,
-          label: worker.label,
-          cause: signal?.aborted ? signal.reason : undefined,
-        });
-      }
-      if (error instanceof PgBackgroundError) throw error; // a pooler refused for the cluster cap
-      // pg's own words for its connect deadline name neither the time nor the option.
-      const deadline = /timeout/i.test(info.message)
-        ? ` (within connectionTimeoutMillis, ${options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)`
-        : '';
-      throw new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}${deadline}`, {
+      throw this.#notStarted(worker, error, slot, reserved);
+    }
+    await this.#run(worker, connection, slot!);
+  }
+
+  /** The start failed before the task ran (no slot, no connection, or cancelled meanwhile): the worker ends, and the launch rejects with this. */
+  #notStarted(worker: Worker, error: unknown, slot: Slot | undefined, reserved: Slot | null): PgBackgroundError {
+    const { options } = this.#deps;
+    const signal = worker.launch.signal;
+    slot?.release();
+    reserved?.release();
+    const cancelled = worker.aborted;
+    const info = cancelled ? cancelledBeforeStart(worker) : errorInfo(error);
+    this.#finish(worker, cancelled ? 'canceled' : 'error', info, null, 0);
+    if (cancelled) {
+      return new PgBackgroundError('PGBG_ABORTED', `The launch was cancelled (${worker.canceledBy}) before the worker started`, {
         cookie: worker.cookie,
         label: worker.label,
-        sqlstate: info.sqlstate === CONNECTION_FAILURE ? undefined : info.sqlstate,
+        cause: signal?.aborted ? signal.reason : undefined,
       });
     }
-    await this.#run(worker, connection, slot);
-    return worker.handle;
+    if (error instanceof PgBackgroundError) return error; // a pooler refused for the cluster cap
+    // pg's own words for its connect deadline name neither the time nor the option.
+    const deadline = /timeout/i.test(info.message)
+      ? ` (within connectionTimeoutMillis, ${options.connection.connectionTimeoutMillis} ms; it defaults to livenessTimeoutMs)`
+      : '';
+    return new PgBackgroundError('PGBG_CONNECTION_FAILED', `Could not open a worker connection: ${info.message}${deadline}`, {
+      cookie: worker.cookie,
+      label: worker.label,
+      sqlstate: info.sqlstate === CONNECTION_FAILURE ? undefined : info.sqlstate,
+    });
+  }
+
+  /** The launch's own signal stops the worker (kept out of #begin: no closure context per start). */
+  #stopOnAbort(worker: Worker, signal: AbortSignal): void {
+    const { stopper, options } = this.#deps;
+    // Nobody awaits this stop: if it fails, the worker's own state says outcome unknown.
+    const onAbort = () => void stopper.stop(worker, 'signal', options.cancelGraceMs).catch(() => {});
+    signal.addEventListener('abort', onAbort, { once: true });
+    void worker.whenTerminal.then(() => signal.removeEventListener('abort', onAbort));
   }
 
   /** A cluster slot for a launch with whenFull 'error', or PGBG_MAX_WORKERS naming the cap. */
@@ -208,53 +278,39 @@ export class Launcher {
    * settings round trip, if settings or a role were asked for). Completion is handled later.
    * `firstStart` is set when this is the task's second (and last) try: see #retry; `again` when
    * it runs again on the same connection after a retryable error: see #again.
+   * The common task (plain DML on a direct connection that needs no round trip first: no
+   * settings, no reset of its own, no cursor or COPY) goes out here, without an async frame;
+   * every other takes #runWaiting.
    */
-  async #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null, again = false): Promise<void> {
-    const { options, control, liveness, stopper, running, events } = this.#deps;
+  #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null, again = false): Promise<void> {
     const { launch } = worker;
-    // From the first worker on, the control connection stays open: a server that fills up later
-    // must not keep us from checking, cancelling or terminating this worker. A direct one also
-    // listens for control requests from SQL (see control/remote-control.ts).
-    control.open(!connection.pooled);
-    // Behind a pooler the worker's backend is known once its transaction holds one (below).
-    if (!connection.pooled && !again) started(worker, connection);
-    running.set(worker, connection);
-    connection.onNotice = (notice) => events.notice(worker, notice);
-    const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
-    const timer =
-      launch.timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
-    // What is on the wire: our settings round trip, then the task.
-    let sent: Sent = null;
-    // Resolves when a second try is on its way (the launch waits for it while settings are sent).
-    const end = (outcome: TaskOutcome): Promise<void> | void => {
-      if (timer) clearTimeout(timer);
-      liveness.unwatch(connection);
-      const { error } = outcome;
-      const delayMs = !outcome.resetFailed && sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
-      if (outcome.resetFailed && error) {
-        // The last task's reset went ahead of this one and failed: the server skipped this task.
-        if (worker.cancelRequested) {
-          outcome = failed(
-            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
-          );
-        } else if (firstStart === null) {
-          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
-        }
-      } else if (delayMs !== null) {
-        // A retryable failure (retry.ts): the task runs again on this connection.
-        return void this.#again(worker, connection, slot, error!, delayMs);
-      } else if (neverRan(error, sent, connection.firstAnswer)) {
-        if (worker.cancelRequested) {
-          outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
-        } else if (firstStart === null) {
-          // Once: a second dead connection in a row is reported as it is.
-          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
-        }
-      }
-      if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
-      void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
-    };
+    const direct =
+      !connection.pooled &&
+      launch.session === null &&
+      !launch.cursor &&
+      !launch.copy &&
+      launch.plan.refusal === null &&
+      connection.standardConformingStrings &&
+      (!connection.needsReset || (launch.plan.inBlock && connection.transactionStatus === 'I'));
+    if (!direct) return this.#runWaiting(worker, connection, slot, firstStart, again);
+    try {
+      const run = this.#attach(worker, connection, slot, firstStart, again);
+      const { end } = run;
+      // needsReset: prefixable, and takePrefixReset cannot refuse (the transaction status is idle).
+      const resetFirst = connection.needsReset && connection.takePrefixReset();
+      if (worker.cancelRequested) return Promise.resolve(end(failed(new WorkerFailure('57014', 'canceling statement due to user request'))));
+      this.#send(worker, connection, launch.plan, resetFirst, run);
+      return RESOLVED;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
 
+  async #runWaiting(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null, again: boolean): Promise<void> {
+    const { options, liveness } = this.#deps;
+    const { launch } = worker;
+    const run = this.#attach(worker, connection, slot, firstStart, again);
+    const { end } = run;
     const refusal = connection.pooled ? pooledRefusal(worker) : null; // cursor mode, COPY (stream-tasks.ts)
     if (refusal) {
       end(failed(new WorkerFailure('0A000', refusal)));
@@ -274,14 +330,14 @@ export class Launcher {
         connection.standardConformingStrings;
       resetFirst = prefixable && connection.takePrefixReset();
       if (!resetFirst) {
-        sent = { kind: 'reset' };
+        run.sent = { kind: 'reset' };
         try {
           await connection.reset();
         } catch (error) {
           return end(failed(error));
         }
         connection.checkedOut(); // clean now, but what runs next may change the session
-        sent = null;
+        run.sent = null;
       }
     }
     if (connection.pooled) {
@@ -303,13 +359,13 @@ export class Launcher {
       started(worker, connection);
     } else if (launch.session) {
       // One round trip, only when asked for: the reset undoes it before the next task.
-      sent = { kind: 'settings' };
+      run.sent = { kind: 'settings' };
       try {
         await connection.query(launch.session.text, launch.session.values);
       } catch (error) {
         return end(failed(error));
       }
-      sent = null;
+      run.sent = null;
     }
     if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
     let plan = launch.plan;
@@ -323,44 +379,102 @@ export class Launcher {
     // A copyTo/copyFrom launch is the COPY with the client the plan refuses anywhere else.
     if (plan.refusal !== null && !launch.copy) return end(failed(new WorkerFailure('0A000', plan.refusal)));
 
-    const columns = { columns: (fields: readonly ResultField[]) => void worker.apply({ kind: 'described', fields }) };
+    const columns = worker; // its columns() hears the result's fields (a 'described' change)
     // Cursor mode or COPY with the client (stream-tasks.ts): another task kind, the same end.
     const other = streamTask(worker, plan, columns);
     if (other) {
       if (options.tagConnections && !connection.pooled) {
         // These tasks write their own bytes: the tag goes first, in a round trip of its own (a
         // cursor or a COPY is long enough for it not to matter); the reset after it undoes it.
-        sent = { kind: 'settings' };
+        run.sent = { kind: 'settings' };
         try {
           await connection.query(tagSql(workerTag(worker.cookie, worker.label), false));
         } catch (error) {
           return end(failed(error));
         }
-        sent = null;
+        run.sent = null;
         if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
       }
       worker.apply({ kind: 'sent', task: other.task });
       liveness.watch(connection, worker.queue);
-      sent = { kind: 'task', startsWithParse: other.startsWithParse };
+      run.sent = { kind: 'task', startsWithParse: other.startsWithParse };
       other.task.start(connection);
       void other.task.done.then(end);
       return;
     }
 
-    // The reset for the next task rides in the same write as this one (no extra round trip,
-    // nothing on the caller's path); a connection that will not be kept needs none.
-    // Pooled connections are never reused: no reset of ours may land on another client's session.
-    // The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
+    this.#send(worker, connection, plan, resetFirst, run);
+  }
+
+  /** The worker is attached to `connection`; returns what is on the wire, and the task's end. */
+  #attach(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null, again: boolean): RunState {
+    const { options, control, liveness, stopper, running, events } = this.#deps;
+    const { launch } = worker;
+    // From the first worker on, the control connection stays open: a server that fills up later
+    // must not keep us from checking, cancelling or terminating this worker. A direct one also
+    // listens for control requests from SQL (see control/remote-control.ts).
+    control.open(!connection.pooled);
+    // Behind a pooler the worker's backend is known once its transaction holds one (below).
+    if (!connection.pooled && !again) started(worker, connection);
+    running.set(worker, connection);
+    connection.onNotice = (notice) => events.notice(worker, notice);
+    const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
+    const timer =
+      launch.timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
+    // What is on the wire: our settings round trip, then the task.
+    const run: RunState = { sent: null, end: null! };
+    // Resolves when a second try is on its way (the launch waits for it while settings are sent).
+    const end = (outcome: TaskOutcome): Promise<void> | void => {
+      if (timer) clearTimeout(timer);
+      liveness.unwatch(connection);
+      const { error } = outcome;
+      const delayMs = !outcome.resetFailed && run.sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
+      if (outcome.resetFailed && error) {
+        // The last task's reset went ahead of this one and failed: the server skipped this task.
+        if (worker.cancelRequested) {
+          outcome = failed(
+            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
+          );
+        } else if (firstStart === null) {
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      } else if (delayMs !== null) {
+        // A retryable failure (retry.ts): the task runs again on this connection.
+        return void this.#again(worker, connection, slot, error!, delayMs);
+      } else if (neverRan(error, run.sent, connection.firstAnswer)) {
+        if (worker.cancelRequested) {
+          outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
+        } else if (firstStart === null) {
+          // Once: a second dead connection in a row is reported as it is.
+          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+        }
+      }
+      if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
+      void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
+    };
+    run.end = end;
+    return run;
+  }
+
+  /**
+   * The reset for the next task rides in the same write as this one (no extra round trip,
+   * nothing on the caller's path); a connection that will not be kept needs none.
+   * Pooled connections are never reused: no reset of ours may land on another client's session.
+   * The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
+   */
+  #send(worker: Worker, connection: WorkerConnection, plan: TaskPlan, resetFirst: boolean, run: RunState): void {
+    const { options, liveness } = this.#deps;
     const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
     // With the journal, a transactional task's last statement records its end (it commits with it).
     const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
-    const query = new TaskQuery(plan, worker.queue, columns, session, connection.pinned, tag, resetFirst, journal);
+    // The worker is the column sink: its columns() hears the result's fields (a 'described' change).
+    const query = new TaskQuery(plan, worker.queue, worker, session, connection.pinned, tag, resetFirst, journal);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
-    sent = { kind: 'task', startsWithParse: query.startsWithParse };
+    run.sent = { kind: 'task', startsWithParse: query.startsWithParse };
     connection.run(query);
-    void query.done.then(end);
+    void query.done.then(run.end);
   }
 
   /**
@@ -375,7 +489,7 @@ export class Launcher {
     pool.release(dead, false);
     let connection: WorkerConnection;
     try {
-      connection = await unlessAborted(pool.acquire(true), worker.signal, (late) => pool.release(late, true));
+      connection = await unlessAborted(pool.acquire(true), worker.signal, this.#releaseLate);
     } catch (error) {
       slot.release();
       const info = worker.aborted
@@ -466,6 +580,15 @@ function pauseUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', done, { once: true });
   });
 }
+
+/** What is on the wire of a worker's run: our settings round trip, the reset, then the task. */
+interface RunState {
+  sent: Sent;
+  /** The task's end: resolves when a second try is on its way (see #attach). */
+  end: (outcome: TaskOutcome) => Promise<void> | void;
+}
+
+const RESOLVED = Promise.resolve();
 
 /** A task that ended before (or instead of) reaching the server. */
 function failed(error: unknown): TaskOutcome {

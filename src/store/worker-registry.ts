@@ -29,6 +29,7 @@ export class WorkerRegistry implements WorkerStore {
   readonly #onStarted: ((worker: Worker) => void) | null;
   readonly #tracked = new Map<bigint, Worker>(); // by cookie, oldest first
   readonly #pids = new Map<number, number>(); // tracked workers per pid (connections are reused)
+  #pendingPids = 0; // tracked workers with pid 0 (not started, or a job's root)
   readonly #active = new Set<Worker>();
   #activeRoots = 0;
   #finished: Worker[] = []; // in finishing order, for retention; read from #finishedHead
@@ -141,7 +142,7 @@ export class WorkerRegistry implements WorkerStore {
     const worker = this.#tracked.get(cookie);
     // A handle taken while the worker was pending (pid 0) still names it once it runs.
     if (worker && (worker.pid === pid || pid === 0 || worker.firstPid === pid)) return worker;
-    if (this.#pids.has(pid)) {
+    if (pid === 0 ? this.#pendingPids > 0 : this.#pids.has(pid)) {
       throw new PgBackgroundError('PGBG_COOKIE_MISMATCH', `Cookie mismatch for worker pid ${pid}: the handle is stale (that pid now runs another worker)`, {
         pid,
         cookie,
@@ -237,6 +238,11 @@ export class WorkerRegistry implements WorkerStore {
   }
 
   #countPid(pid: number, delta: number): void {
+    if (pid === 0) {
+      // Pending workers (and job roots): a count of their own, not two Map writes per launch.
+      this.#pendingPids += delta;
+      return;
+    }
     const count = (this.#pids.get(pid) ?? 0) + delta;
     if (count > 0) this.#pids.set(pid, count);
     else this.#pids.delete(pid);

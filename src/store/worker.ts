@@ -9,12 +9,12 @@
 import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from '../errors.js';
 import { sameObservation, type Observation } from '../core/observation.js';
 import { isActive, NEXT_STATES, type CancelReason, type TerminalState, type WorkerState } from '../core/states.js';
-import { untilSettled } from '../core/abort.js';
+import { untilSettled, type AbortListener } from '../core/abort.js';
 import type { LaunchPlan } from './launch-plan.js';
 import { newCookie, preview } from './worker-identity.js';
 import type { WorkerChange } from './worker-change.js';
 import type { WorkerStore } from './worker-store.js';
-import { RowParser } from '../results/row-parser.js';
+import { RowParser, type ResultField } from '../results/row-parser.js';
 import { RowQueue } from '../results/row-queue.js';
 import type { DiscardReason } from '../results/worker-result.js';
 import type { ResultInfo, WorkerHandle, WorkerInfo, WorkerProgress } from '../api/types.js';
@@ -59,7 +59,7 @@ export class Worker {
   #launching: Promise<unknown> | null = null;
   #abortReason: unknown = null;
   /** The one wait (a queued slot) that hears a cancel directly: see pool/worker-slots.ts. */
-  #abortListener: ((reason: unknown) => void) | null = null;
+  #abortListener: AbortListener | null = null;
   #terminal: Promise<void> | null = null;
   #resolveTerminal: (() => void) | null = null;
   #handle: WorkerHandle | null = null;
@@ -114,10 +114,12 @@ export class Worker {
    * reading): the store hears only changes that happened.
    */
   apply(change: WorkerChange): boolean {
-    const prior = { state: this.#state, pid: this.#pid, tracked: this.#tracked };
+    const state = this.#state;
+    const pid = this.#pid;
+    const tracked = this.#tracked;
     if (!this.#change(change)) return false;
     if (UPDATES.has(change.kind)) this.#updatedAt = change.kind === 'finished' ? this.#finishedAt! : Date.now();
-    this.#store.changed(this, change, prior);
+    this.#store.changed(this, change, { state, pid, tracked });
     if (change.kind === 'cancel-requested') {
       // Last, once the facts are in place: listeners (a wait for a slot or a connection) see them.
       const message = this.children === null ? `worker was cancelled (${change.reason}) before it started` : `the job was cancelled (${change.reason})`;
@@ -127,11 +129,16 @@ export class Worker {
       this.#abort?.abort(reason); // made only if a wait asked for it
       const listener = this.#abortListener;
       this.#abortListener = null;
-      listener?.(reason);
+      listener?.aborted(reason);
     } else if (change.kind === 'finished') {
       this.#resolveTerminal?.();
     }
     return true;
+  }
+
+  /** The result's fields, as the task describes them (a ColumnSink: no object of its own per task). */
+  columns(fields: readonly ResultField[]): void {
+    this.apply({ kind: 'described', fields });
   }
 
   #change(change: WorkerChange): boolean {
@@ -349,7 +356,7 @@ export class Worker {
   }
 
   /** The queued slot wait's callback for a cancel (one at a time; null clears it). */
-  whenAborted(listener: ((reason: unknown) => void) | null): void {
+  whenAborted(listener: AbortListener | null): void {
     this.#abortListener = listener;
   }
 
