@@ -5,7 +5,7 @@
 // and warning once; PGBG_NOT_INSTALLED; retention; and the proven outcome after kill -9 of the
 // launching process: a worker that commits is shown stopped, one whose backend is then
 // terminated is shown error 08006 "nothing committed", and nothing of it committed.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -48,6 +48,24 @@ async function viewRows(handles: readonly WorkerHandle[], ready: (row: Record<st
 }
 
 const marks = async (mark: string) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM marks WHERE mark = $1', [mark]))[0]!.n;
+
+/**
+ * A journaling instance whose one slot is held: its blocker waits on advisory lock `key`, held by
+ * a session of the test until `release()`, so what is launched after it stays pending.
+ */
+async function heldSlot(t: TestContext, key: number) {
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  await holder.query('SELECT pg_advisory_lock($1)', [key]);
+  const blocker = await bg.launch(`SELECT pg_advisory_lock(${key})`);
+  const release = async () => {
+    await holder.query('SELECT pg_advisory_unlock($1)', [key]);
+    await bg.wait(blocker);
+  };
+  return { bg, release };
+}
 
 test('stopped, failed and cancelled workers: their rows in the journal and the view', async () => {
   const bg = db.background({ journal: true });
@@ -397,12 +415,7 @@ test('kill -9 of the launching process: a worker whose only effect is a NOTIFY i
 });
 
 test('a pending worker is journaled as proven when its SQL will carry the proof (a VACUUM will not), so an orphaned pending row reads "nothing committed"', async (t) => {
-  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
-  const holder = new pg.Client({ connectionString: db.url });
-  await holder.connect();
-  t.after(() => holder.end());
-  await holder.query('SELECT pg_advisory_lock(5151)');
-  const blocker = await bg.launch('SELECT pg_advisory_lock(5151)');
+  const { bg, release } = await heldSlot(t, 5151);
   const pendingInsert = bg.launch("INSERT INTO marks VALUES ('pending')", { label: 'journal/pending-insert' });
   const pendingVacuum = bg.launch('VACUUM marks', { label: 'journal/pending-vacuum' });
   const rows = () =>
@@ -414,20 +427,15 @@ test('a pending worker is journaled as proven when its SQL will carry the proof 
     { label: 'journal/pending-insert', state: 'pending', proven: true },
     { label: 'journal/pending-vacuum', state: 'pending', proven: false },
   ]);
-  await holder.query('SELECT pg_advisory_unlock(5151)');
-  await Promise.all([bg.wait(blocker), bg.wait(await pendingInsert), bg.wait(await pendingVacuum)]);
+  await release();
+  await Promise.all([bg.wait(await pendingInsert), bg.wait(await pendingVacuum)]);
   await db.query("DELETE FROM marks WHERE mark = 'pending'");
   await bg.close();
 });
 
 test('when its control session ends, a pending worker’s row names the next one as its owner: the view keeps it pending, not orphaned', async (t) => {
-  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
-  const holder = new pg.Client({ connectionString: db.url });
-  await holder.connect();
-  t.after(() => holder.end());
+  const { bg, release } = await heldSlot(t, 5454);
   t.after(() => bg.close({ cancel: true }));
-  await holder.query('SELECT pg_advisory_lock(5353)');
-  const blocker = await bg.launch('SELECT pg_advisory_lock(5353)');
   // Pending behind the blocker: its launch resolves only once it starts.
   const pending = bg.launch("INSERT INTO marks VALUES ('rehomed')", { label: 'journal/rehomed' });
   const owner = async () =>
@@ -447,8 +455,7 @@ test('when its control session ends, a pending worker’s row names the next one
   assert.deepEqual(await db.query("SELECT state, sqlstate, error_message FROM pg_background_workers WHERE label = 'journal/rehomed'"), [
     { state: 'pending', sqlstate: null, error_message: null },
   ]);
-  await holder.query('SELECT pg_advisory_unlock(5353)');
-  await bg.wait(blocker);
+  await release();
   const handle = await pending;
   await bg.wait(handle);
   assert.equal(await marks('rehomed'), 1);
@@ -559,13 +566,8 @@ test('the proof of the end: SQL that writes (by its first word) records it even 
 
 test('a worker whose row is already in the table at its first write (a write that failed may have committed) is written all the same, as the upsert, with no warning', async (t) => {
   const warnings: PgBackgroundError[] = [];
-  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
+  const { bg, release } = await heldSlot(t, 5353);
   bg.on('warning', (warning) => warnings.push(warning));
-  const holder = new pg.Client({ connectionString: db.url });
-  await holder.connect();
-  t.after(() => holder.end());
-  await holder.query('SELECT pg_advisory_lock(5353)');
-  const blocker = await bg.launch('SELECT pg_advisory_lock(5353)');
   const launching = bg.submit("INSERT INTO marks VALUES ('written twice')", { label: 'journal/conflict' });
   const queued = await until(async () => (await bg.list()).find((info) => info.label === 'journal/conflict'), 'the queued worker in list()');
   assert.equal(queued.state, 'pending');
@@ -578,8 +580,7 @@ test('a worker whose row is already in the table at its first write (a write tha
     (await db.query('SELECT label, state, owner_pid, proven FROM pg_background_journal WHERE cookie = $1', [queued.cookie.toString()]))[0];
   await until(async () => (await row())?.label === 'journal/conflict', 'the pending row written over the stale one');
   assert.deepEqual(await row(), { label: 'journal/conflict', state: 'pending', owner_pid: process.pid, proven: true });
-  await holder.query('SELECT pg_advisory_unlock(5353)');
-  await bg.wait(blocker);
+  await release();
   await bg.wait(await launching);
   await until(async () => (await row())?.state === 'stopped', 'the stopped row');
   assert.deepEqual(await row(), { label: 'journal/conflict', state: 'stopped', owner_pid: process.pid, proven: true });

@@ -22,17 +22,19 @@ test('encodeStatement: behind a lead, the lead comes first, byte for byte', () =
   assert.equal(both.readInt32BE(1), 4 + 1 + 'DISCARD ALL'.length + 1 + 2);
 });
 
+/** What pg's serializer writes for a task's statement (Parse, Bind, Describe portal, Execute), before its Sync. */
+const pgTask = (text: string, values: readonly unknown[]) => [
+  serialize.parse({ text }),
+  serialize.bind({ values: [...values] }),
+  serialize.describe({ type: 'P', name: '' }),
+  serialize.execute({}),
+];
+
 test('encodeExtended: a whole task with parameters is what pg writes for it, message for message', () => {
   const text = 'INSERT INTO t (a, b, c, d) VALUES ($1, $2, $3, $4)';
   const values = ['row', 'żółw ✓', null, Buffer.from([0, 1, 2, 255])];
   const lead = encodeStatement('DISCARD ALL');
-  const pgBytes = Buffer.concat([
-    serialize.parse({ text }),
-    serialize.bind({ values }),
-    serialize.describe({ type: 'P', name: '' }),
-    serialize.execute({}),
-    serialize.sync(),
-  ]);
+  const pgBytes = Buffer.concat([...pgTask(text, values), serialize.sync()]);
   assert.deepEqual(encodeExtended(null, text, values), pgBytes);
   assert.deepEqual(encodeExtended(lead, text, values), Buffer.concat([lead, pgBytes]));
 });
@@ -42,13 +44,7 @@ test('encodeExtended: no parameters, and empty strings', () => {
     ['SELECT 1', []],
     ["SELECT $1::text = ''", ['']],
   ] as const) {
-    const expected = Buffer.concat([
-      serialize.parse({ text }),
-      serialize.bind({ values: [...values] }),
-      serialize.describe({ type: 'P', name: '' }),
-      serialize.execute({}),
-      serialize.sync(),
-    ]);
+    const expected = Buffer.concat([...pgTask(text, values), serialize.sync()]);
     assert.deepEqual(encodeExtended(null, text, values), expected);
   }
 });
@@ -58,16 +54,7 @@ test('encodeExtended: with a trailer (the journal statement), its Parse, Bind an
   const values = ['7', 'é "x"'];
   const trailer = "INSERT INTO public.pg_background_journal_ends (cookie, committed_at) VALUES ('-42'::int8, pg_catalog.clock_timestamp())";
   const lead = encodeStatement("SET application_name TO 'pgbg:x'");
-  const pgBytes = Buffer.concat([
-    serialize.parse({ text }),
-    serialize.bind({ values }),
-    serialize.describe({ type: 'P', name: '' }),
-    serialize.execute({}),
-    serialize.parse({ text: trailer }),
-    BIND_NO_VALUES,
-    serialize.execute({}),
-    serialize.sync(),
-  ]);
+  const pgBytes = Buffer.concat([...pgTask(text, values), serialize.parse({ text: trailer }), BIND_NO_VALUES, serialize.execute({}), serialize.sync()]);
   assert.deepEqual(encodeExtended(null, text, values, trailer), pgBytes);
   assert.deepEqual(encodeExtended(lead, text, values, trailer), Buffer.concat([lead, pgBytes]));
   assert.deepEqual(encodeExtended(null, text, values, null), encodeExtended(null, text, values));
