@@ -7,6 +7,12 @@
 //   lib     pg-background with its defaults (tagged connections on)
 //   untagged  pg-background with `tagConnections: false`
 //   journal   pg-background with its defaults and `journal: true` (fire-and-forget only)
+//   lib-loops   pg-background with its defaults, driven as the pool is: 16 callers, each
+//           `submit` then `wait` in a loop (no queue of pending workers)
+//   pool-queue  pg.Pool({ max: 16 }) driven as the library is: every `pool.query` at once (the
+//           pool queues them)
+// The library and the pool are each measured both ways (fire-and-forget only): `lib` against
+// `pool` is the issue's figure, `lib-loops` / `pool` and `lib` / `pool-queue` compare like with like.
 // Fire-and-forget: FIRE_TASKS single-row INSERTs with a parameter, 16 at once (the library:
 // `submit`, then `wait` on every handle). Per side: throughput, and CPU per task in Node
 // (process.cpuUsage) and on the server (utime + stime of the side's backends, /proc/<pid>/stat).
@@ -27,7 +33,7 @@ const TINY_WARMUP = 100;
 const INSERT = 'INSERT INTO bench_floor (id, payload) VALUES ($1, $2)';
 const MIN_RUNS = 5;
 
-const SIDES = ['query', 'pool', 'floor', 'lib', 'untagged', 'journal'] as const;
+const SIDES = ['query', 'pool', 'floor', 'lib', 'untagged', 'journal', 'lib-loops', 'pool-queue'] as const;
 type Side = (typeof SIDES)[number];
 const TINY_SIDES = ['query', 'floor', 'lib', 'untagged'] as const;
 type TinySide = (typeof TINY_SIDES)[number];
@@ -90,6 +96,29 @@ function withReset(client: pg.Client, text: string, values: unknown[]): Promise<
 }
 
 async function fireDriver(url: string, side: Side): Promise<FireDriver> {
+  if (side === 'lib-loops') {
+    const bg = new PgBackground({ connectionString: url, maxWorkers: CONCURRENCY, whenFull: 'queue' });
+    return {
+      async round(count, firstId) {
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: CONCURRENCY }, async () => {
+            for (let i = next++; i < count; i = next++) await bg.wait(await bg.submit({ text: INSERT, values: [firstId + i, 'row'] }));
+          }),
+        );
+      },
+      close: () => bg.close(),
+    };
+  }
+  if (side === 'pool-queue') {
+    const pool = new pg.Pool({ connectionString: url, max: CONCURRENCY, application_name: 'pgbg-bench-pool' });
+    return {
+      async round(count, firstId) {
+        await Promise.all(Array.from({ length: count }, (_, i) => pool.query(INSERT, [firstId + i, 'row'])));
+      },
+      close: () => pool.end(),
+    };
+  }
   if (side === 'lib' || side === 'untagged' || side === 'journal') {
     const options: PgBackgroundOptions = { connectionString: url, maxWorkers: CONCURRENCY, whenFull: 'queue' };
     if (side === 'untagged') options.tagConnections = false;
@@ -288,6 +317,8 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
   ];
   const tinyLib = median(tinyRatio.get('lib')!);
   const fireLib = median(fireRatio.get('lib')!);
+  const fireLoops = median(fireRatio.get('lib-loops')!);
+  const fireQueued = median(fire.get('lib')!.map((s, i) => s.tasksPerSecond / fire.get('pool-queue')![i]!.tasksPerSecond));
   return {
     scenario: 'floor',
     runs,
@@ -298,6 +329,8 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
     targets: [
       target('tiny: lib / client.query (median of run ratios)', tinyLib, '<=', 2),
       target('fire: lib / pg.Pool (median of run ratios)', fireLib, '>=', 0.9),
+      target('fire, like with like: lib-loops / pg.Pool (16 callers, no queue)', fireLoops, '>=', 0.9),
+      target('fire, like with like: lib / pool-queue (every task queued at once)', fireQueued, '>=', 0.9),
       target('fire: tags on / off throughput', tagFire, '>=', 0.97),
       target('fire: tags on / off CPU per task', tagCpu, '<=', 1.03),
       target('tiny: tags on / off latency', tagTiny, '<=', 1.03),
