@@ -2,25 +2,19 @@
 // server, on workers this file launches from its own PgBackground: list (the table and --json),
 // cancel by cookie, the exit statuses 0/1/2 with a one-line error, psql's connection rules, no
 // password ever printed, and --watch in a real terminal (tmux), read back from the screen.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { main } from '../src/cli/run.js';
 import { until, useDatabase } from './support/database.js';
+import { outsider } from './support/outsider.js';
 import { Terminal } from './support/terminal.js';
 
-// A role of its own (roles are the server's): it may not signal the superuser's workers.
-const outsider = `pgbg_cli_outsider_${process.pid}`;
-const db = useDatabase(import.meta.filename, {
-  async setup(db) {
-    await db.query(`CREATE ROLE ${outsider} LOGIN PASSWORD 'outsider-pw'`);
-  },
-  async teardown(db) {
-    await db.query(`DROP ROLE IF EXISTS ${outsider}`);
-  },
-});
+// A role of its own: it may not signal the superuser's workers.
+const stranger = outsider('pgbg_cli_outsider');
+const db = useDatabase(import.meta.filename, stranger.hooks);
 const repo = resolve(import.meta.dirname, '..');
 const MAIN = join(repo, 'src', 'cli', 'main.ts');
 const NODE_ARGS = ['--conditions=pg-background-source', '--import', 'tsx', MAIN];
@@ -200,18 +194,21 @@ test('list shows another process’s running worker as a row of the table, and -
   await bg.close();
 });
 
-test('cancel <cookie> cancels another process’s worker (it ends canceled, and list --all shows it so); a wrong cookie is exit 1', async (t) => {
+/** A journaling instance's worker sleeping a minute under `label`, once the view shows it running; closed after the test. */
+async function sleeperInView(t: TestContext, label: string) {
   const bg = db.background({ journal: true });
   t.after(() => bg.close({ cancel: true }));
   await bg.install({ journal: true });
-  const h = await bg.launch('SELECT pg_sleep(60)', { label: 'cli/victim' });
+  const h = await bg.launch('SELECT pg_sleep(60)', { label });
   await until(async () => (await viewRow(h.cookie))?.state === 'running', 'the worker in the view');
+  return { bg, h };
+}
+
+test('cancel <cookie> cancels another process’s worker (it ends canceled, and list --all shows it so); a wrong cookie is exit 1', async (t) => {
+  const { bg, h } = await sleeperInView(t, 'cli/victim');
 
   // A role that could not pg_cancel_backend it is refused, and it runs on.
-  const url = new URL(db.url);
-  url.username = outsider;
-  url.password = 'outsider-pw';
-  const refused = await cli(['--url', url.toString(), 'cancel', h.cookie.toString()]);
+  const refused = await cli(['--url', stranger.url(db.url), 'cancel', h.cookie.toString()]);
   assert.deepEqual({ ...refused, stderr: '' }, { status: 1, stdout: '', stderr: '' });
   assert.match(refused.stderr, /^pg-background: PGBG_PERMISSION_DENIED: [^\n]*permission denied[^\n]*\n$/);
   assert.equal((await bg.info(h)).state, 'running');
@@ -340,11 +337,7 @@ test('no password is ever printed: not of a URL that fails to parse, to connect 
 });
 
 test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 0 and restores the screen', async (t) => {
-  const bg = db.background({ journal: true });
-  t.after(() => bg.close({ cancel: true }));
-  await bg.install({ journal: true });
-  const h = await bg.launch('SELECT pg_sleep(60)', { label: 'cli/watched' });
-  await until(async () => (await viewRow(h.cookie))?.state === 'running', 'the worker in the view');
+  const { bg, h } = await sleeperInView(t, 'cli/watched');
 
   const node = [process.execPath, ...NODE_ARGS].map((arg) => `'${arg}'`).join(' ');
   // sh ignores nothing (its trap runs a command, so the child gets SIGINT as usual) and goes on

@@ -17,14 +17,12 @@ import { PgBackground, type PgBackgroundError, type WorkerHandle } from 'pg-back
 import { JOURNAL_FLUSH_MS, journalCounts } from '../src/control/journal-writer.js';
 import { NOTHING_COMMITTED_RUNNING } from '../src/store/migrations.js';
 import { until, useDatabase } from './support/database.js';
+import { journalWithMarks } from './support/journal-marks.js';
 
 const writer = `pgbg_journal_writer_${randomBytes(3).toString('hex')}`;
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
-    await db.query('CREATE TABLE marks (mark text)');
-    const bg = new PgBackground({ connectionString: db.url });
-    await bg.install({ journal: true });
-    await bg.close();
+    await journalWithMarks(db);
     await db.query(`CREATE ROLE ${pg.escapeIdentifier(writer)} NOLOGIN`);
     await db.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON pg_background_journal, pg_background_journal_ends TO ${pg.escapeIdentifier(writer)}`);
     await db.query(`GRANT SELECT, INSERT ON marks TO ${pg.escapeIdentifier(writer)}`);

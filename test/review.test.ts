@@ -11,15 +11,9 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgBackground, type WorkerHandle } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { journalWithMarks } from './support/journal-marks.js';
 
-const db = useDatabase(import.meta.filename, {
-  async setup(db) {
-    await db.query('CREATE TABLE marks (mark text)');
-    const bg = new PgBackground({ connectionString: db.url });
-    await bg.install({ journal: true });
-    await bg.close();
-  },
-});
+const db = useDatabase(import.meta.filename, { setup: journalWithMarks });
 
 test('journal: a worker whose settings or SQL make its transaction read-only runs, unproven (the view cannot say "nothing committed")', async () => {
   const bg = db.background({ journal: true });

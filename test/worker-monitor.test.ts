@@ -6,24 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgBackgroundError, WorkerMonitor } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { outsider } from './support/outsider.js';
 
-// A role of its own (roles are the server's, not the database's): it may not signal the superuser's workers.
-const outsider = `pgbg_monitor_outsider_${process.pid}`;
-const db = useDatabase(import.meta.filename, {
-  async setup(db) {
-    await db.query(`CREATE ROLE ${outsider} LOGIN PASSWORD 'outsider-pw'`);
-  },
-  async teardown(db) {
-    await db.query(`DROP ROLE IF EXISTS ${outsider}`);
-  },
-});
-
-function outsiderUrl(): string {
-  const url = new URL(db.url);
-  url.username = outsider;
-  url.password = 'outsider-pw';
-  return url.toString();
-}
+// A role of its own: it may not signal the superuser's workers.
+const stranger = outsider('pgbg_monitor_outsider');
+const db = useDatabase(import.meta.filename, stranger.hooks);
+const outsiderUrl = () => stranger.url(db.url);
 
 function monitor(options: ConstructorParameters<typeof WorkerMonitor>[0] = {}): WorkerMonitor {
   return new WorkerMonitor({ connectionString: db.url, ...options });
