@@ -47,9 +47,8 @@ const proofs = {
   noindex: (c) => `;INSERT INTO bench_jc_ends (cookie, committed_at) VALUES ('${c}'::int8, pg_catalog.clock_timestamp())`,
   // Any second statement at all.
   select1: () => `;SELECT 1`,
-  // The writer's statements today: for SQL that writes (by its first word), and for other SQL.
-  writes: (c) => `;${catalog.journalCommitSql(schema, c, true)}`,
-  other: (c) => `;${catalog.journalCommitSql(schema, c, false)}`,
+  // The writer's statement today (for every transactional worker).
+  writes: (c) => `;${catalog.journalCommitSql(schema, c)}`,
 };
 
 async function proofPart(kind) {

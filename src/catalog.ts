@@ -391,19 +391,15 @@ DELETE FROM ${schema}.pg_background_journal WHERE finished_at < pg_catalog.now()
 
 /**
  * The last statement of a journaled worker's own transaction: records that it committed, so the
- * row commits exactly when the work does. `always` (SQL that writes, by its first word, or may
- * notify): an INSERT ... VALUES, the cheapest form (no subquery to plan; ~20 µs of server time
- * less per task than the conditional one, bench/journal-cost.mjs). Otherwise nothing when the
- * transaction wrote nothing (no xid: it commits nothing, and a read-only commit stays free of a
- * WAL flush). A NOTIFY takes its xid only at commit, so SQL that may notify records its end
- * whatever it wrote. Either form is right for any SQL: the unconditional one only costs a read-only
- * transaction its xid. `schema` quoted; the cookie as a quoted literal (an int8 literal of -2^63
- * would be numeric).
+ * row commits exactly when the work does. Unconditional, whatever the transaction did: one that
+ * seems to have written nothing may still have committed something (a NOTIFY takes its xid only
+ * at commit, from a function as well as from the text), and a read-only one only pays its xid and
+ * its commit's WAL flush. An INSERT ... VALUES, the cheapest form (no subquery to plan;
+ * bench/journal-cost.mjs). `schema` quoted; the cookie as a quoted literal (an int8 literal of
+ * -2^63 would be numeric).
  */
-export const journalCommitSql = (schema: string, cookie: bigint, always = false) =>
-  always
-    ? `INSERT INTO ${schema}.pg_background_journal_ends (cookie, committed_at) VALUES ('${cookie}'::int8, pg_catalog.clock_timestamp())`
-    : `INSERT INTO ${schema}.pg_background_journal_ends (cookie, committed_at) SELECT '${cookie}'::int8, pg_catalog.clock_timestamp() WHERE pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL`;
+export const journalCommitSql = (schema: string, cookie: bigint) =>
+  `INSERT INTO ${schema}.pg_background_journal_ends (cookie, committed_at) VALUES ('${cookie}'::int8, pg_catalog.clock_timestamp())`;
 
 // ---- the operator's view, from another process (monitor/worker-monitor.ts) -------------------
 // The view pg_background_workers and the control functions live in install()'s schema; `schema`

@@ -412,6 +412,27 @@ test('kill -9 of the launching process: a worker whose only effect is a NOTIFY i
   }
 });
 
+test('kill -9 of the launching process: a worker whose function sends a notification (no NOTIFY in its text) is shown stopped once it commits', async () => {
+  await db.query("CREATE FUNCTION tell_quietly() RETURNS void LANGUAGE sql AS $$ SELECT pg_notify('journal_told', 'quietly') $$");
+  const listener = new pg.Client({ connectionString: db.url });
+  await listener.connect();
+  const heard: string[] = [];
+  listener.on('notification', (n) => heard.push(n.payload ?? ''));
+  await listener.query('LISTEN journal_told');
+  try {
+    let cookie = '';
+    await gated(async () => {
+      ({ cookie } = await launchJournaledAndKill(`SELECT pg_advisory_xact_lock(${GATE}); SELECT tell_quietly()`));
+    });
+    await until(async () => heard.length === 1, 'the notification', 15_000);
+    assert.deepEqual(heard, ['quietly']);
+    assert.deepEqual(await viewRow(cookie), { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
+  } finally {
+    await listener.end();
+    await db.query('DROP FUNCTION tell_quietly()');
+  }
+});
+
 test('a pending worker is journaled as proven when its SQL will carry the proof (a VACUUM will not), so an orphaned pending row reads "nothing committed"', async (t) => {
   const { bg, release } = await heldSlot(t, 5151);
   const pendingInsert = bg.launch("INSERT INTO marks VALUES ('pending')", { label: 'journal/pending-insert' });
@@ -530,7 +551,7 @@ test('journal rows keep every text exactly (quotes, backslashes, braces, commas,
   await bg.close();
 });
 
-test('the proof of the end: SQL that writes (by its first word) records it even when it changed no row; a read-only SELECT records none', async () => {
+test('the proof of the end: every transactional worker records it, whatever it wrote (a zero-row UPDATE or DELETE, a read-only SELECT)', async () => {
   const bg = db.background({ journal: true });
   const noRow = await bg.launch("UPDATE marks SET mark = 'never' WHERE false");
   const deleted = await bg.launch("DELETE FROM marks WHERE mark = 'no such mark'");
@@ -542,7 +563,7 @@ test('the proof of the end: SQL that writes (by its first word) records it even 
   ]);
   assert.deepEqual(
     ends.map((e) => e.cookie),
-    [noRow, deleted, inserted]
+    [noRow, deleted, readOnly, inserted]
       .map((h) => h.cookie)
       .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       .map(String),

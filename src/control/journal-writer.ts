@@ -21,15 +21,6 @@ import type { TaskPlan } from '../plan/task-plan.js';
 import { JOURNAL_COLUMNS, journalBatch, type JournalOwner, type JournalSink } from '../store/journal.js';
 import type { Worker } from '../store/worker.js';
 
-/** SQL text that may send a notification: NOTIFY or pg_notify(). */
-const MAY_NOTIFY = /notify/i;
-/**
- * SQL whose first word writes (INSERT, UPDATE, DELETE, MERGE): its transaction has an xid
- * almost always, so its end is recorded unconditionally, by the cheaper statement (a false
- * match, one that wrote nothing, only costs that transaction an xid).
- */
-const WRITES = /^[ \t\n\r\f]*(?:insert|update|delete|merge)(?![\w$\u0080-\uffff])/i;
-
 /**
  * A changed worker's row waits this long after its first unwritten change before it is written
  * (so a worker that starts and ends within it is written once, as it ended); batches are looked
@@ -122,12 +113,7 @@ export class JournalWriter implements JournalSink {
   commitPiece(worker: Worker, plan: TaskPlan): string | null {
     if (!this.#provesEnd(worker, plan)) return null;
     this.#proven.add(worker);
-    // A transaction whose only effect is a NOTIFY has no xid before its commit: text that names
-    // NOTIFY (or pg_notify) records its end unconditionally. (A function that notifies without
-    // its name in the text is not seen: such a worker, killed with its owner, reads "nothing
-    // committed" of its data, which holds, while its notification went out.)
-    const text = plan.text;
-    return journalCommitSql(this.#schema!, worker.cookie, WRITES.test(text) || MAY_NOTIFY.test(text));
+    return journalCommitSql(this.#schema!, worker.cookie);
   }
 
   /** Whether `worker`'s transaction will end with the insert that proves its commit. */
