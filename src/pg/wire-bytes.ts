@@ -3,7 +3,8 @@
 // prefix goes to the socket as one chunk instead of one buffer (and one entry in the socket's
 // corked write queue) per message; the reset's never changes and is encoded once per process.
 // Unnamed statement and portal, no parameters, text format: the bytes pg's own serializer
-// writes for `parse({ text })`, `bind({ values: [] })` and `execute({})`.
+// writes for `parse({ text })` and `execute({})`, and for `bind({ values: [] })` but for its
+// result formats: ours lists none, pg's one (text), which the protocol reads alike.
 
 /** Bind of the unnamed portal to the unnamed statement: no formats, no parameters, no result formats. */
 const BIND_NONE = Buffer.from([0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);

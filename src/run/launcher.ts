@@ -87,7 +87,6 @@ export class Launcher {
       // without the closure and second async frame of #start.
       let worker: Worker;
       try {
-        this.#localFull();
         worker = this.#accept(launch);
       } catch (error) {
         return Promise.reject(error);
@@ -296,9 +295,9 @@ export class Launcher {
     try {
       const run = this.#attach(worker, connection, slot, firstStart, again);
       const { end } = run;
+      if (worker.cancelRequested) return Promise.resolve(end(failed(new WorkerFailure('57014', 'canceling statement due to user request'))));
       // needsReset: prefixable, and takePrefixReset cannot refuse (the transaction status is idle).
       const resetFirst = connection.needsReset && connection.takePrefixReset();
-      if (worker.cancelRequested) return Promise.resolve(end(failed(new WorkerFailure('57014', 'canceling statement due to user request'))));
       this.#send(worker, connection, launch.plan, resetFirst, run);
       return RESOLVED;
     } catch (error) {
