@@ -393,44 +393,40 @@ test('a cancelled worker whose end is not journaled yet is not shown as gone whi
   await bg.close();
 });
 
-test('kill -9 of the launching process: a worker whose only effect is a NOTIFY is shown stopped once it commits (its xid comes only at commit)', async () => {
+/**
+ * Listening on `channel`, a journaling process launches `gatedSql` (it waits for GATE first) and
+ * is killed; the gate opens and the orphaned worker commits: what was heard, and its view row.
+ */
+async function notifiedOrphan(channel: string, gatedSql: string) {
   const listener = new pg.Client({ connectionString: db.url });
   await listener.connect();
   const heard: string[] = [];
   listener.on('notification', (n) => heard.push(n.payload ?? ''));
-  await listener.query('LISTEN journal_notified');
+  await listener.query(`LISTEN ${channel}`);
   try {
     let cookie = '';
     await gated(async () => {
-      ({ cookie } = await launchJournaledAndKill(`SELECT pg_advisory_xact_lock(${GATE}); NOTIFY journal_notified, 'committed'`));
+      ({ cookie } = await launchJournaledAndKill(`SELECT pg_advisory_xact_lock(${GATE}); ${gatedSql}`));
     });
     await until(async () => heard.length === 1, 'the notification', 15_000);
-    assert.deepEqual(heard, ['committed']);
-    assert.deepEqual(await viewRow(cookie), { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
+    return { heard, row: await viewRow(cookie) };
   } finally {
     await listener.end();
   }
+}
+
+test('kill -9 of the launching process: a worker whose only effect is a NOTIFY is shown stopped once it commits (its xid comes only at commit)', async () => {
+  const { heard, row } = await notifiedOrphan('journal_notified', "NOTIFY journal_notified, 'committed'");
+  assert.deepEqual(heard, ['committed']);
+  assert.deepEqual(row, { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
 });
 
-test('kill -9 of the launching process: a worker whose function sends a notification (no NOTIFY in its text) is shown stopped once it commits', async () => {
+test('kill -9 of the launching process: a worker whose function sends a notification (no NOTIFY in its text) is shown stopped once it commits', async (t) => {
   await db.query("CREATE FUNCTION tell_quietly() RETURNS void LANGUAGE sql AS $$ SELECT pg_notify('journal_told', 'quietly') $$");
-  const listener = new pg.Client({ connectionString: db.url });
-  await listener.connect();
-  const heard: string[] = [];
-  listener.on('notification', (n) => heard.push(n.payload ?? ''));
-  await listener.query('LISTEN journal_told');
-  try {
-    let cookie = '';
-    await gated(async () => {
-      ({ cookie } = await launchJournaledAndKill(`SELECT pg_advisory_xact_lock(${GATE}); SELECT tell_quietly()`));
-    });
-    await until(async () => heard.length === 1, 'the notification', 15_000);
-    assert.deepEqual(heard, ['quietly']);
-    assert.deepEqual(await viewRow(cookie), { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
-  } finally {
-    await listener.end();
-    await db.query('DROP FUNCTION tell_quietly()');
-  }
+  t.after(() => db.query('DROP FUNCTION tell_quietly()'));
+  const { heard, row } = await notifiedOrphan('journal_told', 'SELECT tell_quietly()');
+  assert.deepEqual(heard, ['quietly']);
+  assert.deepEqual(row, { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
 });
 
 test('a pending worker is journaled as proven when its SQL will carry the proof (a VACUUM will not), so an orphaned pending row reads "nothing committed"', async (t) => {
