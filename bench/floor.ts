@@ -4,6 +4,12 @@
 //   pool    pg.Pool({ max: 16 }), `pool.query(sql)`
 //   floor   16 raw clients, each task followed by DISCARD ALL in the same write (pg's pipeline
 //           mode, corked): the least an isolated task on a dedicated connection can cost
+//   floor-prefix  16 raw clients, each task's write exactly the library's for an untagged task:
+//           DISCARD ALL (Parse, Bind, Execute) ahead of the task under its one Sync
+//   floor-tagged  the same with the library's tag too: DISCARD ALL, SET application_name TO
+//           'pgbg:<cookie>:floor', the task, one Sync. The least any library doing what ours does
+//           (isolation, and SPEC's per-task tag) can cost: lib against it is our own overhead,
+//           floor-tagged against floor-prefix what the tag itself costs
 //   lib     pg-background with its defaults (tagged connections on)
 //   untagged  pg-background with `tagConnections: false`
 //   journal   pg-background with its defaults and `journal: true` (fire-and-forget only)
@@ -23,6 +29,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { PgBackground, type PgBackgroundOptions } from 'pg-background';
+import { encodeExtended, encodeStatement } from '../src/pg/wire-bytes.js';
+import { RESET_SQL, tagSql } from '../src/catalog.js';
 import { median, metric, now, sleep, target, withClient, type BenchContext, type ScenarioReport } from './measure.js';
 
 const FIRE_TASKS = Number(process.env.PGBG_BENCH_FLOOR_TASKS ?? 20_000);
@@ -33,9 +41,9 @@ const TINY_WARMUP = 100;
 const INSERT = 'INSERT INTO bench_floor (id, payload) VALUES ($1, $2)';
 const MIN_RUNS = 5;
 
-const SIDES = ['query', 'pool', 'floor', 'lib', 'untagged', 'journal', 'lib-loops', 'pool-queue'] as const;
+const SIDES = ['query', 'pool', 'floor', 'floor-prefix', 'floor-tagged', 'lib', 'untagged', 'journal', 'lib-loops', 'pool-queue'] as const;
 type Side = (typeof SIDES)[number];
-const TINY_SIDES = ['query', 'floor', 'lib', 'untagged'] as const;
+const TINY_SIDES = ['query', 'floor', 'floor-prefix', 'floor-tagged', 'lib', 'untagged'] as const;
 type TinySide = (typeof TINY_SIDES)[number];
 
 const CLOCK_TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
@@ -93,6 +101,54 @@ function withReset(client: pg.Client, text: string, values: unknown[]): Promise<
   const reset = client.query('DISCARD ALL');
   stream.uncork();
   return Promise.all([task, reset]);
+}
+
+/**
+ * A pipeline encoded beforehand (ending in Sync) as pg's active query: written at its turn,
+ * settled at its ReadyForQuery with the count of its rows (pg drops it at an ErrorResponse).
+ */
+class RawPipeline {
+  readonly done: Promise<number>;
+  #resolve!: (rows: number) => void;
+  #reject!: (error: Error) => void;
+  #rows = 0;
+  constructor(readonly bytes: Buffer) {
+    this.done = new Promise<number>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+  submit(connection: { stream: { write(bytes: Buffer): void } }): void {
+    connection.stream.write(this.bytes);
+  }
+  handleRowDescription(): void {}
+  handleDataRow(): void {
+    this.#rows++;
+  }
+  handleCommandComplete(): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+  handleError(error: Error): void {
+    this.#reject(error);
+  }
+  handleReadyForQuery(): void {
+    this.#resolve(this.#rows);
+  }
+}
+
+const RESET_PREFIX = encodeStatement(RESET_SQL);
+let floorCookie = 0x1000n;
+
+/**
+ * One task as the library writes it on a warm connection: the deferred DISCARD ALL ahead of it
+ * under its Sync, and with `tagged` the worker's tag between them (floor-prefix, floor-tagged).
+ */
+function asLibrary(client: pg.Client, tagged: boolean, text: string, values: string[]): Promise<number> {
+  let lead = RESET_PREFIX;
+  if (tagged) lead = encodeStatement(tagSql(`pgbg:${(floorCookie++).toString(16).padStart(16, '0')}:floor`, false), lead);
+  const pipeline = new RawPipeline(encodeExtended(lead, text, values));
+  client.query(pipeline as unknown as pg.QueryConfig);
+  return pipeline.done;
 }
 
 async function fireDriver(url: string, side: Side): Promise<FireDriver> {
@@ -154,6 +210,7 @@ async function fireDriver(url: string, side: Side): Promise<FireDriver> {
         clients.map(async (client) => {
           for (let i = next++; i < count; i = next++) {
             if (side === 'floor') await withReset(client, INSERT, [firstId + i, 'row']);
+            else if (side === 'floor-prefix' || side === 'floor-tagged') await asLibrary(client, side === 'floor-tagged', INSERT, [String(firstId + i), 'row']);
             else await client.query(INSERT, [firstId + i, 'row']);
           }
         }),
@@ -201,8 +258,10 @@ async function tinyOnce(url: string, side: TinySide): Promise<number> {
   } else {
     const [client] = await rawClients(url, side === 'floor', 1);
     once = async () => {
-      const result = side === 'floor' ? ((await withReset(client!, 'SELECT 1', [])) as [pg.QueryResult])[0] : await client!.query('SELECT 1');
-      if (result.rows.length !== 1) throw new Error('tiny: expected one row');
+      let rows: number;
+      if (side === 'floor-prefix' || side === 'floor-tagged') rows = await asLibrary(client!, side === 'floor-tagged', 'SELECT 1', []);
+      else rows = (side === 'floor' ? ((await withReset(client!, 'SELECT 1', [])) as [pg.QueryResult])[0] : await client!.query('SELECT 1')).rows.length;
+      if (rows !== 1) throw new Error('tiny: expected one row');
     };
     close = () => client!.end();
   }
@@ -296,6 +355,13 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
   const journalFire = median(fire.get('journal')!.map((s, i) => s.tasksPerSecond / fire.get('lib')![i]!.tasksPerSecond));
   const journalCpu = median(fire.get('journal')!.map((s, i) => (s.nodeUs + s.serverUs) / (fire.get('lib')![i]!.nodeUs + fire.get('lib')![i]!.serverUs)));
   const tagTiny = median(tiny.get('lib')!.map((ms, i) => ms / tiny.get('untagged')![i]!));
+  // The tag on raw clients, the library's exact bytes with and without it: its least cost.
+  const perRun = <T>(a: T[], b: T[], f: (x: T, y: T) => number) => median(a.map((x, i) => f(x, b[i]!)));
+  const cpu = (s: FireSample) => s.nodeUs + s.serverUs;
+  const floorTagFire = perRun(fire.get('floor-tagged')!, fire.get('floor-prefix')!, (x, y) => x.tasksPerSecond / y.tasksPerSecond);
+  const floorTagCpu = perRun(fire.get('floor-tagged')!, fire.get('floor-prefix')!, (x, y) => cpu(x) / cpu(y));
+  const floorTagTiny = perRun(tiny.get('floor-tagged')!, tiny.get('floor-prefix')!, (x, y) => x / y);
+  const libOverFloor = perRun(fire.get('lib')!, fire.get('floor-tagged')!, (x, y) => x.tasksPerSecond / y.tasksPerSecond);
   const metrics = [
     ...SIDES.filter((s) => s !== 'pool').map((s) =>
       metric(
@@ -334,6 +400,11 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
       target('fire: tags on / off throughput', tagFire, '>=', 0.97),
       target('fire: tags on / off CPU per task', tagCpu, '<=', 1.03),
       target('tiny: tags on / off latency', tagTiny, '<=', 1.03),
+      target('fire, raw clients: floor-tagged / floor-prefix throughput (the tag alone)', floorTagFire, '>=', 0.97),
+      target('fire, raw clients: floor-tagged / floor-prefix CPU per task (the tag alone)', floorTagCpu, '<=', 1.03),
+      target('tiny, raw clients: floor-tagged / floor-prefix latency (the tag alone)', floorTagTiny, '<=', 1.03),
+      target('fire: lib / floor-tagged throughput (our own overhead)', libOverFloor, '>=', 0.9),
+      target('fire: floor-tagged / pg.Pool (median of run ratios)', median(fireRatio.get('floor-tagged')!), '>=', 0.9),
       target('fire: journal on / off throughput', journalFire, '>=', 0.75),
       target('fire: journal on / off CPU per task', journalCpu, '<=', 1.25),
     ],
