@@ -59,3 +59,18 @@ test('encodeExtended: with a trailer (the journal statement), its Parse, Bind an
   assert.deepEqual(encodeExtended(lead, text, values, trailer), Buffer.concat([lead, pgBytes]));
   assert.deepEqual(encodeExtended(null, text, values, null), encodeExtended(null, text, values));
 });
+
+test('encodeExtended: a lead statement (the tag) is written in place, byte for byte what encodeStatement puts ahead of the task', () => {
+  const text = 'INSERT INTO t (id, payload) VALUES ($1, $2)';
+  const values = ['7', 'é'];
+  const tag = "SET application_name TO 'pgbg:00000000000000ff:żółw'";
+  const trailer = "INSERT INTO public.pg_background_journal_ends (cookie, committed_at) VALUES ('7'::int8, pg_catalog.clock_timestamp())";
+  const reset = encodeStatement('DISCARD ALL');
+  for (const lead of [null, reset]) {
+    for (const end of [null, trailer]) {
+      const inPlace = encodeExtended(lead, text, values, end, tag);
+      assert.deepEqual(inPlace, encodeExtended(encodeStatement(tag, lead), text, values, end));
+      assert.deepEqual(inPlace.subarray(lead?.length ?? 0, (lead?.length ?? 0) + 1 + 4 + 1 + Buffer.byteLength(tag) + 1 + 2), serialize.parse({ text: tag }));
+    }
+  }
+});

@@ -52,15 +52,24 @@ const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
 const valueBytes: number[] = [];
 
 /**
- * A whole single-statement task in one buffer: `lead` (its prefix, encoded before), then Parse of
+ * A whole single-statement task in one buffer: `lead` (its prefix, encoded before), then
+ * (`leadStatement`, a statement of ours without parameters: the tag) its Parse, Bind and Execute,
+ * written in place rather than encoded into a buffer of its own first, then Parse of
  * `text`, Bind of `values` (text format, a Buffer as binary, null as NULL; text results),
  * Describe of the portal, Execute, then (`trailer`, a statement of ours without parameters, the
  * journal's) its Parse, Bind and Execute, and Sync. Byte for byte what pg's serializer writes for
  * `parse`, `bind`, `describe({ type: 'P' })`, `execute({})` (and `parse`, `bind({ values: [] })`,
  * `execute({})` of the trailer) and `sync()`.
  */
-export function encodeExtended(lead: Buffer | null, text: string, values: readonly (string | Buffer | null)[], trailer: string | null = null): Buffer {
-  const leadLength = lead === null ? 0 : lead.length;
+export function encodeExtended(
+  lead: Buffer | null,
+  text: string,
+  values: readonly (string | Buffer | null)[],
+  trailer: string | null = null,
+  leadStatement: string | null = null,
+): Buffer {
+  const leadParseLength = leadStatement === null ? 0 : 4 + 1 + Buffer.byteLength(leadStatement, 'utf8') + 1 + 2;
+  const leadLength = (lead === null ? 0 : lead.length) + (leadStatement === null ? 0 : 1 + leadParseLength + BIND_NONE.length + EXECUTE.length);
   const textBytes = Buffer.byteLength(text, 'utf8');
   const parseLength = 4 + 1 + textBytes + 1 + 2;
   const trailerParseLength = trailer === null ? 0 : 4 + 1 + Buffer.byteLength(trailer, 'utf8') + 1 + 2;
@@ -75,6 +84,11 @@ export function encodeExtended(lead: Buffer | null, text: string, values: readon
   }
   const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + 1 + bindLength + DESCRIBE_PORTAL.length + EXECUTE.length + trailerLength + SYNC.length);
   let at = lead === null ? 0 : lead.copy(out, 0);
+  if (leadStatement !== null) {
+    at = writeParse(out, at, leadStatement, leadParseLength);
+    at += BIND_NONE.copy(out, at);
+    at += EXECUTE.copy(out, at);
+  }
   at = writeParse(out, at, text, parseLength);
   out[at] = 0x42; // 'B'
   out.writeInt32BE(bindLength, at + 1);

@@ -175,8 +175,6 @@ export class TaskQuery implements WireReader {
   write(wire: WireWriter): void {
     this.#queue.attach(wire.flow);
     const { text, values, pieces } = this.#plan;
-    // One write: the task, and the trailer (the reset for the next task) right behind it.
-    wire.cork();
     // The journal's statement shares the task's transaction: the statements before one Sync (or
     // in one simple Query) are one implicit transaction, committed at its end, where the work is.
     const journal = this.#journal;
@@ -184,6 +182,14 @@ export class TaskQuery implements WireReader {
     // The previous task's reset first: DISCARD ALL commits at once, so what follows runs in a
     // transaction of its own, in a clean session; if it fails, the server skips to the Sync.
     let prefix = this.#resetPending ? RESET_PREFIX : null;
+    if (pieces === null && !this.#simple && !this.#tagSegment && (!this.#session || this.#defer)) {
+      // The common task: one statement, its tag and the reset ahead of it written in place, in
+      // one buffer and one write (nothing to cork).
+      wire.bytes(encodeExtended(prefix, text, (values ?? []) as (string | Buffer | null)[], journal, tag)); // pg only reads them
+      return;
+    }
+    // One write: the task, and the trailer (the reset for the next task) right behind it.
+    wire.cork();
     if (tag !== null && !this.#wrapped) {
       // Ahead of everything (behind the reset): in the task's transaction (a failed task rolls
       // it back, the reset undoes it after a success), or alone under its own Sync.
