@@ -211,8 +211,9 @@ const journal: Migration = {
     `COMMENT ON TABLE ${schema}.${JOURNAL_TABLE} IS '${JOURNAL_MARKER} v4: one row per worker of every journaling pg-background process'`,
     // The end of a worker, written by its own transaction as its last statement: it commits
     // exactly when the work does, whether or not a batch landed. Insert-only and narrow (a
-    // task pays ~the cost of one more tiny row, no upsert); a transaction that wrote nothing
-    // inserts nothing (it commits nothing, and its commit stays free of a WAL flush).
+    // task pays ~the cost of one more tiny row, no upsert). Every transactional worker writes
+    // it, a read-only one too: a transaction that seems to write nothing may still commit
+    // something (a notification a function sends), so there is no "wrote nothing" to skip.
     `CREATE TABLE IF NOT EXISTS ${schema}.${JOURNAL_ENDS_TABLE} (
   cookie int8 PRIMARY KEY,
   committed_at timestamptz NOT NULL
