@@ -44,10 +44,11 @@ export class JournalWriter implements JournalSink {
   readonly #retentionMs: number;
   readonly #owner: JournalOwner;
   readonly #warn: (warning: PgBackgroundError) => void;
-  /** Workers whose row is due, with the time of their last change. */
-  #dirty = new Map<Worker, number>();
-  /** The same workers, by their first unwritten change (Map order: oldest first). */
-  #since = new Map<Worker, number>();
+  /**
+   * Workers whose row is due, in the order of their first unwritten change (oldest first: the
+   * hold is counted from it), with the time of their last (the row's updated_at).
+   */
+  #due = new Map<Worker, Due>();
   /**
    * Workers whose row is in the table and not yet in its final state, with the change it showed:
    * their next write is an update. Those rows name the control session that wrote them as their
@@ -80,14 +81,12 @@ export class JournalWriter implements JournalSink {
     // committed", while this process will still run it). They are written again at the next
     // batch, which opens the new session and names it.
     control.onSessionEnded(() => {
-      const due = new Map<Worker, number>();
+      const front = new Map<Worker, Due>();
       for (const [worker, at] of this.#written) {
-        if (this.#dirty.has(worker)) continue;
-        this.#dirty.set(worker, at);
-        due.set(worker, -Infinity); // due at once, not after the hold: first in #since's order
+        if (!this.#due.has(worker)) front.set(worker, { first: -Infinity, last: at }); // due at once, not after the hold
       }
-      if (due.size > 0) this.#since = new Map([...due, ...this.#since]);
-      if (this.#dirty.size > 0 && this.#timer === null && this.#writing === null && !this.#closed) this.#schedule(JOURNAL_FLUSH_MS);
+      if (front.size > 0) this.#due = new Map([...front, ...this.#due]);
+      if (this.#due.size > 0 && this.#timer === null && this.#writing === null && !this.#closed) this.#schedule(JOURNAL_FLUSH_MS);
     });
   }
 
@@ -146,8 +145,9 @@ export class JournalWriter implements JournalSink {
   }
 
   changed(worker: Worker, at: number): void {
-    this.#dirty.set(worker, at);
-    if (!this.#since.has(worker)) this.#since.set(worker, at);
+    const due = this.#due.get(worker);
+    if (due === undefined) this.#due.set(worker, { first: at, last: at });
+    else due.last = at;
     if (this.#timer === null && this.#writing === null && !this.#closed) this.#schedule(JOURNAL_FLUSH_MS);
   }
 
@@ -157,7 +157,7 @@ export class JournalWriter implements JournalSink {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     await this.#writing;
-    if (this.#dirty.size > 0) await this.#write(0); // every row, however young
+    if (this.#due.size > 0) await this.#write(0); // every row, however young
     this.#written.clear();
   }
 
@@ -188,7 +188,7 @@ export class JournalWriter implements JournalSink {
       this.#timer = null;
       this.#writing = this.#write().finally(() => {
         this.#writing = null;
-        if (this.#dirty.size > 0 && !this.#closed && this.#timer === null) this.#schedule(this.#failing ? JOURNAL_RETRY_MS : JOURNAL_FLUSH_MS);
+        if (this.#due.size > 0 && !this.#closed && this.#timer === null) this.#schedule(this.#failing ? JOURNAL_RETRY_MS : JOURNAL_FLUSH_MS);
       });
     }, ms);
     // Journaling is no reason to keep the process alive: close() writes what is left.
@@ -200,19 +200,19 @@ export class JournalWriter implements JournalSink {
   /** Writes the rows of the workers whose first unwritten change came `holdMs` ago or earlier. */
   async #write(holdMs = JOURNAL_HOLD_MS): Promise<void> {
     const schema = this.#schema;
-    if (schema === null || this.#dirty.size === 0) return;
+    if (schema === null || this.#due.size === 0) return;
     const cut = Date.now() - holdMs;
-    const batch = new Map<Worker, number>();
-    const since = new Map<Worker, number>();
-    for (const [worker, first] of this.#since) {
-      if (first > cut) break; // oldest first: the rest are younger still
-      batch.set(worker, this.#dirty.get(worker)!);
-      since.set(worker, first);
+    const taken = new Map<Worker, Due>();
+    for (const [worker, due] of this.#due) {
+      if (due.first > cut) break; // oldest first: the rest are younger still
+      taken.set(worker, due);
     }
-    if (batch.size === 0) return;
-    for (const worker of batch.keys()) {
-      this.#dirty.delete(worker);
-      this.#since.delete(worker);
+    if (taken.size === 0) return;
+    // Each worker's row as of its last change.
+    const batch = new Map<Worker, number>();
+    for (const [worker, due] of taken) {
+      this.#due.delete(worker);
+      batch.set(worker, due.last);
     }
     // A worker never written goes in a plain INSERT (no ON CONFLICT: ~1/3 less server time per
     // row); one written before, in the upsert.
@@ -240,25 +240,25 @@ export class JournalWriter implements JournalSink {
       // Its next row is an update, unless this one was its last (a worker that ended since is
       // due again: it stays known until that row is written).
       for (const [worker, at] of batch) {
-        if (worker.active || this.#dirty.has(worker)) this.#written.set(worker, at);
+        if (worker.active || this.#due.has(worker)) this.#written.set(worker, at);
         else this.#written.delete(worker);
       }
     } catch (error) {
       journalCounts.failures++;
       this.#failing = true;
-      // Keep the rows for the next write, unless the worker changed again meanwhile (newer),
-      // oldest first: past JOURNAL_MAX_PENDING, those go.
-      const kept = new Map<Worker, number>();
-      for (const [worker, at] of batch) if (!this.#dirty.has(worker)) kept.set(worker, at);
-      for (const [worker, at] of this.#dirty) kept.set(worker, at);
-      this.#dirty = kept;
-      const keptSince = new Map(since);
-      for (const [worker, first] of this.#since) if (!keptSince.has(worker)) keptSince.set(worker, first);
-      this.#since = keptSince;
-      for (const worker of this.#since.keys()) {
-        if (this.#dirty.size <= JOURNAL_MAX_PENDING) break;
-        this.#dirty.delete(worker);
-        this.#since.delete(worker);
+      // Keep the rows for the next write, ahead of those due since (their first change is
+      // older); a worker that changed again meanwhile keeps that first change and its newest
+      // last. Oldest first: past JOURNAL_MAX_PENDING, those go.
+      const kept = new Map<Worker, Due>();
+      for (const [worker, due] of taken) {
+        const newer = this.#due.get(worker);
+        kept.set(worker, newer === undefined ? due : { first: due.first, last: newer.last });
+      }
+      for (const [worker, due] of this.#due) if (!kept.has(worker)) kept.set(worker, due);
+      this.#due = kept;
+      for (const worker of this.#due.keys()) {
+        if (this.#due.size <= JOURNAL_MAX_PENDING) break;
+        this.#due.delete(worker);
         this.#written.delete(worker);
       }
       this.#report(error);
@@ -289,6 +289,12 @@ export class JournalWriter implements JournalSink {
       ),
     );
   }
+}
+
+/** A worker's unwritten changes: when the first and the last came (ms). */
+interface Due {
+  readonly first: number;
+  last: number;
 }
 
 /** Words of SQL that may make its own transaction read-only. */
