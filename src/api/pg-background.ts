@@ -317,10 +317,20 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   /** Waits at most `timeoutMs`: true if the worker finished, false on timeout. */
   wait(handle: WorkerRef, options: WaitOptions & { timeoutMs: number }): Promise<boolean>;
   wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean>;
-  async wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean> {
+  wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean> {
+    if (options !== undefined) return this.#waitWithin(handle, options);
+    // No deadline, no signal: the worker's own promise (it only resolves, with nothing), without
+    // a race or an async frame around it; a closed instance or a bad handle rejects.
+    try {
+      this.#assertOpen();
+      return this.#store.lookup(handle).whenTerminal;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #waitWithin(handle: WorkerRef, options: WaitOptions): Promise<void | boolean> {
     this.#assertOpen();
-    // No deadline, no signal: the worker's own promise (it only resolves), without a race around it.
-    if (options === undefined) return void (await this.#store.lookup(handle).whenTerminal);
     const { timeoutMs, signal } = waitOptions(options);
     const worker = this.#store.lookup(handle);
     const finished = await worker.waitTerminal(timeoutMs ?? Infinity, signal);
