@@ -87,13 +87,14 @@ const sleeper = (mark: string) => `INSERT INTO marks VALUES ('${mark}'); SELECT 
 test('a fresh instance’s very first worker, cancelled from SQL the moment it appears: canceled, nothing committed (ten fresh instances)', async () => {
   await controlLogin('allow');
   const outsider = await db.client();
+  const outsiderPid = (await outsider.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   const ends: string[] = [];
   for (let i = 0; i < 10; i++) {
     const label = `first/${i}`;
     const cancelled = cancelOnSight(outsider, label);
     // The outsider's loop is running before the instance exists.
     await until(
-      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [outsider.processID])).length === 1,
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [outsiderPid])).length === 1,
       'the outsider to watch',
     );
     const bg: PgBackground = db.background();
