@@ -112,3 +112,71 @@ test('a fresh instance’s very first worker, cancelled from SQL the moment it a
   }
   assert.deepEqual(ends, Array(10).fill('canceled 57014'));
 });
+
+/** The worker's end, as 'state sqlstate'. */
+async function endOf(bg: PgBackground, h: { pid: number; cookie: bigint }): Promise<string> {
+  await bg.wait(h);
+  return `${(await bg.info(h)).state} ${(await bg.errorInfo(h))?.sqlstate ?? ''}`;
+}
+
+const tagged = async (cookie: bigint, label: string) =>
+  (
+    await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [
+      `pgbg:${BigInt.asUintN(64, cookie).toString(16).padStart(16, '0')}:${label}`,
+    ])
+  ).length === 1;
+
+test('a control connection refused at login does not fail or hold the workers; the function then cancels the backend directly (error 57014), nothing committed', async () => {
+  await controlLogin('refuse');
+  const bg = db.background();
+  try {
+    const quick = await bg.launch("INSERT INTO marks VALUES ('refused/quick')", { label: 'refused/quick' });
+    assert.equal(await endOf(bg, quick), 'stopped ');
+    assert.equal(await marks('refused/quick'), 1);
+    const h = await bg.launch(sleeper('refused/sleeper'), { label: 'refused/sleeper' });
+    await until(() => tagged(h.cookie, 'refused/sleeper'), 'the worker to run, tagged');
+    assert.equal(await listening(), 0);
+    assert.deepEqual(await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control' AND datname = current_database()"), []);
+    assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
+    assert.equal(await endOf(bg, h), 'error 57014');
+    assert.equal(await marks('refused/sleeper'), 0);
+  } finally {
+    await bg.close({ cancel: true });
+    await controlLogin('allow');
+  }
+});
+
+test('a control connection held up at login holds a worker for LISTEN_WAIT_MS at most, then none; once it listens, a cancel from SQL reaches the owner again', async () => {
+  await controlLogin('hold');
+  const holder = await db.client();
+  await holder.query(`SELECT pg_advisory_lock(${HOLD_KEY})`);
+  const bg = db.background();
+  let held = true;
+  try {
+    // The first worker goes once the bound passed (LISTEN_WAIT_MS; the ceiling here is 5 s, far
+    // below the control connection's own 30 s connect deadline), its control connection still
+    // waiting at its login; the second does not wait at all.
+    const first = await bg.launch("INSERT INTO marks VALUES ('held/first')", { label: 'held/first' });
+    await until(async () => (await bg.info(first)).state === 'stopped', 'the first worker to end within the bound', 5_000);
+    assert.equal(await endOf(bg, first), 'stopped ');
+    const second = await bg.launch("INSERT INTO marks VALUES ('held/second')", { label: 'held/second' });
+    assert.equal(await endOf(bg, second), 'stopped ');
+    assert.equal((await marks('held/first')) + (await marks('held/second')), 2);
+    const waiting = await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control' AND wait_event = 'advisory'");
+    assert.equal(waiting.length, 1, 'the control connection is still held at its login');
+    assert.equal(await listening(), 0);
+    // Let it in: it listens, and the next worker's cancel from SQL goes through the owner.
+    await holder.query(`SELECT pg_advisory_unlock(${HOLD_KEY})`);
+    held = false;
+    await until(async () => (await listening()) === 1, 'the control connection to listen');
+    const h = await bg.launch(sleeper('held/sleeper'), { label: 'held/sleeper' });
+    await until(() => tagged(h.cookie, 'held/sleeper'), 'the worker to run, tagged');
+    assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
+    assert.equal(await endOf(bg, h), 'canceled 57014');
+    assert.equal(await marks('held/sleeper'), 0);
+  } finally {
+    if (held) await holder.query(`SELECT pg_advisory_unlock(${HOLD_KEY})`);
+    await bg.close({ cancel: true });
+    await controlLogin('allow');
+  }
+});
