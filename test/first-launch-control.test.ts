@@ -180,3 +180,33 @@ test('a control connection held up at login holds a worker for LISTEN_WAIT_MS at
     await controlLogin('allow');
   }
 });
+
+test('after its control session ended, an instance’s next worker (on a warm connection) is not shown before a new session listens: cancelled on sight, canceled (five times)', async () => {
+  await controlLogin('allow');
+  const outsider = await db.client();
+  const outsiderPid = (await outsider.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const bg = db.background({ maxWorkers: 1 });
+  const ends: string[] = [];
+  try {
+    const warmUp = await bg.launch('SELECT 1');
+    await bg.wait(warmUp);
+    for (let i = 0; i < 5; i++) {
+      await until(async () => (await listening()) === 1, 'the control connection to listen');
+      await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbg:control' AND datname = current_database()");
+      await until(async () => (await listening()) === 0, 'the control session to end');
+      const label = `again/${i}`;
+      const cancelled = cancelOnSight(outsider, label);
+      await until(
+        async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [outsiderPid])).length === 1,
+        'the outsider to watch',
+      );
+      const h = await bg.launch(sleeper(label), { label });
+      assert.equal(await cancelled, h.cookie);
+      ends.push(await endOf(bg, h));
+      assert.equal(await marks(label), 0);
+    }
+  } finally {
+    await bg.close({ cancel: true });
+  }
+  assert.deepEqual(ends, Array(5).fill('canceled 57014'));
+});
