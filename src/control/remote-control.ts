@@ -40,6 +40,12 @@ export interface ControlActions {
 
 /** How long a handler that does not own the worker waits for the owner's ack. */
 export const ACK_WAIT_MS = 1000;
+/**
+ * How long a direct worker's task waits at most for its instance's control connection to listen
+ * before its tag goes out (pool/control-connection.ts): the time a handler gives an owner to
+ * answer. A control connection that fails to connect or listen lets the task go at once.
+ */
+export const LISTEN_WAIT_MS = ACK_WAIT_MS;
 /** Pause between checks of a backend stopped directly; a cancel goes again every RESEND_MS. */
 const POLL_MS = 20;
 const RESEND_MS = 200;
@@ -89,10 +95,10 @@ export class RemoteControl implements ControlSubscriber {
     control.subscribe(this);
   }
 
-  async attach(client: pg.Client): Promise<void> {
+  async attach(client: pg.Client): Promise<boolean> {
     const { rows } = await client.query<{ pid: number }>(BACKEND_PID_SQL);
     const pid = rows[0]!.pid;
-    if (pid !== backendKey(client)?.processID) return; // a pooler: see the file's opening
+    if (pid !== backendKey(client)?.processID) return false; // a pooler: see the file's opening
     await client.query(CONTROL_LISTEN_SQL);
     this.#listening = { client, pid };
     const forget = () => {
@@ -100,6 +106,7 @@ export class RemoteControl implements ControlSubscriber {
     };
     client.once('end', forget);
     client.once('error', forget);
+    return true;
   }
 
   notification(message: pg.Notification): void {

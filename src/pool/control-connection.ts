@@ -8,14 +8,23 @@
 // A subscriber (control/remote-control.ts) is told of each session (to LISTEN there) once the
 // instance is known to reach the server directly (a worker connection said so: behind a pooler
 // the control connection stays as quiet as it was), and of every notification it receives.
+// Until a session listens, a direct worker must not show its tag (the SQL functions would find
+// nobody to tell, and cancel its backend behind its owner's back): open() hands the launcher a
+// gate to wait on before the tag goes out, while a session is being attached. The gate settles
+// when the attach is done, or failed (refused, closed, not direct), or after `listenWaitMs`; once
+// an attempt to listen failed, tasks go without waiting until a session listens again.
 import pg from 'pg';
+import { untilSettled } from '../core/abort.js';
 import { socketOf } from '../pg/index.js';
 import { settlesWithin, withDeadline } from './deadline.js';
 
 /** What listens on the control connection: set up on each new session, told of each notification. */
 export interface ControlSubscriber {
-  /** A new session, before any work runs on it. A failure leaves the session serving, not listening. */
-  attach(client: pg.Client): Promise<void>;
+  /**
+   * A new session, before any work runs on it; true once it listens. A failure (or false: it
+   * found a pooler) leaves the session serving, not listening.
+   */
+  attach(client: pg.Client): Promise<boolean>;
   notification(message: pg.Notification): void;
 }
 
@@ -32,10 +41,17 @@ export class ControlConnection {
   #attached: pg.Client | null = null;
   /** Told when a session that had connected ends before close() (see onSessionEnded). */
   readonly #ended: (() => void)[] = [];
+  /** How long a task waits at most for a session being attached to listen. */
+  readonly #listenWaitMs: number;
+  /** While a session is being attached: what a direct task waits on before its tag goes out. */
+  #gate: Promise<void> | null = null;
+  /** The last attempt to listen failed (see the file's opening): no gate until one listens. */
+  #listenFailed = false;
 
-  constructor(config: pg.ClientConfig, timeoutMs: number) {
+  constructor(config: pg.ClientConfig, timeoutMs: number, listenWaitMs = 0) {
     this.#config = config;
     this.#timeoutMs = timeoutMs;
+    this.#listenWaitMs = listenWaitMs;
   }
 
   /** Sets the subscriber of every session opened from now on. */
@@ -54,24 +70,27 @@ export class ControlConnection {
 
   /**
    * Opens the connection now unless it is open (or opening); never waits, never rejects.
-   * `direct`: a worker connection of this instance reached the server without a pooler.
+   * `direct`: a worker connection of this instance reached the server without a pooler; then
+   * the result is the gate its task waits on before its tag goes out (null: nothing to wait
+   * for). It never rejects, and settles within listenWaitMs.
    */
-  open(direct = false): void {
-    if (this.#closed) return;
+  open(direct = false): Promise<void> | null {
+    if (this.#closed) return null;
     if (direct) this.#direct = true;
     // Called at every task: nothing to do once open(ing) and, where it listens, attached.
-    if (this.#current && (!this.#direct || !this.#subscriber || this.#attached === this.#current.client)) return;
+    if (this.#current && (!this.#direct || !this.#subscriber || this.#attached === this.#current.client)) return direct ? this.#gate : null;
     try {
       const current = this.#connect();
       current.ready.catch(() => {});
       if (this.#direct && this.#subscriber && this.#attached !== current.client) {
         const subscriber = this.#subscriber;
         this.#attached = current.client;
-        this.use((client) => (client === current.client ? subscriber.attach(client) : Promise.resolve())).catch(() => {});
+        this.#waitFor(this.use((client) => (client === current.client ? subscriber.attach(client) : Promise.resolve(false))));
       }
     } catch {
       // A config pg cannot even parse: the worker connection's open says so.
     }
+    return direct ? this.#gate : null;
   }
 
   /** Runs `work` with the connection, after any work queued before it, within the deadline. */
@@ -116,11 +135,14 @@ export class ControlConnection {
     if (subscriber) client.on('notification', (message) => subscriber.notification(message));
     const attach = this.#direct ? subscriber : null;
     if (attach) this.#attached = client;
-    const ready = client.connect().then(async () => {
-      await attach?.attach(client).catch(() => {});
+    const connecting = client.connect();
+    const attached = attach && connecting.then(() => attach.attach(client));
+    const ready = connecting.then(async () => {
+      await attached?.catch(() => {});
       socketOf(client).unref();
       return client;
     });
+    if (attached) this.#waitFor(attached);
     const current = { client, ready };
     this.#current = current;
     let connected = false;
@@ -139,6 +161,23 @@ export class ControlConnection {
     client.on('end', forget);
     current.ready.catch(forget);
     return current;
+  }
+
+  /** Tasks wait (bounded) for `listened`, unless the last attempt to listen failed. */
+  #waitFor(listened: Promise<boolean>): void {
+    const settled = listened.then(
+      (yes) => {
+        if (yes) this.#listenFailed = false;
+        return yes;
+      },
+      () => false,
+    );
+    if (this.#listenFailed || this.#listenWaitMs <= 0) return;
+    const gate: Promise<void> = untilSettled(settled, this.#listenWaitMs, null).then(async (inTime) => {
+      if (!inTime || !(await settled)) this.#listenFailed = true;
+      if (this.#gate === gate) this.#gate = null;
+    });
+    this.#gate = gate;
   }
 
   #drop(): void {

@@ -211,7 +211,11 @@ export class Launcher {
         }
         slot = bothSlots(local, shared);
       }
-      connection = (launch.fresh ? null : pool.take()) ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, this.#releaseLate));
+      const warm = launch.fresh ? null : pool.take();
+      // The control connection (re)connects alongside this new worker connection: where it is
+      // to listen, the task waits for that before its tag goes out (#run), so start it now.
+      if (!warm) this.#deps.control.open();
+      connection = warm ?? (await unlessAborted(pool.acquire(launch.fresh), worker.signal, this.#releaseLate));
     } catch (error) {
       throw this.#notStarted(worker, error, slot, reserved);
     }
@@ -279,11 +283,18 @@ export class Launcher {
    * it runs again on the same connection after a retryable error: see #again.
    * The common task (plain DML on a direct connection that needs no round trip first: no
    * settings, no reset of its own, no cursor or COPY) goes out here, without an async frame;
-   * every other takes #runWaiting.
+   * every other takes #runWaiting, and so does a task that must first wait for the control
+   * connection to listen.
    */
   #run(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null = null, again = false): Promise<void> {
     const { launch } = worker;
+    // From the first worker on, the control connection stays open: a server that fills up later
+    // must not keep us from checking, cancelling or terminating this worker. A direct one also
+    // listens for control requests from SQL (see control/remote-control.ts), and until it does,
+    // `listen` is what this task waits on before its tag goes out (null: nothing to wait for).
+    const listen = this.#deps.control.open(!connection.pooled);
     const direct =
+      listen === null &&
       !connection.pooled &&
       launch.session === null &&
       !launch.cursor &&
@@ -291,7 +302,7 @@ export class Launcher {
       launch.plan.refusal === null &&
       connection.standardConformingStrings &&
       (!connection.needsReset || (launch.plan.inBlock && connection.transactionStatus === 'I'));
-    if (!direct) return this.#runWaiting(worker, connection, slot, firstStart, again);
+    if (!direct) return this.#runWaiting(worker, connection, slot, firstStart, again, listen);
     try {
       const run = this.#attach(worker, connection, slot, firstStart, again);
       const { end } = run;
@@ -305,7 +316,14 @@ export class Launcher {
     }
   }
 
-  async #runWaiting(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null, again: boolean): Promise<void> {
+  async #runWaiting(
+    worker: Worker,
+    connection: WorkerConnection,
+    slot: Slot,
+    firstStart: number | null,
+    again: boolean,
+    listen: Promise<void> | null,
+  ): Promise<void> {
     const { options, liveness } = this.#deps;
     const { launch } = worker;
     const run = this.#attach(worker, connection, slot, firstStart, again);
@@ -366,6 +384,8 @@ export class Launcher {
       }
       run.sent = null;
     }
+    // No tag before the instance listens: a cancel from SQL must reach the owner (it never rejects).
+    if (listen) await listen;
     if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
     let plan = launch.plan;
     if (!connection.standardConformingStrings) {
@@ -407,12 +427,8 @@ export class Launcher {
 
   /** The worker is attached to `connection`; returns what is on the wire, and the task's end. */
   #attach(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null, again: boolean): RunState {
-    const { options, control, liveness, stopper, running, events } = this.#deps;
+    const { options, liveness, stopper, running, events } = this.#deps;
     const { launch } = worker;
-    // From the first worker on, the control connection stays open: a server that fills up later
-    // must not keep us from checking, cancelling or terminating this worker. A direct one also
-    // listens for control requests from SQL (see control/remote-control.ts).
-    control.open(!connection.pooled);
     // Behind a pooler the worker's backend is known once its transaction holds one (below).
     if (!connection.pooled && !again) started(worker, connection);
     running.set(worker, connection);

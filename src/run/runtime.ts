@@ -6,7 +6,7 @@
 // The facade holds a Runtime and delegates to it.
 import { BackendObserver, backendMonitor } from '../control/backend-monitor.js';
 import { JournalWriter } from '../control/journal-writer.js';
-import { RemoteControl, type ControlActions } from '../control/remote-control.js';
+import { LISTEN_WAIT_MS, RemoteControl, type ControlActions } from '../control/remote-control.js';
 import { Stopper } from '../control/stopper.js';
 import { ClusterSlots } from '../pool/cluster-slots.js';
 import { ConnectionPool } from '../pool/connection-pool.js';
@@ -52,7 +52,9 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents & S
   const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
   const controlName = options.tagConnections ? CONTROL_TAG : 'pg-background control';
-  const control = new ControlConnection({ ...connection, application_name: controlName }, controlTimeoutMs);
+  // A direct worker's tag waits (at most LISTEN_WAIT_MS) for the control connection to listen.
+  const listenWaitMs = Math.min(LISTEN_WAIT_MS, controlTimeoutMs);
+  const control = new ControlConnection({ ...connection, application_name: controlName }, controlTimeoutMs, listenWaitMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
   const registry = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained, events);
   const journal = options.journal && new JournalWriter(control, options.journal.retentionMs, options.journal.application, (warning) => events.warning(warning));

@@ -1,0 +1,212 @@
+// Control from SQL in the first moments of an instance: none of its workers becomes visible to
+// the SQL functions (its tag in pg_stat_activity) before its control connection listens, so a
+// pg_background_cancel_worker(cookie) sent the moment a fresh instance's very first worker
+// appears reaches the owner, and the worker ends 'canceled' (not error 57014 from a direct
+// cancel its owner never heard of), nothing committed. The outsider watches from inside the
+// server (a loop over pg_stat_activity), so it sees the tag within microseconds of its arrival.
+// A control connection that cannot listen (its login refused, or held up) does not fail the
+// worker, nor hold it beyond the control connection's short bound (LISTEN_WAIT_MS): the old
+// behaviour remains for it (the function cancels the backend directly: 57014).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { type PgBackground } from 'pg-background';
+import { until, useDatabase } from './support/database.js';
+import { CONTROL_LISTENER_KEY } from '../src/catalog.js';
+
+/** The advisory lock a held-up control connection's login waits on (see the login trigger). */
+const HOLD_KEY = 7_302_948_117_000_001n;
+
+const db = useDatabase(import.meta.filename, {
+  async setup(db) {
+    await db.query('CREATE TABLE marks (mark text)');
+    // The control connection alone (application_name 'pgbg:control') can be refused or held up
+    // at login, by a setting the test sets on this database for the next sessions.
+    await db.query(`CREATE FUNCTION control_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('application_name') <> 'pgbg:control' THEN RETURN; END IF;
+  IF current_setting('pgbg_test.control_login', true) = 'refuse' THEN
+    RAISE EXCEPTION 'control connections refused by the test';
+  ELSIF current_setting('pgbg_test.control_login', true) = 'hold' THEN
+    PERFORM pg_advisory_lock(${HOLD_KEY});
+    PERFORM pg_advisory_unlock(${HOLD_KEY});
+  END IF;
+END $$`);
+    await db.query('CREATE EVENT TRIGGER control_login ON login EXECUTE FUNCTION control_login()');
+    const bg = db.background();
+    await bg.install();
+    await bg.close();
+  },
+  async teardown(db) {
+    await db.query('DROP EVENT TRIGGER control_login');
+  },
+});
+
+async function controlLogin(mode: 'refuse' | 'hold' | 'allow'): Promise<void> {
+  await db.query(`ALTER DATABASE ${pg.escapeIdentifier(db.name)} SET pgbg_test.control_login = '${mode}'`);
+}
+
+/** Sessions of this database that hear control requests. */
+async function listening(): Promise<number> {
+  const [row] = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+        AND classid = $1 AND objid = $2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    [(CONTROL_LISTENER_KEY >> 32n).toString(), (CONTROL_LISTENER_KEY & 0xffffffffn).toString()],
+  );
+  return row!.n;
+}
+
+const marks = async (mark: string) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM marks WHERE mark = $1', [mark]))[0]!.n;
+
+/**
+ * Runs on `outsider` (not awaited): loops in the server until a worker labelled `label` is
+ * tagged in pg_stat_activity, then cancels it by the tag's cookie at once. Resolves with it.
+ */
+function cancelOnSight(outsider: pg.Client, label: string): Promise<bigint> {
+  const sql = `DO $$
+DECLARE
+  k int8;
+  give_up timestamptz := clock_timestamp() + interval '20 s';
+BEGIN
+  LOOP
+    PERFORM pg_catalog.pg_stat_clear_snapshot();
+    SELECT ('x' || substr(application_name, 6, 16))::bit(64)::int8 INTO k FROM pg_catalog.pg_stat_activity
+     WHERE datname = current_database() AND application_name LIKE 'pgbg:%:' || ${pg.escapeLiteral(label)};
+    EXIT WHEN k IS NOT NULL;
+    IF clock_timestamp() > give_up THEN RAISE EXCEPTION 'worker % never appeared', ${pg.escapeLiteral(label)}; END IF;
+  END LOOP;
+  IF NOT pg_background_cancel_worker(k) THEN RAISE EXCEPTION 'cancel of % returned false', k; END IF;
+  PERFORM set_config('pgbg_test.cancelled', k::text, false);
+END $$`;
+  return outsider.query(sql).then(async () => BigInt((await outsider.query<{ k: string }>("SELECT current_setting('pgbg_test.cancelled') AS k")).rows[0]!.k));
+}
+
+const sleeper = (mark: string) => `INSERT INTO marks VALUES ('${mark}'); SELECT pg_sleep(30)`;
+
+test('a fresh instance’s very first worker, cancelled from SQL the moment it appears: canceled, nothing committed (ten fresh instances)', async () => {
+  await controlLogin('allow');
+  const outsider = await db.client();
+  const outsiderPid = (await outsider.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const ends: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const label = `first/${i}`;
+    const cancelled = cancelOnSight(outsider, label);
+    // The outsider's loop is running before the instance exists.
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [outsiderPid])).length === 1,
+      'the outsider to watch',
+    );
+    const bg: PgBackground = db.background();
+    try {
+      const h = await bg.launch(sleeper(label), { label });
+      assert.equal(await cancelled, h.cookie);
+      await bg.wait(h);
+      const info = await bg.info(h);
+      ends.push(`${info.state} ${(await bg.errorInfo(h))?.sqlstate ?? ''}`);
+    } finally {
+      await bg.close({ cancel: true });
+    }
+    assert.equal(await marks(label), 0);
+    await until(async () => (await listening()) === 0, 'the instance to stop listening');
+  }
+  assert.deepEqual(ends, Array(10).fill('canceled 57014'));
+});
+
+/** The worker's end, as 'state sqlstate'. */
+async function endOf(bg: PgBackground, h: { pid: number; cookie: bigint }): Promise<string> {
+  await bg.wait(h);
+  return `${(await bg.info(h)).state} ${(await bg.errorInfo(h))?.sqlstate ?? ''}`;
+}
+
+const tagged = async (cookie: bigint, label: string) =>
+  (
+    await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [
+      `pgbg:${BigInt.asUintN(64, cookie).toString(16).padStart(16, '0')}:${label}`,
+    ])
+  ).length === 1;
+
+test('a control connection refused at login does not fail or hold the workers; the function then cancels the backend directly (error 57014), nothing committed', async () => {
+  await controlLogin('refuse');
+  const bg = db.background();
+  try {
+    const quick = await bg.launch("INSERT INTO marks VALUES ('refused/quick')", { label: 'refused/quick' });
+    assert.equal(await endOf(bg, quick), 'stopped ');
+    assert.equal(await marks('refused/quick'), 1);
+    const h = await bg.launch(sleeper('refused/sleeper'), { label: 'refused/sleeper' });
+    await until(() => tagged(h.cookie, 'refused/sleeper'), 'the worker to run, tagged');
+    assert.equal(await listening(), 0);
+    assert.deepEqual(await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control' AND datname = current_database()"), []);
+    assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
+    assert.equal(await endOf(bg, h), 'error 57014');
+    assert.equal(await marks('refused/sleeper'), 0);
+  } finally {
+    await bg.close({ cancel: true });
+    await controlLogin('allow');
+  }
+});
+
+test('a control connection held up at login holds a worker for LISTEN_WAIT_MS at most, then none; once it listens, a cancel from SQL reaches the owner again', async () => {
+  await controlLogin('hold');
+  const holder = await db.client();
+  await holder.query(`SELECT pg_advisory_lock(${HOLD_KEY})`);
+  const bg = db.background();
+  let held = true;
+  try {
+    // The first worker goes once the bound passed (LISTEN_WAIT_MS; the ceiling here is 5 s, far
+    // below the control connection's own 30 s connect deadline), its control connection still
+    // waiting at its login; the second does not wait at all.
+    const first = await bg.launch("INSERT INTO marks VALUES ('held/first')", { label: 'held/first' });
+    await until(async () => (await bg.info(first)).state === 'stopped', 'the first worker to end within the bound', 5_000);
+    assert.equal(await endOf(bg, first), 'stopped ');
+    const second = await bg.launch("INSERT INTO marks VALUES ('held/second')", { label: 'held/second' });
+    assert.equal(await endOf(bg, second), 'stopped ');
+    assert.equal((await marks('held/first')) + (await marks('held/second')), 2);
+    const waiting = await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control' AND wait_event = 'advisory'");
+    assert.equal(waiting.length, 1, 'the control connection is still held at its login');
+    assert.equal(await listening(), 0);
+    // Let it in: it listens, and the next worker's cancel from SQL goes through the owner.
+    await holder.query(`SELECT pg_advisory_unlock(${HOLD_KEY})`);
+    held = false;
+    await until(async () => (await listening()) === 1, 'the control connection to listen');
+    const h = await bg.launch(sleeper('held/sleeper'), { label: 'held/sleeper' });
+    await until(() => tagged(h.cookie, 'held/sleeper'), 'the worker to run, tagged');
+    assert.deepEqual(await db.query(`SELECT pg_background_cancel_worker(${h.cookie}) AS r`), [{ r: true }]);
+    assert.equal(await endOf(bg, h), 'canceled 57014');
+    assert.equal(await marks('held/sleeper'), 0);
+  } finally {
+    if (held) await holder.query(`SELECT pg_advisory_unlock(${HOLD_KEY})`);
+    await bg.close({ cancel: true });
+    await controlLogin('allow');
+  }
+});
+
+test('after its control session ended, an instance’s next worker (on a warm connection) is not shown before a new session listens: cancelled on sight, canceled (five times)', async () => {
+  await controlLogin('allow');
+  const outsider = await db.client();
+  const outsiderPid = (await outsider.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const bg = db.background({ maxWorkers: 1 });
+  const ends: string[] = [];
+  try {
+    const warmUp = await bg.launch('SELECT 1');
+    await bg.wait(warmUp);
+    for (let i = 0; i < 5; i++) {
+      await until(async () => (await listening()) === 1, 'the control connection to listen');
+      await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbg:control' AND datname = current_database()");
+      await until(async () => (await listening()) === 0, 'the control session to end');
+      const label = `again/${i}`;
+      const cancelled = cancelOnSight(outsider, label);
+      await until(
+        async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [outsiderPid])).length === 1,
+        'the outsider to watch',
+      );
+      const h = await bg.launch(sleeper(label), { label });
+      assert.equal(await cancelled, h.cookie);
+      ends.push(await endOf(bg, h));
+      assert.equal(await marks(label), 0);
+    }
+  } finally {
+    await bg.close({ cancel: true });
+  }
+  assert.deepEqual(ends, Array(5).fill('canceled 57014'));
+});
