@@ -4,53 +4,35 @@
 // appears reaches the owner, and the worker ends 'canceled' (not error 57014 from a direct
 // cancel its owner never heard of), nothing committed. The outsider watches from inside the
 // server (a loop over pg_stat_activity), so it sees the tag within microseconds of its arrival.
-// A control connection that cannot listen (its login refused, or held up) does not fail the
-// worker, nor hold it beyond the control connection's short bound (LISTEN_WAIT_MS): the old
-// behaviour remains for it (the function cancels the backend directly: 57014).
+// A control connection that cannot listen (its login refused, or its LISTEN held up) does not
+// fail the worker, nor hold it beyond the control connection's short bound (LISTEN_WAIT_MS): the
+// old behaviour remains for it (the function cancels the backend directly: 57014). Both are made
+// alike on every server version: the refusal by a proxy that closes a connection whose startup
+// message names the control connection, the hold by the listeners' advisory lock taken
+// exclusively by the test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { type PgBackground } from 'pg-background';
 import { until, useDatabase } from './support/database.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 import { CONTROL_LISTENER_KEY } from '../src/catalog.js';
-
-/** The advisory lock a held-up control connection's login waits on (see the login trigger). */
-const HOLD_KEY = 7_302_948_117_000_001n;
+import { CONTROL_TAG } from '../src/store/worker-identity.js';
 
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
     await db.query('CREATE TABLE marks (mark text)');
-    // The control connection alone (application_name 'pgbg:control') can be refused or held up
-    // at login, by a setting the test sets on this database for the next sessions.
-    await db.query(`CREATE FUNCTION control_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF current_setting('application_name') <> 'pgbg:control' THEN RETURN; END IF;
-  IF current_setting('pgbg_test.control_login', true) = 'refuse' THEN
-    RAISE EXCEPTION 'control connections refused by the test';
-  ELSIF current_setting('pgbg_test.control_login', true) = 'hold' THEN
-    PERFORM pg_advisory_lock(${HOLD_KEY});
-    PERFORM pg_advisory_unlock(${HOLD_KEY});
-  END IF;
-END $$`);
-    await db.query('CREATE EVENT TRIGGER control_login ON login EXECUTE FUNCTION control_login()');
     const bg = db.background();
     await bg.install();
     await bg.close();
   },
-  async teardown(db) {
-    await db.query('DROP EVENT TRIGGER control_login');
-  },
 });
 
-async function controlLogin(mode: 'refuse' | 'hold' | 'allow'): Promise<void> {
-  await db.query(`ALTER DATABASE ${pg.escapeIdentifier(db.name)} SET pgbg_test.control_login = '${mode}'`);
-}
-
-/** Sessions of this database that hear control requests. */
+/** Sessions of this database that hear control requests (they hold the listeners' lock shared). */
 async function listening(): Promise<number> {
   const [row] = await db.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+    `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND mode = 'ShareLock'
         AND classid = $1 AND objid = $2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
     [(CONTROL_LISTENER_KEY >> 32n).toString(), (CONTROL_LISTENER_KEY & 0xffffffffn).toString()],
   );
@@ -85,7 +67,6 @@ END $$`;
 const sleeper = (mark: string) => `INSERT INTO marks VALUES ('${mark}'); SELECT pg_sleep(30)`;
 
 test('a fresh instance’s very first worker, cancelled from SQL the moment it appears: canceled, nothing committed (ten fresh instances)', async () => {
-  await controlLogin('allow');
   const outsider = await db.client();
   const outsiderPid = (await outsider.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   const ends: string[] = [];
@@ -127,8 +108,13 @@ const tagged = async (cookie: bigint, label: string) =>
   ).length === 1;
 
 test('a control connection refused at login does not fail or hold the workers; the function then cancels the backend directly (error 57014), nothing committed', async () => {
-  await controlLogin('refuse');
-  const bg = db.background();
+  // The instance reaches the server through a proxy that closes its control connection at once.
+  const { hostname, port } = new URL(db.url);
+  const proxy = await TcpProxy.start({ host: hostname, port: Number(port) });
+  proxy.refuseStartup(CONTROL_TAG);
+  const url = new URL(db.url);
+  url.port = String(proxy.port);
+  const bg = db.background({ connectionString: url.toString() });
   try {
     const quick = await bg.launch("INSERT INTO marks VALUES ('refused/quick')", { label: 'refused/quick' });
     assert.equal(await endOf(bg, quick), 'stopped ');
@@ -142,20 +128,20 @@ test('a control connection refused at login does not fail or hold the workers; t
     assert.equal(await marks('refused/sleeper'), 0);
   } finally {
     await bg.close({ cancel: true });
-    await controlLogin('allow');
+    await proxy.close();
   }
 });
 
-test('a control connection held up at login holds a worker for LISTEN_WAIT_MS at most, then none; once it listens, a cancel from SQL reaches the owner again', async () => {
-  await controlLogin('hold');
+test('a control connection whose LISTEN is held up holds a worker for LISTEN_WAIT_MS at most, then none; once it listens, a cancel from SQL reaches the owner again', async () => {
+  // The listeners' lock, held exclusively: the control connection's shared lock waits behind it.
   const holder = await db.client();
-  await holder.query(`SELECT pg_advisory_lock(${HOLD_KEY})`);
+  await holder.query(`SELECT pg_advisory_lock(${CONTROL_LISTENER_KEY})`);
   const bg = db.background();
   let held = true;
   try {
     // The first worker goes once the bound passed (LISTEN_WAIT_MS; the ceiling here is 5 s, far
-    // below the control connection's own 30 s connect deadline), its control connection still
-    // waiting at its login; the second does not wait at all.
+    // below the control connection's own deadline), its control connection still waiting for
+    // the lock; the second does not wait at all.
     const first = await bg.launch("INSERT INTO marks VALUES ('held/first')", { label: 'held/first' });
     await until(async () => (await bg.info(first)).state === 'stopped', 'the first worker to end within the bound', 5_000);
     assert.equal(await endOf(bg, first), 'stopped ');
@@ -163,10 +149,10 @@ test('a control connection held up at login holds a worker for LISTEN_WAIT_MS at
     assert.equal(await endOf(bg, second), 'stopped ');
     assert.equal((await marks('held/first')) + (await marks('held/second')), 2);
     const waiting = await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgbg:control' AND wait_event = 'advisory'");
-    assert.equal(waiting.length, 1, 'the control connection is still held at its login');
+    assert.equal(waiting.length, 1, 'the control connection still waits to listen');
     assert.equal(await listening(), 0);
     // Let it in: it listens, and the next worker's cancel from SQL goes through the owner.
-    await holder.query(`SELECT pg_advisory_unlock(${HOLD_KEY})`);
+    await holder.query(`SELECT pg_advisory_unlock(${CONTROL_LISTENER_KEY})`);
     held = false;
     await until(async () => (await listening()) === 1, 'the control connection to listen');
     const h = await bg.launch(sleeper('held/sleeper'), { label: 'held/sleeper' });
@@ -175,14 +161,12 @@ test('a control connection held up at login holds a worker for LISTEN_WAIT_MS at
     assert.equal(await endOf(bg, h), 'canceled 57014');
     assert.equal(await marks('held/sleeper'), 0);
   } finally {
-    if (held) await holder.query(`SELECT pg_advisory_unlock(${HOLD_KEY})`);
+    if (held) await holder.query(`SELECT pg_advisory_unlock(${CONTROL_LISTENER_KEY})`);
     await bg.close({ cancel: true });
-    await controlLogin('allow');
   }
 });
 
 test('after its control session ended, an instance’s next worker (on a warm connection) is not shown before a new session listens: cancelled on sight, canceled (five times)', async () => {
-  await controlLogin('allow');
   const outsider = await db.client();
   const outsiderPid = (await outsider.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   const bg = db.background({ maxWorkers: 1 });

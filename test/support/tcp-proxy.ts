@@ -12,6 +12,9 @@
 // - throttle(bytesPerSecond): what clients send reaches the server at that rate at most (per
 //   connection), as over a slow uplink; a client that sends faster is slowed down by TCP
 //   backpressure once the link's buffer is full; throttle(null) lifts it;
+// - refuseStartup(text): a connection opened from now on whose startup message holds `text` (an
+//   application_name, say) is closed before anything reaches the server, as a server refusing
+//   that login would be seen by the client (until refuseStartup(null));
 // - close(): drops everything and stops listening.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -27,6 +30,8 @@ interface Link {
   backedUp: boolean;
   /** Accepted during stallNew(): nothing passes until it is lifted. */
   stalled: boolean;
+  /** Its client's first bytes (the startup message) were looked at by refuseStartup. */
+  checked: boolean;
 }
 
 /** Bytes a throttled link holds before it stops reading its client (a full socket buffer). */
@@ -42,6 +47,8 @@ export class TcpProxy {
   #frozen = false;
   #rate: number | null = null;
   #stallNew = false;
+  /** refuseStartup: the bytes that get a new connection closed, or null. */
+  #refuse: Buffer | null = null;
   #ticker: NodeJS.Timeout | null = null;
   /** Connections accepted since the proxy started. */
   accepted = 0;
@@ -102,6 +109,10 @@ export class TcpProxy {
     for (const link of [...this.#links]) this.#flow(link);
   }
 
+  refuseStartup(text: string | null): void {
+    this.#refuse = text === null ? null : Buffer.from(text);
+  }
+
   stallNew(stall = true): void {
     this.#stallNew = stall;
     if (stall) return;
@@ -140,12 +151,19 @@ export class TcpProxy {
     this.accepted++;
     const upstream = connect({ host: this.#target.host, port: this.#target.port });
     upstream.pause();
-    const link: Link = { client, upstream, held: [], heldBytes: 0, endHeld: false, backedUp: false, stalled: this.#stallNew };
+    const link: Link = { client, upstream, held: [], heldBytes: 0, endHeld: false, backedUp: false, stalled: this.#stallNew, checked: false };
     this.#links.add(link);
     const pipe = (from: Socket, to: Socket) => {
       from.on('data', (chunk: Buffer) => {
         // Data for a side that is gone resets the sender, as the peer's kernel would.
         if (to.destroyed || to.writableEnded) return void from.destroy();
+        if (from === client && !link.checked) {
+          link.checked = true;
+          if (this.#refuse !== null && chunk.includes(this.#refuse)) {
+            client.destroy();
+            return void upstream.destroy();
+          }
+        }
         if (from === client && (this.#rate !== null || link.heldBytes > 0)) return this.#hold(link, chunk);
         to.write(chunk);
       });
