@@ -15,6 +15,9 @@
 //   journal   pg-background with its defaults and `journal: true` (fire-and-forget only)
 //   lib-loops   pg-background with its defaults, driven as the pool is: 16 callers, each
 //           `submit` then `wait` in a loop (no queue of pending workers)
+//   journal-loops  the same with `journal: true`: no worker waits in a queue, so each is written
+//           once (as it ended), where the `journal` side's deep queue keeps most of them pending
+//           past the writer's hold, so they are written twice (pending, then ended)
 //   pool-queue  pg.Pool({ max: 16 }) driven as the library is: every `pool.query` at once (the
 //           pool queues them)
 // The library and the pool are each measured both ways (fire-and-forget only): `lib` against
@@ -41,7 +44,7 @@ const TINY_WARMUP = 100;
 const INSERT = 'INSERT INTO bench_floor (id, payload) VALUES ($1, $2)';
 const MIN_RUNS = 5;
 
-const SIDES = ['query', 'pool', 'floor', 'floor-prefix', 'floor-tagged', 'lib', 'untagged', 'journal', 'lib-loops', 'pool-queue'] as const;
+const SIDES = ['query', 'pool', 'floor', 'floor-prefix', 'floor-tagged', 'lib', 'untagged', 'journal', 'lib-loops', 'journal-loops', 'pool-queue'] as const;
 type Side = (typeof SIDES)[number];
 const TINY_SIDES = ['query', 'floor', 'floor-prefix', 'floor-tagged', 'lib', 'untagged'] as const;
 type TinySide = (typeof TINY_SIDES)[number];
@@ -152,8 +155,8 @@ function asLibrary(client: pg.Client, tagged: boolean, text: string, values: str
 }
 
 async function fireDriver(url: string, side: Side): Promise<FireDriver> {
-  if (side === 'lib-loops') {
-    const bg = new PgBackground({ connectionString: url, maxWorkers: CONCURRENCY, whenFull: 'queue' });
+  if (side === 'lib-loops' || side === 'journal-loops') {
+    const bg = new PgBackground({ connectionString: url, maxWorkers: CONCURRENCY, whenFull: 'queue', journal: side === 'journal-loops' });
     return {
       async round(count, firstId) {
         let next = 0;
@@ -354,6 +357,10 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
   const tagCpu = median(fire.get('lib')!.map((s, i) => (s.nodeUs + s.serverUs) / (fire.get('untagged')![i]!.nodeUs + fire.get('untagged')![i]!.serverUs)));
   const journalFire = median(fire.get('journal')!.map((s, i) => s.tasksPerSecond / fire.get('lib')![i]!.tasksPerSecond));
   const journalCpu = median(fire.get('journal')!.map((s, i) => (s.nodeUs + s.serverUs) / (fire.get('lib')![i]!.nodeUs + fire.get('lib')![i]!.serverUs)));
+  const journalLoopsFire = median(fire.get('journal-loops')!.map((s, i) => s.tasksPerSecond / fire.get('lib-loops')![i]!.tasksPerSecond));
+  const journalLoopsCpu = median(
+    fire.get('journal-loops')!.map((s, i) => (s.nodeUs + s.serverUs) / (fire.get('lib-loops')![i]!.nodeUs + fire.get('lib-loops')![i]!.serverUs)),
+  );
   const tagTiny = median(tiny.get('lib')!.map((ms, i) => ms / tiny.get('untagged')![i]!));
   // The tag on raw clients, the library's exact bytes with and without it: its least cost.
   const perRun = <T>(a: T[], b: T[], f: (x: T, y: T) => number) => median(a.map((x, i) => f(x, b[i]!)));
@@ -407,6 +414,8 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
       target('fire: floor-tagged / pg.Pool (median of run ratios)', median(fireRatio.get('floor-tagged')!), '>=', 0.9),
       target('fire: journal on / off throughput', journalFire, '>=', 0.75),
       target('fire: journal on / off CPU per task', journalCpu, '<=', 1.25),
+      target('fire, 16 callers: journal-loops / lib-loops throughput', journalLoopsFire, '>=', 0.75),
+      target('fire, 16 callers: journal-loops / lib-loops CPU per task', journalLoopsCpu, '<=', 1.25),
     ],
     extra: {
       fireTasks: FIRE_TASKS,
