@@ -55,3 +55,37 @@ test('elapsedMs grows while running and is frozen at finish', async () => {
   assert.equal((await bg.list())[0]!.elapsedMs, first.elapsedMs);
   await bg.close();
 });
+
+test('wait never throws: a bad handle, a closed instance and a call without its instance all reject', async () => {
+  const bg = db.background();
+  const h = await bg.launch('SELECT 1');
+  await bg.wait(h);
+  const unbound = bg.wait as (handle: unknown, options?: unknown) => Promise<unknown>;
+  const calls: (() => Promise<unknown>)[] = [
+    () => bg.wait({ pid: 1, cookie: 12345n }),
+    () => bg.wait({ pid: 1, cookie: 12345n }, { timeoutMs: 10 }),
+    () => unbound(h),
+    () => unbound(h, { timeoutMs: 10 }),
+  ];
+  const outcomes: string[] = [];
+  for (const call of calls) {
+    let promise!: Promise<unknown>;
+    assert.doesNotThrow(() => (promise = call()));
+    outcomes.push(
+      await promise.then(
+        () => 'resolved',
+        (error: unknown) => (error as { code?: string }).code ?? (error as Error).name,
+      ),
+    );
+  }
+  await bg.close();
+  let closed!: Promise<unknown>;
+  assert.doesNotThrow(() => (closed = bg.wait(h)));
+  outcomes.push(
+    await closed.then(
+      () => 'resolved',
+      (error: { code?: string }) => error.code ?? 'no code',
+    ),
+  );
+  assert.deepEqual(outcomes, ['PGBG_UNKNOWN_WORKER', 'PGBG_UNKNOWN_WORKER', 'TypeError', 'TypeError', 'PGBG_CLOSED']);
+});

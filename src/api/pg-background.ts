@@ -318,10 +318,11 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
   wait(handle: WorkerRef, options: WaitOptions & { timeoutMs: number }): Promise<boolean>;
   wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean>;
   wait(handle: WorkerRef, options?: WaitOptions): Promise<void | boolean> {
-    if (options !== undefined) return this.#waitWithin(handle, options);
     // No deadline, no signal: the worker's own promise (it only resolves, with nothing), without
-    // a race or an async frame around it; a closed instance or a bad handle rejects.
+    // a race or an async frame around it. Whatever fails (a closed instance, a bad handle, a
+    // call without its instance) rejects, as from an async method; it never throws.
     try {
+      if (options !== undefined) return this.#waitWithin(handle, options);
       this.#assertOpen();
       return this.#store.lookup(handle).whenTerminal;
     } catch (error) {

@@ -292,7 +292,9 @@ export class Launcher {
     // must not keep us from checking, cancelling or terminating this worker. A direct one also
     // listens for control requests from SQL (see control/remote-control.ts), and until it does,
     // `listen` is what this task waits on before its tag goes out (null: nothing to wait for).
-    const listen = this.#deps.control.open(!connection.pooled);
+    // Untagged and unjournaled, no SQL function can find the worker: nothing to wait for.
+    const gate = this.#deps.control.open(!connection.pooled);
+    const listen = this.#deps.options.tagConnections || this.#deps.journal ? gate : null;
     const direct =
       listen === null &&
       !connection.pooled &&
