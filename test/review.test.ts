@@ -42,6 +42,39 @@ test('journal: a worker whose settings or SQL make its transaction read-only run
   );
 });
 
+test('journal: a single statement whose function makes its transaction read-only fails 25006 with a hint that names the proof and the way out, nothing committed; with the setting it runs', async () => {
+  await db.query(`CREATE FUNCTION ro_then_read() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  SET TRANSACTION READ ONLY;
+  RETURN (SELECT count(*)::int FROM marks);
+END $$`);
+  const bg = db.background({ journal: true });
+  try {
+    const h = await bg.launch('SELECT ro_then_read() AS n');
+    await bg.wait(h);
+    const error = await bg.errorInfo(h);
+    assert.equal((await bg.info(h)).state, 'error');
+    assert.equal(error!.sqlstate, '25006');
+    assert.match(
+      error!.hint!,
+      /^The worker's SQL ran, then the journal's record of its end .* was refused: .*nothing committed\. Launch it with settings: \{ default_transaction_read_only: 'on' \}/,
+    );
+    // The way out the hint names: the setting, and the worker runs without the proof.
+    const ok = await bg.launch('SELECT ro_then_read() AS n', { settings: { default_transaction_read_only: 'on' } });
+    assert.deepEqual(await bg.result(ok).toArray(), [{ n: (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM marks'))[0]!.n }]);
+    // A 25006 of the worker's own statement keeps the server's words alone.
+    const own = await bg.launch("SELECT ro_then_read(); INSERT INTO marks VALUES ('never')");
+    await bg.wait(own);
+    const ownError = await bg.errorInfo(own);
+    assert.equal(ownError!.sqlstate, '25006');
+    assert.equal(ownError!.hint, null);
+  } finally {
+    await bg.close();
+    await db.query('DROP FUNCTION ro_then_read()');
+  }
+  assert.equal((await db.query<{ n: number }>("SELECT count(*)::int AS n FROM marks WHERE mark = 'never'"))[0]!.n, 0);
+});
+
 test('journal: on a database whose sessions are read-only (a read replica alike), workers run; nothing claims a proof', async () => {
   const [{ name }] = (await db.query('SELECT current_database() AS name')) as [{ name: string }];
   await db.query(`ALTER DATABASE ${pg.escapeIdentifier(name)} SET default_transaction_read_only = on`);

@@ -60,6 +60,13 @@ const RESET_PREFIX = encodeStatement(RESET_SQL);
 
 const COPY_IN_REFUSAL = 'COPY FROM STDIN is not supported in pg-background workers';
 
+/** SQLSTATE read_only_sql_transaction. */
+const READ_ONLY_TRANSACTION = '25006';
+const JOURNAL_READ_ONLY_HINT =
+  "The worker's SQL ran, then the journal's record of its end (an insert into pg_background_journal_ends, in the same transaction) was refused: " +
+  'the SQL made its transaction read-only where its text does not show it (SET TRANSACTION READ ONLY in a function, say), so nothing committed. ' +
+  "Launch it with settings: { default_transaction_read_only: 'on' } (it then runs without the proof), or from an instance without the journal.";
+
 export class TaskQuery implements WireReader {
   readonly done: Promise<TaskOutcome>;
   #resolve!: (outcome: TaskOutcome) => void;
@@ -323,6 +330,11 @@ export class TaskQuery implements WireReader {
         for (let i = 0; i < piece; i++) offset += pieces[i]!.length + 1; // the `;` between
         error.position = String(Number(error.position) + codePoints(this.#plan.text, offset));
       }
+    }
+    if (fromServer && error.code === READ_ONLY_TRANSACTION && this.#journal !== null && this.#statement === statementCount + (this.#wrapped ? 1 : 0)) {
+      // Every statement of the task ran; the journal's proof behind them failed: the SQL made its
+      // transaction read-only in a way its text does not show (a function, say). Say so, and how.
+      error.hint ??= JOURNAL_READ_ONLY_HINT;
     }
     if (this.#wrapped && fromServer) {
       this.#failure = error;
