@@ -30,9 +30,22 @@ export interface Slot {
   release(): void;
 }
 
+/**
+ * Hears the end of one start's wait for a slot (request): an object, so that a start that
+ * waits costs no promise, no closure and no async frame of its own. It is called a microtask
+ * after the grant or the cancel, never inside the call that freed the slot or cancelled.
+ */
+export interface SlotWaiter {
+  granted(slot: Slot): void;
+  /** The start was cancelled first: `reason` is its abortReason. */
+  refused(reason: unknown): void;
+}
+
 export interface Admission {
   /** Resolves with a slot, or rejects with the signal's reason if it aborts first. */
   acquire(start: Abortable): Promise<Slot>;
+  /** acquire() without the promise: `waiter` hears the slot, or the cancel, a microtask later. */
+  request(start: Abortable, waiter: SlotWaiter): void;
   /** Holds every start not admitted yet (those with a slot go on) until resume(). */
   pause(): void;
   resume(): void;
@@ -46,26 +59,28 @@ export interface Admission {
 /** A start waiting for a slot; it hears the start's cancel itself (no closure per wait). */
 class Entry implements AbortListener {
   readonly start: Abortable;
-  readonly grant: (slot: Slot) => void;
-  readonly #reject: (reason: unknown) => void;
+  readonly waiter: SlotWaiter;
   readonly #slots: WorkerSlots;
+  /** Once handed out (granted, or cancelled: null with `reason`), until its waiter hears it. */
+  slot: Slot | null = null;
+  reason: unknown = null;
   /** Came while the whole queue was paused: it waits for resume() (those before it go on). */
   heldByPause: boolean;
   /** Granted or cancelled: no longer waiting (left in the array, skipped). */
   gone = false;
 
-  constructor(slots: WorkerSlots, start: Abortable, grant: (slot: Slot) => void, reject: (reason: unknown) => void, heldByPause: boolean) {
+  constructor(slots: WorkerSlots, start: Abortable, waiter: SlotWaiter, heldByPause: boolean) {
     this.#slots = slots;
     this.start = start;
-    this.grant = grant;
-    this.#reject = reject;
+    this.waiter = waiter;
     this.heldByPause = heldByPause;
   }
 
   /** Cancelled while queued: its turn goes to the next at once. */
   aborted(reason: unknown): void {
     this.#slots.left(this);
-    this.#reject(reason);
+    this.reason = reason;
+    this.#slots.handOut(this);
     this.#slots.reconsider();
   }
 }
@@ -83,6 +98,19 @@ export class WorkerSlots implements Admission {
   /** The waiting entry of each start (for waiting() and a cancel). */
   readonly #waiting = new Map<Abortable, Entry>();
   #paused = false;
+  /**
+   * Entries handed out (granted or cancelled) whose waiters hear it in the next microtask, all
+   * of them in one (no promise or closure per grant), in the order they were handed out.
+   */
+  #due: Entry[] = [];
+  readonly #deliver = (): void => {
+    const due = this.#due;
+    this.#due = [];
+    for (const entry of due) {
+      if (entry.slot) entry.waiter.granted(entry.slot);
+      else entry.waiter.refused(entry.reason);
+    }
+  };
 
   constructor(maxWorkers: number) {
     this.#max = maxWorkers;
@@ -99,13 +127,32 @@ export class WorkerSlots implements Admission {
       this.#inUse++;
       return Promise.resolve(this.#slot());
     }
-    return new Promise<Slot>((resolve, reject) => {
-      const entry = new Entry(this, start, resolve, reject, this.#paused);
-      start.whenAborted(entry);
-      this.#queue.push(entry);
-      this.#waiting.set(start, entry);
-      this.#pump();
-    });
+    return new Promise<Slot>((resolve, reject) => this.request(start, { granted: resolve, refused: reject }));
+  }
+
+  request(start: Abortable, waiter: SlotWaiter): void {
+    const entry = new Entry(this, start, waiter, this.#paused);
+    if (start.aborted) {
+      entry.reason = start.abortReason;
+      this.handOut(entry);
+      return;
+    }
+    if (this.#inUse < this.#max && this.#waiting.size === 0 && !this.#paused && start.held !== true) {
+      // Nobody waits and a slot is free: what #pump would grant at once, without queueing.
+      this.#inUse++;
+      entry.slot = this.#slot();
+      this.handOut(entry);
+      return;
+    }
+    start.whenAborted(entry);
+    this.#queue.push(entry);
+    this.#waiting.set(start, entry);
+    this.#pump();
+  }
+
+  /** The entry's waiter hears its slot (or its cancel) in the next microtask (see #due). */
+  handOut(entry: Entry): void {
+    if (this.#due.push(entry) === 1) queueMicrotask(this.#deliver);
   }
 
   waiting(start: Abortable): boolean {
@@ -164,7 +211,8 @@ export class WorkerSlots implements Admission {
       this.#leave(next);
       next.start.whenAborted(null);
       this.#inUse++;
-      next.grant(this.#slot());
+      next.slot = this.#slot();
+      this.handOut(next);
     }
     if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);

@@ -17,7 +17,7 @@ import type { ControlConnection } from '../pool/control-connection.js';
 import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import { poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
 import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
-import type { Admission, Slot } from '../pool/worker-slots.js';
+import type { Admission, Slot, SlotWaiter } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
 import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
@@ -153,28 +153,44 @@ export class Launcher {
   /**
    * The accepted worker's start: a slot, a connection, its task on the wire; `reserved` a
    * cluster slot already held. The wait for a slot is where most starts suspend (fire and forget
-   * queues thousands of them), so it suspends this small frame; the rest is in #connect.
+   * queues thousands of them), so a start waits as one small object the slot queue calls back
+   * (a Start: no async frame, no promise of the wait's own); the rest is in #connect.
    */
-  async #begin(worker: Worker, reserved: Slot | null): Promise<WorkerHandle> {
-    const root = worker.parent;
-    if (root) {
-      // A job's subtask: known to its root at once; held while the root is paused, and
-      // cancelled before its start if the root's cancel came while this launch was accepted.
-      root.apply({ kind: 'subtask', child: worker });
-      if (root.cancelRequested) worker.apply({ kind: 'cancel-requested', reason: root.canceledBy! });
-      else if (root.state === 'paused') worker.apply({ kind: 'paused' });
-    }
-    const signal = worker.launch.signal;
-    if (signal) this.#stopOnAbort(worker, signal);
-    let slot: Slot;
+  #begin(worker: Worker, reserved: Slot | null): Promise<WorkerHandle> {
     try {
-      slot = await this.#deps.slots.acquire(worker);
+      const root = worker.parent;
+      if (root) {
+        // A job's subtask: known to its root at once; held while the root is paused, and
+        // cancelled before its start if the root's cancel came while this launch was accepted.
+        root.apply({ kind: 'subtask', child: worker });
+        if (root.cancelRequested) worker.apply({ kind: 'cancel-requested', reason: root.canceledBy! });
+        else if (root.state === 'paused') worker.apply({ kind: 'paused' });
+      }
+      const signal = worker.launch.signal;
+      if (signal) this.#stopOnAbort(worker, signal);
     } catch (error) {
-      throw this.#notStarted(worker, error, undefined, reserved);
+      return Promise.reject(error);
     }
-    await this.#connect(worker, slot, reserved);
-    return worker.handle;
+    const start = new Start(this.#starts, worker, reserved);
+    this.#deps.slots.request(worker, start);
+    return start.promise;
   }
+
+  /** What a Start hears of its slot (one object per instance, so that each Start is small). */
+  readonly #starts: StartSteps = {
+    granted: (start, slot) => {
+      const { worker } = start;
+      let connected: Promise<void>;
+      try {
+        connected = this.#connect(worker, slot, start.reserved);
+      } catch (error) {
+        connected = Promise.reject(error);
+      }
+      if (connected === RESOLVED) start.resolve(worker.handle);
+      else connected.then(() => start.resolve(worker.handle), start.reject);
+    },
+    refused: (start, reason) => start.reject(this.#notStarted(start.worker, reason, undefined, start.reserved)),
+  };
 
   /** A warm connection at once (no cluster cap), else #connectWaiting; then the task runs on it. */
   #connect(worker: Worker, slot: Slot, reserved: Slot | null): Promise<void> {
@@ -596,6 +612,40 @@ function pauseUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/** A Start's steps, kept by the launcher (they reach its private methods). */
+interface StartSteps {
+  granted(start: Start, slot: Slot): void;
+  refused(start: Start, reason: unknown): void;
+}
+
+/** A worker's start waiting for its slot: the slot queue calls it back (pool/worker-slots.ts). */
+class Start implements SlotWaiter {
+  readonly #steps: StartSteps;
+  readonly worker: Worker;
+  readonly reserved: Slot | null;
+  readonly promise: Promise<WorkerHandle>;
+  resolve!: (handle: WorkerHandle) => void;
+  reject!: (reason: unknown) => void;
+
+  constructor(steps: StartSteps, worker: Worker, reserved: Slot | null) {
+    this.#steps = steps;
+    this.worker = worker;
+    this.reserved = reserved;
+    this.promise = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  granted(slot: Slot): void {
+    this.#steps.granted(this, slot);
+  }
+
+  refused(reason: unknown): void {
+    this.#steps.refused(this, reason);
+  }
 }
 
 /** What is on the wire of a worker's run: our settings round trip, the reset, then the task. */
