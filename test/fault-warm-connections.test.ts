@@ -346,7 +346,7 @@ test("a notice raised by the task's own Parse counts as an answer: it proves the
   const connection = await WorkerConnection.open({ connectionString: restartable.server.url, application_name: 'pg-background test' }, 10_000);
   try {
     const notices: string[] = [];
-    connection.onNotice = (notice) => notices.push(notice.code ?? '');
+    connection.onNotice = { notice: (notice) => void notices.push(notice.code ?? '') };
     // Identifiers are cut to 63 bytes: the lexer says so (NOTICE 42622) while the server parses.
     const plan = planTask({ text: `SELECT $1::int AS ${'x'.repeat(70)}`, values: [1] });
     const query = new TaskQuery(plan, new RowQueue(65536), { columns() {} }, null);

@@ -39,6 +39,11 @@ export interface ServerNotice {
   where?: string | undefined;
 }
 
+/** Where a connection's notices go while it runs a task (an object: no closure per task). */
+export interface NoticeSink {
+  notice(notice: ServerNotice): void;
+}
+
 /** A backend is named by its pid and its start time: pids are reused, the pair is not. */
 export interface BackendIdentity {
   readonly pid: number;
@@ -71,7 +76,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   #firstAnswer: number | null = null;
   #failure: Error | null = null;
   #ended = false;
-  #onNotice: ((notice: ServerNotice) => void) | null = null;
+  #onNotice: NoticeSink | null = null;
   /** Reads the answers of a reset written right behind a task (see TaskQuery). */
   readonly #resetReader: TrailerReader;
   /** A reset is on the wire and its answers have not all come back yet. */
@@ -114,7 +119,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
         this.#awaitingAnswer = false;
         this.#firstAnswer = ANSWERED;
       }
-      this.#onNotice?.(notice);
+      this.#onNotice?.notice(notice);
     });
     onParameterStatus(this.#client, (name, value) => {
       if (name === 'standard_conforming_strings') this.#standardConformingStrings = value === 'on';
@@ -254,7 +259,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
   }
 
   /** Where notices raised while this connection runs a task go. */
-  set onNotice(sink: ((notice: ServerNotice) => void) | null) {
+  set onNotice(sink: NoticeSink | null) {
     this.#onNotice = sink;
   }
 

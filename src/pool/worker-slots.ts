@@ -56,6 +56,9 @@ export interface Admission {
   reconsider(): void;
 }
 
+/** A promise reaction, not queueMicrotask (which makes an AsyncResource and a bound function per call). */
+const SOON = Promise.resolve();
+
 /** A start waiting for a slot; it hears the start's cancel itself (no closure per wait). */
 class Entry implements AbortListener {
   readonly start: Abortable;
@@ -102,14 +105,21 @@ export class WorkerSlots implements Admission {
    * Entries handed out (granted or cancelled) whose waiters hear it in the next microtask, all
    * of them in one (no promise or closure per grant), in the order they were handed out.
    */
-  #due: Entry[] = [];
+  readonly #due: Entry[] = [];
   readonly #deliver = (): void => {
+    // Kept and reused (no array per batch); an entry handed out while these are heard is heard in this loop.
     const due = this.#due;
-    this.#due = [];
-    for (const entry of due) {
-      if (entry.slot) entry.waiter.granted(entry.slot);
-      else entry.waiter.refused(entry.reason);
+    for (let i = 0; i < due.length; i++) {
+      const entry = due[i]!;
+      try {
+        if (entry.slot) entry.waiter.granted(entry.slot);
+        else entry.waiter.refused(entry.reason);
+      } catch (error) {
+        // As an unhandled rejection would: loud, and the waiters after it still hear theirs.
+        void Promise.reject(error);
+      }
     }
+    due.length = 0;
   };
 
   constructor(maxWorkers: number) {
@@ -152,7 +162,7 @@ export class WorkerSlots implements Admission {
 
   /** The entry's waiter hears its slot (or its cancel) in the next microtask (see #due). */
   handOut(entry: Entry): void {
-    if (this.#due.push(entry) === 1) queueMicrotask(this.#deliver);
+    if (this.#due.push(entry) === 1) void SOON.then(this.#deliver);
   }
 
   waiting(start: Abortable): boolean {

@@ -67,9 +67,39 @@ const JOURNAL_READ_ONLY_HINT =
   'the SQL made its transaction read-only where its text does not show it (SET TRANSACTION READ ONLY in a function, say), so nothing committed. ' +
   "Launch it with settings: { default_transaction_read_only: 'on' } (it then runs without the proof), or from an instance without the journal.";
 
+/** Hears a task's end (TaskQuery.whenDone): an object, so that the end costs no promise. */
+export interface TaskEnd {
+  ended(outcome: TaskOutcome): void;
+}
+
+/**
+ * Ends due, heard in the next microtask, all in one: never inside pg's parser, which is where a
+ * task's last answer arrives (a 'finished' listener must not run there), and in order.
+ */
+const dueEnds: TaskEnd[] = [];
+const dueOutcomes: TaskOutcome[] = [];
+/** A promise reaction, not queueMicrotask (which makes an AsyncResource and a bound function per call). */
+const SOON = Promise.resolve();
+function deliverEnds(): void {
+  // Kept and reused (no arrays per batch); an end due while these are heard is heard in this loop.
+  for (let i = 0; i < dueEnds.length; i++) {
+    try {
+      dueEnds[i]!.ended(dueOutcomes[i]!);
+    } catch (error) {
+      // As an unhandled rejection of the promise it replaces would: loud, and the rest still hear theirs.
+      void Promise.reject(error);
+    }
+  }
+  dueEnds.length = 0;
+  dueOutcomes.length = 0;
+}
+
 export class TaskQuery implements WireReader {
-  readonly done: Promise<TaskOutcome>;
-  #resolve!: (outcome: TaskOutcome) => void;
+  /** Made when first asked for (the launcher hears the end through whenDone instead). */
+  #done: Promise<TaskOutcome> | null = null;
+  #resolve: ((outcome: TaskOutcome) => void) | null = null;
+  #end: TaskEnd | null = null;
+  #outcome: TaskOutcome | null = null;
   readonly #plan: TaskPlan;
   readonly #queue: RowQueue;
   readonly #columns: ColumnSink;
@@ -161,7 +191,17 @@ export class TaskQuery implements WireReader {
     this.#defer = session !== null && plan.inBlock && !inTransaction;
     // Alone (untagged, or tagged under a Sync of its own), a plain single statement stays a simple Query.
     this.#simple = plan.pieces === null && plan.values === null && (this.#oursLeft === 0 || this.#tagSegment);
-    this.done = new Promise((resolve) => (this.#resolve = resolve));
+  }
+
+  /** Resolves with the task's end. */
+  get done(): Promise<TaskOutcome> {
+    this.#done ??= this.#outcome ? Promise.resolve(this.#outcome) : new Promise((resolve) => (this.#resolve = resolve));
+    return this.#done;
+  }
+
+  /** `end` hears the task's end a microtask after it (as `done`'s reaction would), without a promise. */
+  whenDone(end: TaskEnd): void {
+    this.#end = end;
   }
 
   /** The write opens with a Parse (see startsWithParse): what the never-ran rule needs. */
@@ -427,7 +467,13 @@ export class TaskQuery implements WireReader {
     if (this.#defer) this.#session?.resetDeferred();
     else this.#session?.taskEnded();
     const outcome: TaskOutcome = { error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows };
-    this.#resolve(this.#resetFailed ? { ...outcome, resetFailed: true } : outcome);
+    const final = this.#resetFailed ? { ...outcome, resetFailed: true } : outcome;
+    this.#outcome = final;
+    this.#resolve?.(final);
+    if (this.#end) {
+      dueEnds.push(this.#end);
+      if (dueOutcomes.push(final) === 1) void SOON.then(deliverEnds);
+    }
   }
 }
 

@@ -16,10 +16,10 @@ import type { ConnectionPool } from '../pool/connection-pool.js';
 import type { ControlConnection } from '../pool/control-connection.js';
 import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import { poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
-import type { ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
+import type { NoticeSink, ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
 import type { Admission, Slot, SlotWaiter } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
-import { TaskQuery, type TaskOutcome } from '../results/task-query.js';
+import { TaskQuery, type TaskEnd, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { pooledRefusal, streamTask } from './stream-tasks.js';
 import { planTask, type TaskPlan } from '../plan/task-plan.js';
@@ -323,8 +323,7 @@ export class Launcher {
     if (!direct) return this.#runWaiting(worker, connection, slot, firstStart, again, listen);
     try {
       const run = this.#attach(worker, connection, slot, firstStart, again);
-      const { end } = run;
-      if (worker.cancelRequested) return Promise.resolve(end(failed(new WorkerFailure('57014', 'canceling statement due to user request'))));
+      if (worker.cancelRequested) return Promise.resolve(run.end(failed(new WorkerFailure('57014', 'canceling statement due to user request'))));
       // needsReset: prefixable, and takePrefixReset cannot refuse (the transaction status is idle).
       const resetFirst = connection.needsReset && connection.takePrefixReset();
       this.#send(worker, connection, launch.plan, resetFirst, run);
@@ -345,10 +344,9 @@ export class Launcher {
     const { options, liveness } = this.#deps;
     const { launch } = worker;
     const run = this.#attach(worker, connection, slot, firstStart, again);
-    const { end } = run;
     const refusal = connection.pooled ? pooledRefusal(worker) : null; // cursor mode, COPY (stream-tasks.ts)
     if (refusal) {
-      end(failed(new WorkerFailure('0A000', refusal)));
+      run.end(failed(new WorkerFailure('0A000', refusal)));
       throw poolerUnsupported(refusal, { cookie: worker.cookie, label: worker.label });
     }
     // The reset the last task on this connection deferred (results/task-query.ts): this task
@@ -369,7 +367,7 @@ export class Launcher {
         try {
           await connection.reset();
         } catch (error) {
-          return end(failed(error));
+          return run.end(failed(error));
         }
         connection.checkedOut(); // clean now, but what runs next may change the session
         run.sent = null;
@@ -383,7 +381,7 @@ export class Launcher {
         const backend = results.at(-1)!.rows[0] as { pid: number; started: string };
         connection.pin(backend);
       } catch (error) {
-        end(failed(error));
+        run.end(failed(error));
         if (!refusesTransactions(error)) return;
         throw poolerUnsupported(`The connection pooler refused to keep a transaction open (${(error as Error).message}); this is PgBouncer's statement mode`, {
           cookie: worker.cookie,
@@ -398,23 +396,23 @@ export class Launcher {
       try {
         await connection.query(launch.session.text, launch.session.values);
       } catch (error) {
-        return end(failed(error));
+        return run.end(failed(error));
       }
       run.sent = null;
     }
     // No tag before the instance listens: a cancel from SQL must reach the owner (it never rejects).
     if (listen) await listen;
-    if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
+    if (worker.cancelRequested) return run.end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
     let plan = launch.plan;
     if (!connection.standardConformingStrings) {
       try {
         plan = planTask(launch.sql, false);
       } catch (error) {
-        return end(failed(error));
+        return run.end(failed(error));
       }
     }
     // A copyTo/copyFrom launch is the COPY with the client the plan refuses anywhere else.
-    if (plan.refusal !== null && !launch.copy) return end(failed(new WorkerFailure('0A000', plan.refusal)));
+    if (plan.refusal !== null && !launch.copy) return run.end(failed(new WorkerFailure('0A000', plan.refusal)));
 
     const columns = worker; // its columns() hears the result's fields (a 'described' change)
     // Cursor mode or COPY with the client (stream-tasks.ts): another task kind, the same end.
@@ -427,66 +425,73 @@ export class Launcher {
         try {
           await connection.query(tagSql(workerTag(worker.cookie, worker.label), false));
         } catch (error) {
-          return end(failed(error));
+          return run.end(failed(error));
         }
         run.sent = null;
-        if (worker.cancelRequested) return end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
+        if (worker.cancelRequested) return run.end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
       }
       worker.apply({ kind: 'sent', task: other.task });
       liveness.watch(connection, worker.queue);
       run.sent = { kind: 'task', startsWithParse: other.startsWithParse };
       other.task.start(connection);
-      void other.task.done.then(end);
+      void other.task.done.then((outcome) => run.end(outcome));
       return;
     }
 
     this.#send(worker, connection, plan, resetFirst, run);
   }
 
-  /** The worker is attached to `connection`; returns what is on the wire, and the task's end. */
-  #attach(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null, again: boolean): RunState {
-    const { options, liveness, stopper, running, events } = this.#deps;
+  /** The worker is attached to `connection`; returns its Run: what is on the wire, and the task's end. */
+  #attach(worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null, again: boolean): Run {
+    const { options, stopper, running } = this.#deps;
     const { launch } = worker;
     // Behind a pooler the worker's backend is known once its transaction holds one (below).
     if (!connection.pooled && !again) started(worker, connection);
     running.set(worker, connection);
-    connection.onNotice = (notice) => events.notice(worker, notice);
-    const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
-    const timer =
-      launch.timeoutMs > 0 ? setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs)) : null;
-    // What is on the wire: our settings round trip, then the task.
-    const run: RunState = { sent: null, end: null! };
-    // Resolves when a second try is on its way (the launch waits for it while settings are sent).
-    const end = (outcome: TaskOutcome): Promise<void> | void => {
-      if (timer) clearTimeout(timer);
-      liveness.unwatch(connection);
-      const { error } = outcome;
-      const delayMs = !outcome.resetFailed && run.sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
-      if (outcome.resetFailed && error) {
-        // The last task's reset went ahead of this one and failed: the server skipped this task.
-        if (worker.cancelRequested) {
-          outcome = failed(
-            new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
-          );
-        } else if (firstStart === null) {
-          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
-        }
-      } else if (delayMs !== null) {
-        // A retryable failure (retry.ts): the task runs again on this connection.
-        return void this.#again(worker, connection, slot, error!, delayMs);
-      } else if (neverRan(error, run.sent, connection.firstAnswer)) {
-        if (worker.cancelRequested) {
-          outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
-        } else if (firstStart === null) {
-          // Once: a second dead connection in a row is reported as it is.
-          return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
-        }
-      }
-      if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
-      void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
-    };
-    run.end = end;
+    const run = new Run(this.#runs, worker, connection, slot, firstStart);
+    connection.onNotice = run;
+    if (launch.timeoutMs > 0) {
+      const timeoutMs = launch.timeoutMs - (firstStart === null ? 0 : Date.now() - firstStart);
+      run.timer = setTimeout(() => void stopper.stop(worker, 'timeout', options.cancelGraceMs).catch(() => {}), Math.max(0, timeoutMs));
+    }
     return run;
+  }
+
+  /** What a Run hears (one object per instance, so that each Run is small). */
+  readonly #runs: RunSteps = {
+    ended: (run, outcome) => this.#ended(run, outcome),
+    notice: (run, notice) => this.#deps.events.notice(run.worker, notice),
+  };
+
+  /** The task's end; resolves when a second try is on its way (the launch waits for it while settings are sent). */
+  #ended(run: Run, outcome: TaskOutcome): Promise<void> | void {
+    const { worker, connection, slot, firstStart } = run;
+    if (run.timer) clearTimeout(run.timer);
+    this.#deps.liveness.unwatch(connection);
+    const { error } = outcome;
+    const delayMs = !outcome.resetFailed && run.sent?.kind === 'task' ? retryDelay(worker, error, connection) : null;
+    if (outcome.resetFailed && error) {
+      // The last task's reset went ahead of this one and failed: the server skipped this task.
+      if (worker.cancelRequested) {
+        outcome = failed(
+          new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (the reset ahead of it failed: ${error.message})`),
+        );
+      } else if (firstStart === null) {
+        return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+      }
+    } else if (delayMs !== null) {
+      // A retryable failure (retry.ts): the task runs again on this connection.
+      return void this.#again(worker, connection, slot, error!, delayMs);
+    } else if (neverRan(error, run.sent, connection.firstAnswer)) {
+      if (worker.cancelRequested) {
+        outcome = failed(new WorkerFailure('57014', `worker was cancelled (${worker.canceledBy}) before it ran (its connection had died: ${error.message})`));
+      } else if (firstStart === null) {
+        // Once: a second dead connection in a row is reported as it is.
+        return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
+      }
+    }
+    if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
+    void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
   }
 
   /**
@@ -495,7 +500,7 @@ export class Launcher {
    * Pooled connections are never reused: no reset of ours may land on another client's session.
    * The tag (pg_stat_activity's application_name) rides in the same write, ahead of the task.
    */
-  #send(worker: Worker, connection: WorkerConnection, plan: TaskPlan, resetFirst: boolean, run: RunState): void {
+  #send(worker: Worker, connection: WorkerConnection, plan: TaskPlan, resetFirst: boolean, run: Run): void {
     const { options, liveness } = this.#deps;
     const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
@@ -507,7 +512,7 @@ export class Launcher {
     liveness.watch(connection, worker.queue);
     run.sent = { kind: 'task', startsWithParse: query.startsWithParse };
     connection.run(query);
-    void query.done.then(run.end);
+    query.whenDone(run);
   }
 
   /**
@@ -648,11 +653,48 @@ class Start implements SlotWaiter {
   }
 }
 
-/** What is on the wire of a worker's run: our settings round trip, the reset, then the task. */
-interface RunState {
-  sent: Sent;
-  /** The task's end: resolves when a second try is on its way (see #attach). */
-  end: (outcome: TaskOutcome) => Promise<void> | void;
+/** A Run's steps, kept by the launcher (they reach its private methods). */
+interface RunSteps {
+  ended(run: Run, outcome: TaskOutcome): Promise<void> | void;
+  notice(run: Run, notice: ServerNotice): void;
+}
+
+/**
+ * One run of a worker's task on its connection: what is on the wire (our settings round trip,
+ * the reset, then the task), the task's end, and where the connection's notices go. One object
+ * per run, not a record, an end closure and a notice closure.
+ */
+class Run implements TaskEnd, NoticeSink {
+  readonly #steps: RunSteps;
+  readonly worker: Worker;
+  readonly connection: WorkerConnection;
+  readonly slot: Slot;
+  /** Set when this is the task's second (and last) try: see Launcher#retry. */
+  readonly firstStart: number | null;
+  sent: Sent = null;
+  timer: NodeJS.Timeout | null = null;
+
+  constructor(steps: RunSteps, worker: Worker, connection: WorkerConnection, slot: Slot, firstStart: number | null) {
+    this.#steps = steps;
+    this.worker = worker;
+    this.connection = connection;
+    this.slot = slot;
+    this.firstStart = firstStart;
+  }
+
+  /** The task's end: resolves when a second try is on its way (see Launcher#ended). */
+  end(outcome: TaskOutcome): Promise<void> | void {
+    return this.#steps.ended(this, outcome);
+  }
+
+  /** TaskQuery's end (a microtask after its last answer, never inside pg's parser). */
+  ended(outcome: TaskOutcome): void {
+    void this.#steps.ended(this, outcome);
+  }
+
+  notice(notice: ServerNotice): void {
+    this.#steps.notice(this, notice);
+  }
 }
 
 const RESOLVED = Promise.resolve();
