@@ -68,6 +68,12 @@ export class ConnectionPool {
     for (const connection of parked) this.#resetIdle(connection);
   };
 
+  /** An idle connection broke: it leaves the idle set (one function for all, not a closure per park). */
+  readonly #idleFailed = (_error: Error, connection: WorkerConnection): void => {
+    this.#idle = this.#idle.filter((entry) => entry.connection !== connection);
+    void this.#close(connection);
+  };
+
   constructor(options: ConnectionPoolOptions) {
     this.#options = options;
   }
@@ -231,10 +237,7 @@ export class ConnectionPool {
   /** Idle connections do not keep the process alive; one that breaks while idle is dropped. */
   #park(connection: WorkerConnection): void {
     connection.unref();
-    connection.onFailure = () => {
-      this.#idle = this.#idle.filter((entry) => entry.connection !== connection);
-      void this.#close(connection);
-    };
+    connection.onFailure = this.#idleFailed;
     this.#idle.push({ connection, since: Date.now() });
     this.#scheduleSweep();
     // A reset the last task deferred (worker-connection.ts) waits one turn of the event loop

@@ -92,7 +92,7 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
    * next task must carry the reset as its prefix (takePrefixReset) or run it first (reset()).
    */
   #needsReset = false;
-  #onFailure: ((error: Error) => void) | null = null;
+  #onFailure: ((error: Error, connection: WorkerConnection) => void) | null = null;
   #closing: Promise<void> | null = null;
 
   /** Deadline of our own requests on this connection (setup, settings, reset). */
@@ -263,8 +263,8 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     this.#onNotice = sink;
   }
 
-  /** Called once if the connection breaks. */
-  set onFailure(callback: ((error: Error) => void) | null) {
+  /** Called once if the connection breaks (with the error and this connection). */
+  set onFailure(callback: ((error: Error, connection: WorkerConnection) => void) | null) {
     this.#onFailure = callback;
   }
 
@@ -445,6 +445,6 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     this.#failure = error;
     const onFailure = this.#onFailure;
     this.#onFailure = null;
-    onFailure?.(error);
+    onFailure?.(error, this);
   }
 }

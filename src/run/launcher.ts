@@ -510,7 +510,7 @@ export class Launcher {
     const query = new TaskQuery(plan, worker.queue, worker, session, connection.pinned, tag, resetFirst, journal);
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
-    run.sent = { kind: 'task', startsWithParse: query.startsWithParse };
+    run.sent = query.startsWithParse ? SENT_PARSE : SENT_SIMPLE;
     connection.run(query);
     query.whenDone(run);
   }
@@ -698,6 +698,9 @@ class Run implements TaskEnd, NoticeSink {
 }
 
 const RESOLVED = Promise.resolve();
+/** What a task on the wire is (one constant each, not an object per task). */
+const SENT_PARSE: Sent = Object.freeze({ kind: 'task', startsWithParse: true });
+const SENT_SIMPLE: Sent = Object.freeze({ kind: 'task', startsWithParse: false });
 
 /** A task that ended before (or instead of) reaching the server. */
 function failed(error: unknown): TaskOutcome {
