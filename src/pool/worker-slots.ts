@@ -105,12 +105,15 @@ export class WorkerSlots implements Admission {
    * Entries handed out (granted or cancelled) whose waiters hear it in the next microtask, all
    * of them in one (no promise or closure per grant), in the order they were handed out.
    */
-  readonly #due: Entry[] = [];
+  readonly #due: (Entry | null)[] = [];
+  /** Entries in #due (the array keeps its room: no backing store per batch). */
+  #dueCount = 0;
   readonly #deliver = (): void => {
-    // Kept and reused (no array per batch); an entry handed out while these are heard is heard in this loop.
+    // An entry handed out while these are heard is heard in this loop.
     const due = this.#due;
-    for (let i = 0; i < due.length; i++) {
+    for (let i = 0; i < this.#dueCount; i++) {
       const entry = due[i]!;
+      due[i] = null;
       try {
         if (entry.slot) entry.waiter.granted(entry.slot);
         else entry.waiter.refused(entry.reason);
@@ -119,7 +122,7 @@ export class WorkerSlots implements Admission {
         void Promise.reject(error);
       }
     }
-    due.length = 0;
+    this.#dueCount = 0;
   };
 
   constructor(maxWorkers: number) {
@@ -162,7 +165,8 @@ export class WorkerSlots implements Admission {
 
   /** The entry's waiter hears its slot (or its cancel) in the next microtask (see #due). */
   handOut(entry: Entry): void {
-    if (this.#due.push(entry) === 1) void SOON.then(this.#deliver);
+    this.#due[this.#dueCount] = entry;
+    if (this.#dueCount++ === 0) void SOON.then(this.#deliver);
   }
 
   waiting(start: Abortable): boolean {

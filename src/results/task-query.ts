@@ -76,22 +76,33 @@ export interface TaskEnd {
  * Ends due, heard in the next microtask, all in one: never inside pg's parser, which is where a
  * task's last answer arrives (a 'finished' listener must not run there), and in order.
  */
-const dueEnds: TaskEnd[] = [];
-const dueOutcomes: TaskOutcome[] = [];
+const dueEnds: (TaskEnd | null)[] = [];
+const dueOutcomes: (TaskOutcome | null)[] = [];
+/** Ends in dueEnds (the arrays keep their room: no backing store per batch). */
+let dueCount = 0;
 /** A promise reaction, not queueMicrotask (which makes an AsyncResource and a bound function per call). */
 const SOON = Promise.resolve();
 function deliverEnds(): void {
-  // Kept and reused (no arrays per batch); an end due while these are heard is heard in this loop.
-  for (let i = 0; i < dueEnds.length; i++) {
+  // An end due while these are heard is heard in this loop.
+  for (let i = 0; i < dueCount; i++) {
+    const end = dueEnds[i]!;
+    const outcome = dueOutcomes[i]!;
+    dueEnds[i] = null;
+    dueOutcomes[i] = null;
     try {
-      dueEnds[i]!.ended(dueOutcomes[i]!);
+      end.ended(outcome);
     } catch (error) {
       // As an unhandled rejection of the promise it replaces would: loud, and the rest still hear theirs.
       void Promise.reject(error);
     }
   }
-  dueEnds.length = 0;
-  dueOutcomes.length = 0;
+  dueCount = 0;
+}
+
+function endSoon(end: TaskEnd, outcome: TaskOutcome): void {
+  dueEnds[dueCount] = end;
+  dueOutcomes[dueCount] = outcome;
+  if (dueCount++ === 0) void SOON.then(deliverEnds);
 }
 
 export class TaskQuery implements WireReader {
@@ -471,8 +482,7 @@ export class TaskQuery implements WireReader {
     this.#outcome = final;
     this.#resolve?.(final);
     if (this.#end) {
-      dueEnds.push(this.#end);
-      if (dueOutcomes.push(final) === 1) void SOON.then(deliverEnds);
+      endSoon(this.#end, final);
     }
   }
 }
