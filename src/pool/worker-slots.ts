@@ -7,6 +7,7 @@
 // The queue is ours, not p-limit's: p-limit cannot skip a held entry and keep its place.
 
 import type { AbortListener } from '../core/abort.js';
+import { SoonBatch } from '../core/soon-batch.js';
 
 export type { AbortListener };
 
@@ -56,9 +57,6 @@ export interface Admission {
   reconsider(): void;
 }
 
-/** A promise reaction, not queueMicrotask (which makes an AsyncResource and a bound function per call). */
-const SOON = Promise.resolve();
-
 /** A start waiting for a slot; it hears the start's cancel itself (no closure per wait). */
 class Entry implements AbortListener {
   readonly start: Abortable;
@@ -101,29 +99,11 @@ export class WorkerSlots implements Admission {
   /** The waiting entry of each start (for waiting() and a cancel). */
   readonly #waiting = new Map<Abortable, Entry>();
   #paused = false;
-  /**
-   * Entries handed out (granted or cancelled) whose waiters hear it in the next microtask, all
-   * of them in one (no promise or closure per grant), in the order they were handed out.
-   */
-  readonly #due: (Entry | null)[] = [];
-  /** Entries in #due (the array keeps its room: no backing store per batch). */
-  #dueCount = 0;
-  readonly #deliver = (): void => {
-    // An entry handed out while these are heard is heard in this loop.
-    const due = this.#due;
-    for (let i = 0; i < this.#dueCount; i++) {
-      const entry = due[i]!;
-      due[i] = null;
-      try {
-        if (entry.slot) entry.waiter.granted(entry.slot);
-        else entry.waiter.refused(entry.reason);
-      } catch (error) {
-        // As an unhandled rejection would: loud, and the waiters after it still hear theirs.
-        void Promise.reject(error);
-      }
-    }
-    this.#dueCount = 0;
-  };
+  /** Entries handed out (granted or cancelled): their waiters hear it a microtask later, in order. */
+  readonly #due = new SoonBatch<Entry>((entry) => {
+    if (entry.slot) entry.waiter.granted(entry.slot);
+    else entry.waiter.refused(entry.reason);
+  });
 
   constructor(maxWorkers: number) {
     this.#max = maxWorkers;
@@ -165,8 +145,7 @@ export class WorkerSlots implements Admission {
 
   /** The entry's waiter hears its slot (or its cancel) in the next microtask (see #due). */
   handOut(entry: Entry): void {
-    this.#due[this.#dueCount] = entry;
-    if (this.#dueCount++ === 0) void SOON.then(this.#deliver);
+    this.#due.add(entry);
   }
 
   waiting(start: Abortable): boolean {

@@ -10,6 +10,7 @@
 import pg from 'pg';
 import { BEGIN_SQL, COMMIT_SQL, RESET_SQL, tagSql } from '../catalog.js';
 import { encodeExtended, encodeStatement, type WireReader, type WireWriter } from '../pg/index.js';
+import { SoonBatch } from '../core/soon-batch.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
 import type { ResultField } from './row-parser.js';
@@ -73,37 +74,10 @@ export interface TaskEnd {
 }
 
 /**
- * Ends due, heard in the next microtask, all in one: never inside pg's parser, which is where a
- * task's last answer arrives (a 'finished' listener must not run there), and in order.
+ * Tasks whose end is due, heard a microtask later, in order: never inside pg's parser, which is
+ * where a task's last answer arrives (a 'finished' listener must not run there).
  */
-const dueEnds: (TaskEnd | null)[] = [];
-const dueOutcomes: (TaskOutcome | null)[] = [];
-/** Ends in dueEnds (the arrays keep their room: no backing store per batch). */
-let dueCount = 0;
-/** A promise reaction, not queueMicrotask (which makes an AsyncResource and a bound function per call). */
-const SOON = Promise.resolve();
-function deliverEnds(): void {
-  // An end due while these are heard is heard in this loop.
-  for (let i = 0; i < dueCount; i++) {
-    const end = dueEnds[i]!;
-    const outcome = dueOutcomes[i]!;
-    dueEnds[i] = null;
-    dueOutcomes[i] = null;
-    try {
-      end.ended(outcome);
-    } catch (error) {
-      // As an unhandled rejection of the promise it replaces would: loud, and the rest still hear theirs.
-      void Promise.reject(error);
-    }
-  }
-  dueCount = 0;
-}
-
-function endSoon(end: TaskEnd, outcome: TaskOutcome): void {
-  dueEnds[dueCount] = end;
-  dueOutcomes[dueCount] = outcome;
-  if (dueCount++ === 0) void SOON.then(deliverEnds);
-}
+const dueEnds = new SoonBatch<TaskQuery>((query) => query.hearEnd());
 
 export class TaskQuery implements WireReader {
   /** Made when first asked for (the launcher hears the end through whenDone instead). */
@@ -213,6 +187,11 @@ export class TaskQuery implements WireReader {
   /** `end` hears the task's end a microtask after it (as `done`'s reaction would), without a promise. */
   whenDone(end: TaskEnd): void {
     this.#end = end;
+  }
+
+  /** The due end reaches the task's TaskEnd (dueEnds). */
+  hearEnd(): void {
+    this.#end!.ended(this.#outcome!);
   }
 
   /** The write opens with a Parse (see startsWithParse): what the never-ran rule needs. */
@@ -481,9 +460,7 @@ export class TaskQuery implements WireReader {
     const final = this.#resetFailed ? { ...outcome, resetFailed: true } : outcome;
     this.#outcome = final;
     this.#resolve?.(final);
-    if (this.#end) {
-      endSoon(this.#end, final);
-    }
+    if (this.#end) dueEnds.add(this);
   }
 }
 

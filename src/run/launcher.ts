@@ -308,9 +308,7 @@ export class Launcher {
     // must not keep us from checking, cancelling or terminating this worker. A direct one also
     // listens for control requests from SQL (see control/remote-control.ts), and until it does,
     // `listen` is what this task waits on before its tag goes out (null: nothing to wait for).
-    // Untagged and unjournaled, no SQL function can find the worker: nothing to wait for.
-    const gate = this.#deps.control.open(!connection.pooled);
-    const listen = this.#deps.options.tagConnections || this.#deps.journal ? gate : null;
+    const listen = this.#deps.control.open(!connection.pooled);
     const direct =
       listen === null &&
       !connection.pooled &&
@@ -323,7 +321,7 @@ export class Launcher {
     if (!direct) return this.#runWaiting(worker, connection, slot, firstStart, again, listen);
     try {
       const run = this.#attach(worker, connection, slot, firstStart, again);
-      if (worker.cancelRequested) return Promise.resolve(run.end(failed(new WorkerFailure('57014', 'canceling statement due to user request'))));
+      if (worker.cancelRequested) return Promise.resolve(run.ended(failed(new WorkerFailure('57014', 'canceling statement due to user request'))));
       // needsReset: prefixable, and takePrefixReset cannot refuse (the transaction status is idle).
       const resetFirst = connection.needsReset && connection.takePrefixReset();
       this.#send(worker, connection, launch.plan, resetFirst, run);
@@ -346,7 +344,7 @@ export class Launcher {
     const run = this.#attach(worker, connection, slot, firstStart, again);
     const refusal = connection.pooled ? pooledRefusal(worker) : null; // cursor mode, COPY (stream-tasks.ts)
     if (refusal) {
-      run.end(failed(new WorkerFailure('0A000', refusal)));
+      run.ended(failed(new WorkerFailure('0A000', refusal)));
       throw poolerUnsupported(refusal, { cookie: worker.cookie, label: worker.label });
     }
     // The reset the last task on this connection deferred (results/task-query.ts): this task
@@ -367,7 +365,7 @@ export class Launcher {
         try {
           await connection.reset();
         } catch (error) {
-          return run.end(failed(error));
+          return run.ended(failed(error));
         }
         connection.checkedOut(); // clean now, but what runs next may change the session
         run.sent = null;
@@ -381,7 +379,7 @@ export class Launcher {
         const backend = results.at(-1)!.rows[0] as { pid: number; started: string };
         connection.pin(backend);
       } catch (error) {
-        run.end(failed(error));
+        run.ended(failed(error));
         if (!refusesTransactions(error)) return;
         throw poolerUnsupported(`The connection pooler refused to keep a transaction open (${(error as Error).message}); this is PgBouncer's statement mode`, {
           cookie: worker.cookie,
@@ -396,23 +394,23 @@ export class Launcher {
       try {
         await connection.query(launch.session.text, launch.session.values);
       } catch (error) {
-        return run.end(failed(error));
+        return run.ended(failed(error));
       }
       run.sent = null;
     }
     // No tag before the instance listens: a cancel from SQL must reach the owner (it never rejects).
     if (listen) await listen;
-    if (worker.cancelRequested) return run.end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
+    if (worker.cancelRequested) return run.ended(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
     let plan = launch.plan;
     if (!connection.standardConformingStrings) {
       try {
         plan = planTask(launch.sql, false);
       } catch (error) {
-        return run.end(failed(error));
+        return run.ended(failed(error));
       }
     }
     // A copyTo/copyFrom launch is the COPY with the client the plan refuses anywhere else.
-    if (plan.refusal !== null && !launch.copy) return run.end(failed(new WorkerFailure('0A000', plan.refusal)));
+    if (plan.refusal !== null && !launch.copy) return run.ended(failed(new WorkerFailure('0A000', plan.refusal)));
 
     const columns = worker; // its columns() hears the result's fields (a 'described' change)
     // Cursor mode or COPY with the client (stream-tasks.ts): another task kind, the same end.
@@ -425,16 +423,16 @@ export class Launcher {
         try {
           await connection.query(tagSql(workerTag(worker.cookie, worker.label), false));
         } catch (error) {
-          return run.end(failed(error));
+          return run.ended(failed(error));
         }
         run.sent = null;
-        if (worker.cancelRequested) return run.end(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
+        if (worker.cancelRequested) return run.ended(failed(new WorkerFailure('57014', 'canceling statement due to user request')));
       }
       worker.apply({ kind: 'sent', task: other.task });
       liveness.watch(connection, worker.queue);
       run.sent = { kind: 'task', startsWithParse: other.startsWithParse };
       other.task.start(connection);
-      void other.task.done.then((outcome) => run.end(outcome));
+      void other.task.done.then((outcome) => run.ended(outcome));
       return;
     }
 
@@ -682,14 +680,12 @@ class Run implements TaskEnd, NoticeSink {
     this.firstStart = firstStart;
   }
 
-  /** The task's end: resolves when a second try is on its way (see Launcher#ended). */
-  end(outcome: TaskOutcome): Promise<void> | void {
+  /**
+   * The task's end (TaskQuery's comes a microtask after its last answer, never inside pg's
+   * parser): resolves when a second try is on its way (see Launcher#ended).
+   */
+  ended(outcome: TaskOutcome): Promise<void> | void {
     return this.#steps.ended(this, outcome);
-  }
-
-  /** TaskQuery's end (a microtask after its last answer, never inside pg's parser). */
-  ended(outcome: TaskOutcome): void {
-    void this.#steps.ended(this, outcome);
   }
 
   notice(notice: ServerNotice): void {

@@ -52,8 +52,10 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents & S
   const connector = new WorkerConnector(connection, controlTimeoutMs, options.onCallerExit);
   const pool = new ConnectionPool({ maxConnections: maxWorkers, maxIdle, minIdle, idleTimeoutMs, connect: () => connector.open() });
   const controlName = options.tagConnections ? CONTROL_TAG : 'pg-background control';
-  // A direct worker's tag waits (at most LISTEN_WAIT_MS) for the control connection to listen.
-  const listenWaitMs = Math.min(LISTEN_WAIT_MS, controlTimeoutMs);
+  // A direct worker's tag waits (at most LISTEN_WAIT_MS) for the control connection to listen;
+  // untagged and unjournaled, no SQL function can find a worker: nothing to wait for.
+  const findable = options.tagConnections || options.journal !== null;
+  const listenWaitMs = findable ? Math.min(LISTEN_WAIT_MS, controlTimeoutMs) : 0;
   const control = new ControlConnection({ ...connection, application_name: controlName }, controlTimeoutMs, listenWaitMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
   const registry = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained, events);
