@@ -11,23 +11,16 @@
 // A B and then B A, and take the geometric mean of the two B/A figures (the bias cancels).
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import pg from 'pg';
+import { insertTable, submitAll } from './fire-support.mjs';
 
 const [pairs, tasks, dirA, dirB] = [Number(process.argv[2] ?? 16), Number(process.argv[3] ?? 5000), process.argv[4], process.argv[5]];
 const WARM_PAIRS = 4; // not counted: the JIT is still settling (per-task CPU falls over the first ~20,000 tasks)
 const url = process.env.DATABASE_URL;
-const INSERT = 'INSERT INTO bench_ab_dist (id, payload) VALUES ($1, $2)';
-const setup = new pg.Client({ connectionString: url });
-await setup.connect();
-await setup.query('CREATE TABLE IF NOT EXISTS bench_ab_dist (id int NOT NULL, payload text NOT NULL)');
-await setup.query('TRUNCATE bench_ab_dist');
+const { setup, insert: INSERT } = await insertTable(url, 'bench_ab_dist');
 const side = async (dir) => {
   const { PgBackground } = await import(pathToFileURL(resolve(dir, 'index.js')).href + `?${dir}`);
   const bg = new PgBackground({ connectionString: url, maxWorkers: 16, whenFull: 'queue' });
-  const round = async (count, first) => {
-    const handles = await Promise.all(Array.from({ length: count }, (_, i) => bg.submit({ text: INSERT, values: [first + i, 'row'] })));
-    await Promise.all(handles.map((h) => bg.wait(h)));
-  };
+  const round = (count, first) => submitAll(bg, INSERT, count, first);
   return { bg, round };
 };
 const sides = [await side(dirA), await side(dirB)];

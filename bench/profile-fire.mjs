@@ -5,15 +5,12 @@
 // transactions and inserted rows per task (pg_stat_database, flushed late: a rough count).
 import pg from 'pg';
 import { PgBackground } from '../dist/index.js';
+import { insertTable, submitAll } from './fire-support.mjs';
 
 const side = process.argv[2] ?? 'lib';
 const tasks = Number(process.argv[3] ?? 20_000);
 const url = process.env.DATABASE_URL;
-const INSERT = 'INSERT INTO bench_profile (id, payload) VALUES ($1, $2)';
-const setup = new pg.Client({ connectionString: url });
-await setup.connect();
-await setup.query('CREATE TABLE IF NOT EXISTS bench_profile (id int NOT NULL, payload text NOT NULL)');
-await setup.query('TRUNCATE bench_profile');
+const { setup, insert: INSERT } = await insertTable(url, 'bench_profile');
 let round;
 let close;
 if (side === 'pool') {
@@ -48,8 +45,7 @@ if (side === 'pool') {
       );
       return;
     }
-    const handles = await Promise.all(Array.from({ length: count }, (_, i) => bg.submit({ text: INSERT, values: [first + i, 'row'] })));
-    await Promise.all(handles.map((h) => bg.wait(h)));
+    await submitAll(bg, INSERT, count, first);
   };
   close = () => bg.close();
 }

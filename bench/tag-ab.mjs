@@ -5,18 +5,15 @@
 // (tagConnections: false), journal (journal: true). Prints the median of the per-round ratios.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import pg from 'pg';
 import { PgBackground } from '../dist/index.js';
+import { insertTable, submitAll } from './fire-support.mjs';
 
 const rounds = Number(process.argv[2] ?? 10);
 const tasks = Number(process.argv[3] ?? 10_000);
 const sides = [process.argv[4] ?? 'lib', process.argv[5] ?? 'untagged'];
 const url = process.env.DATABASE_URL;
-const INSERT = 'INSERT INTO bench_ab (id, payload) VALUES ($1, $2)';
 const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-const setup = new pg.Client({ connectionString: url });
-await setup.connect();
-await setup.query('CREATE TABLE IF NOT EXISTS bench_ab (id int NOT NULL, payload text NOT NULL)');
+const { setup, insert: INSERT } = await insertTable(url, 'bench_ab');
 if (sides.includes('journal')) {
   const installer = new PgBackground({ connectionString: url });
   await installer.install({ journal: true });
@@ -38,10 +35,7 @@ async function once(side) {
   if (side === 'untagged') options.tagConnections = false;
   if (side === 'journal') options.journal = true;
   const bg = new PgBackground(options);
-  const round = async (count, first) => {
-    const handles = await Promise.all(Array.from({ length: count }, (_, i) => bg.submit({ text: INSERT, values: [first + i, 'row'] })));
-    await Promise.all(handles.map((h) => bg.wait(h)));
-  };
+  const round = (count, first) => submitAll(bg, INSERT, count, first);
   await round(2000, -2000);
   await new Promise((r) => setTimeout(r, 100));
   const { rows } = await setup.query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
