@@ -194,3 +194,35 @@ test('after its control session ended, an instance’s next worker (on a warm co
   }
   assert.deepEqual(ends, Array(5).fill('canceled 57014'));
 });
+
+test('cancel() of a worker that waits for its instance to listen: nothing is sent, it ends canceled, and cancel resolves only once it has', async () => {
+  // The listeners' lock, held exclusively: the first worker waits (LISTEN_WAIT_MS) before its tag and task go out.
+  const holder = await db.client();
+  await holder.query(`SELECT pg_advisory_lock(${CONTROL_LISTENER_KEY})`);
+  const bg = db.background({ livenessTimeoutMs: 2_000 });
+  try {
+    const launching = bg.launch(sleeper('gate/cancel'), { label: 'gate/cancel' });
+    let cookie = 0n;
+    let pid = 0;
+    await until(async () => {
+      const info = (await bg.list()).find((w) => w.label === 'gate/cancel');
+      if (info?.state !== 'running') return false;
+      [cookie, pid] = [info.cookie, info.pid];
+      return true;
+    }, 'the worker to hold its connection, its task not sent');
+    // Attached to its backend, which shows neither the tag nor the task.
+    const [backend] = await db.query<{ application_name: string; state: string }>('SELECT application_name, state FROM pg_stat_activity WHERE pid = $1', [pid]);
+    assert.deepEqual(backend, { application_name: 'pgbg:idle', state: 'idle' });
+    await bg.cancel({ pid, cookie }, { graceMs: 200 });
+    // Resolved only once the worker stopped: terminal already, canceled, and nothing ran.
+    const info = await bg.info({ pid, cookie });
+    assert.equal(info.state, 'canceled');
+    assert.equal((await bg.errorInfo({ pid, cookie }))!.sqlstate, '57014');
+    assert.equal((await launching).cookie, cookie);
+    assert.equal(await marks('gate/cancel'), 0);
+  } finally {
+    await holder.query(`SELECT pg_advisory_unlock(${CONTROL_LISTENER_KEY})`);
+    await bg.close({ cancel: true });
+  }
+  assert.equal(await marks('gate/cancel'), 0);
+});
