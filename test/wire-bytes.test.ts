@@ -74,3 +74,26 @@ test('encodeExtended: a lead statement (the tag) is written in place, byte for b
     }
   }
 });
+
+test('encodeExtended: long and non-ASCII strings in every place (past the short-string loop) are what pg writes', () => {
+  const long = 'x'.repeat(600);
+  const longWide = 'é'.repeat(300) + 'x'.repeat(300);
+  for (const text of [`SELECT '${long}' = $1`, `SELECT '${longWide}' = $1`, "SELECT 'ż' = $1", `SELECT '${'y'.repeat(510)}' = $1`]) {
+    for (const value of [long, longWide, 'ż', '', 'x'.repeat(512), 'x'.repeat(513)]) {
+      const tag = `SET application_name TO '${value.slice(0, 40)}'`;
+      const trailer = `SELECT '${value}'`;
+      const expected = Buffer.concat([
+        serialize.parse({ text: tag }),
+        BIND_NO_VALUES,
+        serialize.execute({}),
+        ...pgTask(text, [value, null, Buffer.from([7])]),
+        serialize.parse({ text: trailer }),
+        BIND_NO_VALUES,
+        serialize.execute({}),
+        serialize.sync(),
+      ]);
+      assert.deepEqual(encodeExtended(null, text, [value, null, Buffer.from([7])], trailer, tag), expected);
+      assert.deepEqual(encodeStatement(text), Buffer.concat([serialize.parse({ text }), BIND_NO_VALUES, serialize.execute({})]));
+    }
+  }
+});

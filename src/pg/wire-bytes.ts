@@ -10,6 +10,16 @@
 const BIND_NONE = Buffer.from([0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
 /** Execute of the unnamed portal, no row limit. */
 const EXECUTE = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+/** Describe of the unnamed portal, and Sync. */
+const DESCRIBE_PORTAL = Buffer.from([0x44, 0, 0, 0, 6, 0x50, 0]);
+const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
+
+function writeInt32(out: Buffer, at: number, value: number): void {
+  out[at] = value >>> 24;
+  out[at + 1] = value >>> 16;
+  out[at + 2] = value >>> 8;
+  out[at + 3] = value;
+}
 
 /**
  * Parse, Bind and Execute of `text` (one statement, no parameters) behind `lead` (messages
@@ -17,14 +27,13 @@ const EXECUTE = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
  */
 export function encodeStatement(text: string, lead: Buffer | null = null): Buffer {
   const leadLength = lead === null ? 0 : lead.length;
-  const textBytes = Buffer.byteLength(text, 'utf8');
   // Parse: 'P', length, statement name '' (a NUL), the text, NUL, no parameter types (int16 0).
-  const parseLength = 4 + 1 + textBytes + 1 + 2;
+  const parseLength = 4 + 1 + Buffer.byteLength(text, 'utf8') + 1 + 2;
   const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + BIND_NONE.length + EXECUTE.length);
-  let at = lead === null ? 0 : lead.copy(out, 0);
-  at = writeParse(out, at, text, parseLength);
-  at += BIND_NONE.copy(out, at);
-  EXECUTE.copy(out, at);
+  if (lead !== null) out.set(lead, 0);
+  const at = writeParse(out, leadLength, text, parseLength);
+  out.set(BIND_NONE, at);
+  out.set(EXECUTE, at + BIND_NONE.length);
   return out;
 }
 
@@ -34,7 +43,7 @@ export function encodeStatement(text: string, lead: Buffer | null = null): Buffe
  */
 function writeParse(out: Buffer, at: number, text: string, length: number): number {
   out[at] = 0x50; // 'P'
-  out.writeInt32BE(length, at + 1);
+  writeInt32(out, at + 1, length);
   out[at + 5] = 0;
   at += 6;
   at += out.write(text, at, 'utf8');
@@ -44,11 +53,15 @@ function writeParse(out: Buffer, at: number, text: string, length: number): numb
   return at + 3;
 }
 
-/** Describe of the unnamed portal, and Sync. */
-const DESCRIBE_PORTAL = Buffer.from([0x44, 0, 0, 0, 6, 0x50, 0]);
-const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
+/** Parse, Bind and Execute of a statement of ours without parameters, at `at`; returns the offset after it. */
+function writeStatement(out: Buffer, at: number, text: string, parseLength: number): number {
+  at = writeParse(out, at, text, parseLength);
+  out.set(BIND_NONE, at);
+  out.set(EXECUTE, at + BIND_NONE.length);
+  return at + BIND_NONE.length + EXECUTE.length;
+}
 
-/** Byte lengths of the string values of the task being encoded (reused: no array per task). */
+/** Byte lengths of the values of the task being encoded (reused: no array per task). */
 const valueBytes: number[] = [];
 
 /**
@@ -68,12 +81,12 @@ export function encodeExtended(
   trailer: string | null = null,
   leadStatement: string | null = null,
 ): Buffer {
+  const statement = BIND_NONE.length + EXECUTE.length;
   const leadParseLength = leadStatement === null ? 0 : 4 + 1 + Buffer.byteLength(leadStatement, 'utf8') + 1 + 2;
-  const leadLength = (lead === null ? 0 : lead.length) + (leadStatement === null ? 0 : 1 + leadParseLength + BIND_NONE.length + EXECUTE.length);
-  const textBytes = Buffer.byteLength(text, 'utf8');
-  const parseLength = 4 + 1 + textBytes + 1 + 2;
+  const leadLength = (lead === null ? 0 : lead.length) + (leadStatement === null ? 0 : 1 + leadParseLength + statement);
+  const parseLength = 4 + 1 + Buffer.byteLength(text, 'utf8') + 1 + 2;
   const trailerParseLength = trailer === null ? 0 : 4 + 1 + Buffer.byteLength(trailer, 'utf8') + 1 + 2;
-  const trailerLength = trailer === null ? 0 : 1 + trailerParseLength + BIND_NONE.length + EXECUTE.length;
+  const trailerLength = trailer === null ? 0 : 1 + trailerParseLength + statement;
   const count = values.length;
   let bindLength = 4 + 1 + 1 + 2 + 2 * count + 2 + 4; // ... + result formats: 1, text
   for (let i = 0; i < count; i++) {
@@ -83,46 +96,52 @@ export function encodeExtended(
     bindLength += 4 + bytes;
   }
   const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + 1 + bindLength + DESCRIBE_PORTAL.length + EXECUTE.length + trailerLength + SYNC.length);
-  let at = lead === null ? 0 : lead.copy(out, 0);
-  if (leadStatement !== null) {
-    at = writeParse(out, at, leadStatement, leadParseLength);
-    at += BIND_NONE.copy(out, at);
-    at += EXECUTE.copy(out, at);
+  let at = 0;
+  if (lead !== null) {
+    out.set(lead, 0);
+    at = lead.length;
   }
+  if (leadStatement !== null) at = writeStatement(out, at, leadStatement, leadParseLength);
   at = writeParse(out, at, text, parseLength);
   out[at] = 0x42; // 'B'
-  out.writeInt32BE(bindLength, at + 1);
+  writeInt32(out, at + 1, bindLength);
   out[at + 5] = 0; // portal ''
   out[at + 6] = 0; // statement ''
-  out.writeInt16BE(count, at + 7);
+  out[at + 7] = count >>> 8;
+  out[at + 8] = count;
   at += 9;
   for (let i = 0; i < count; i++) {
     out[at++] = 0;
     out[at++] = values[i] instanceof Buffer ? 1 : 0;
   }
-  out.writeInt16BE(count, at);
+  out[at] = count >>> 8;
+  out[at + 1] = count;
   at += 2;
   for (let i = 0; i < count; i++) {
     const value = values[i];
     if (value === null || value === undefined) {
-      out.writeInt32BE(-1, at);
+      writeInt32(out, at, -1);
       at += 4;
     } else {
-      out.writeInt32BE(valueBytes[i]!, at);
+      writeInt32(out, at, valueBytes[i]!);
       at += 4;
-      at += typeof value === 'string' ? out.write(value, at, 'utf8') : value.copy(out, at);
+      if (typeof value === 'string') at += out.write(value, at, 'utf8');
+      else {
+        out.set(value, at);
+        at += value.length;
+      }
     }
   }
-  out.writeInt16BE(1, at);
-  out.writeInt16BE(0, at + 2);
+  out[at] = 0; // one result format: text
+  out[at + 1] = 1;
+  out[at + 2] = 0;
+  out[at + 3] = 0;
   at += 4;
-  at += DESCRIBE_PORTAL.copy(out, at);
-  at += EXECUTE.copy(out, at);
-  if (trailer !== null) {
-    at = writeParse(out, at, trailer, trailerParseLength);
-    at += BIND_NONE.copy(out, at);
-    at += EXECUTE.copy(out, at);
-  }
-  SYNC.copy(out, at);
+  out.set(DESCRIBE_PORTAL, at);
+  at += DESCRIBE_PORTAL.length;
+  out.set(EXECUTE, at);
+  at += EXECUTE.length;
+  if (trailer !== null) at = writeStatement(out, at, trailer, trailerParseLength);
+  out.set(SYNC, at);
   return out;
 }
