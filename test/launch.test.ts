@@ -122,3 +122,14 @@ test('sqlPreview keeps the first 120 code points and never cuts one in half', as
   assert.ok(sqlPreview.isWellFormed());
   await bg.close();
 });
+
+test('with standard_conforming_strings off, a task with parameters is planned again by the server\'s rules and runs with its values', async () => {
+  const bg = db.background();
+  // Off, a backslash in a plain literal is an escape: the plan made at launch (rules on) is
+  // remade on the connection, from the text and the values the plan kept.
+  const sql = { text: "SELECT $1::text AS v, $2::int AS n, 'a\\\\b; c' AS w", values: ['x; y', 7] };
+  const result = await bg.run(sql, { settings: { standard_conforming_strings: 'off', escape_string_warning: 'off' } });
+  assert.equal(result.state, 'stopped');
+  assert.deepEqual(result.rows, [{ v: 'x; y', n: 7, w: 'a\\b; c' }]);
+  await bg.close();
+});

@@ -235,7 +235,8 @@ export const MAX_BATCH_ROWS = 1_000_000;
 /** `parent`: the job's root, for a subtask (ctx.launch, ctx.submit). */
 export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean, parent: Worker | null = null): LaunchPlan {
   const options = (input === undefined ? {} : methodOptions(input, launchKeys)) as LaunchOptions & Record<string, unknown>;
-  // { text, values } read once, here: the worker may plan it again later, from this copy.
+  // { text, values } read once, here (a getter or a proxy of the caller's is not asked twice); the
+  // plan keeps the text and the prepared values, which is all a second planning needs.
   if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
   const values = (sql as { values?: unknown } | null)?.values;
   if (Array.isArray(values)) {
@@ -253,7 +254,6 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
   // A launch without settings or a role of its own shares the instance's, built once.
   const session = own ? sessionSetup(taskSettings, role) : instanceSession(instance);
   return {
-    sql: sql as TaskSql,
     plan,
     submitted,
     queueSize: options.queueSize === undefined ? instance.defaultQueueSize : integer('queueSize', options.queueSize, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE),
@@ -310,7 +310,6 @@ export function jobPlan(body: unknown, input: unknown): LaunchPlan {
   if (typeof body !== 'function') throw invalidArgument(`Expected the job's \`body\` to be a function (ctx) => ..., got ${describe(body)}`);
   const options = input === undefined ? {} : methodOptions(input, ['label', 'signal']);
   return Object.freeze({
-    sql: '',
     plan: Object.freeze({ text: '', values: null, pieces: null, statementCount: 0, refusal: null, inBlock: false }),
     submitted: true,
     queueSize: 0,

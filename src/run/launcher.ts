@@ -404,7 +404,7 @@ export class Launcher {
     let plan = launch.plan;
     if (!connection.standardConformingStrings) {
       try {
-        plan = planTask(launch.sql, false);
+        plan = planTask(plan.values ? { text: plan.text, values: [...plan.values] } : plan.text, false); // its values are already prepared: prepared again, unchanged
       } catch (error) {
         return run.ended(failed(error));
       }

@@ -2,7 +2,7 @@
 // record keeps it for its whole life.
 import type { Readable } from 'node:stream';
 import type { RowMode, TypeParsers } from '../api/types.js';
-import type { TaskPlan, TaskSql } from '../plan/task-plan.js';
+import type { TaskPlan } from '../plan/task-plan.js';
 import type { Worker } from './worker.js';
 
 /** The longest pause between two tries, ms (launch's retry.backoffMs, and its doublings). */
@@ -19,7 +19,6 @@ export interface RetryPolicy {
 }
 
 export interface LaunchPlan {
-  readonly sql: TaskSql;
   readonly plan: TaskPlan;
   readonly submitted: boolean;
   readonly queueSize: number;
