@@ -123,7 +123,7 @@ test('sqlPreview keeps the first 120 code points and never cuts one in half', as
   await bg.close();
 });
 
-test('with standard_conforming_strings off, a task with parameters is planned again by the server\'s rules and runs with its values', async () => {
+test("with standard_conforming_strings off, a task with parameters is planned again by the server's rules and runs with its values", async () => {
   const bg = db.background();
   // Off, a backslash in a plain literal is an escape: the plan made at launch (rules on) is
   // remade on the connection, from the text and the values the plan kept.
