@@ -234,19 +234,17 @@ export const MAX_BATCH_ROWS = 1_000_000;
 
 /** `parent`: the job's root, for a subtask (ctx.launch, ctx.submit). */
 export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptions, submitted: boolean, parent: Worker | null = null): LaunchPlan {
-  const options = (input === undefined ? {} : methodOptions(input, launchKeys)) as LaunchOptions & Record<string, unknown>;
-  // { text, values } read once, here (a getter or a proxy of the caller's is not asked twice); the
-  // plan keeps the text and the prepared values, which is all a second planning needs.
-  if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
-  const values = (sql as { values?: unknown } | null)?.values;
-  if (Array.isArray(values)) {
-    try {
-      (sql as { values: unknown[] }).values = Array.from(values);
-    } catch (error) {
-      throw unreadable('sql.values', error);
-    }
+  if (input === undefined) {
+    // No options (fire and forget's usual launch): every option is the instance's, kept once on
+    // a prototype, and the launch holds only its own facts; a pending worker is that much smaller.
+    const launch = Object.create(instanceDefaults(instance)) as { -readonly [K in keyof LaunchPlan]: LaunchPlan[K] };
+    launch.plan = sqlPlan(sql);
+    launch.submitted = submitted;
+    launch.parent = parent;
+    return launch;
   }
-  const plan = planTask(sql as TaskSql);
+  const options = methodOptions(input, launchKeys) as LaunchOptions & Record<string, unknown>;
+  const plan = sqlPlan(sql);
   const label = options.label === undefined ? null : labelOption(options.label);
   const own = options.settings !== undefined || options.role !== undefined;
   const role = options.role === undefined ? instance.role : nonEmptyString('role', options.role, 63);
@@ -272,6 +270,50 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     cursor: options.cursor === undefined ? null : cursorOption(options.cursor, plan, submitted),
     copy: null,
   };
+}
+
+/** The plan of a launch's `sql`: { text, values } read once, here (a getter or a proxy of the caller's is not asked twice). */
+function sqlPlan(sql: unknown): TaskPlan {
+  if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
+  const values = (sql as { values?: unknown } | null)?.values;
+  if (Array.isArray(values)) {
+    try {
+      (sql as { values: unknown[] }).values = Array.from(values);
+    } catch (error) {
+      throw unreadable('sql.values', error);
+    }
+  }
+  // The plan keeps the text and the prepared values: all that a second planning needs.
+  return planTask(sql as TaskSql);
+}
+
+/** What a launch without options has of the instance (every field of LaunchPlan but its own three), made on first use. */
+type LaunchDefaults = Omit<LaunchPlan, 'plan' | 'submitted' | 'parent'>;
+const launchDefaults = new WeakMap<InstanceOptions, LaunchDefaults>();
+
+function instanceDefaults(instance: InstanceOptions): LaunchDefaults {
+  let defaults = launchDefaults.get(instance);
+  if (!defaults) {
+    const session = instanceSession(instance);
+    defaults = Object.freeze({
+      queueSize: instance.defaultQueueSize,
+      label: null,
+      signal: null,
+      session: session.query,
+      settings: session.pairs,
+      role: instance.role,
+      rowMode: instance.rowMode,
+      types: instance.types,
+      timeoutMs: instance.workerTimeoutMs,
+      fresh: false,
+      job: false,
+      retry: null,
+      cursor: null,
+      copy: null,
+    });
+    launchDefaults.set(instance, defaults);
+  }
+  return defaults;
 }
 
 export const MAX_ATTEMPTS = 100;
@@ -341,7 +383,7 @@ export function copyPlan(sql: unknown, direction: 'to' | 'from', source: unknown
   const method = direction === 'to' ? 'copyTo' : 'copyFrom';
   const options = input === undefined ? {} : methodOptions(input, direction === 'to' ? copyToKeys : copyFromKeys);
   if (typeof sql !== 'string') throw invalidArgument(`Expected \`sql\` of ${method}() to be a string (COPY takes no parameters), got ${describe(sql)}`);
-  const plan = launchPlan(sql, options, instance, false);
+  const plan = launchPlan(sql, options, instance, false); // options given: a launch with fields of its own, which the spread below copies
   const expected = direction === 'to' ? 'COPY ... TO STDOUT' : 'COPY ... FROM STDIN';
   if (copyDirection(sql) !== direction) throw invalidArgument(`Expected \`sql\` of ${method}() to be one ${expected} statement`);
   if (direction === 'to') return { ...plan, copy: Object.freeze({ direction }) };

@@ -35,29 +35,48 @@ const UPDATES: ReadonlySet<WorkerChange['kind']> = new Set([
   'finished',
 ]);
 
-export class Worker {
-  readonly cookie: bigint;
-  readonly launch: LaunchPlan;
-  readonly label: string | null;
-  readonly sqlPreview: string;
-  readonly launchedAt = Date.now();
-  readonly queue: RowQueue;
-  /** 'subtask' when launched by a job's body (ctx.launch); every top-level worker is a root. */
-  readonly scope: 'root' | 'subtask';
-  /** The job's root, for a subtask. */
-  readonly parent: Worker | null;
-  /** A job's root: its subtasks, in launch order (null for a worker that runs SQL itself). */
-  readonly children: Worker[] | null;
-  readonly #store: Pick<WorkerStore, 'changed'>;
+/**
+ * What few workers ever have: a cancel's AbortSignal, a second try's first pid, retries, progress,
+ * a job's phase, the server's observation of a long run. One object, made when first needed, so
+ * that every worker (thousands wait at once in fire and forget) is that much smaller.
+ */
+class WorkerExtras {
   /**
    * Aborted by the first cancel request, whatever the state; only a start still under way acts on
    * it. Made when first asked for (a wait for a slot or a connection): most starts never wait,
    * and an AbortController with its listeners costs more than the rest of a tiny task's bookkeeping.
    */
-  #abort: AbortController | null = null;
+  abort: AbortController | null = null;
+  abortReason: unknown = null;
+  firstPid = 0;
+  /** Tries that failed with a retryable error and were run again (launch's `retry`). */
+  retries = 0;
+  progress: WorkerProgress | null = null;
+  /** A job's root: what its body said it is doing (ctx.status / ctx.progress). */
+  phase: string | null = null;
+  fraction: number | null = null;
+  /** What the server last said its backend was doing (the backend monitor's poll). */
+  observed: Observation | null = null;
+}
+
+/** #flags: listed and addressable by handle; its result claimed by a reader; its rows all read. */
+const TRACKED = 1;
+const CLAIMED = 2;
+const CONSUMED = 4;
+
+export class Worker {
+  readonly cookie: bigint;
+  readonly launch: LaunchPlan;
+  readonly launchedAt = Date.now();
+  readonly queue: RowQueue;
+  /** The job's root, for a subtask. */
+  readonly parent: Worker | null;
+  /** A job's root: its subtasks, in launch order (null for a worker that runs SQL itself). */
+  readonly children: Worker[] | null;
+  readonly #store: Pick<WorkerStore, 'changed'>;
+  #extras: WorkerExtras | null = null;
   /** The launch's own promise: a cancel before the start marks it handled (fire and forget). */
   #launching: Promise<unknown> | null = null;
-  #abortReason: unknown = null;
   /** The one wait (a queued slot) that hears a cancel directly: see pool/worker-slots.ts. */
   #abortListener: AbortListener | null = null;
   #terminal: Promise<void> | null = null;
@@ -66,7 +85,6 @@ export class Worker {
 
   #state: WorkerState = 'pending';
   #pid = 0;
-  #firstPid = 0;
   #backendStart: string | null = null;
   #user: string;
   #startedAt: number | null = null;
@@ -76,32 +94,19 @@ export class Worker {
   #rowCount = 0;
   /** The task on the wire, for its live row count. */
   #task: { readonly rowCount: number } | null = null;
-  #progress: WorkerProgress | null = null;
-  /** A job's root: what its body said it is doing (ctx.status / ctx.progress). */
-  #phase: string | null = null;
-  #fraction: number | null = null;
-  /** Tries that failed with a retryable error and were run again (launch's `retry`). */
-  #retries = 0;
   #updatedAt: number;
-  /** What the server last said its backend was doing (the backend monitor's poll). */
-  #observed: Observation | null = null;
   #canceledBy: CancelReason | null = null;
   #parser: RowParser | null = null;
   #discardReason: DiscardReason | null = null;
-  #resultClaimed = false;
-  #consumed = false;
-  #tracked = true;
+  #flags = TRACKED;
 
   constructor(launch: LaunchPlan, defaultUser: string, store: Pick<WorkerStore, 'changed'>) {
     this.cookie = newCookie();
     this.launch = launch;
-    this.label = launch.label;
-    this.sqlPreview = preview(launch.plan.text);
     this.queue = new RowQueue(launch.queueSize);
     this.#user = launch.role ?? defaultUser;
     this.#store = store;
     this.parent = launch.parent;
-    this.scope = launch.parent ? 'subtask' : 'root';
     this.children = launch.job ? [] : null;
     this.#updatedAt = this.launchedAt;
     // Born discarding: that is what submit() means (a fact of the launch, not a change).
@@ -116,7 +121,7 @@ export class Worker {
   apply(change: WorkerChange): boolean {
     const state = this.#state;
     const pid = this.#pid;
-    const tracked = this.#tracked;
+    const tracked = this.tracked;
     if (!this.#change(change)) return false;
     if (UPDATES.has(change.kind)) this.#updatedAt = change.kind === 'finished' ? this.#finishedAt! : Date.now();
     this.#store.changed(this, change, { state, pid, tracked });
@@ -125,8 +130,9 @@ export class Worker {
       const message = this.children === null ? `worker was cancelled (${change.reason}) before it started` : `the job was cancelled (${change.reason})`;
       if (this.#startedAt === null) this.#launching?.catch(() => {});
       const reason = new PgBackgroundError('PGBG_ABORTED', message, { cookie: this.cookie, label: this.label });
-      this.#abortReason = reason;
-      this.#abort?.abort(reason); // made only if a wait asked for it
+      const extras = this.#more();
+      extras.abortReason = reason;
+      extras.abort?.abort(reason); // made only if a wait asked for it
       const listener = this.#abortListener;
       this.#abortListener = null;
       listener?.aborted(reason);
@@ -146,13 +152,13 @@ export class Worker {
       case 'started':
         if (!this.active) return false;
         // A second try (the first connection was dead): handles given out name the first pid.
-        if (this.#pid !== 0) this.#firstPid = this.#pid;
+        if (this.#pid !== 0) this.#more().firstPid = this.#pid;
         this.#startedAt = Date.now();
         this.#pid = change.pid;
         this.#backendStart = change.backendStart;
         this.#user = this.launch.role ?? change.user;
         this.#handle = null;
-        this.#observed = null; // that was another backend
+        if (this.#extras) this.#extras.observed = null; // that was another backend
         this.#step(this.cancelRequested ? 'cancelling' : 'running');
         return true;
       case 'paused':
@@ -170,13 +176,15 @@ export class Worker {
         this.#startedAt = Date.now();
         this.#step('running');
         return true;
-      case 'status':
+      case 'status': {
         if (!this.active) return false;
-        this.#phase = change.phase;
-        this.#fraction = change.fraction;
+        const extras = this.#more();
+        extras.phase = change.phase;
+        extras.fraction = change.fraction;
         // getProgress(root) answers as for a worker's SQL: percent and message.
-        if (change.fraction !== null) this.#progress = { pct: change.fraction * 100, message: change.phase ?? '' };
+        if (change.fraction !== null) extras.progress = { pct: change.fraction * 100, message: change.phase ?? '' };
         return true;
+      }
       case 'subtask':
         if (this.children === null) return false;
         this.children.push(change.child);
@@ -184,7 +192,7 @@ export class Worker {
       case 'retrying':
         // Between two tries the state stays running; a cancel ends the worker instead.
         if (this.#state !== 'running') return false;
-        this.#retries++;
+        this.#more().retries++;
         this.#task = null;
         return true;
       case 'sent':
@@ -195,12 +203,12 @@ export class Worker {
         this.#parser = new RowParser(change.fields, this.launch.rowMode, this.launch.types);
         return true;
       case 'progress':
-        this.#progress = change.progress;
+        this.#more().progress = change.progress;
         return true;
       case 'observed':
         // Only of a running backend, and only when something changed: the store hears news alone.
-        if (!this.active || this.#startedAt === null || sameObservation(this.#observed, change.observation)) return false;
-        this.#observed = change.observation;
+        if (!this.active || this.#startedAt === null || sameObservation(this.observed, change.observation)) return false;
+        this.#more().observed = change.observation;
         return true;
       case 'cancel-requested':
         if (this.cancelRequested || !this.active) return false;
@@ -213,21 +221,21 @@ export class Worker {
       case 'discarded':
         return this.#discard(change.reason);
       case 'claimed':
-        if (this.#resultClaimed) return false;
-        this.#resultClaimed = true;
+        if (this.#flags & CLAIMED) return false;
+        this.#flags |= CLAIMED;
         return true;
       case 'consumed':
-        if (this.#consumed) return false;
-        this.#consumed = true;
+        if (this.#flags & CONSUMED) return false;
+        this.#flags |= CONSUMED;
         return true;
       case 'untracked': {
-        const tracked = this.#tracked;
-        this.#tracked = false;
+        const tracked = this.tracked;
+        this.#flags &= ~TRACKED;
         // A reader already holding a pruned result keeps its rows (they go when it does).
-        const discarded = (change.reason === 'detach' || !this.#resultClaimed) && this.#discard(change.reason);
+        const discarded = (change.reason === 'detach' || !this.resultClaimed) && this.#discard(change.reason);
         return tracked || discarded;
       }
-      case 'finished':
+      case 'finished': {
         if (!this.active) return false;
         this.#step(change.state);
         this.#error = change.error;
@@ -236,9 +244,11 @@ export class Worker {
         this.#task = null;
         this.#finishedAt = Date.now();
         // A finished worker waits for nothing; its last phase and fraction say how far it got.
-        if (this.#observed) this.#observed = { ...this.#observed, waitEvent: null, blockedBy: [] };
+        const observed = this.#extras?.observed;
+        if (observed) this.#extras!.observed = { ...observed, waitEvent: null, blockedBy: [] };
         this.queue.close();
         return true;
+      }
     }
   }
 
@@ -255,6 +265,22 @@ export class Worker {
     return true;
   }
 
+  get label(): string | null {
+    return this.launch.label;
+  }
+  /** 'subtask' when launched by a job's body (ctx.launch); every top-level worker is a root. */
+  get scope(): 'root' | 'subtask' {
+    return this.parent ? 'subtask' : 'root';
+  }
+  /** What list() shows of its SQL (its first 120 code points). */
+  get sqlPreview(): string {
+    return preview(this.launch.plan.text);
+  }
+
+  #more(): WorkerExtras {
+    return (this.#extras ??= new WorkerExtras());
+  }
+
   get state(): WorkerState {
     return this.#state;
   }
@@ -263,7 +289,7 @@ export class Worker {
   }
   /** The pid of a connection its task never ran on, before it ran again elsewhere (else 0). */
   get firstPid(): number {
-    return this.#firstPid;
+    return this.#extras?.firstPid ?? 0;
   }
   /** The backend's start time (with pid, its identity), once started. */
   get backendStart(): string | null {
@@ -282,19 +308,19 @@ export class Worker {
   /** Runs of its task asked for: 1, plus each retry (launch's `retry`) and each rerun on a new connection. */
   get attempts(): number {
     // A second try (the first connection had died before the task reached it) keeps the first pid.
-    return 1 + this.#retries + (this.#firstPid === 0 ? 0 : 1);
+    return 1 + this.retries + (this.firstPid === 0 ? 0 : 1);
   }
   /** Tries run again after a retryable error (launch's `retry`). */
   get retries(): number {
-    return this.#retries;
+    return this.#extras?.retries ?? 0;
   }
   /** A job's root: its body's last phase (ctx.status, or ctx.progress's message). */
   get phase(): string | null {
-    return this.#phase;
+    return this.#extras?.phase ?? null;
   }
   /** A job's root: its body's last fraction (ctx.progress), or null. */
   get fraction(): number | null {
-    return this.#fraction;
+    return this.#extras?.fraction ?? null;
   }
   /** The last change of state or progress; the finish time once terminal. */
   get updatedAt(): number {
@@ -310,11 +336,11 @@ export class Worker {
     return this.#task?.rowCount ?? this.#rowCount;
   }
   get progress(): WorkerProgress | null {
-    return this.#progress;
+    return this.#extras?.progress ?? null;
   }
   /** What the server last said its backend was doing, or null (never polled). */
   get observed(): Observation | null {
-    return this.#observed;
+    return this.#extras?.observed ?? null;
   }
   get canceledBy(): CancelReason | null {
     return this.#canceledBy;
@@ -326,23 +352,24 @@ export class Worker {
     return this.#discardReason;
   }
   get resultClaimed(): boolean {
-    return this.#resultClaimed;
+    return (this.#flags & CLAIMED) !== 0;
   }
   get consumed(): boolean {
-    return this.#consumed;
+    return (this.#flags & CONSUMED) !== 0;
   }
   /** Listed and addressable by handle (false once detached or pruned). */
   get tracked(): boolean {
-    return this.#tracked;
+    return (this.#flags & TRACKED) !== 0;
   }
 
   /** Aborted (with a PGBG_ABORTED reason) by the first cancel request. */
   get signal(): AbortSignal {
-    if (!this.#abort) {
-      this.#abort = new AbortController();
-      if (this.#abortReason !== null) this.#abort.abort(this.#abortReason);
+    const extras = this.#more();
+    if (!extras.abort) {
+      extras.abort = new AbortController();
+      if (extras.abortReason !== null) extras.abort.abort(extras.abortReason);
     }
-    return this.#abort.signal;
+    return extras.abort.signal;
   }
 
   /** Cancelled already (the signal would say aborted), without making the signal. */
@@ -352,7 +379,7 @@ export class Worker {
 
   /** The PGBG_ABORTED error of the cancel request, once there was one. */
   get abortReason(): unknown {
-    return this.#abortReason;
+    return this.#extras?.abortReason ?? null;
   }
 
   /** The queued slot wait's callback for a cancel (one at a time; null clears it). */
@@ -417,8 +444,8 @@ export class Worker {
 
   info(now: number): WorkerInfo {
     // Progress the worker's SQL reported itself wins over the server's.
-    const explicit = this.#progress;
-    const observed = this.#observed;
+    const explicit = this.progress;
+    const observed = this.observed;
     return {
       pid: this.#pid,
       cookie: this.cookie,
@@ -433,10 +460,10 @@ export class Worker {
       state: this.#state,
       sqlPreview: this.sqlPreview,
       lastError: this.#state === 'error' ? this.#error!.message : null,
-      consumed: this.#consumed,
-      progress: this.#progress && { ...this.#progress },
-      phase: this.#phase ?? (explicit?.message || (observed?.phase ?? null)),
-      fractionCompleted: this.#fraction ?? (explicit ? explicit.pct / 100 : (observed?.fractionCompleted ?? null)),
+      consumed: this.consumed,
+      progress: explicit && { ...explicit },
+      phase: this.phase ?? (explicit?.message || (observed?.phase ?? null)),
+      fractionCompleted: this.fraction ?? (explicit ? explicit.pct / 100 : (observed?.fractionCompleted ?? null)),
       waitEvent: observed?.waitEvent ?? null,
       blockedBy: observed ? [...observed.blockedBy] : [],
       submitted: this.launch.submitted,
