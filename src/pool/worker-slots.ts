@@ -92,9 +92,11 @@ export class WorkerSlots implements Admission {
   /**
    * Starts waiting for a slot, in launch order, from #head on; held ones keep their place, and
    * entries that are gone are skipped (and compacted away), so a grant costs O(1) plus the held
-   * entries ahead of it.
+   * entries ahead of it. The slots before #head are null: a started worker is not kept alive by
+   * the queue it left (thousands wait and start in fire and forget, and every one kept would be
+   * copied by the next scavenge).
    */
-  #queue: Entry[] = [];
+  #queue: (Entry | null)[] = [];
   #head = 0;
   /** The waiting entry of each start (for waiting() and a cancel). */
   readonly #waiting = new Map<Abortable, Entry>();
@@ -192,7 +194,7 @@ export class WorkerSlots implements Admission {
   #pump(): void {
     while (this.#inUse < this.#max) {
       // Entries gone at the front go for good; held ones stay where they are.
-      while (this.#head < this.#queue.length && this.#queue[this.#head]!.gone) this.#head++;
+      while (this.#head < this.#queue.length && this.#queue[this.#head]!.gone) this.#queue[this.#head++] = null;
       let next: Entry | null = null;
       for (let i = this.#head; i < this.#queue.length; i++) {
         const entry = this.#queue[i]!;

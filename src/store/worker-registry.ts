@@ -32,7 +32,7 @@ export class WorkerRegistry implements WorkerStore {
   #pendingPids = 0; // tracked workers with pid 0 (not started, or a job's root)
   readonly #active = new Set<Worker>();
   #activeRoots = 0;
-  #finished: Worker[] = []; // in finishing order, for retention; read from #finishedHead
+  #finished: (Worker | null)[] = []; // in finishing order, for retention; read from #finishedHead (those before it are null)
   #finishedHead = 0;
   #timer: NodeJS.Timeout | null = null;
   #launched = 0;
@@ -202,7 +202,7 @@ export class WorkerRegistry implements WorkerStore {
     while (this.#finishedHead < this.#finished.length) {
       const worker = this.#finished[this.#finishedHead]!;
       if (worker.tracked && now - worker.finishedAt! < this.#retentionMs && this.#retained <= this.#maxRetained) break;
-      this.#finishedHead++;
+      this.#finished[this.#finishedHead++] = null;
       // A reader already holding the result keeps its rows (they go when it does).
       if (worker.tracked) worker.apply({ kind: 'untracked', reason: 'prune' });
     }
