@@ -1421,3 +1421,15 @@ test('planTask: the fast path for one DML statement agrees with the full analysi
   );
   assert.ok(fast > 200, `the fast path was taken ${fast} times`);
 });
+
+test('planTask: a statement planned again (the memo of the last one) is planned alike, and others still get their own analysis', () => {
+  const text = 'INSERT INTO t (a) VALUES ($1)';
+  const first = planTask({ text, values: [1] });
+  const again = planTask({ text, values: [2] });
+  assert.deepEqual({ ...again, values: null }, { ...first, values: null });
+  assert.deepEqual(again.values, ['2']);
+  assert.throws(() => planTask(text + '\0'), /no NUL characters/);
+  assert.equal(planTask('SELECT 1; SELECT 2').statementCount, 2);
+  assert.equal(planTask(text).statementCount, 1);
+  assert.match(planTask('BEGIN').refusal ?? '', /transaction control/);
+});

@@ -103,11 +103,17 @@ const ONE_DML: Analysis = Object.freeze({ statementCount: 1, refusal: null, piec
  */
 const LEADING_DML = /^[ \t\n\r\f]*(?:select|insert|update|delete|merge|with|values|table)(?![\w$\u0080-\uffff])/i;
 
+/** The last text the fast path took (a statement launched again and again with new values: one comparison, no scan). */
+let lastOneDml = '';
+
 function analyse(text: string, standardConformingStrings: boolean): Analysis {
+  if (text === lastOneDml) return ONE_DML;
   // The common case, a single DML statement, without the lexer (every text differs: the cache
   // below never hits for SQL built with its values inlined).
   if (text.indexOf(';') === -1 && LEADING_DML.test(text)) {
     checkText(text);
+    // The same analysis either way: no `;` means one statement whatever the string rules are.
+    if (text.length <= CACHE_MAX_TEXT) lastOneDml = text;
     return ONE_DML;
   }
   const cache = analyses[standardConformingStrings ? 1 : 0];

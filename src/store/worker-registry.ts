@@ -56,7 +56,7 @@ export class WorkerRegistry implements WorkerStore {
   }
 
   add(worker: Worker): void {
-    this.prune();
+    if (this.#finishedHead < this.#finished.length) this.prune(); // nothing to look at (or a clock to read) otherwise
     this.#launched++;
     this.#tracked.set(worker.cookie, worker);
     this.#countPid(worker.pid, 1);
