@@ -11,6 +11,7 @@
 import copyStreams from 'pg-copy-streams';
 import type pg from 'pg';
 import type { Readable, Writable } from 'node:stream';
+import { stopShortcut } from './answer-shortcut.js';
 import { internals, socketOf } from './client-internals.js';
 
 /** How a COPY ended: null at its ReadyForQuery, else the ErrorResponse or connection error. */
@@ -41,7 +42,11 @@ export function startCopyOut(client: pg.Client, text: string, end: CopyEnd, rece
   const parse = stream._parse.bind(stream);
   let setAside: ((...args: unknown[]) => void)[] = [];
   stream._attach = () => {
-    // pg's parser listens first (since connect); everything after it is ours.
+    // The export reads the socket from where pg's parser stopped: the short way for plain answers
+    // can no longer tell where messages begin on this connection, and stops (answer-shortcut.ts).
+    stopShortcut(client);
+    // pg's parser (or the short way's listener in front of it) listens first, since connect;
+    // everything after it is ours.
     const socket = socketOf(client);
     setAside = socket.listeners('data').slice(1) as typeof setAside;
     for (const listener of setAside) socket.removeListener('data', listener);

@@ -14,6 +14,7 @@ export {
   type ResolvedEndpoint,
   type TransactionStatus,
 } from './client-internals.js';
+export { answerCounts, shortcutAnswers } from './answer-shortcut.js';
 export { sendCancelRequest, type CancelTarget } from './cancel-request.js';
 export { prepareValue } from './prepare-value.js';
 export { startTask, TrailerReader, type WireField, type WireReader, type WireWriter } from './submittable.js';

@@ -12,6 +12,7 @@ import {
   socketOf,
   startCopyIn,
   startCopyOut,
+  shortcutAnswers,
   startCursor,
   startTask,
   TrailerReader,
@@ -135,7 +136,9 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     const connection = new WorkerConnection(config, timeoutMs);
     try {
       await connection.#client.connect();
-      // After connect: with TLS the stream is replaced during the handshake.
+      // After connect: with TLS the stream is replaced during the handshake. The short way for a
+      // task's plain answers goes first, in pg's parser's place (src/pg/answer-shortcut.ts).
+      shortcutAnswers(connection.#client);
       socketOf(connection.#client).on('data', (chunk: Buffer) => {
         connection.#lastReceivedAt = Date.now();
         if (connection.#awaitingAnswer) {

@@ -15,6 +15,9 @@
 // - refuseStartup(text): a connection opened from now on whose startup message holds `text` (an
 //   application_name, say) is closed before anything reaches the server, as a server refusing
 //   that login would be seen by the client (until refuseStartup(null));
+// - splitReplies(bytes): what the server sends reaches the client in pieces of at most that many
+//   bytes, each written a millisecond after the last, so that the client reads messages cut at
+//   any byte, a header included (until splitReplies(null); what is queued still trickles out first);
 // - close(): drops everything and stops listening.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -32,6 +35,9 @@ interface Link {
   stalled: boolean;
   /** Its client's first bytes (the startup message) were looked at by refuseStartup. */
   checked: boolean;
+  /** splitReplies: pieces for the client not written yet, in order. */
+  readonly pieces: Buffer[];
+  trickling: boolean;
 }
 
 /** Bytes a throttled link holds before it stops reading its client (a full socket buffer). */
@@ -49,6 +55,8 @@ export class TcpProxy {
   #stallNew = false;
   /** refuseStartup: the bytes that get a new connection closed, or null. */
   #refuse: Buffer | null = null;
+  /** splitReplies: the largest piece, or null. */
+  #split: number | null = null;
   #ticker: NodeJS.Timeout | null = null;
   /** Connections accepted since the proxy started. */
   accepted = 0;
@@ -128,6 +136,11 @@ export class TcpProxy {
     this.#release();
   }
 
+  /** The server's bytes reach clients in pieces of at most `bytes` (null: as they come). */
+  splitReplies(bytes: number | null): void {
+    this.#split = bytes;
+  }
+
   /** Destroys every connection now (the proxy keeps accepting new ones). */
   drop(): void {
     for (const { client, upstream } of this.#links) {
@@ -151,7 +164,18 @@ export class TcpProxy {
     this.accepted++;
     const upstream = connect({ host: this.#target.host, port: this.#target.port });
     upstream.pause();
-    const link: Link = { client, upstream, held: [], heldBytes: 0, endHeld: false, backedUp: false, stalled: this.#stallNew, checked: false };
+    const link: Link = {
+      client,
+      upstream,
+      held: [],
+      heldBytes: 0,
+      endHeld: false,
+      backedUp: false,
+      stalled: this.#stallNew,
+      checked: false,
+      pieces: [],
+      trickling: false,
+    };
     this.#links.add(link);
     const pipe = (from: Socket, to: Socket) => {
       from.on('data', (chunk: Buffer) => {
@@ -165,6 +189,7 @@ export class TcpProxy {
           }
         }
         if (from === client && (this.#rate !== null || link.heldBytes > 0)) return this.#hold(link, chunk);
+        if (from === upstream && (this.#split !== null || link.pieces.length > 0)) return this.#trickle(link, chunk);
         to.write(chunk);
       });
       // A side that ends passes its end on after what it sent (the events of a paused socket
@@ -182,6 +207,24 @@ export class TcpProxy {
     pipe(client, upstream);
     pipe(upstream, client);
     this.#flow(link);
+  }
+
+  /** Queues `chunk` for the client in pieces (splitReplies), written one a millisecond. */
+  #trickle(link: Link, chunk: Buffer): void {
+    const size = this.#split ?? chunk.length;
+    for (let at = 0; at < chunk.length; at += size) link.pieces.push(chunk.subarray(at, at + size));
+    if (link.trickling) return;
+    link.trickling = true;
+    const next = () => {
+      const piece = link.pieces.shift();
+      if (!piece) {
+        link.trickling = false;
+        return;
+      }
+      if (!link.client.destroyed) link.client.write(piece);
+      setTimeout(next, 1);
+    };
+    next();
   }
 
   #hold(link: Link, chunk: Buffer): void {

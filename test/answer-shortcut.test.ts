@@ -1,0 +1,139 @@
+// The short way for a task's plain answers (src/pg/answer-shortcut.ts): it reads only chunks of
+// whole plain messages that begin where pg's parser would begin, hands them to pg's own
+// listeners, and gives every other chunk to pg's parser. Checked here: its count of message
+// boundaries against every way a byte stream can be cut (offline), the same results as pg's
+// parser when the server's answers arrive cut at any byte (a proxy trickles them), the short way
+// taken again once they arrive whole, and a COPY export (which reads the socket itself) turning
+// it off for that connection, which then still answers right.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { PgBackground, type PgBackgroundOptions } from 'pg-background';
+import { answerCounts, Framing } from '../src/pg/answer-shortcut.js';
+import { useDatabase } from './support/database.js';
+import { TcpProxy } from './support/tcp-proxy.js';
+
+const db = useDatabase(import.meta.filename, {
+  async setup(admin) {
+    await admin.query('CREATE TABLE items (id int PRIMARY KEY, payload text NOT NULL)');
+  },
+});
+
+/** A backend message: type byte, length, body. */
+function message(code: number, body: Buffer): Buffer {
+  const out = Buffer.alloc(5 + body.length);
+  out[0] = code;
+  out.writeUInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+test('Framing: after every chunk, it says whether the next byte begins a message, however the stream is cut', () => {
+  const messages = fc.array(
+    fc.tuple(fc.constantFrom(0x31, 0x43, 0x44, 0x53, 0x5a, 0x45), fc.uint8Array({ maxLength: 40 })).map(([code, body]) => message(code, Buffer.from(body))),
+    { minLength: 1, maxLength: 12 },
+  );
+  fc.assert(
+    fc.property(messages, fc.array(fc.nat(), { maxLength: 20 }), (list, rawCuts) => {
+      const stream = Buffer.concat(list);
+      const boundaries = new Set<number>();
+      let at = 0;
+      for (const m of list) boundaries.add((at += m.length));
+      const cuts = [...new Set(rawCuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b).filter((c) => c > 0);
+      if (cuts.at(-1) !== stream.length) cuts.push(stream.length);
+      const framing = new Framing();
+      let from = 0;
+      for (const cut of cuts) {
+        framing.advance(stream.subarray(from, cut));
+        from = cut;
+        assert.equal(framing.atBoundary, boundaries.has(cut), `after byte ${cut} of ${stream.length}`);
+      }
+    }),
+    { seed: 11, numRuns: 400 },
+  );
+});
+
+/** A PgBackground that reaches this file's database through `proxy`, on one connection. */
+function behind(proxy: TcpProxy, options: PgBackgroundOptions = {}): PgBackground {
+  const url = new URL(db.url);
+  return new PgBackground({
+    host: '127.0.0.1',
+    port: proxy.port,
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database: decodeURIComponent(url.pathname.slice(1)),
+    maxWorkers: 1,
+    maxIdle: 1,
+    whenFull: 'queue',
+    ...options,
+  });
+}
+
+/** Runs a mix of tasks and returns what each gave: plain answers, rows, an error, a notice, a changed setting. */
+async function mix(bg: PgBackground, first: number): Promise<unknown[]> {
+  const seen: unknown[] = [];
+  for (let i = first; i < first + 6; i++) {
+    const done = await bg.run({ text: 'INSERT INTO items (id, payload) VALUES ($1, $2)', values: [i, `p${i}`] });
+    seen.push([done.state, done.commandTag, done.rowCount]);
+  }
+  const rows = await bg.run({ text: 'SELECT id, payload FROM items WHERE id >= $1 ORDER BY id', values: [first] });
+  seen.push([rows.state, rows.rows]);
+  const failed = await bg.run({ text: 'INSERT INTO items (id, payload) VALUES ($1, $2)', values: [first, 'again'] });
+  seen.push([failed.state, failed.sqlstate]);
+  const noticed = await bg.run("DO $$ BEGIN RAISE NOTICE 'hello'; END $$"); // a NoticeResponse among the answers
+  seen.push([noticed.state]);
+  const set = await bg.run("SELECT current_setting('application_name') LIKE 'pgbg:%' AS tagged", { settings: { DateStyle: 'ISO, DMY' } });
+  seen.push([set.state, set.rows]);
+  return seen;
+}
+
+function expected(first: number): unknown[] {
+  return [
+    ...Array.from({ length: 6 }, () => ['stopped', 'INSERT', 1]),
+    ['stopped', Array.from({ length: 6 }, (_, i) => ({ id: first + i, payload: `p${first + i}` }))],
+    ['error', '23505'],
+    ['stopped'],
+    ['stopped', [{ tagged: true }]],
+  ];
+}
+
+test("answers cut at any byte (a header too) give the same results through pg's parser, and once they come whole the short way is taken again", async () => {
+  const url = new URL(db.url);
+  const proxy = await TcpProxy.start({ host: url.hostname, port: Number(url.port) });
+  const bg = behind(proxy);
+  try {
+    assert.deepEqual(await mix(bg, 100), expected(100));
+    proxy.splitReplies(3);
+    const parsed = answerCounts.parsed;
+    assert.deepEqual(await mix(bg, 200), expected(200));
+    assert.ok(answerCounts.parsed - parsed > 100, `pieces read by pg's parser: ${answerCounts.parsed - parsed}`);
+    proxy.splitReplies(null);
+    // Whole again: the first answers after the trickle may still come cut, then none does.
+    assert.deepEqual(await mix(bg, 300), expected(300));
+    const short = answerCounts.short;
+    const done = await bg.run({ text: 'INSERT INTO items (id, payload) VALUES ($1, $2)', values: [400, 'p400'] });
+    assert.deepEqual([done.state, done.commandTag, done.rowCount], ['stopped', 'INSERT', 1]);
+    assert.ok(answerCounts.short > short, 'the short way is taken again for a plain task');
+  } finally {
+    await bg.close();
+    await proxy.close();
+  }
+});
+
+test("a plain task on a warm connection is read the short way; after a COPY export on it, the connection answers right through pg's parser alone", async () => {
+  const bg = db.background({ maxWorkers: 1, maxIdle: 1, whenFull: 'queue' });
+  await bg.run('SELECT 1'); // the connection is open and warm
+  const short = answerCounts.short;
+  const done = await bg.run({ text: 'INSERT INTO items (id, payload) VALUES ($1, $2)', values: [500, 'p500'] });
+  assert.deepEqual([done.state, done.commandTag, done.rowCount], ['stopped', 'INSERT', 1]);
+  assert.ok(answerCounts.short > short, 'the INSERT came back the short way');
+
+  const exported = await bg.copyTo('COPY (SELECT id FROM items WHERE id = 500) TO STDOUT');
+  const chunks: Buffer[] = [];
+  for await (const chunk of bg.result<Buffer>(exported).stream()) chunks.push(chunk as Buffer);
+  assert.equal(Buffer.concat(chunks).toString(), '500\n');
+  const afterCopy = answerCounts.short;
+  assert.deepEqual(await mix(bg, 600), expected(600));
+  assert.equal(answerCounts.short, afterCopy, 'nothing more the short way on the connection the export read');
+  await bg.close();
+});
