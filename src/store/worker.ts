@@ -123,7 +123,11 @@ export class Worker {
     const pid = this.#pid;
     const tracked = this.tracked;
     if (!this.#change(change)) return false;
-    if (UPDATES.has(change.kind)) this.#updatedAt = change.kind === 'finished' ? this.#finishedAt! : Date.now();
+    // A start and an end read the clock once, for their own time and this one.
+    if (UPDATES.has(change.kind)) {
+      const kind = change.kind;
+      this.#updatedAt = kind === 'finished' ? this.#finishedAt! : kind === 'started' || kind === 'body-started' ? this.#startedAt! : Date.now();
+    }
     this.#store.changed(this, change, { state, pid, tracked });
     if (change.kind === 'cancel-requested') {
       // Last, once the facts are in place: listeners (a wait for a slot or a connection) see them.
