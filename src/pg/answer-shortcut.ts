@@ -53,9 +53,8 @@ export function shortcutAnswers(client: pg.Client): void {
   const parse = data[0]!;
   const framing = new Framing();
   let on = true;
-  /** The chunk's messages, read and handed out here; false (nothing done) if it is not all plain answers. */
+  /** The messages of `chunk` (all whole plain answers, see Framing.read), handed out here; false (nothing done) if pg's listeners changed. */
   const short = (chunk: Buffer): boolean => {
-    if (!plainAnswers(chunk)) return false;
     if (connection._emitMessage || connection.listenerCount('bindComplete') !== 0 || connection.listenerCount('noData') !== 0) return false;
     // Still the Client's listener alone on each (a count: no array per chunk; pg never swaps them).
     if (
@@ -101,12 +100,12 @@ export function shortcutAnswers(client: pg.Client): void {
     return true;
   };
   const listener = (chunk: Buffer): void => {
-    if (on && framing.atBoundary && short(chunk)) {
+    // One pass over the chunk's headers: where the next message begins, and whether it is all plain.
+    if (on && framing.read(chunk) && short(chunk)) {
       answerCounts.short++;
       return;
     }
     answerCounts.parsed++;
-    if (on) framing.advance(chunk);
     parse.call(socket, chunk);
   };
   socket.removeListener('data', parse);
@@ -130,42 +129,29 @@ function onlyListener(connection: ConnectionEmitter, event: string): Listener | 
 }
 
 /**
- * True when `chunk` is whole messages of the plain kinds and nothing else, each well formed:
- * no message cut at either end, a CommandComplete and a ParameterStatus made of their strings,
- * a ReadyForQuery of its one byte.
+ * A whole plain answer at `at` (its type byte `code`, its length field `size`): one of the kinds
+ * read the short way, well formed (a CommandComplete and a ParameterStatus made of their
+ * strings, a ReadyForQuery of its one byte) and not cut by the end of the chunk.
  */
-function plainAnswers(chunk: Buffer): boolean {
-  const length = chunk.length;
-  let at = 0;
-  while (at < length) {
-    if (at + 5 > length) return false;
-    const code = chunk[at]!;
-    const size = chunk.readUInt32BE(at + 1);
-    const end = at + 1 + size;
-    if (size < 4 || end > length) return false;
-    switch (code) {
-      case PARSE_COMPLETE:
-      case BIND_COMPLETE:
-      case NO_DATA:
-        if (size !== 4) return false;
-        break;
-      case COMMAND_COMPLETE:
-        if (size < 5 || chunk[end - 1] !== 0 || chunk.indexOf(0, at + 5) !== end - 1) return false;
-        break;
-      case PARAMETER_STATUS: {
-        const nul = chunk.indexOf(0, at + 5);
-        if (size < 6 || nul === -1 || nul >= end - 1 || chunk[end - 1] !== 0 || chunk.indexOf(0, nul + 1) !== end - 1) return false;
-        break;
-      }
-      case READY_FOR_QUERY:
-        if (size !== 5) return false;
-        break;
-      default:
-        return false;
+function plainAnswer(chunk: Buffer, at: number, code: number, size: number): boolean {
+  const end = at + 1 + size;
+  if (end > chunk.length) return false;
+  switch (code) {
+    case PARSE_COMPLETE:
+    case BIND_COMPLETE:
+    case NO_DATA:
+      return size === 4;
+    case COMMAND_COMPLETE:
+      return size >= 5 && chunk.indexOf(0, at + 5) === end - 1;
+    case PARAMETER_STATUS: {
+      const nul = chunk.indexOf(0, at + 5);
+      return size >= 6 && nul !== -1 && nul < end - 1 && chunk.indexOf(0, nul + 1) === end - 1;
     }
-    at = end;
+    case READY_FOR_QUERY:
+      return size === 5;
+    default:
+      return false;
   }
-  return length > 0;
 }
 
 /** Where messages begin in the byte stream pg's parser reads (its type byte and length, then the rest). */
@@ -181,9 +167,13 @@ export class Framing {
     return this.#rest === 0 && this.#headerBytes === 0;
   }
 
-  /** `chunk` was read: where does the next message begin? */
-  advance(chunk: Buffer): void {
+  /**
+   * `chunk` was read: where does the next message begin? True when the chunk began at a message
+   * boundary and is whole plain answers only (see plainAnswer), so that it also ends at one.
+   */
+  read(chunk: Buffer): boolean {
     const length = chunk.length;
+    let plain = length > 0 && this.atBoundary;
     let at = 0;
     while (at < length) {
       if (this.#rest > 0) {
@@ -193,11 +183,14 @@ export class Framing {
         continue;
       }
       if (this.#headerBytes === 0 && at + 5 <= length) {
-        this.#rest = Math.max(0, chunk.readUInt32BE(at + 1) - 4);
+        const size = chunk.readUInt32BE(at + 1);
+        if (plain) plain = plainAnswer(chunk, at, chunk[at]!, size);
+        this.#rest = Math.max(0, size - 4);
         at += 5;
         continue;
       }
       // A header cut by the chunk's end (or completed from the last one).
+      plain = false;
       const take = Math.min(5 - this.#headerBytes, length - at);
       chunk.copy(this.#header, this.#headerBytes, at, at + take);
       this.#headerBytes += take;
@@ -207,5 +200,6 @@ export class Framing {
         this.#rest = Math.max(0, this.#header.readUInt32BE(1) - 4);
       }
     }
+    return plain && this.atBoundary;
   }
 }
