@@ -11,16 +11,18 @@
 // A B and then B A, and take the geometric mean of the two B/A figures (the bias cancels).
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { insertTable, submitAll } from './fire-support.mjs';
+import { insertTable, submitAll, submitDetached } from './fire-support.mjs';
 
 const [pairs, tasks, dirA, dirB] = [Number(process.argv[2] ?? 16), Number(process.argv[3] ?? 5000), process.argv[4], process.argv[5]];
 const WARM_PAIRS = 4; // not counted: the JIT is still settling (per-task CPU falls over the first ~20,000 tasks)
 const url = process.env.DATABASE_URL;
 const { setup, insert: INSERT } = await insertTable(url, 'bench_ab_dist');
-const side = async (dir) => {
+const side = async (spec) => {
+  // `dir:detach` runs that side as submit + detach (fire-support's submitDetached).
+  const [dir, mode] = spec.split(':');
   const { PgBackground } = await import(pathToFileURL(resolve(dir, 'index.js')).href + `?${dir}`);
   const bg = new PgBackground({ connectionString: url, maxWorkers: 16, whenFull: 'queue' });
-  const round = (count, first) => submitAll(bg, INSERT, count, first);
+  const round = (count, first) => (mode === 'detach' ? submitDetached : submitAll)(bg, INSERT, count, first);
   return { bg, round };
 };
 const sides = [await side(dirA), await side(dirB)];

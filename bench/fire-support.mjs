@@ -20,3 +20,23 @@ export async function submitAll(bg, insert, count, first) {
   const handles = await Promise.all(Array.from({ length: count }, (_, i) => bg.submit({ text: insert, values: [first + i, 'row'] })));
   await Promise.all(handles.map((h) => bg.wait(h)));
 }
+
+/**
+ * `count` INSERTs of ids from `first` through `bg` as the issue's fire-and-forget: every one
+ * submitted, then all detached at once (nobody reads or waits for them; detached workers are
+ * not retained); resolves when the last has finished (the instance's 'finished' events).
+ */
+export async function submitDetached(bg, insert, count, first) {
+  let left = count;
+  const done = new Promise((resolve) => {
+    const onFinished = () => {
+      if (--left > 0) return;
+      bg.off('finished', onFinished);
+      resolve();
+    };
+    bg.on('finished', onFinished);
+  });
+  for (let i = 0; i < count; i++) void bg.submit({ text: insert, values: [first + i, 'row'] });
+  await bg.detachAll();
+  await done;
+}

@@ -45,6 +45,22 @@ if (side === 'pool') {
       );
       return;
     }
+    if (side === 'detach') {
+      let left = count;
+      const done = new Promise((resolve) => {
+        const onFinished = () => {
+          if (--left === 0) {
+            bg.off('finished', onFinished);
+            resolve();
+          }
+        };
+        bg.on('finished', onFinished);
+      });
+      for (let i = 0; i < count; i++) void bg.submit({ text: INSERT, values: [first + i, 'row'] });
+      await bg.detachAll();
+      await done;
+      return;
+    }
     await submitAll(bg, INSERT, count, first);
   };
   close = () => bg.close();
