@@ -189,3 +189,22 @@ test('rows streamed before a later error are delivered, then the error is thrown
   assert.deepEqual(seen, [{ q: 5 }, { q: 10 }]);
   await bg.close();
 });
+
+test('toArray collects exactly what for await does, in order, across many waits for a small queue, and then the worker is consumed', async () => {
+  const bg = db.background();
+  const sql = 'SELECT g, repeat(md5(g::text), 4) AS m FROM generate_series(1, 20000) g';
+  const a = await bg.launch(sql, { queueSize: 4096 });
+  const collected = await bg.result<{ g: number; m: string }>(a).toArray();
+  const b = await bg.launch(sql, { queueSize: 4096 });
+  const iterated: { g: number; m: string }[] = [];
+  for await (const row of bg.result<{ g: number; m: string }>(b)) iterated.push(row);
+  assert.equal(collected.length, 20000);
+  assert.deepEqual(collected, iterated);
+  assert.deepEqual(collected.slice(0, 2), [
+    { g: 1, m: 'c4ca4238a0b923820dcc509a6f75849b'.repeat(4) },
+    { g: 2, m: 'c81e728d9d4c2f636f067f89cc14862c'.repeat(4) },
+  ]);
+  assert.equal((await bg.info(a)).consumed, true);
+  assert.equal((await bg.info(a)).state, 'stopped');
+  await bg.close();
+});

@@ -56,13 +56,25 @@ export class WorkerResult<R = Record<string, unknown>> implements AsyncIterable<
     return resultStream<R>(this[Symbol.asyncIterator]());
   }
 
-  /** Every row in an array. Memory grows with the result: prefer `for await` for large ones. */
-  async toArray(): Promise<R[]> {
-    const rows: R[] = [];
-    for await (const row of this) rows.push(row);
-    return rows;
+  /**
+   * Every row in an array. Memory grows with the result: prefer `for await` for large ones.
+   * What `for await` would collect, without a promise and its turns per row: the rows queued
+   * now are taken at once, and only an empty queue is waited for.
+   */
+  toArray(): Promise<R[]> {
+    let iterator: RowIterator<R>;
+    try {
+      iterator = this[Symbol.asyncIterator]() as RowIterator<R>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return iterator.all();
   }
 }
+
+/** What RowIterator#take says when no row is there (yet, or any more). */
+const EMPTY: unique symbol = Symbol('empty');
+const ENDED: unique symbol = Symbol('ended');
 
 class RowIterator<R> implements AsyncIterator<R> {
   readonly #source: ResultSource;
@@ -74,25 +86,49 @@ class RowIterator<R> implements AsyncIterator<R> {
 
   next(): Promise<IteratorResult<R>> {
     if (this.#done) return Promise.resolve({ done: true, value: undefined });
-    const { queue } = this.#source;
-    if (!queue.discarding) {
-      const raw = queue.shift();
-      // A COPY export's chunks are the result as they are: bytes, not rows.
-      if (Buffer.isBuffer(raw)) return Promise.resolve({ done: false, value: raw as R });
-      if (raw !== undefined) {
-        try {
-          return Promise.resolve({ done: false, value: this.#source.parser!.parse(raw) as R });
-        } catch (error) {
-          // A type parser threw: the caller cannot go on, so treat it as an early stop.
-          this.#stop();
-          const { pid, cookie, label } = this.#source;
-          const message = `Worker pid ${pid}: ${(error as Error).message}; the rest of its rows were dropped`;
-          return Promise.reject(new PgBackgroundError('PGBG_TYPE_PARSER_FAILED', message, { pid, cookie, label, cause: (error as Error).cause ?? error }));
-        }
-      }
-      if (!queue.closed) return queue.changed().then(() => this.next());
+    let row: R | typeof EMPTY | typeof ENDED;
+    try {
+      row = this.#take();
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return this.#end();
+    if (row === EMPTY) return this.#source.queue.changed().then(() => this.next());
+    if (row === ENDED) return this.#end();
+    return Promise.resolve({ done: false, value: row });
+  }
+
+  /** Every row to the end (toArray): as next() would give them, one call for all. */
+  async all(): Promise<R[]> {
+    const rows: R[] = [];
+    while (!this.#done) {
+      const row = this.#take();
+      if (row === EMPTY) await this.#source.queue.changed();
+      else if (row === ENDED) await this.#end();
+      else rows.push(row);
+    }
+    return rows;
+  }
+
+  /**
+   * The next row if one is queued, EMPTY if the queue waits for more, ENDED once no more can come
+   * (or they are being dropped). Throws PGBG_TYPE_PARSER_FAILED (and stops) if a row cannot be parsed.
+   */
+  #take(): R | typeof EMPTY | typeof ENDED {
+    const { queue } = this.#source;
+    if (queue.discarding) return ENDED;
+    const raw = queue.shift();
+    if (raw === undefined) return queue.closed ? ENDED : EMPTY;
+    // A COPY export's chunks are the result as they are: bytes, not rows.
+    if (Buffer.isBuffer(raw)) return raw as R;
+    try {
+      return this.#source.parser!.parse(raw) as R;
+    } catch (error) {
+      // A type parser threw: the caller cannot go on, so treat it as an early stop.
+      this.#stop();
+      const { pid, cookie, label } = this.#source;
+      const message = `Worker pid ${pid}: ${(error as Error).message}; the rest of its rows were dropped`;
+      throw new PgBackgroundError('PGBG_TYPE_PARSER_FAILED', message, { pid, cookie, label, cause: (error as Error).cause ?? error });
+    }
   }
 
   return(): Promise<IteratorResult<R>> {
