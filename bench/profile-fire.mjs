@@ -1,11 +1,11 @@
 // A profiling aid (issue 13): one side of the floor's fire-and-forget alone, for `node --cpu-prof`.
-// `node --cpu-prof bench/profile-fire.mjs lib|lib16|untagged|pool|journal [tasks]` with
+// `node --cpu-prof bench/profile-fire.mjs lib|lib16|detach|untagged|pool|journal [tasks]` with
 // DATABASE_URL set and `npm run build` done (it loads dist/); lib16 submits 16 at a time (no deep
 // queue of pending workers). Prints Node CPU µs per task of the timed round, and the server's
 // transactions and inserted rows per task (pg_stat_database, flushed late: a rough count).
 import pg from 'pg';
 import { PgBackground } from '../dist/index.js';
-import { insertTable, submitAll } from './fire-support.mjs';
+import { insertTable, submitAll, submitDetached } from './fire-support.mjs';
 
 const side = process.argv[2] ?? 'lib';
 const tasks = Number(process.argv[3] ?? 20_000);
@@ -45,22 +45,7 @@ if (side === 'pool') {
       );
       return;
     }
-    if (side === 'detach') {
-      let left = count;
-      const done = new Promise((resolve) => {
-        const onFinished = () => {
-          if (--left === 0) {
-            bg.off('finished', onFinished);
-            resolve();
-          }
-        };
-        bg.on('finished', onFinished);
-      });
-      for (let i = 0; i < count; i++) void bg.submit({ text: INSERT, values: [first + i, 'row'] });
-      await bg.detachAll();
-      await done;
-      return;
-    }
+    if (side === 'detach') return submitDetached(bg, INSERT, count, first);
     await submitAll(bg, INSERT, count, first);
   };
   close = () => bg.close();

@@ -80,13 +80,8 @@ test('Framing: after every chunk, it says whether the next byte begins a message
 
 /** A PgBackground that reaches this file's database through `proxy`, on one connection. */
 function behind(proxy: TcpProxy, options: PgBackgroundOptions = {}): PgBackground {
-  const url = new URL(db.url);
   return new PgBackground({
-    host: '127.0.0.1',
-    port: proxy.port,
-    user: decodeURIComponent(url.username),
-    password: decodeURIComponent(url.password),
-    database: decodeURIComponent(url.pathname.slice(1)),
+    ...proxy.via(db.url),
     maxWorkers: 1,
     maxIdle: 1,
     whenFull: 'queue',

@@ -15,13 +15,8 @@ const BIG = 'SELECT g, md5(g::text) AS m FROM generate_series(1, 5000000) g';
 
 /** A PgBackground that reaches this file's database through `proxy`. */
 function behind(proxy: TcpProxy, options: PgBackgroundOptions = {}): PgBackground {
-  const url = new URL(db.url);
   return new PgBackground({
-    host: '127.0.0.1',
-    port: proxy.port,
-    user: decodeURIComponent(url.username),
-    password: decodeURIComponent(url.password),
-    database: decodeURIComponent(url.pathname.slice(1)),
+    ...proxy.via(db.url),
     livenessTimeoutMs: LIVENESS_MS,
     // So that a backend whose client is gone notices it even while it sleeps, once the proxy
     // finally closes its side (the server of a frozen connection cannot know otherwise).

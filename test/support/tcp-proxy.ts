@@ -141,6 +141,18 @@ export class TcpProxy {
     this.#split = bytes;
   }
 
+  /** Connection options that reach the database of `url` through this proxy (its user, password and database). */
+  via(url: string): { host: string; port: number; user: string; password: string; database: string } {
+    const parsed = new URL(url);
+    return {
+      host: '127.0.0.1',
+      port: this.port,
+      user: decodeURIComponent(parsed.username),
+      password: decodeURIComponent(parsed.password),
+      database: decodeURIComponent(parsed.pathname.slice(1)),
+    };
+  }
+
   /** Destroys every connection now (the proxy keeps accepting new ones). */
   drop(): void {
     for (const { client, upstream } of this.#links) {
