@@ -5,6 +5,9 @@
 //   4. planTask: what is refused, what is rejected as an invalid argument.
 // A last group holds lexer corners psql-style splitting got wrong (found by these tests): each
 // test first proves the server's behaviour, then asserts the splitter matches it.
+import { execFileSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -1320,6 +1323,15 @@ describe('planTask', () => {
       assertInvalidArgument(sql, /at least one statement, got only comments or whitespace/);
     }
     assertInvalidArgument({ text: '-- nothing', values: [1] }, /at least one statement/);
+  });
+
+  test("empty SQL is an invalid argument also as a process's first plan (the one-DML memo starts empty)", () => {
+    // A fresh process: this file has planned texts already, which would hide a memo that starts as ''.
+    const module = pathToFileURL(resolve(import.meta.dirname, '../src/plan/task-plan.ts')).href;
+    const script = `const { planTask } = await import(${JSON.stringify(module)});
+      try { console.log(JSON.stringify(planTask(''))); } catch (error) { console.log(error.message); }`;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(out.trim(), 'Expected `sql` to contain at least one statement, got an empty string');
   });
 });
 

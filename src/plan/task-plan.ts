@@ -104,7 +104,7 @@ const ONE_DML: Analysis = Object.freeze({ statementCount: 1, refusal: null, piec
 const LEADING_DML = /^[ \t\n\r\f]*(?:select|insert|update|delete|merge|with|values|table)(?![\w$\u0080-\uffff])/i;
 
 /** The last text the fast path took (a statement launched again and again with new values: one comparison, no scan). */
-let lastOneDml = '';
+let lastOneDml: string | null = null; // not '': an empty text is no statement
 
 function analyse(text: string, standardConformingStrings: boolean): Analysis {
   if (text === lastOneDml) return ONE_DML;
