@@ -238,8 +238,7 @@ export class ConnectionPool {
   #park(connection: WorkerConnection): void {
     connection.unref();
     connection.onFailure = this.#idleFailed;
-    // Idle since its last answer (a task's end, or its reset's): that came just now, no clock to read.
-    this.#idle.push({ connection, since: connection.lastReceivedAt });
+    this.#idle.push({ connection, since: Date.now() });
     this.#scheduleSweep();
     // A reset the last task deferred (worker-connection.ts) waits one turn of the event loop
     // for a next task to carry it as its prefix; then the idle connection runs it itself, so
