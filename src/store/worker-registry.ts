@@ -56,7 +56,7 @@ export class WorkerRegistry implements WorkerStore {
   }
 
   add(worker: Worker): void {
-    if (this.#finishedHead < this.#finished.length) this.prune(); // nothing to look at (or a clock to read) otherwise
+    this.prune();
     this.#launched++;
     this.#tracked.set(worker.cookie, worker);
     this.#countPid(worker.pid, 1);
@@ -198,7 +198,10 @@ export class WorkerRegistry implements WorkerStore {
   }
 
   /** Forgets finished workers older than retentionMs, with their unread rows. */
-  prune(now = Date.now()): void {
+  prune(now?: number): void {
+    // Nothing waits to be pruned (every launch and lookup asks): no clock to read.
+    if (this.#finishedHead === this.#finished.length) return;
+    now ??= Date.now();
     while (this.#finishedHead < this.#finished.length) {
       const worker = this.#finished[this.#finishedHead]!;
       if (worker.tracked && now - worker.finishedAt! < this.#retentionMs && this.#retained <= this.#maxRetained) break;
