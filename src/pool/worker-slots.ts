@@ -117,8 +117,7 @@ export class WorkerSlots implements Admission {
 
   acquire(start: Abortable): Promise<Slot> {
     if (start.aborted) return Promise.reject(start.abortReason);
-    if (this.#inUse < this.#max && this.#waiting.size === 0 && !this.#paused && start.held !== true) {
-      // Nobody waits and a slot is free: what #pump would grant at once, without an entry.
+    if (this.#freeFor(start)) {
       this.#inUse++;
       return Promise.resolve(this.#slot());
     }
@@ -132,8 +131,7 @@ export class WorkerSlots implements Admission {
       this.handOut(entry);
       return;
     }
-    if (this.#inUse < this.#max && this.#waiting.size === 0 && !this.#paused && start.held !== true) {
-      // Nobody waits and a slot is free: what #pump would grant at once, without queueing.
+    if (this.#freeFor(start)) {
       this.#inUse++;
       entry.slot = this.#slot();
       this.handOut(entry);
@@ -143,6 +141,11 @@ export class WorkerSlots implements Admission {
     this.#queue.push(entry);
     this.#waiting.set(start, entry);
     this.#pump();
+  }
+
+  /** Nobody waits and a slot is free: what #pump would grant `start` at once, without queueing it. */
+  #freeFor(start: Abortable): boolean {
+    return this.#inUse < this.#max && this.#waiting.size === 0 && !this.#paused && start.held !== true;
   }
 
   /** The entry's waiter hears its slot (or its cancel) in the next microtask (see #due). */
