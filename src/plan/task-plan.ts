@@ -80,6 +80,14 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
   return { text, values, pieces: values ? null : pieces, statementCount, refusal, transactional, inBlock };
 }
 
+/**
+ * `plan` made again under other string rules (a session with standard_conforming_strings off):
+ * from its text and its values, which are prepared already and prepare to themselves.
+ */
+export function planAgain(plan: TaskPlan, standardConformingStrings: boolean): TaskPlan {
+  return planTask(plan.values ? { text: plan.text, values: [...plan.values] } : plan.text, standardConformingStrings);
+}
+
 export interface Analysis {
   readonly statementCount: number;
   readonly refusal: string | null;

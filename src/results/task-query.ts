@@ -184,9 +184,10 @@ export class TaskQuery implements WireReader {
     return this.#done;
   }
 
-  /** `end` hears the task's end a microtask after it (as `done`'s reaction would), without a promise. */
+  /** `end` hears the task's end a microtask after it (as `done`'s reaction would), without a promise; also an end that came already. */
   whenDone(end: TaskEnd): void {
     this.#end = end;
+    if (this.#outcome) dueEnds.add(this);
   }
 
   /** The due end reaches the task's TaskEnd (dueEnds). */

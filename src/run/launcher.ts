@@ -22,7 +22,7 @@ import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '..
 import { TaskQuery, type TaskEnd, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { pooledRefusal, streamTask } from './stream-tasks.js';
-import { planTask, type TaskPlan } from '../plan/task-plan.js';
+import { planAgain, type TaskPlan } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
@@ -404,7 +404,7 @@ export class Launcher {
     let plan = launch.plan;
     if (!connection.standardConformingStrings) {
       try {
-        plan = planTask(plan.values ? { text: plan.text, values: [...plan.values] } : plan.text, false); // its values are already prepared: prepared again, unchanged
+        plan = planAgain(plan, false);
       } catch (error) {
         return run.ended(failed(error));
       }
@@ -509,8 +509,8 @@ export class Launcher {
     worker.apply({ kind: 'sent', task: query });
     liveness.watch(connection, worker.queue);
     run.sent = query.startsWithParse ? SENT_PARSE : SENT_SIMPLE;
-    connection.run(query);
     query.whenDone(run);
+    connection.run(query);
   }
 
   /**
