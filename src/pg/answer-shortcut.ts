@@ -24,10 +24,8 @@ const COMMAND_COMPLETE = 0x43; // 'C'
 const PARAMETER_STATUS = 0x53; // 'S'
 const READY_FOR_QUERY = 0x5a; // 'Z'
 
-/** What pg-protocol emits for the message kinds that carry nothing (shared objects there too). */
+/** What pg-protocol emits for a ParseComplete (a shared object there too). */
 const PARSE_COMPLETE_MESSAGE = Object.freeze({ name: 'parseComplete', length: 5 });
-const BIND_COMPLETE_MESSAGE = Object.freeze({ name: 'bindComplete', length: 5 });
-const NO_DATA_MESSAGE = Object.freeze({ name: 'noData', length: 5 });
 
 type Listener = (message: unknown) => void;
 

@@ -31,9 +31,7 @@ export function encodeStatement(text: string, lead: Buffer | null = null): Buffe
   const parseLength = 4 + 1 + Buffer.byteLength(text, 'utf8') + 1 + 2;
   const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + BIND_NONE.length + EXECUTE.length);
   if (lead !== null) out.set(lead, 0);
-  const at = writeParse(out, leadLength, text, parseLength);
-  out.set(BIND_NONE, at);
-  out.set(EXECUTE, at + BIND_NONE.length);
+  writeStatement(out, leadLength, text, parseLength);
   return out;
 }
 
