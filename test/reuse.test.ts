@@ -83,8 +83,11 @@ test('a reset that fails (the last task set a tiny statement_timeout) retires th
   await db.query('CREATE SCHEMA evil; CREATE TABLE public.audit (sp text); CREATE TABLE evil.audit (sp text)');
   const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
   // Many temp tables make DISCARD ALL slow enough for the 1 ms timeout this task leaves behind.
+  // One statement: the timeout it sets applies from the next statement on (the reset), never to
+  // the task's own commit, which a loaded machine could make overrun 1 ms.
   const dirty = await bg.launch(
-    `DO $$BEGIN FOR i IN 1..400 LOOP EXECUTE format('CREATE TEMP TABLE tt%s (a int)', i); END LOOP; END$$; SET search_path = evil, public; SET statement_timeout = 1`,
+    `DO $$BEGIN FOR i IN 1..400 LOOP EXECUTE format('CREATE TEMP TABLE tt%s (a int)', i); END LOOP;
+      PERFORM set_config('search_path', 'evil, public', false); PERFORM set_config('statement_timeout', '1', false); END$$`,
   );
   const next = await bg.launch("INSERT INTO audit SELECT current_setting('search_path') RETURNING pg_backend_pid() AS pid");
   const [row] = (await bg.result(next).toArray()) as { pid: number }[];
