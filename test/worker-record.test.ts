@@ -118,3 +118,29 @@ test('admission: a cancel while queued rejects the wait at once and gives the tu
   first.release();
   (await next).release(); // the cancelled wait's turn was given back
 });
+
+test('a worker makes its row queue at first use, discarding and closed as its facts already say', () => {
+  const { store } = recorded();
+  const end = { kind: 'finished', state: 'canceled', error: null, commandTag: null, rowCount: 0 } as const;
+  // Submitted (born discarding), cancelled and ended while pending, read only afterwards.
+  const submitted = new Worker(launchPlan('SELECT 1', undefined, instance, true), 'alice', store);
+  submitted.apply({ kind: 'cancel-requested', reason: 'cancel' });
+  submitted.apply(end);
+  assert.equal(submitted.info(Date.now()).queuedBytes, 0);
+  assert.deepEqual([submitted.queue.discarding, submitted.queue.closed, submitted.queue.length], [true, true, 0]);
+  assert.equal(submitted.queue, submitted.queue, 'one queue, kept');
+  // Launched (rows wanted), read while pending: neither discarding nor closed until its facts say so.
+  const launched = new Worker(launchPlan('SELECT 1', undefined, instance, false), 'alice', store);
+  const queue = launched.queue;
+  assert.deepEqual([queue.discarding, queue.closed], [false, false]);
+  queue.push(['1'], 10);
+  assert.equal(launched.info(Date.now()).queuedBytes, 10);
+  launched.apply({ kind: 'discarded', reason: 'detach' });
+  assert.deepEqual([queue.discarding, queue.dropped, queue.closed], [true, 1, false]);
+  launched.apply(end);
+  assert.equal(queue.closed, true);
+  // Ended before its first read, rows never wanted discarded: closed, not discarding.
+  const ended = new Worker(launchPlan('SELECT 1', undefined, instance, false), 'alice', store);
+  ended.apply({ ...end, state: 'error' });
+  assert.deepEqual([ended.queue.discarding, ended.queue.closed], [false, true]);
+});

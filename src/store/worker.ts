@@ -68,7 +68,6 @@ export class Worker {
   readonly cookie: bigint;
   readonly launch: LaunchPlan;
   readonly launchedAt = Date.now();
-  readonly queue: RowQueue;
   /** The job's root, for a subtask. */
   readonly parent: Worker | null;
   /** A job's root: its subtasks, in launch order (null for a worker that runs SQL itself). */
@@ -98,12 +97,13 @@ export class Worker {
   #canceledBy: CancelReason | null = null;
   #parser: RowParser | null = null;
   #discardReason: DiscardReason | null = null;
+  /** Made at first use (see queue): a pending worker of fire and forget keeps none while it waits. */
+  #queue: RowQueue | null = null;
   #flags = TRACKED;
 
   constructor(launch: LaunchPlan, defaultUser: string, store: Pick<WorkerStore, 'changed'>) {
     this.cookie = newCookie();
     this.launch = launch;
-    this.queue = new RowQueue(launch.queueSize);
     this.#user = launch.role ?? defaultUser;
     this.#store = store;
     this.parent = launch.parent;
@@ -250,7 +250,7 @@ export class Worker {
         // A finished worker waits for nothing; its last phase and fraction say how far it got.
         const observed = this.#extras?.observed;
         if (observed) this.#extras!.observed = { ...observed, waitEvent: null, blockedBy: [] };
-        this.queue.close();
+        this.#queue?.close();
         return true;
       }
     }
@@ -263,10 +263,25 @@ export class Worker {
   }
 
   #discard(reason: DiscardReason): boolean {
-    if (this.queue.discarding) return false;
+    if (this.#discardReason !== null) return false;
     this.#discardReason = reason;
-    this.queue.discard();
+    this.#queue?.discard();
     return true;
+  }
+
+  /**
+   * The worker's bounded row queue, made at first use (a start, a reader): until then a pending
+   * worker keeps no queue alive (fire and forget queues thousands). Made discarding if the worker
+   * discards its rows already, and closed if it has ended, as it would be had it existed all along.
+   */
+  get queue(): RowQueue {
+    if (this.#queue === null) {
+      const queue = new RowQueue(this.launch.queueSize);
+      if (this.#discardReason !== null) queue.discard();
+      if (!this.active) queue.close();
+      this.#queue = queue;
+    }
+    return this.#queue;
   }
 
   get label(): string | null {
@@ -460,7 +475,7 @@ export class Worker {
       elapsedMs: (this.#finishedAt ?? now) - this.launchedAt,
       user: this.#user,
       queueSize: this.launch.queueSize,
-      queuedBytes: this.queue.bytes,
+      queuedBytes: this.#queue?.bytes ?? 0,
       state: this.#state,
       sqlPreview: this.sqlPreview,
       lastError: this.#state === 'error' ? this.#error!.message : null,
