@@ -70,6 +70,24 @@ test("whenFull 'queue' honours the launch's AbortSignal while pending", async ()
   await bg.close();
 });
 
+test('a worker cancelled while it waits for a slot, and read only afterwards, ends the read at once: PGBG_WORKER_CANCELED, no rows', async () => {
+  const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
+  const first = await bg.launch('SELECT pg_sleep(30)');
+  const launching = bg.launch('SELECT 2 AS n', { label: 'waiting' });
+  launching.catch(() => {}); // rejects PGBG_ABORTED once cancelled (limits.test's other tests pin that)
+  await until(async () => (await bg.list()).some((w) => w.label === 'waiting'), 'the pending worker listed');
+  const pending = (await bg.list()).find((w) => w.label === 'waiting')!;
+  const h = { pid: pending.pid, cookie: pending.cookie };
+  assert.deepEqual([pending.state, pending.queuedBytes], ['pending', 0]);
+  await bg.cancel(h);
+  const info = await bg.info(h);
+  assert.deepEqual([info.state, info.queuedBytes], ['canceled', 0]);
+  // It never started, so its row queue was never made before this read: the read ends at once.
+  await assert.rejects(bg.result(h).toArray(), { code: 'PGBG_WORKER_CANCELED', message: 'worker was cancelled (cancel) before it started' });
+  await bg.cancel(first, { graceMs: 0 });
+  await bg.close();
+});
+
 test('a fire-and-forget launch aborted while it waits (its signal, cancelAll) rejects PGBG_ABORTED, never as an unhandled rejection', async () => {
   const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });
   const first = await bg.launch('SELECT pg_sleep(30)');
