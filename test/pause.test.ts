@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PgBackground, WorkerHandle, WorkerStateEvent } from '../src/index.js';
 import { until, useDatabase } from './support/database.js';
-import { WorkerSlots } from '../src/pool/worker-slots.js';
+import { WorkerSlots, type AbortListener } from '../src/pool/worker-slots.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -127,7 +127,16 @@ test('a paused worker is let go when it is detached, and by close(): it runs and
 
 test('admission (offline): a held start keeps its place while those behind it go on, and is next once let go', async () => {
   const slots = new WorkerSlots(1);
-  const start = (name: string) => ({ name, held: false, aborted: false, abortReason: null, whenAborted() {} });
+  const start = (name: string) => ({
+    name,
+    held: false,
+    aborted: false,
+    abortReason: null,
+    abortListener: null as AbortListener | null,
+    whenAborted(listener: AbortListener | null) {
+      this.abortListener = listener;
+    },
+  });
   const order: string[] = [];
   const [a, b, c, d] = ['a', 'b', 'c', 'd'].map(start);
   const grants = [a, b, c, d].map((s) => slots.acquire(s!).then((slot) => (order.push(s!.name), slot)));

@@ -84,6 +84,9 @@ const start = (controller = new AbortController()) => {
     whenAborted(callback: AbortListener | null) {
       listener = callback;
     },
+    get abortListener() {
+      return listener;
+    },
   };
 };
 

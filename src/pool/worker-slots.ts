@@ -22,6 +22,8 @@ export interface Abortable {
   readonly abortReason: unknown;
   /** `listener.aborted` is called once if the start is cancelled while this waits; null clears it. */
   whenAborted(listener: AbortListener | null): void;
+  /** The listener whenAborted set last (a queued start's: its place in the queue), or null. */
+  readonly abortListener: AbortListener | null;
   /** Held where it is in the queue (a paused worker): it gets no slot until this is false again. */
   readonly held?: boolean;
 }
@@ -61,7 +63,7 @@ export interface Admission {
 class Entry implements AbortListener {
   readonly start: Abortable;
   readonly waiter: SlotWaiter;
-  readonly #slots: WorkerSlots;
+  readonly slots: WorkerSlots;
   /** Once handed out (granted, or cancelled: null with `reason`), until its waiter hears it. */
   slot: Slot | null = null;
   reason: unknown = null;
@@ -71,7 +73,7 @@ class Entry implements AbortListener {
   gone = false;
 
   constructor(slots: WorkerSlots, start: Abortable, waiter: SlotWaiter, heldByPause: boolean) {
-    this.#slots = slots;
+    this.slots = slots;
     this.start = start;
     this.waiter = waiter;
     this.heldByPause = heldByPause;
@@ -79,10 +81,10 @@ class Entry implements AbortListener {
 
   /** Cancelled while queued: its turn goes to the next at once. */
   aborted(reason: unknown): void {
-    this.#slots.left(this);
+    this.slots.left(this);
     this.reason = reason;
-    this.#slots.handOut(this);
-    this.#slots.reconsider();
+    this.slots.handOut(this);
+    this.slots.reconsider();
   }
 }
 
@@ -98,8 +100,11 @@ export class WorkerSlots implements Admission {
    */
   #queue: (Entry | null)[] = [];
   #head = 0;
-  /** The waiting entry of each start (for waiting() and a cancel). */
-  readonly #waiting = new Map<Abortable, Entry>();
+  /**
+   * Entries still waiting (in the queue, not gone). A start finds its own entry as its
+   * abortListener (see waiting()): no map from start to entry to keep up per launch.
+   */
+  #waiting = 0;
   #paused = false;
   /** Entries handed out (granted or cancelled): their waiters hear it a microtask later, in order. */
   readonly #due = new SoonBatch<Entry>((entry) => {
@@ -139,13 +144,13 @@ export class WorkerSlots implements Admission {
     }
     start.whenAborted(entry);
     this.#queue.push(entry);
-    this.#waiting.set(start, entry);
+    this.#waiting++;
     this.#pump();
   }
 
   /** Nobody waits and a slot is free: what #pump would grant `start` at once, without queueing it. */
   #freeFor(start: Abortable): boolean {
-    return this.#inUse < this.#max && this.#waiting.size === 0 && !this.#paused && start.held !== true;
+    return this.#inUse < this.#max && this.#waiting === 0 && !this.#paused && start.held !== true;
   }
 
   /** The entry's waiter hears its slot (or its cancel) in the next microtask (see #due). */
@@ -154,7 +159,8 @@ export class WorkerSlots implements Admission {
   }
 
   waiting(start: Abortable): boolean {
-    return !start.aborted && this.#waiting.has(start);
+    const entry = start.abortListener;
+    return !start.aborted && entry instanceof Entry && entry.slots === this && !entry.gone;
   }
 
   reconsider(): void {
@@ -168,7 +174,7 @@ export class WorkerSlots implements Admission {
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    for (const entry of this.#waiting.values()) entry.heldByPause = false;
+    for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i]!.heldByPause = false;
     this.#pump();
   }
 
@@ -178,8 +184,9 @@ export class WorkerSlots implements Admission {
   }
 
   #leave(entry: Entry): void {
+    if (entry.gone) return;
     entry.gone = true;
-    this.#waiting.delete(entry.start);
+    this.#waiting--;
   }
 
   /** A slot just counted in #inUse. */

@@ -406,6 +406,10 @@ export class Worker {
     this.#abortListener = listener;
   }
 
+  get abortListener(): AbortListener | null {
+    return this.#abortListener;
+  }
+
   /**
    * The launch's promise: a caller who awaits it still sees PGBG_ABORTED for a cancel before the
    * start, but a fire-and-forget one must not get an unhandled rejection for it.
