@@ -34,27 +34,33 @@ export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEven
       emitSafely('launched', { handle: worker.handle, label: worker.label, scope, parent: parent?.cookie ?? null });
     },
     changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
-      const { handle, label } = worker;
+      // The handle is read only for an event someone listens to: a pending worker's would be
+      // made for nothing (its pid changes at the start) and kept while it waits.
       switch (change.kind) {
         case 'started':
         case 'body-started':
-          if (listens('started')) emitSafely('started', { handle, label, pid: worker.pid });
+          if (listens('started')) emitSafely('started', { handle: worker.handle, label: worker.label, pid: worker.pid });
           break;
         case 'retrying':
-          if (listens('retrying')) emitSafely('retrying', { handle, label, attempt: worker.attempts - 1, delayMs: change.delayMs, error: { ...change.error } });
+          if (listens('retrying')) {
+            const { handle, label } = worker;
+            emitSafely('retrying', { handle, label, attempt: worker.attempts - 1, delayMs: change.delayMs, error: { ...change.error } });
+          }
           return;
         case 'progress':
         case 'status': {
           if (!listens('progress')) return;
           const { phase, fractionCompleted } = worker.info(Date.now());
           const progress = worker.progress ?? { pct: (fractionCompleted ?? 0) * 100, message: phase ?? '' };
-          emitSafely('progress', { handle, label, progress: { ...progress }, phase, fractionCompleted });
+          emitSafely('progress', { handle: worker.handle, label: worker.label, progress: { ...progress }, phase, fractionCompleted });
           return;
         }
         case 'finished':
           return; // the launcher's (or the job runner's) 'finished', with its error info
       }
-      if (worker.state !== prior.state && listens('state')) emitSafely('state', { handle, label, state: worker.state, previous: prior.state });
+      if (worker.state !== prior.state && listens('state')) {
+        emitSafely('state', { handle: worker.handle, label: worker.label, state: worker.state, previous: prior.state });
+      }
     },
     finished(worker: Worker, state: TerminalState): void {
       if (target.listenerCount('finished') === 0) return;

@@ -93,7 +93,8 @@ export class Worker {
   #rowCount = 0;
   /** The task on the wire, for its live row count. */
   #task: { readonly rowCount: number } | null = null;
-  #updatedAt: number;
+  /** Null until the first update: the launch time (no number box of its own while it waits). */
+  #updatedAt: number | null = null;
   #canceledBy: CancelReason | null = null;
   #parser: RowParser | null = null;
   #discardReason: DiscardReason | null = null;
@@ -108,7 +109,6 @@ export class Worker {
     this.#store = store;
     this.parent = launch.parent;
     this.children = launch.job ? [] : null;
-    this.#updatedAt = this.launchedAt;
     // Born discarding: that is what submit() means (a fact of the launch, not a change).
     if (launch.submitted) this.#discard('submit');
   }
@@ -343,7 +343,7 @@ export class Worker {
   }
   /** The last change of state or progress; the finish time once terminal. */
   get updatedAt(): number {
-    return this.#updatedAt;
+    return this.#updatedAt ?? this.launchedAt;
   }
   get error(): WorkerErrorInfo | null {
     return this.#error;
@@ -494,7 +494,7 @@ export class Worker {
       scope: this.scope,
       parent: this.parent?.cookie ?? null,
       attempts: this.attempts,
-      updatedAt: new Date(this.#updatedAt),
+      updatedAt: new Date(this.updatedAt),
     };
   }
 }
