@@ -7,9 +7,11 @@
 // it off for that connection, which then still answers right.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { EventEmitter } from 'node:events';
 import fc from 'fast-check';
+import pg from 'pg';
 import { PgBackground, type PgBackgroundOptions } from 'pg-background';
-import { answerCounts, Framing } from '../src/pg/answer-shortcut.js';
+import { answerCounts, Framing, shortcutAnswers } from '../src/pg/answer-shortcut.js';
 import { useDatabase } from './support/database.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
@@ -156,4 +158,41 @@ test("a plain task on a warm connection is read the short way; after a COPY expo
   assert.deepEqual(await mix(bg, 600), expected(600));
   assert.equal(answerCounts.short, afterCopy, 'nothing more the short way on the connection the export read');
   await bg.close();
+});
+
+test('a listener added to the connection later hears its messages: one on BindComplete while it is there, another on CommandComplete for good', async () => {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    shortcutAnswers(client);
+    const connection = (client as unknown as { connection: EventEmitter }).connection;
+    const insert = (id: number) => client.query('INSERT INTO items (id, payload) VALUES ($1, $2)', [id, `p${id}`]);
+    let short = answerCounts.short;
+    await insert(700);
+    assert.equal(answerCounts.short, short + 1, 'a plain answer goes the short way');
+
+    let binds = 0;
+    const onBind = () => binds++;
+    connection.on('bindComplete', onBind);
+    short = answerCounts.short;
+    await insert(701);
+    assert.deepEqual([binds, answerCounts.short], [1, short], "pg's parser reaches the BindComplete listener");
+    connection.off('bindComplete', onBind);
+    await insert(702);
+    assert.deepEqual([binds, answerCounts.short], [1, short + 1], 'the short way once it is gone');
+
+    const tags: string[] = [];
+    connection.on('commandComplete', (message: { text: string }) => tags.push(message.text));
+    short = answerCounts.short;
+    await insert(703);
+    await insert(704);
+    assert.deepEqual(tags, ['INSERT 0 1', 'INSERT 0 1']);
+    assert.equal(answerCounts.short, short, 'a second CommandComplete listener turns the short way off');
+    assert.deepEqual(
+      (await client.query('SELECT id FROM items WHERE id BETWEEN 700 AND 704 ORDER BY id')).rows.map((row) => row.id),
+      [700, 701, 702, 703, 704],
+    );
+  } finally {
+    await client.end();
+  }
 });

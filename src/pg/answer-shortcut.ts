@@ -51,18 +51,31 @@ export function shortcutAnswers(client: pg.Client): void {
   const parse = data[0]!;
   const framing = new Framing();
   let on = true;
+  // The listeners are looked at again only after one was added or removed (the emitter says so:
+  // pg's Connection itself hears 'newListener'), not for every chunk.
+  let listenersChanged = false;
+  /** Nobody but the Client hears the kinds read here: none on BindComplete and NoData, the Client's own on the rest. */
+  let clientAlone = true;
+  const changed = (): void => {
+    listenersChanged = true;
+  };
+  connection.on('newListener', changed);
+  connection.on('removeListener', changed);
   /** The messages of `chunk` (all whole plain answers, see Framing.read), handed out here; false (nothing done) if pg's listeners changed. */
   const short = (chunk: Buffer): boolean => {
-    if (connection._emitMessage || connection.listenerCount('bindComplete') !== 0 || connection.listenerCount('noData') !== 0) return false;
-    // Still the Client's listener alone on each (a count: no array per chunk; pg never swaps them).
-    if (
-      connection.listenerCount('parseComplete') !== 1 ||
-      connection.listenerCount('commandComplete') !== 1 ||
-      connection.listenerCount('readyForQuery') !== 1
-    ) {
-      on = false; // someone else listens now: pg's emit is the only way to reach them all
-      return false;
+    if (listenersChanged) {
+      listenersChanged = false;
+      clientAlone = connection.listenerCount('bindComplete') === 0 && connection.listenerCount('noData') === 0;
+      if (
+        onlyListener(connection, 'parseComplete') !== onParse ||
+        onlyListener(connection, 'commandComplete') !== onCommand ||
+        onlyListener(connection, 'readyForQuery') !== onReady
+      ) {
+        on = false; // someone else listens now: pg's emit is the only way to reach them all
+        return false;
+      }
     }
+    if (connection._emitMessage || !clientAlone) return false;
     for (let at = 0; at < chunk.length;) {
       const code = chunk[at]!;
       const length = chunk.readUInt32BE(at + 1);
