@@ -28,7 +28,8 @@
 // as the issue words it; lib-loops waits instead). One round of all 20,000 at once would measure
 // a queue ten times deeper than the issue's: its pending workers outlive more scavenges (~9% more
 // Node CPU per task for the library, measured), which is another scenario.
-// Per side: throughput, and CPU per task in Node (process.cpuUsage) and on the server (utime +
+// Per side: throughput, and CPU per task in Node (process.cpuUsage, with its user part: the
+// JavaScript, where the system part is the socket calls) and on the server (utime +
 // stime of the side's backends, /proc/<pid>/stat).
 // Tiny task: sequential `SELECT 1` (the library: `launch` + read its one row) against
 // `client.query('SELECT 1')`, median latency. Every run measures every side, in an order that
@@ -60,7 +61,10 @@ const CLOCK_TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString
 
 interface FireSample {
   tasksPerSecond: number;
+  /** Node CPU per task, user + system. */
   nodeUs: number;
+  /** Its user part: the JavaScript (ours, pg's, Node's streams); the system part is the socket calls. */
+  nodeUserUs: number;
   serverUs: number;
 }
 
@@ -246,7 +250,12 @@ async function fireOnce(url: string, side: Side): Promise<FireSample> {
     const cpu = process.cpuUsage(cpu0);
     await sleep(50); // the trailing resets are part of each task's cost
     const serverUs = serverCpuUs(pids) - server0;
-    return { tasksPerSecond: FIRE_TASKS / (ms / 1000), nodeUs: (cpu.user + cpu.system) / FIRE_TASKS, serverUs: serverUs / FIRE_TASKS };
+    return {
+      tasksPerSecond: FIRE_TASKS / (ms / 1000),
+      nodeUs: (cpu.user + cpu.system) / FIRE_TASKS,
+      nodeUserUs: cpu.user / FIRE_TASKS,
+      serverUs: serverUs / FIRE_TASKS,
+    };
   } finally {
     await driver.close();
   }
@@ -338,7 +347,7 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
 
   // The side-by-side table (stderr), every figure the median of the runs with its range.
   const lines = [`fire-and-forget, ${FIRE_TASKS} INSERTs, 16 at once, ${runs} interleaved runs: median (min–max)`];
-  lines.push('side       tasks/s                    ×pool              Node µs/task       server µs/task     total µs/task');
+  lines.push('side       tasks/s                    ×pool              Node µs/task       of it user         server µs/task     total µs/task');
   for (const side of SIDES) {
     const samples = fire.get(side)!;
     const total = spread(samples.map((s) => s.nodeUs + s.serverUs));
@@ -348,6 +357,7 @@ export async function floor(ctx: BenchContext): Promise<ScenarioReport> {
         range(spread(samples.map((s) => s.tasksPerSecond)), 0).padEnd(26),
         range(spread(fireRatio.get(side)!), 2).padEnd(18),
         range(spread(samples.map((s) => s.nodeUs)), 1).padEnd(18),
+        range(spread(samples.map((s) => s.nodeUserUs)), 1).padEnd(18),
         range(spread(samples.map((s) => s.serverUs)), 1).padEnd(18),
         range(total, 1),
       ].join(' '),
