@@ -11,7 +11,8 @@ import type { EventEmitter } from 'node:events';
 import fc from 'fast-check';
 import pg from 'pg';
 import { PgBackground, type PgBackgroundOptions } from 'pg-background';
-import { answerCounts, Framing, shortcutAnswers } from '../src/pg/answer-shortcut.js';
+import { answerCounts, decodeShort, Framing, shortcutAnswers } from '../src/pg/answer-shortcut.js';
+import { onParameterStatus } from '../src/pg/client-internals.js';
 import { useDatabase } from './support/database.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
@@ -192,6 +193,63 @@ test('a listener added to the connection later hears its messages: one on BindCo
       (await client.query('SELECT id FROM items WHERE id BETWEEN 700 AND 704 ORDER BY id')).rows.map((row) => row.id),
       [700, 701, 702, 703, 704],
     );
+  } finally {
+    await client.end();
+  }
+});
+
+test('decodeShort gives exactly what the bytes decode to, cache hit or miss, for any bytes (invalid UTF-8 too)', () => {
+  // Few distinct lengths and first/last bytes: slots collide often, so hits, misses and
+  // replacements all happen; every text is also decoded again later in the run.
+  const text = fc.oneof(
+    fc.constantFrom('INSERT 0 1', 'SET', 'DISCARD ALL', 'application_name', 'SELECT 1', 'é', '\u{1F600}', ''),
+    fc.string({ maxLength: 40, unit: 'binary' }),
+  );
+  const bytes = fc.oneof(
+    text.map((t) => Buffer.from(t)),
+    fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)),
+  );
+  fc.assert(
+    fc.property(fc.array(fc.tuple(bytes, fc.nat(8), fc.nat(8)), { minLength: 1, maxLength: 60 }), (items) => {
+      for (const round of [1, 2]) {
+        for (const [body, before, after] of items) {
+          const chunk = Buffer.concat([Buffer.alloc(before, round), body, Buffer.alloc(after, 0x5a)]);
+          const got = decodeShort(chunk, before, before + body.length);
+          if (got !== body.toString('utf8')) return false;
+        }
+      }
+      return true;
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('a ParameterStatus read the short way: our listeners get the right value only for the settings they named; anyone else gets a plain message', async () => {
+  const client = new pg.Client({ connectionString: db.url });
+  const all: string[] = [];
+  const named: string[] = [];
+  onParameterStatus(client, null, (name, value) => all.push(`${name}=${value}`));
+  onParameterStatus(client, new Set(['DateStyle']), (name, value) => named.push(`${name}=${value}`));
+  await client.connect();
+  try {
+    shortcutAnswers(client);
+    all.length = 0;
+    named.length = 0;
+    let short = answerCounts.short;
+    await client.query("SET application_name TO 'pgbg:00000000000000ff:etl/daily'");
+    await client.query("SET DateStyle TO 'German'");
+    assert.equal(answerCounts.short, short + 2, 'both answers went the short way');
+    assert.deepEqual(all, ['application_name=pgbg:00000000000000ff:etl/daily', 'DateStyle=German, DMY']);
+    assert.deepEqual(named, ['DateStyle=German, DMY']);
+
+    const foreign: unknown[] = [];
+    const connection = (client as unknown as { connection: EventEmitter }).connection;
+    connection.on('parameterStatus', (message: object) => foreign.push({ ...message }));
+    short = answerCounts.short;
+    await client.query("SET application_name TO 'other'");
+    assert.equal(answerCounts.short, short + 1);
+    assert.deepEqual(foreign, [{ name: 'parameterStatus', length: 27, parameterName: 'application_name', parameterValue: 'other' }]);
+    assert.deepEqual(all.at(-1), 'application_name=other');
   } finally {
     await client.end();
   }

@@ -148,13 +148,16 @@ test('BackendKeyData fills processID and secretKey; the endpoint is what pg reso
   await plain.client.end();
 });
 
-test('every ParameterStatus reaches our listener, at startup and later', async () => {
+test('every ParameterStatus of the settings named reaches our listener, at startup and later', async () => {
   const { client, wire } = fakeClient();
   const seen: string[] = [];
-  onParameterStatus(client, (name, value) => seen.push(`${name}=${value}`));
+  onParameterStatus(client, null, (name, value) => seen.push(`${name}=${value}`));
+  const only: string[] = [];
+  onParameterStatus(client, new Set(['DateStyle']), (name, value) => only.push(`${name}=${value}`));
   await connect(client, wire);
   wire.emit('parameterStatus', { parameterName: 'DateStyle', parameterValue: 'ISO, MDY' });
   assert.deepEqual(seen, ['standard_conforming_strings=on', 'DateStyle=ISO, MDY']);
+  assert.deepEqual(only, ['DateStyle=ISO, MDY'], 'a listener hears only the settings it named');
   await client.end();
 });
 

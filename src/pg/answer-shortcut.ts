@@ -12,7 +12,7 @@
 // pg does not have, a COPY export that reads the socket itself) turns it off for good.
 import type { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import { internals, socketOf } from './client-internals.js';
+import { internals, ownStatusListeners, socketOf } from './client-internals.js';
 
 /** Chunks read the short way and chunks given to pg's parser, over the process (for tests and diagnostics). */
 export const answerCounts = { short: 0, parsed: 0 };
@@ -28,6 +28,66 @@ const READY_FOR_QUERY = 0x5a; // 'Z'
 const PARSE_COMPLETE_MESSAGE = Object.freeze({ name: 'parseComplete', length: 5 });
 
 type Listener = (message: unknown) => void;
+
+/**
+ * The short strings answers repeat (command tags such as 'INSERT 0 1', 'SET', 'DISCARD ALL';
+ * setting names), decoded once: a small direct-mapped cache, each entry checked byte for byte,
+ * so a hit is the very string the bytes decode to, and a miss decodes them as before.
+ */
+const SHORT = 32;
+const SLOTS = 64;
+const cachedBytes: (Buffer | null)[] = new Array<Buffer | null>(SLOTS).fill(null);
+const cachedStrings: string[] = new Array<string>(SLOTS).fill('');
+
+/** The UTF-8 text of `chunk` from `start` to `end`. */
+export function decodeShort(chunk: Buffer, start: number, end: number): string {
+  const length = end - start;
+  if (length <= 0 || length > SHORT) return chunk.toString('utf8', start, end);
+  const slot = (length * 7 + chunk[start]! * 3 + chunk[end - 1]!) & (SLOTS - 1);
+  const cached = cachedBytes[slot]!;
+  if (cached !== null && cached.length === length) {
+    let i = 0;
+    while (i < length && cached[i] === chunk[start + i]) i++;
+    if (i === length) return cachedStrings[slot]!;
+  }
+  const text = chunk.toString('utf8', start, end);
+  const bytes = Buffer.allocUnsafeSlow(length);
+  chunk.copy(bytes, 0, start, end);
+  cachedBytes[slot] = bytes;
+  cachedStrings[slot] = text;
+  return text;
+}
+
+/**
+ * A ParameterStatus for listeners that read the value only of the settings they want
+ * (client-internals.ts ownStatusListeners): the value is decoded only if read. A worker's tag
+ * (application_name, a new value every task) is then never decoded at all.
+ */
+class LazyParameterStatus {
+  readonly name = 'parameterStatus';
+  readonly length: number;
+  readonly parameterName: string;
+  #chunk: Buffer | null;
+  readonly #start: number;
+  readonly #end: number;
+  #value = '';
+
+  constructor(length: number, parameterName: string, chunk: Buffer, start: number, end: number) {
+    this.length = length;
+    this.parameterName = parameterName;
+    this.#chunk = chunk;
+    this.#start = start;
+    this.#end = end;
+  }
+
+  get parameterValue(): string {
+    if (this.#chunk !== null) {
+      this.#value = this.#chunk.toString('utf8', this.#start, this.#end);
+      this.#chunk = null;
+    }
+    return this.#value;
+  }
+}
 
 /** pg's Connection as an emitter; `_emitMessage` is set once anyone listens for 'message'. // internal */
 type ConnectionEmitter = EventEmitter & { _emitMessage?: boolean };
@@ -52,10 +112,12 @@ export function shortcutAnswers(client: pg.Client): void {
   const framing = new Framing();
   let on = true;
   // The listeners are looked at again only after one was added or removed (the emitter says so:
-  // pg's Connection itself hears 'newListener'), not for every chunk.
-  let listenersChanged = false;
+  // pg's Connection itself hears 'newListener'), not for every chunk; and before the first chunk.
+  let listenersChanged = true;
   /** Nobody but the Client hears the kinds read here: none on BindComplete and NoData, the Client's own on the rest. */
   let clientAlone = true;
+  /** Only our own listeners hear ParameterStatus (see LazyParameterStatus). */
+  let ownStatus = onlyOwnStatusListeners(connection);
   const changed = (): void => {
     listenersChanged = true;
   };
@@ -66,6 +128,7 @@ export function shortcutAnswers(client: pg.Client): void {
     if (listenersChanged) {
       listenersChanged = false;
       clientAlone = connection.listenerCount('bindComplete') === 0 && connection.listenerCount('noData') === 0;
+      ownStatus = onlyOwnStatusListeners(connection);
       if (
         onlyListener(connection, 'parseComplete') !== onParse ||
         onlyListener(connection, 'commandComplete') !== onCommand ||
@@ -89,16 +152,14 @@ export function shortcutAnswers(client: pg.Client): void {
         case NO_DATA:
           break; // nobody listens (checked above), as pg would find
         case COMMAND_COMPLETE:
-          onCommand({ name: 'commandComplete', length, text: chunk.toString('utf8', body, end - 1) });
+          onCommand({ name: 'commandComplete', length, text: decodeShort(chunk, body, end - 1) });
           break;
         case PARAMETER_STATUS: {
           const nul = chunk.indexOf(0, body);
-          const message = {
-            name: 'parameterStatus',
-            length,
-            parameterName: chunk.toString('utf8', body, nul),
-            parameterValue: chunk.toString('utf8', nul + 1, end - 1),
-          };
+          const parameterName = decodeShort(chunk, body, nul);
+          const message = ownStatus
+            ? new LazyParameterStatus(length, parameterName, chunk, nul + 1, end - 1)
+            : { name: 'parameterStatus', length, parameterName, parameterValue: chunk.toString('utf8', nul + 1, end - 1) };
           connection.emit('parameterStatus', message);
           break;
         }
@@ -132,6 +193,11 @@ export function shortcutAnswers(client: pg.Client): void {
  */
 export function stopShortcut(client: pg.Client): void {
   offSwitches.get(client)?.();
+}
+
+/** Every listener on 'parameterStatus' is one of ours (or there is none). */
+function onlyOwnStatusListeners(connection: ConnectionEmitter): boolean {
+  return (connection.listeners('parameterStatus') as Listener[]).every((listener) => ownStatusListeners.has(listener));
 }
 
 function onlyListener(connection: ConnectionEmitter, event: string): Listener | null {

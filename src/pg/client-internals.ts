@@ -72,9 +72,23 @@ export function connectionOf(client: pg.Client): ConnectionInternals {
   return internals(client).connection;
 }
 
-/** Every ParameterStatus the server sends (at startup, and whenever a reported setting changes). */
-export function onParameterStatus(client: pg.Client, listener: (name: string, value: string) => void): void {
-  internals(client).connection.on('parameterStatus', (message) => listener(message.parameterName, message.parameterValue));
+/**
+ * Listeners registered by onParameterStatus: they read a message's `parameterName`, and its
+ * `parameterValue` only for the names they asked for (answer-shortcut.ts then hands them a
+ * message whose value is decoded only if read).
+ */
+export const ownStatusListeners = new WeakSet<(message: never) => void>();
+
+/**
+ * Every ParameterStatus the server sends (at startup, and whenever a reported setting changes)
+ * of the settings `names` (null: all of them).
+ */
+export function onParameterStatus(client: pg.Client, names: ReadonlySet<string> | null, listener: (name: string, value: string) => void): void {
+  const heard = (message: { parameterName: string; parameterValue: string }): void => {
+    if (names === null || names.has(message.parameterName)) listener(message.parameterName, message.parameterValue);
+  };
+  ownStatusListeners.add(heard);
+  internals(client).connection.on('parameterStatus', heard);
 }
 
 /** Transaction status from the last ReadyForQuery. */

@@ -52,6 +52,9 @@ export interface BackendIdentity {
   readonly started: string;
 }
 
+/** The reported settings a worker connection keeps track of (every other ParameterStatus it ignores). */
+const HEARD_SETTINGS: ReadonlySet<string> = new Set(['standard_conforming_strings', ...CHECKED_SETTINGS]);
+
 /** The server's words for a backend that is going away (admin or crash shutdown, starting up). */
 const SHUTDOWN_CODES = new Set(['57P01', '57P02', '57P03']);
 /** A first answer that proves the task was read (ParseComplete's type byte). */
@@ -122,9 +125,9 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
       }
       this.#onNotice?.notice(notice);
     });
-    onParameterStatus(this.#client, (name, value) => {
+    onParameterStatus(this.#client, HEARD_SETTINGS, (name, value) => {
       if (name === 'standard_conforming_strings') this.#standardConformingStrings = value === 'on';
-      else if ((CHECKED_SETTINGS as readonly string[]).includes(name)) this.#reported.set(name, value);
+      else this.#reported.set(name, value);
     });
   }
 
