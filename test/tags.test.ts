@@ -3,7 +3,10 @@
 // control connection is `pgbg:control`; `tagConnections: false` leaves every name alone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { workerTag, type PgBackground, type WorkerHandle } from 'pg-background';
+import { tagSql } from '../src/catalog.js';
+import { workerTagStatement } from '../src/store/worker-identity.js';
 import { until, useDatabase } from './support/database.js';
 
 const db = useDatabase(import.meta.filename);
@@ -46,6 +49,25 @@ test('workerTag: cookie as 16 hex digits of its two complement, printable ASCII 
   assert.equal(workerTag(16n, long).length, 63);
   // Cut after the replacement: a multibyte character at the edge leaves its first bytes as `_`.
   assert.equal(workerTag(16n, 'b'.repeat(40) + 'é'), 'pgbg:0000000000000010:' + 'b'.repeat(40) + '_');
+});
+
+test('workerTagStatement: byte for byte tagSql(workerTag(cookie, label), local), whatever the labels before it', () => {
+  const cookie = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
+  const label = fc.oneof(fc.constantFrom(null, '', 'etl/daily', "it's", 'back\\slash', 'é✓', 'a'.repeat(70)), fc.string({ maxLength: 80, unit: 'binary' }));
+  fc.assert(
+    fc.property(fc.array(fc.tuple(cookie, label, fc.boolean()), { minLength: 1, maxLength: 20 }), (tasks) => {
+      for (const [c, l, local] of tasks) {
+        const made = workerTagStatement(c, l, local);
+        const bytes = typeof made === 'string' ? Buffer.from(made) : Buffer.concat([made.head, Buffer.from(made.middle, 'latin1'), made.tail]);
+        if (!bytes.equals(Buffer.from(tagSql(workerTag(c, l), local)))) return false;
+      }
+      return true;
+    }),
+    { numRuns: 300 },
+  );
+  // A label the literal escapes gets the text (pg's escaping), the others the split form.
+  assert.equal(typeof workerTagStatement(1n, "it's", false), 'string');
+  assert.equal(typeof workerTagStatement(1n, 'etl', false), 'object');
 });
 
 test("a running worker's backend shows its tag in pg_stat_activity, and pgbg:idle once it ended", async () => {

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { serialize } from 'pg-protocol';
-import { encodeExtended, encodeStatement } from '../src/pg/wire-bytes.js';
+import { encodeExtended, encodeStatement, SplitStatement, statementText } from '../src/pg/wire-bytes.js';
 
 const BIND_NO_VALUES = Buffer.from([0x42, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
 
@@ -96,4 +96,19 @@ test('encodeExtended: long and non-ASCII strings in every place (past the short-
       assert.deepEqual(encodeStatement(text), Buffer.concat([serialize.parse({ text }), BIND_NO_VALUES, serialize.execute({})]));
     }
   }
+});
+
+test('a split statement (head, ASCII middle, tail) is written byte for byte as its text, in both encoders', () => {
+  const split = new SplitStatement(Buffer.from("SET application_name TO 'pgbg:"), '00000000000000ff', Buffer.from(":etl/daily'"));
+  const text = "SET application_name TO 'pgbg:00000000000000ff:etl/daily'";
+  assert.equal(split.text, text);
+  assert.equal(split.byteLength, Buffer.byteLength(text));
+  assert.equal(statementText(split), text);
+  assert.equal(statementText(text), text);
+  const lead = encodeStatement('DISCARD ALL');
+  assert.deepEqual(encodeStatement(split, lead), encodeStatement(text, lead));
+  assert.deepEqual(
+    encodeExtended(lead, 'INSERT INTO t VALUES ($1)', ['é'], 'SELECT 1', split),
+    encodeExtended(lead, 'INSERT INTO t VALUES ($1)', ['é'], 'SELECT 1', text),
+  );
 });

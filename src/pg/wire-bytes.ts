@@ -14,6 +14,46 @@ const EXECUTE = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
 const DESCRIBE_PORTAL = Buffer.from([0x44, 0, 0, 0, 6, 0x50, 0]);
 const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
 
+/**
+ * A statement of ours kept as its encoded head and tail around a middle of ASCII text: the tag's
+ * SET, whose head never changes, whose tail changes with the label, and whose middle (a cookie's
+ * hex digits) is new every task. Written into a task's buffer as it is: no string of the whole
+ * statement is built, flattened or encoded per task.
+ */
+export class SplitStatement {
+  readonly head: Buffer;
+  /** ASCII only (one byte per character). */
+  readonly middle: string;
+  readonly tail: Buffer;
+
+  constructor(head: Buffer, middle: string, tail: Buffer) {
+    this.head = head;
+    this.middle = middle;
+    this.tail = tail;
+  }
+
+  get byteLength(): number {
+    return this.head.length + this.middle.length + this.tail.length;
+  }
+
+  /** The statement's text (for the paths that write it through pg's serializer). */
+  get text(): string {
+    return this.head.toString('utf8') + this.middle + this.tail.toString('utf8');
+  }
+}
+
+/** A statement of ours: its text, or its split form. */
+export type OwnStatement = string | SplitStatement;
+
+/** The text of a statement of ours. */
+export function statementText(statement: OwnStatement): string {
+  return typeof statement === 'string' ? statement : statement.text;
+}
+
+function byteLengthOf(statement: OwnStatement): number {
+  return typeof statement === 'string' ? Buffer.byteLength(statement, 'utf8') : statement.byteLength;
+}
+
 function writeInt32(out: Buffer, at: number, value: number): void {
   out[at] = value >>> 24;
   out[at + 1] = value >>> 16;
@@ -25,10 +65,10 @@ function writeInt32(out: Buffer, at: number, value: number): void {
  * Parse, Bind and Execute of `text` (one statement, no parameters) behind `lead` (messages
  * encoded before, to go first), all in one buffer.
  */
-export function encodeStatement(text: string, lead: Buffer | null = null): Buffer {
+export function encodeStatement(text: OwnStatement, lead: Buffer | null = null): Buffer {
   const leadLength = lead === null ? 0 : lead.length;
   // Parse: 'P', length, statement name '' (a NUL), the text, NUL, no parameter types (int16 0).
-  const parseLength = 4 + 1 + Buffer.byteLength(text, 'utf8') + 1 + 2;
+  const parseLength = 4 + 1 + byteLengthOf(text) + 1 + 2;
   const out = Buffer.allocUnsafe(leadLength + 1 + parseLength + BIND_NONE.length + EXECUTE.length);
   if (lead !== null) out.set(lead, 0);
   writeStatement(out, leadLength, text, parseLength);
@@ -39,12 +79,19 @@ export function encodeStatement(text: string, lead: Buffer | null = null): Buffe
  * Parse of `text` into the unnamed statement, at `at` of `out`: 'P', `length`, statement name ''
  * (a NUL), the text, NUL, no parameter types (int16 0). Returns the offset after it.
  */
-function writeParse(out: Buffer, at: number, text: string, length: number): number {
+function writeParse(out: Buffer, at: number, text: OwnStatement, length: number): number {
   out[at] = 0x50; // 'P'
   writeInt32(out, at + 1, length);
   out[at + 5] = 0;
   at += 6;
-  at += out.write(text, at, 'utf8');
+  if (typeof text === 'string') at += out.write(text, at, 'utf8');
+  else {
+    out.set(text.head, at);
+    at += text.head.length;
+    at += out.write(text.middle, at, 'latin1');
+    out.set(text.tail, at);
+    at += text.tail.length;
+  }
   out[at] = 0;
   out[at + 1] = 0;
   out[at + 2] = 0;
@@ -52,7 +99,7 @@ function writeParse(out: Buffer, at: number, text: string, length: number): numb
 }
 
 /** Parse, Bind and Execute of a statement of ours without parameters, at `at`; returns the offset after it. */
-function writeStatement(out: Buffer, at: number, text: string, parseLength: number): number {
+function writeStatement(out: Buffer, at: number, text: OwnStatement, parseLength: number): number {
   at = writeParse(out, at, text, parseLength);
   out.set(BIND_NONE, at);
   out.set(EXECUTE, at + BIND_NONE.length);
@@ -77,10 +124,10 @@ export function encodeExtended(
   text: string,
   values: readonly (string | Buffer | null)[],
   trailer: string | null = null,
-  leadStatement: string | null = null,
+  leadStatement: OwnStatement | null = null,
 ): Buffer {
   const statement = BIND_NONE.length + EXECUTE.length;
-  const leadParseLength = leadStatement === null ? 0 : 4 + 1 + Buffer.byteLength(leadStatement, 'utf8') + 1 + 2;
+  const leadParseLength = leadStatement === null ? 0 : 4 + 1 + byteLengthOf(leadStatement) + 1 + 2;
   const leadLength = (lead === null ? 0 : lead.length) + (leadStatement === null ? 0 : 1 + leadParseLength + statement);
   const parseLength = 4 + 1 + Buffer.byteLength(text, 'utf8') + 1 + 2;
   const trailerParseLength = trailer === null ? 0 : 4 + 1 + Buffer.byteLength(trailer, 'utf8') + 1 + 2;

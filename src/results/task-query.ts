@@ -8,8 +8,8 @@
 // allows (plain DML, our BEGIN ... COMMIT, the caller's transaction behind a pooler); else under a
 // Sync of its own just before the task (VACUUM and the like refuse to follow it in a pipeline).
 import pg from 'pg';
-import { BEGIN_SQL, COMMIT_SQL, RESET_SQL, tagSql } from '../catalog.js';
-import { encodeExtended, encodeStatement, type WireReader, type WireWriter } from '../pg/index.js';
+import { BEGIN_SQL, COMMIT_SQL, RESET_SQL } from '../catalog.js';
+import { encodeExtended, encodeStatement, statementText, type OwnStatement, type WireReader, type WireWriter } from '../pg/index.js';
 import { SoonBatch } from '../core/soon-batch.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
@@ -110,7 +110,7 @@ export class TaskQuery implements WireReader {
   #finished = false;
   #resetFailed = false;
   /** The tag's SET, or null: none is sent. */
-  readonly #tag: string | null;
+  readonly #tag: OwnStatement | null;
   /** The journal's record of the end, run last in the task's transaction (see control/journal-writer.ts), or null. */
   readonly #journal: string | null;
   /** The task's statements go as one simple Query (which commits before its CommandComplete). */
@@ -139,8 +139,9 @@ export class TaskQuery implements WireReader {
    * connection pooler, see pool/pooler.ts): its statements then go without our BEGIN/COMMIT.
    */
   /**
-   * `tag`: the connection's application_name while the task runs (null: leave it as it is); the
-   * reset behind the task brings back the startup value. Behind a pooler it is SET LOCAL.
+   * `tag`: the SET of the connection's application_name while the task runs (catalog.ts tagSql,
+   * as store/worker-identity.ts workerTagStatement makes it; null: leave it as it is); the reset
+   * behind the task brings back the startup value. Behind a pooler it is SET LOCAL.
    * `resetFirst`: the previous task deferred its reset; it goes first, under this task's Sync (only
    * for a task of plain DML, TaskPlan.inBlock): if it fails, the server skips the task.
    * `journal`: one statement of ours that runs last inside the task's transaction (only for a
@@ -152,7 +153,7 @@ export class TaskQuery implements WireReader {
     columns: ColumnSink,
     session: TaskSession | null,
     inTransaction = false,
-    tag: string | null = null,
+    tag: OwnStatement | null = null,
     resetFirst = false,
     journal: string | null = null,
   ) {
@@ -168,7 +169,7 @@ export class TaskQuery implements WireReader {
     this.#resultIndex = plan.statementCount - (wrapped ? 0 : 1);
     // Under the task's Sync when it shares a transaction with it safely; else its own Sync.
     this.#tagSegment = tag !== null && !wrapped && !inTransaction && !plan.inBlock;
-    this.#tag = tag === null ? null : tagSql(tag, inTransaction);
+    this.#tag = tag;
     this.#oursAt = wrapped ? 1 : 0;
     this.#oursLeft = (tag === null ? 0 : 1) + (resetFirst ? 1 : 0);
     this.#resetPending = resetFirst;
@@ -266,7 +267,7 @@ export class TaskQuery implements WireReader {
       // terminate again, so a commit is never followed by a FATAL alone (as it can be after an
       // Execute, whose answers wait in the server's buffer while it reads the next message).
       statement(wire, BEGIN_SQL, false);
-      if (tag !== null) statement(wire, tag, false); // inside our block: it ends with the work
+      if (tag !== null) statement(wire, statementText(tag), false); // inside our block: it ends with the work
       for (let i = 0; i < pieces.length; i++) statement(wire, pieces[i]!, i === pieces.length - 1);
       if (journal !== null) statement(wire, journal, false);
       wire.sync();

@@ -27,7 +27,7 @@ import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
 import type { WorkerStore } from '../store/worker-store.js';
-import { workerTag } from '../store/worker-identity.js';
+import { workerTag, workerTagStatement } from '../store/worker-identity.js';
 import { classify, neverRan, type Sent } from './classify.js';
 import { retryDelay } from './retry.js';
 
@@ -500,7 +500,8 @@ export class Launcher {
    */
   #send(worker: Worker, connection: WorkerConnection, plan: TaskPlan, resetFirst: boolean, run: Run): void {
     const { options, liveness } = this.#deps;
-    const tag = options.tagConnections ? workerTag(worker.cookie, worker.label) : null;
+    // The tag's SET: SET LOCAL behind a pooler (it ends with the caller's transaction there).
+    const tag = options.tagConnections ? workerTagStatement(worker.cookie, worker.label, connection.pinned) : null;
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
     // With the journal, a transactional task's last statement records its end (it commits with it).
     const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
