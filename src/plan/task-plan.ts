@@ -55,8 +55,9 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
   if (typeof sql === 'string') {
     text = sql;
   } else if (sql !== null && typeof sql === 'object' && typeof sql.text === 'string') {
-    for (const key of Object.keys(sql)) {
-      if (key !== 'text' && key !== 'values') throw invalidArgument(`Unknown key \`${key}\` in \`sql\`; expected { text, values }`);
+    // Its own keys (no array of them per launch: every launch with parameters comes here).
+    for (const key in sql) {
+      if (key !== 'text' && key !== 'values' && Object.hasOwn(sql, key)) throw invalidArgument(`Unknown key \`${key}\` in \`sql\`; expected { text, values }`);
     }
     text = sql.text;
     if (sql.values !== undefined) {

@@ -62,10 +62,14 @@ export class ConnectionPool {
   #closed = false;
   /** Connections parked with a deferred reset since the last turn (see #park). */
   #toReset: WorkerConnection[] = [];
+  /** The other list, swapped in while one is being reset: no array per turn. */
+  #spare: WorkerConnection[] = [];
   readonly #resetParked = (): void => {
     const parked = this.#toReset;
-    this.#toReset = [];
-    for (const connection of parked) this.#resetIdle(connection);
+    this.#toReset = this.#spare;
+    for (let i = 0; i < parked.length; i++) this.#resetIdle(parked[i]!);
+    parked.length = 0;
+    this.#spare = parked;
   };
 
   /** An idle connection broke: it leaves the idle set (one function for all, not a closure per park). */
