@@ -36,6 +36,10 @@ test('encodeExtended: a whole task with parameters is what pg writes for it, mes
   const lead = encodeStatement('DISCARD ALL');
   const pgBytes = Buffer.concat([...pgTask(text, values), serialize.sync()]);
   assert.deepEqual(encodeExtended(null, text, values), pgBytes);
+  for (const value of [0n, 1n, 0x0123456789abcdefn, -(2n ** 63n), 2n ** 63n - 1n]) {
+    const other = new SplitStatement(Buffer.from('SET x TO '), value, Buffer.from(';'));
+    assert.deepEqual(encodeStatement(other), encodeStatement(`SET x TO ${BigInt.asUintN(64, value).toString(16).padStart(16, '0')};`));
+  }
   assert.deepEqual(encodeExtended(lead, text, values), Buffer.concat([lead, pgBytes]));
 });
 
@@ -56,6 +60,10 @@ test('encodeExtended: with a trailer (the journal statement), its Parse, Bind an
   const lead = encodeStatement("SET application_name TO 'pgbg:x'");
   const pgBytes = Buffer.concat([...pgTask(text, values), serialize.parse({ text: trailer }), BIND_NO_VALUES, serialize.execute({}), serialize.sync()]);
   assert.deepEqual(encodeExtended(null, text, values, trailer), pgBytes);
+  for (const value of [0n, 1n, 0x0123456789abcdefn, -(2n ** 63n), 2n ** 63n - 1n]) {
+    const other = new SplitStatement(Buffer.from('SET x TO '), value, Buffer.from(';'));
+    assert.deepEqual(encodeStatement(other), encodeStatement(`SET x TO ${BigInt.asUintN(64, value).toString(16).padStart(16, '0')};`));
+  }
   assert.deepEqual(encodeExtended(lead, text, values, trailer), Buffer.concat([lead, pgBytes]));
   assert.deepEqual(encodeExtended(null, text, values, null), encodeExtended(null, text, values));
 });
@@ -98,9 +106,9 @@ test('encodeExtended: long and non-ASCII strings in every place (past the short-
   }
 });
 
-test('a split statement (head, ASCII middle, tail) is written byte for byte as its text, in both encoders', () => {
-  const split = new SplitStatement(Buffer.from("SET application_name TO 'pgbg:"), '00000000000000ff', Buffer.from(":etl/daily'"));
-  const text = "SET application_name TO 'pgbg:00000000000000ff:etl/daily'";
+test('a split statement (head, a 64-bit value as hex, tail) is written byte for byte as its text, in both encoders', () => {
+  const split = new SplitStatement(Buffer.from("SET application_name TO 'pgbg:"), -2n, Buffer.from(":etl/daily'"));
+  const text = "SET application_name TO 'pgbg:fffffffffffffffe:etl/daily'";
   assert.equal(split.text, text);
   assert.equal(split.byteLength, Buffer.byteLength(text));
   assert.equal(statementText(split), text);

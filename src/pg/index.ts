@@ -18,6 +18,6 @@ export { answerCounts, shortcutAnswers } from './answer-shortcut.js';
 export { sendCancelRequest, type CancelTarget } from './cancel-request.js';
 export { prepareValue } from './prepare-value.js';
 export { startTask, TrailerReader, type WireField, type WireReader, type WireWriter } from './submittable.js';
-export { encodeExtended, encodeStatement, SplitStatement, statementText, type OwnStatement } from './wire-bytes.js';
+export { encodeExtended, encodeStatement, hex64, SplitStatement, statementText, type OwnStatement } from './wire-bytes.js';
 export { startCursor, type CursorReader, type CursorSink } from './cursor-reader.js';
 export { startCopyIn, startCopyOut, type CopyEnd, type CopyIn, type CopyOut } from './copy-streams.js';

@@ -14,32 +14,56 @@ const EXECUTE = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
 const DESCRIBE_PORTAL = Buffer.from([0x44, 0, 0, 0, 6, 0x50, 0]);
 const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
 
+/** Lowercase hexadecimal digits, as bytes. */
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+/** Where a 64-bit value is laid out, big-endian, to be written as hex (one per process). */
+const HEX_SCRATCH = new DataView(new ArrayBuffer(8));
+
 /**
- * A statement of ours kept as its encoded head and tail around a middle of ASCII text: the tag's
- * SET, whose head never changes, whose tail changes with the label, and whose middle (a cookie's
- * hex digits) is new every task. Written into a task's buffer as it is: no string of the whole
- * statement is built, flattened or encoded per task.
+ * A statement of ours kept as its encoded head and tail around a 64-bit value written as 16
+ * lowercase hexadecimal digits (its two's complement): the tag's SET, whose head never changes,
+ * whose tail changes with the label, and whose middle (a worker's cookie) is new every task.
+ * Written into a task's buffer as it is: no string of the statement (nor of the digits) is
+ * built, flattened or encoded per task.
  */
 export class SplitStatement {
   readonly head: Buffer;
-  /** ASCII only (one byte per character). */
-  readonly middle: string;
+  readonly hex64: bigint;
   readonly tail: Buffer;
 
-  constructor(head: Buffer, middle: string, tail: Buffer) {
+  constructor(head: Buffer, hex64: bigint, tail: Buffer) {
     this.head = head;
-    this.middle = middle;
+    this.hex64 = hex64;
     this.tail = tail;
   }
 
   get byteLength(): number {
-    return this.head.length + this.middle.length + this.tail.length;
+    return this.head.length + 16 + this.tail.length;
   }
 
   /** The statement's text (for the paths that write it through pg's serializer). */
   get text(): string {
-    return this.head.toString('utf8') + this.middle + this.tail.toString('utf8');
+    return this.head.toString('utf8') + hex64(this.hex64) + this.tail.toString('utf8');
   }
+
+  /** Writes the statement's bytes at `at` of `out`; returns the offset after them. */
+  write(out: Buffer, at: number): number {
+    out.set(this.head, at);
+    at += this.head.length;
+    HEX_SCRATCH.setBigUint64(0, this.hex64); // ToBigUint64: a negative value as its two's complement
+    for (let i = 0; i < 8; i++) {
+      const byte = HEX_SCRATCH.getUint8(i);
+      out[at++] = HEX_DIGITS[byte >>> 4]!;
+      out[at++] = HEX_DIGITS[byte & 15]!;
+    }
+    out.set(this.tail, at);
+    return at + this.tail.length;
+  }
+}
+
+/** A 64-bit value as 16 lowercase hexadecimal digits (its two's complement), as SplitStatement writes it. */
+export function hex64(value: bigint): string {
+  return BigInt.asUintN(64, value).toString(16).padStart(16, '0');
 }
 
 /** A statement of ours: its text, or its split form. */
@@ -84,14 +108,7 @@ function writeParse(out: Buffer, at: number, text: OwnStatement, length: number)
   writeInt32(out, at + 1, length);
   out[at + 5] = 0;
   at += 6;
-  if (typeof text === 'string') at += out.write(text, at, 'utf8');
-  else {
-    out.set(text.head, at);
-    at += text.head.length;
-    at += out.write(text.middle, at, 'latin1');
-    out.set(text.tail, at);
-    at += text.tail.length;
-  }
+  at = typeof text === 'string' ? at + out.write(text, at, 'utf8') : text.write(out, at);
   out[at] = 0;
   out[at + 1] = 0;
   out[at + 2] = 0;

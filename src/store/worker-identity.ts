@@ -4,7 +4,7 @@
 // pg_background_workers view and other processes parse back.
 import { getRandomValues } from 'node:crypto';
 import { tagSql } from '../catalog.js';
-import { SplitStatement } from '../pg/index.js';
+import { hex64, SplitStatement } from '../pg/index.js';
 
 const PREVIEW_CODE_POINTS = 120;
 
@@ -52,7 +52,7 @@ const encoder = new TextEncoder();
  * The result is printable ASCII, so the server stores it unchanged.
  */
 export function workerTag(cookie: bigint, label: string | null): string {
-  let tag = TAG_PREFIX + cookieHex(cookie) + ':';
+  let tag = TAG_PREFIX + hex64(cookie) + ':';
   if (label === null || label.length === 0) return tag;
   const room = TAG_BYTES - tag.length;
   let ascii = true;
@@ -75,29 +75,22 @@ export function workerTag(cookie: bigint, label: string | null): string {
 /** The tag's SET up to the cookie's hex digits, encoded once per process (and for SET LOCAL). */
 const TAG_HEAD = Buffer.from(tagSql(TAG_PREFIX, false).slice(0, -1));
 const TAG_HEAD_LOCAL = Buffer.from(tagSql(TAG_PREFIX, true).slice(0, -1));
-/** The hex digits of a cookie in its tag. */
-const HEX_DIGITS = 16;
 /** The last label's tail of the statement (`:label'`): consecutive tasks mostly share a label. */
 let lastLabel: string | null | undefined;
 let lastTail: Buffer | null = null;
 
 /**
  * `tagSql(workerTag(cookie, label), local)`, byte for byte, as a task's write carries it: the
- * constant head, the cookie's hex digits, and the label's tail encoded once for a run of tasks
+ * constant head, the cookie (written as its hex digits), and the label's tail encoded once for a run of tasks
  * with the same label. A label the literal must escape (a quote, a backslash) gets the text.
  */
 export function workerTagStatement(cookie: bigint, label: string | null, local: boolean): SplitStatement | string {
   if (label !== lastLabel) {
-    // The tag after the cookie's digits depends on the label alone (the digits are always 16).
-    const tail = workerTag(0n, label).slice(TAG_PREFIX.length + HEX_DIGITS);
+    // The tag after the cookie's 16 hex digits depends on the label alone.
+    const tail = workerTag(0n, label).slice(TAG_PREFIX.length + 16);
     lastTail = tail.includes("'") || tail.includes('\\') ? null : Buffer.from(`${tail}'`, 'latin1');
     lastLabel = label;
   }
   if (lastTail === null) return tagSql(workerTag(cookie, label), local);
-  return new SplitStatement(local ? TAG_HEAD_LOCAL : TAG_HEAD, cookieHex(cookie), lastTail);
-}
-
-/** The cookie as 16 lowercase hexadecimal digits (its 64-bit two's complement). */
-function cookieHex(cookie: bigint): string {
-  return BigInt.asUintN(64, cookie).toString(16).padStart(HEX_DIGITS, '0');
+  return new SplitStatement(local ? TAG_HEAD_LOCAL : TAG_HEAD, cookie, lastTail);
 }
