@@ -32,7 +32,8 @@ export const RESET_SQL = 'DISCARD ALL';
  * snapshot, no plan, no row. `local` behind a pooler: it ends with the task's transaction there.
  */
 export function tagSql(tag: string, local: boolean): string {
-  // Once per task: a tag without a quote or backslash (nearly every one) needs no escaping.
+  // A tag without a quote or backslash (nearly every one) needs no escaping. A task's write takes
+  // this statement in parts (store/worker-identity.ts workerTagStatement), byte for byte the same.
   const literal = tag.includes("'") || tag.includes('\\') ? pg.escapeLiteral(tag) : `'${tag}'`;
   return `SET ${local ? 'LOCAL ' : ''}application_name TO ${literal}`;
 }

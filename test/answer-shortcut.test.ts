@@ -254,3 +254,33 @@ test('a ParameterStatus read the short way: our listeners get the right value on
     await client.end();
   }
 });
+
+test('a parameterStatus listener added while a chunk is handed out gets plain messages for the rest of it', async () => {
+  const client = new pg.Client({ connectionString: db.url });
+  const connection = () => (client as unknown as { connection: EventEmitter }).connection;
+  const foreign: unknown[] = [];
+  let armed = false; // not for the settings reported at connect
+  let first: string | null = null;
+  onParameterStatus(client, null, (name) => {
+    if (!armed || first !== null) return;
+    first = name; // one of ours adds someone else's listener between two messages of one chunk
+    connection().on('parameterStatus', (message: object) => foreign.push({ ...message }));
+  });
+  await client.connect();
+  try {
+    shortcutAnswers(client);
+    armed = true;
+    const short = answerCounts.short;
+    // Both settings are reported together, just before the ReadyForQuery: one chunk.
+    await client.query("SET application_name TO 'pgbg:mid-chunk'; SET DateStyle TO 'SQL'");
+    assert.equal(answerCounts.short, short + 1, 'the chunk went the short way');
+    // Whichever came first, the other reached the new listener with its value as a field.
+    const other =
+      first === 'DateStyle'
+        ? { name: 'parameterStatus', length: 36, parameterName: 'application_name', parameterValue: 'pgbg:mid-chunk' }
+        : { name: 'parameterStatus', length: 23, parameterName: 'DateStyle', parameterValue: 'SQL, MDY' };
+    assert.deepEqual(foreign, [other]);
+  } finally {
+    await client.end();
+  }
+});

@@ -36,10 +36,6 @@ test('encodeExtended: a whole task with parameters is what pg writes for it, mes
   const lead = encodeStatement('DISCARD ALL');
   const pgBytes = Buffer.concat([...pgTask(text, values), serialize.sync()]);
   assert.deepEqual(encodeExtended(null, text, values), pgBytes);
-  for (const value of [0n, 1n, 0x0123456789abcdefn, -(2n ** 63n), 2n ** 63n - 1n]) {
-    const other = new SplitStatement(Buffer.from('SET x TO '), value, Buffer.from(';'));
-    assert.deepEqual(encodeStatement(other), encodeStatement(`SET x TO ${BigInt.asUintN(64, value).toString(16).padStart(16, '0')};`));
-  }
   assert.deepEqual(encodeExtended(lead, text, values), Buffer.concat([lead, pgBytes]));
 });
 
@@ -60,10 +56,6 @@ test('encodeExtended: with a trailer (the journal statement), its Parse, Bind an
   const lead = encodeStatement("SET application_name TO 'pgbg:x'");
   const pgBytes = Buffer.concat([...pgTask(text, values), serialize.parse({ text: trailer }), BIND_NO_VALUES, serialize.execute({}), serialize.sync()]);
   assert.deepEqual(encodeExtended(null, text, values, trailer), pgBytes);
-  for (const value of [0n, 1n, 0x0123456789abcdefn, -(2n ** 63n), 2n ** 63n - 1n]) {
-    const other = new SplitStatement(Buffer.from('SET x TO '), value, Buffer.from(';'));
-    assert.deepEqual(encodeStatement(other), encodeStatement(`SET x TO ${BigInt.asUintN(64, value).toString(16).padStart(16, '0')};`));
-  }
   assert.deepEqual(encodeExtended(lead, text, values, trailer), Buffer.concat([lead, pgBytes]));
   assert.deepEqual(encodeExtended(null, text, values, null), encodeExtended(null, text, values));
 });
@@ -113,6 +105,10 @@ test('a split statement (head, a 64-bit value as hex, tail) is written byte for 
   assert.equal(split.byteLength, Buffer.byteLength(text));
   assert.equal(statementText(split), text);
   assert.equal(statementText(text), text);
+  for (const value of [0n, 1n, 0x0123456789abcdefn, -(2n ** 63n), 2n ** 63n - 1n]) {
+    const other = new SplitStatement(Buffer.from('SET x TO '), value, Buffer.from(';'));
+    assert.deepEqual(encodeStatement(other), encodeStatement(`SET x TO ${BigInt.asUintN(64, value).toString(16).padStart(16, '0')};`));
+  }
   const lead = encodeStatement('DISCARD ALL');
   assert.deepEqual(encodeStatement(split, lead), encodeStatement(text, lead));
   assert.deepEqual(

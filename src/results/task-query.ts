@@ -141,7 +141,8 @@ export class TaskQuery implements WireReader {
   /**
    * `tag`: the SET of the connection's application_name while the task runs (catalog.ts tagSql,
    * as store/worker-identity.ts workerTagStatement makes it; null: leave it as it is); the reset
-   * behind the task brings back the startup value. Behind a pooler it is SET LOCAL.
+   * behind the task brings back the startup value. With `inTransaction` (behind a pooler) the
+   * caller must make it SET LOCAL: this class writes the statement it is given.
    * `resetFirst`: the previous task deferred its reset; it goes first, under this task's Sync (only
    * for a task of plain DML, TaskPlan.inBlock): if it fails, the server skips the task.
    * `journal`: one statement of ours that runs last inside the task's transaction (only for a
