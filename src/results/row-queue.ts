@@ -36,6 +36,8 @@ export class RowQueue {
   /** Rows the reader took since the current try began (see restart()). */
   #taken = 0;
   #wake: (() => void) | null = null;
+  /** The reader waiting for the queue to be full or to end (fullOrEnded). */
+  #wakeFull: (() => void) | null = null;
 
   constructor(budget: number) {
     this.budget = budget;
@@ -182,11 +184,26 @@ export class RowQueue {
     });
   }
 
+  /**
+   * Resolves when the queue is full (the producer paused: its rows must be taken for it to go
+   * on), closes or starts discarding: what a reader that wants every row (toArray) waits for,
+   * rather than a wake-up per row. One such reader at a time.
+   */
+  fullOrEnded(): Promise<void> {
+    if (this.#paused || this.#closed || this.#discarding) return Promise.resolve();
+    return new Promise((resolve) => (this.#wakeFull = resolve));
+  }
+
   #notify(): void {
     const wake = this.#wake;
     if (wake) {
       this.#wake = null;
       wake();
+    }
+    const wakeFull = this.#wakeFull;
+    if (wakeFull && (this.#paused || this.#closed || this.#discarding)) {
+      this.#wakeFull = null;
+      wakeFull();
     }
   }
 

@@ -22,6 +22,8 @@ export interface ResultSource {
   readonly queue: RowQueue;
   readonly parser: RowParser | null;
   readonly discardReason: DiscardReason | null;
+  /** False once the worker is terminal. */
+  readonly active: boolean;
   readonly whenTerminal: Promise<void>;
   /** The worker's one transition point (Worker.apply). */
   apply(change: ResultChange): boolean;
@@ -97,14 +99,22 @@ class RowIterator<R> implements AsyncIterator<R> {
     return Promise.resolve({ done: false, value: row });
   }
 
-  /** Every row to the end (toArray): as next() would give them, one call for all. */
+  /**
+   * Every row to the end (toArray): as next() would give them, one call for all. It wakes only
+   * when the queue is full (its rows are taken, so the worker reads on) or has ended, not for
+   * every row, and a worker that is terminal already ends it without another turn.
+   */
   async all(): Promise<R[]> {
     const rows: R[] = [];
+    const source = this.#source;
     while (!this.#done) {
       const row = this.#take();
-      if (row === EMPTY) await this.#source.queue.changed();
-      else if (row === ENDED) await this.#end();
-      else rows.push(row);
+      if (row === EMPTY) await source.queue.fullOrEnded();
+      else if (row === ENDED) {
+        this.#endStarts();
+        if (source.active) await source.whenTerminal;
+        this.#endResult();
+      } else rows.push(row);
     }
     return rows;
   }
@@ -136,7 +146,15 @@ class RowIterator<R> implements AsyncIterator<R> {
     return Promise.resolve({ done: true, value: undefined });
   }
 
+  /** The end of the rows: the worker's outcome, once it is terminal. */
   async #end(): Promise<IteratorResult<R>> {
+    this.#endStarts();
+    if (this.#source.active) await this.#source.whenTerminal;
+    return this.#endResult();
+  }
+
+  /** No more rows: a detach or close that dropped them is the reader's error at once. */
+  #endStarts(): void {
     const source = this.#source;
     const { pid, cookie, label } = source;
     this.#done = true;
@@ -150,7 +168,12 @@ class RowIterator<R> implements AsyncIterator<R> {
       case 'close':
         throw new PgBackgroundError('PGBG_CLOSED', `The instance was closed while the result of worker pid ${pid} was being read`, { pid, cookie, label });
     }
-    await source.whenTerminal;
+  }
+
+  /** The terminal worker's outcome for its reader: its error, or rows a cancel dropped, or the end. */
+  #endResult(): IteratorResult<R> {
+    const source = this.#source;
+    const { pid, cookie, label } = source;
     source.apply({ kind: 'consumed' });
     const error = source.workerError();
     if (error) throw error;
