@@ -54,8 +54,6 @@ export class ConnectionPool {
   readonly #closing = new Set<Promise<void>>();
   /** Connections being opened (close() waits for them: none may outlive it). */
   readonly #opening = new Set<Promise<WorkerConnection>>();
-  /** Connections running a task: only these can be released. */
-  readonly #checkedOut = new Set<WorkerConnection>();
   #idle: IdleEntry[] = []; // most recently used last
   #waiters: Waiter[] = [];
   #timer: NodeJS.Timeout | null = null;
@@ -169,7 +167,8 @@ export class ConnectionPool {
   /** Takes back a connection after its task; `reusable` false closes it. */
   release(connection: WorkerConnection, reusable: boolean): void {
     // A connection is released once per checkout; a second release must not park it twice.
-    if (!this.#checkedOut.delete(connection)) return;
+    if (!connection.lent) return;
+    connection.lent = false;
     if (!reusable || this.#closed || connection.failure || this.#options.maxIdle === 0) {
       void this.#close(connection);
       return;
@@ -234,7 +233,7 @@ export class ConnectionPool {
     connection.onFailure = null;
     connection.ref();
     connection.checkedOut();
-    this.#checkedOut.add(connection);
+    connection.lent = true; // only a connection lent out (running a task) can be released
     return connection;
   }
 

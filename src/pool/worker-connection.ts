@@ -264,6 +264,12 @@ export class WorkerConnection implements BackendIdentity, TaskSession {
     return { ...endpointOf(this.#client), ...key, stream: this.#stream };
   }
 
+  /**
+   * Out of its pool for a task: set and cleared by ConnectionPool alone (a field, not a set of the
+   * pool's: a set that goes from one connection to none every task has V8 shrink and regrow it).
+   */
+  lent = false;
+
   /** Where notices raised while this connection runs a task go. */
   set onNotice(sink: NoticeSink | null) {
     this.#onNotice = sink;
