@@ -32,10 +32,15 @@ export const RESET_SQL = 'DISCARD ALL';
  * snapshot, no plan, no row. `local` behind a pooler: it ends with the task's transaction there.
  */
 export function tagSql(tag: string, local: boolean): string {
-  // A tag without a quote or backslash (nearly every one) needs no escaping. A task's write takes
-  // this statement in parts (store/worker-identity.ts workerTagStatement), byte for byte the same.
-  const literal = tag.includes("'") || tag.includes('\\') ? pg.escapeLiteral(tag) : `'${tag}'`;
+  // A task's write takes this statement in parts (store/worker-identity.ts workerTagStatement),
+  // byte for byte the same.
+  const literal = plainLiteral(tag) ? `'${tag}'` : pg.escapeLiteral(tag);
   return `SET ${local ? 'LOCAL ' : ''}application_name TO ${literal}`;
+}
+
+/** Text without a quote or backslash (nearly every tag) is its literal between quotes, unescaped. */
+export function plainLiteral(text: string): boolean {
+  return !text.includes("'") && !text.includes('\\');
 }
 
 /** A multi-statement task's own transaction block (see results/task-query.ts). */

@@ -120,9 +120,9 @@ export function shortcutAnswers(client: pg.Client): void {
   // pg's Connection itself hears 'newListener'), not for every chunk; and before the first chunk.
   let listenersChanged = true;
   /** Nobody but the Client hears the kinds read here: none on BindComplete and NoData, the Client's own on the rest. */
-  let clientAlone = true;
-  /** Only our own listeners hear ParameterStatus (see LazyParameterStatus). */
-  let ownStatus = onlyOwnStatusListeners(connection);
+  let clientAlone = false;
+  /** Only our own listeners hear ParameterStatus (see LazyParameterStatus). Both are set by the first check. */
+  let ownStatus = false;
   const changed = (): void => {
     listenersChanged = true;
   };

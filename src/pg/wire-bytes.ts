@@ -28,12 +28,13 @@ const HEX_SCRATCH = new DataView(new ArrayBuffer(8));
  */
 export class SplitStatement {
   readonly head: Buffer;
-  readonly hex64: bigint;
+  /** The 64-bit value between them, written as its 16 hex digits. */
+  readonly value: bigint;
   readonly tail: Buffer;
 
-  constructor(head: Buffer, hex64: bigint, tail: Buffer) {
+  constructor(head: Buffer, value: bigint, tail: Buffer) {
     this.head = head;
-    this.hex64 = hex64;
+    this.value = value;
     this.tail = tail;
   }
 
@@ -43,14 +44,14 @@ export class SplitStatement {
 
   /** The statement's text (for the paths that write it through pg's serializer). */
   get text(): string {
-    return this.head.toString('utf8') + hex64(this.hex64) + this.tail.toString('utf8');
+    return this.head.toString('utf8') + hex64(this.value) + this.tail.toString('utf8');
   }
 
   /** Writes the statement's bytes at `at` of `out`; returns the offset after them. */
   write(out: Buffer, at: number): number {
     out.set(this.head, at);
     at += this.head.length;
-    HEX_SCRATCH.setBigUint64(0, this.hex64); // ToBigUint64: a negative value as its two's complement
+    HEX_SCRATCH.setBigUint64(0, this.value); // ToBigUint64: a negative value as its two's complement
     for (let i = 0; i < 8; i++) {
       const byte = HEX_SCRATCH.getUint8(i);
       out[at++] = HEX_DIGITS[byte >>> 4]!;

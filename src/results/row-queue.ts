@@ -190,8 +190,12 @@ export class RowQueue {
    * rather than a wake-up per row. One such reader at a time.
    */
   fullOrEnded(): Promise<void> {
-    if (this.#paused || this.#closed || this.#discarding) return Promise.resolve();
+    if (this.#fullOrEnded) return Promise.resolve();
     return new Promise((resolve) => (this.#wakeFull = resolve));
+  }
+
+  get #fullOrEnded(): boolean {
+    return this.#paused || this.#closed || this.#discarding;
   }
 
   #notify(): void {
@@ -201,7 +205,7 @@ export class RowQueue {
       wake();
     }
     const wakeFull = this.#wakeFull;
-    if (wakeFull && (this.#paused || this.#closed || this.#discarding)) {
+    if (wakeFull && this.#fullOrEnded) {
       this.#wakeFull = null;
       wakeFull();
     }

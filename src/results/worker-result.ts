@@ -74,6 +74,11 @@ export class WorkerResult<R = Record<string, unknown>> implements AsyncIterable<
   }
 }
 
+/** The iterator's last result. */
+function finished(): IteratorResult<never> {
+  return { done: true, value: undefined };
+}
+
 /** What RowIterator#take says when no row is there (yet, or any more). */
 const EMPTY: unique symbol = Symbol('empty');
 const ENDED: unique symbol = Symbol('ended');
@@ -87,7 +92,7 @@ class RowIterator<R> implements AsyncIterator<R> {
   }
 
   next(): Promise<IteratorResult<R>> {
-    if (this.#done) return Promise.resolve({ done: true, value: undefined });
+    if (this.#done) return Promise.resolve(finished());
     let row: R | typeof EMPTY | typeof ENDED;
     try {
       row = this.#take();
@@ -95,7 +100,15 @@ class RowIterator<R> implements AsyncIterator<R> {
       return Promise.reject(error);
     }
     if (row === EMPTY) return this.#source.queue.changed().then(() => this.next());
-    if (row === ENDED) return this.#end();
+    if (row === ENDED) {
+      let waiting: Promise<void> | null;
+      try {
+        waiting = this.#end();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return waiting ? waiting.then(finished) : Promise.resolve(finished());
+    }
     return Promise.resolve({ done: false, value: row });
   }
 
@@ -111,9 +124,8 @@ class RowIterator<R> implements AsyncIterator<R> {
       const row = this.#take();
       if (row === EMPTY) await source.queue.fullOrEnded();
       else if (row === ENDED) {
-        this.#endStarts();
-        if (source.active) await source.whenTerminal;
-        this.#endResult();
+        const waiting = this.#end();
+        if (waiting) await waiting;
       } else rows.push(row);
     }
     return rows;
@@ -143,18 +155,15 @@ class RowIterator<R> implements AsyncIterator<R> {
 
   return(): Promise<IteratorResult<R>> {
     this.#stop();
-    return Promise.resolve({ done: true, value: undefined });
+    return Promise.resolve(finished());
   }
 
-  /** The end of the rows: the worker's outcome, once it is terminal. */
-  async #end(): Promise<IteratorResult<R>> {
-    this.#endStarts();
-    if (this.#source.active) await this.#source.whenTerminal;
-    return this.#endResult();
-  }
-
-  /** No more rows: a detach or close that dropped them is the reader's error at once. */
-  #endStarts(): void {
+  /**
+   * The end of the rows: a detach or close that dropped them is the reader's error at once; else
+   * the worker's outcome (its error, or rows a cancel dropped), thrown now if the worker is
+   * terminal already (null), or by the promise it returns once it is.
+   */
+  #end(): Promise<void> | null {
     const source = this.#source;
     const { pid, cookie, label } = source;
     this.#done = true;
@@ -168,10 +177,15 @@ class RowIterator<R> implements AsyncIterator<R> {
       case 'close':
         throw new PgBackgroundError('PGBG_CLOSED', `The instance was closed while the result of worker pid ${pid} was being read`, { pid, cookie, label });
     }
+    if (!source.active) {
+      this.#outcome();
+      return null;
+    }
+    return source.whenTerminal.then(() => this.#outcome());
   }
 
-  /** The terminal worker's outcome for its reader: its error, or rows a cancel dropped, or the end. */
-  #endResult(): IteratorResult<R> {
+  /** The terminal worker's outcome for its reader: its error, or rows a cancel dropped (thrown), or nothing. */
+  #outcome(): void {
     const source = this.#source;
     const { pid, cookie, label } = source;
     source.apply({ kind: 'consumed' });
@@ -184,7 +198,6 @@ class RowIterator<R> implements AsyncIterator<R> {
         { pid, cookie, label },
       );
     }
-    return { done: true, value: undefined };
   }
 
   #stop(): void {

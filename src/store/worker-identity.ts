@@ -3,7 +3,7 @@
 // carries as application_name while it runs (SPEC Part 2, "Tagged connections"), which the
 // pg_background_workers view and other processes parse back.
 import { getRandomValues } from 'node:crypto';
-import { tagSql } from '../catalog.js';
+import { plainLiteral, tagSql } from '../catalog.js';
 import { hex64, SplitStatement } from '../pg/index.js';
 
 const PREVIEW_CODE_POINTS = 120;
@@ -88,7 +88,7 @@ export function workerTagStatement(cookie: bigint, label: string | null, local: 
   if (label !== lastLabel) {
     // The tag after the cookie's 16 hex digits depends on the label alone.
     const tail = workerTag(0n, label).slice(TAG_PREFIX.length + 16);
-    lastTail = tail.includes("'") || tail.includes('\\') ? null : Buffer.from(`${tail}'`, 'latin1');
+    lastTail = plainLiteral(tail) ? Buffer.from(`${tail}'`, 'latin1') : null;
     lastLabel = label;
   }
   if (lastTail === null) return tagSql(workerTag(cookie, label), local);
