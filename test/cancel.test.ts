@@ -153,3 +153,23 @@ test('a cancelled connection never serves another task, so a late cancel cannot 
   assert.equal((await bg.list())[0]!.state, 'stopped');
   await bg.close();
 });
+
+test('a toArray waiting for the rows of a worker that is then cancelled rejects with the cancel, and nothing committed', async () => {
+  await db.query('CREATE TABLE cancel_reading (g int)');
+  const bg = db.background();
+  // The INSERT and the rows' statement share the worker's transaction; the SELECT's rows stream,
+  // about one a millisecond.
+  const h = await bg.launch('INSERT INTO cancel_reading VALUES (0); SELECT g FROM generate_series(1, 1000000) g CROSS JOIN LATERAL pg_sleep(0.0005 + g * 0)', {
+    queueSize: 1 << 20,
+  });
+  const reading = bg.result(h).toArray();
+  // Rows are queued and not taken: the reader is waiting (for the queue to fill, which takes
+  // minutes at this pace, or to end). The server sends them in ~8 KB chunks.
+  await until(async () => (await bg.info(h)).queuedBytes > 0, 'rows queued while the reader waits');
+  await bg.cancel(h);
+  assert.equal((await bg.info(h)).state, 'canceled');
+  await assert.rejects(reading, { name: 'WorkerError', code: 'PGBG_WORKER_CANCELED', sqlstate: '57014', pid: h.pid });
+  assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM cancel_reading'), [{ n: 0 }]);
+  assert.deepEqual(await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [h.pid]), []);
+  await bg.close();
+});
