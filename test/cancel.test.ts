@@ -162,13 +162,14 @@ test('a toArray waiting for the rows of a worker that is then cancelled rejects 
   const h = await bg.launch('INSERT INTO cancel_reading VALUES (0); SELECT g FROM generate_series(1, 1000000) g CROSS JOIN LATERAL pg_sleep(0.0005 + g * 0)', {
     queueSize: 1 << 20,
   });
-  const reading = bg.result(h).toArray();
+  // The rejection is expected while the cancel is awaited: its check is attached at once.
+  const reading = assert.rejects(bg.result(h).toArray(), { name: 'WorkerError', code: 'PGBG_WORKER_CANCELED', sqlstate: '57014', pid: h.pid });
   // Rows are queued and not taken: the reader is waiting (for the queue to fill, which takes
   // minutes at this pace, or to end). The server sends them in ~8 KB chunks.
   await until(async () => (await bg.info(h)).queuedBytes > 0, 'rows queued while the reader waits');
   await bg.cancel(h);
   assert.equal((await bg.info(h)).state, 'canceled');
-  await assert.rejects(reading, { name: 'WorkerError', code: 'PGBG_WORKER_CANCELED', sqlstate: '57014', pid: h.pid });
+  await reading;
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM cancel_reading'), [{ n: 0 }]);
   assert.deepEqual(await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [h.pid]), []);
   await bg.close();
