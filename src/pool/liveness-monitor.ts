@@ -36,11 +36,22 @@ export interface BackendState extends BackendIdentity {
   readonly stateMs: number | null;
 }
 
+/** A connection's watch: what reads it and when the watch began (null between its tasks). */
+interface Watched {
+  watch: Watch | null;
+  since: number;
+}
+
 export class LivenessMonitor {
   readonly #timeoutMs: number;
   readonly #probe: (backends: readonly BackendIdentity[]) => Promise<BackendState[]>;
-  /** Watched connections, with what reads them and when the watch began. */
-  readonly #watched = new Map<WorkerConnection, { readonly watch: Watch; readonly since: number }>();
+  /**
+   * One record per connection ever watched and not yet found closed, reused from task to task
+   * (watch null between tasks): a map whose entries come and go with every task makes V8 grow and
+   * shrink its table, and a record per task is garbage. Records of failed connections are dropped
+   * at the next check (a failed connection never serves again), and all of them at close().
+   */
+  readonly #records = new Map<WorkerConnection, Watched>();
   #timer: NodeJS.Timeout | null = null;
   #checking = false;
 
@@ -51,7 +62,10 @@ export class LivenessMonitor {
 
   watch(connection: WorkerConnection, watch: Watch): void {
     if (this.#timeoutMs === 0) return;
-    this.#watched.set(connection, { watch, since: Date.now() });
+    let record = this.#records.get(connection);
+    if (record === undefined) this.#records.set(connection, (record = { watch: null, since: 0 }));
+    record.watch = watch;
+    record.since = Date.now();
     if (!this.#timer) {
       this.#timer = setInterval(() => void this.#check(), Math.max(50, this.#timeoutMs / 2));
       this.#timer.unref();
@@ -60,21 +74,33 @@ export class LivenessMonitor {
 
   unwatch(connection: WorkerConnection): void {
     // The timer stays (unref'd, cheap) until close(): busy instances would churn it otherwise.
-    this.#watched.delete(connection);
+    const record = this.#records.get(connection);
+    if (record !== undefined) record.watch = null;
+  }
+
+  /** Connections it keeps a record of (watched now, or since the last check): for tests and diagnostics. */
+  get size(): number {
+    return this.#records.size;
   }
 
   close(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    this.#records.clear();
   }
 
   async #check(): Promise<void> {
-    if (this.#checking || this.#watched.size === 0) return;
+    if (this.#checking) return;
     const now = Date.now();
-    // Silence counts from the task's start: a warm connection may have idled for long before.
-    const silent = [...this.#watched]
-      .filter(([connection, { since }]) => !connection.failure && now - Math.max(connection.lastReceivedAt, since) >= this.#timeoutMs)
-      .map(([connection, { watch, since }]) => [connection, watch, since] as const);
+    const silent: [WorkerConnection, Watch, number][] = [];
+    for (const [connection, { watch, since }] of this.#records) {
+      if (watch === null) {
+        if (connection.failure) this.#records.delete(connection); // it never serves again
+        continue;
+      }
+      // Silence counts from the task's start: a warm connection may have idled for long before.
+      if (!connection.failure && now - Math.max(connection.lastReceivedAt, since) >= this.#timeoutMs) silent.push([connection, watch, since]);
+    }
     if (silent.length === 0) return;
     this.#checking = true;
     const asked = Date.now();
