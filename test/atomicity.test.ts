@@ -164,7 +164,7 @@ test('a worker session that starts in a DateStyle pg cannot read fails to connec
 async function runPlan(plan: TaskPlan): Promise<TaskOutcome> {
   const connection = await WorkerConnection.open({ connectionString: db.url, application_name: 'pg-background test' }, 10_000);
   try {
-    const query = new TaskQuery(plan, new RowQueue(65536), { columns() {} }, connection);
+    const query = new TaskQuery(plan, { queue: new RowQueue(65536), columns() {} }, connection);
     connection.run(query);
     return await query.done;
   } finally {

@@ -349,7 +349,7 @@ test("a notice raised by the task's own Parse counts as an answer: it proves the
     connection.onNotice = { notice: (notice) => void notices.push(notice.code ?? '') };
     // Identifiers are cut to 63 bytes: the lexer says so (NOTICE 42622) while the server parses.
     const plan = planTask({ text: `SELECT $1::int AS ${'x'.repeat(70)}`, values: [1] });
-    const query = new TaskQuery(plan, new RowQueue(65536), { columns() {} }, null);
+    const query = new TaskQuery(plan, { queue: new RowQueue(65536), columns() {} }, null);
     connection.run(query);
     assert.equal((await query.done).error, null);
     assert.deepEqual(notices, ['42622']);

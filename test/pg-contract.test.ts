@@ -280,7 +280,7 @@ function runTask(client: pg.Client, plan: TaskPlan, log: string[]) {
     taskEnded: () => (log.push('task ended'), trailer.expect()),
     resetDeferred: () => log.push('reset deferred'),
   };
-  const task = new TaskQuery(plan, queue, { columns: (fields) => log.push(`columns:${fields.map((f) => f.name).join()}`) }, session);
+  const task = new TaskQuery(plan, { queue, columns: (fields) => log.push(`columns:${fields.map((f) => f.name).join()}`) }, session);
   startTask(client, task);
   return { task, queue };
 }

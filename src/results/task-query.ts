@@ -14,7 +14,7 @@ import { SoonBatch } from '../core/soon-batch.js';
 import type { TaskPlan } from '../plan/task-plan.js';
 import { CONNECTION_FAILURE, WorkerFailure } from './error-info.js';
 import type { ResultField } from './row-parser.js';
-import type { RowQueue } from './row-queue.js';
+import type { Flow, RowQueue } from './row-queue.js';
 
 export interface TaskOutcome {
   /** The server's ErrorResponse, a connection error, or null on success. */
@@ -33,6 +33,15 @@ export interface TaskOutcome {
 /** Where the last statement's column descriptions go (the worker). */
 export interface ColumnSink {
   columns(fields: readonly ResultField[]): void;
+}
+
+/**
+ * Where the task's result goes (the worker): its columns, and its row queue, asked for at the
+ * first row only (a worker's queue is made at first use: a task of DML without RETURNING, the
+ * common fire-and-forget task, then never makes one).
+ */
+export interface ResultSink extends ColumnSink {
+  readonly queue: RowQueue;
 }
 
 /**
@@ -86,8 +95,10 @@ export class TaskQuery implements WireReader {
   #end: TaskEnd | null = null;
   #outcome: TaskOutcome | null = null;
   readonly #plan: TaskPlan;
-  readonly #queue: RowQueue;
-  readonly #columns: ColumnSink;
+  readonly #sink: ResultSink;
+  /** The sink's queue, attached to the socket's flow control at the first row (null until then). */
+  #queue: RowQueue | null = null;
+  #flow: Flow | null = null;
   readonly #session: TaskSession | null;
   /** CommandCompletes seen so far. */
   #statement = 0;
@@ -150,8 +161,7 @@ export class TaskQuery implements WireReader {
    */
   constructor(
     plan: TaskPlan,
-    queue: RowQueue,
-    columns: ColumnSink,
+    sink: ResultSink,
     session: TaskSession | null,
     inTransaction = false,
     tag: OwnStatement | null = null,
@@ -160,8 +170,7 @@ export class TaskQuery implements WireReader {
   ) {
     this.#plan = plan;
     this.#journal = journal;
-    this.#queue = queue;
-    this.#columns = columns;
+    this.#sink = sink;
     this.#session = session;
     // A wrapped pipeline: our BEGIN, the statements, Sync; our COMMIT, Sync.
     const wrapped = plan.pieces !== null && plan.pieces.length > 1 && !inTransaction;
@@ -213,7 +222,7 @@ export class TaskQuery implements WireReader {
    * out in the same order).
    */
   write(wire: WireWriter): void {
-    this.#queue.attach(wire.flow);
+    this.#flow = wire.flow;
     const { text, values, pieces } = this.#plan;
     // The journal's statement shares the task's transaction: the statements before one Sync (or
     // in one simple Query) are one implicit transaction, committed at its end, where the work is.
@@ -279,13 +288,34 @@ export class TaskQuery implements WireReader {
   }
 
   rowDescription(fields: ResultField[]): void {
-    if (this.#isLast()) this.#columns.columns(fields);
+    if (this.#isLast()) this.#sink.columns(fields);
+  }
+
+  /** The first row: the sink's queue, attached to the flow control from now on (rows only ever push). */
+  #openQueue(): RowQueue {
+    const queue = this.#sink.queue;
+    queue.attach(this.#flow!);
+    this.#queue = queue;
+    return queue;
+  }
+
+  /**
+   * For the liveness monitor (pool/liveness-monitor.ts Watch): reading is paused only by a full
+   * queue, so never before the first row.
+   */
+  get paused(): boolean {
+    return this.#queue?.paused ?? false;
+  }
+
+  /** The server side is gone: rows still on their way are read regardless of the budget. */
+  unbound(): void {
+    (this.#queue ?? this.#sink.queue).unbound();
   }
 
   dataRow(fields: (string | null)[], bytes: number): void {
     if (!this.#isLast() || this.#ours()) return;
     this.#rows++;
-    this.#queue.push(fields, bytes);
+    (this.#queue ?? this.#openQueue()).push(fields, bytes);
   }
 
   commandComplete(tag: string): void {
@@ -456,7 +486,7 @@ export class TaskQuery implements WireReader {
       );
     }
     this.#finished = true;
-    this.#queue.detach();
+    this.#queue?.detach();
     if (this.#defer) this.#session?.resetDeferred();
     else this.#session?.taskEnded();
     const outcome: TaskOutcome = { error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows };

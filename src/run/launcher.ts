@@ -505,10 +505,11 @@ export class Launcher {
     const session = options.maxIdle > 0 && !connection.pooled ? connection : null;
     // With the journal, a transactional task's last statement records its end (it commits with it).
     const journal = this.#deps.journal?.commitPiece(worker, plan) ?? null;
-    // The worker is the column sink: its columns() hears the result's fields (a 'described' change).
-    const query = new TaskQuery(plan, worker.queue, worker, session, connection.pinned, tag, resetFirst, journal);
+    // The worker is the result's sink: its columns() hears the fields (a 'described' change), its
+    // queue takes the rows (made at the first row only).
+    const query = new TaskQuery(plan, worker, session, connection.pinned, tag, resetFirst, journal);
     worker.apply({ kind: 'sent', task: query });
-    liveness.watch(connection, worker.queue);
+    liveness.watch(connection, query);
     run.sent = query.startsWithParse ? SENT_PARSE : SENT_SIMPLE;
     query.whenDone(run);
     connection.run(query);
