@@ -654,7 +654,8 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
 
   #detach(worker: Worker): void {
     // A held worker nobody could resume any more would never end: detached, it goes on.
-    for (const held of [worker, ...(worker.children ?? [])]) resumeWorker(held, this.#runtime.slots);
+    resumeWorker(worker, this.#runtime.slots);
+    for (const child of worker.children ?? []) resumeWorker(child, this.#runtime.slots);
     worker.apply({ kind: 'untracked', reason: 'detach' });
   }
 

@@ -93,11 +93,13 @@ export class BackendObserver {
     const now = Date.now();
     const running: Worker[] = [];
     let oldest = Infinity;
-    for (const worker of this.#store.active) {
-      if (worker.state === 'pending' || worker.startedAt === null || worker.backendStart === null) continue;
+    // forEach, not for-of: this runs once a second, unoptimized, over every active worker (fire
+    // and forget queues thousands), and an unoptimized for-of makes an iterator result per worker.
+    this.#store.active.forEach((worker) => {
+      if (worker.state === 'pending' || worker.startedAt === null || worker.backendStart === null) return;
       running.push(worker);
       oldest = Math.min(oldest, worker.startedAt);
-    }
+    });
     if (running.length === 0) return this.#idle();
     // Nothing has run for a second yet: look again when the oldest will have.
     if (now - oldest < OBSERVE_INTERVAL_MS) return this.#schedule(oldest + OBSERVE_INTERVAL_MS - now);

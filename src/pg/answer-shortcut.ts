@@ -28,6 +28,21 @@ const READY_FOR_QUERY = 0x5a; // 'Z'
 /** What pg-protocol emits for a ParseComplete (a shared object there too). */
 const PARSE_COMPLETE_MESSAGE = Object.freeze({ name: 'parseComplete', length: 5 });
 
+/**
+ * What pg-protocol emits for a ReadyForQuery, one shared object per transaction status (pg's
+ * handler reads `status` and keeps nothing); any other status byte gets an object of its own.
+ */
+const READY_IDLE = Object.freeze({ name: 'readyForQuery', length: 5, status: 'I' });
+const READY_IN_TRANSACTION = Object.freeze({ name: 'readyForQuery', length: 5, status: 'T' });
+const READY_FAILED = Object.freeze({ name: 'readyForQuery', length: 5, status: 'E' });
+
+function readyMessage(status: number): { readonly name: string; readonly length: number; readonly status: string } {
+  if (status === 0x49) return READY_IDLE; // 'I'
+  if (status === 0x54) return READY_IN_TRANSACTION; // 'T'
+  if (status === 0x45) return READY_FAILED; // 'E'
+  return { name: 'readyForQuery', length: 5, status: String.fromCharCode(status) };
+}
+
 type Listener = (message: unknown) => void;
 
 /**
@@ -171,7 +186,7 @@ export function shortcutAnswers(client: pg.Client): void {
           break;
         }
         case READY_FOR_QUERY:
-          onReady({ name: 'readyForQuery', length, status: String.fromCharCode(chunk[body]!) });
+          onReady(readyMessage(chunk[body]!));
           break;
       }
       at = end;
