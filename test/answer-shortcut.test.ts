@@ -11,7 +11,7 @@ import type { EventEmitter } from 'node:events';
 import fc from 'fast-check';
 import pg from 'pg';
 import { PgBackground, type PgBackgroundOptions } from 'pg-background';
-import { answerCounts, decodeShort, Framing, shortcutAnswers } from '../src/pg/answer-shortcut.js';
+import { answerCounts, decodeShort, Framing, plainAnswer, shortcutAnswers } from '../src/pg/answer-shortcut.js';
 import { onParameterStatus } from '../src/pg/client-internals.js';
 import { useDatabase } from './support/database.js';
 import { TcpProxy } from './support/tcp-proxy.js';
@@ -79,6 +79,46 @@ test('Framing: after every chunk, it says whether the next byte begins a message
     { seed: 11, numRuns: 400 },
   );
   assert.ok(plainChunks > 30, `whole plain chunks seen: ${plainChunks}`);
+});
+
+test('plainAnswer accepts exactly the whole, well-formed plain messages, for any bytes and any length field', () => {
+  // The rule in Buffer.indexOf terms (what it was written as first): the oracle.
+  const oracle = (chunk: Buffer, code: number, size: number): boolean => {
+    const end = 1 + size;
+    if (end > chunk.length) return false;
+    switch (code) {
+      case 0x31:
+      case 0x32:
+      case 0x6e:
+        return size === 4;
+      case 0x43:
+        return size >= 5 && chunk.indexOf(0, 5) === end - 1;
+      case 0x53: {
+        const nul = chunk.indexOf(0, 5);
+        return size >= 6 && nul !== -1 && nul < end - 1 && chunk.indexOf(0, nul + 1) === end - 1;
+      }
+      case 0x5a:
+        return size === 5;
+      default:
+        return false;
+    }
+  };
+  // Bodies mostly of letters and NULs (so that well-formed ones come up), the length field either
+  // the body's own or anything near it, and bytes after the message (a NUL there must not count).
+  const body = fc.array(fc.constantFrom(0, 0, 0x41, 0x42, 0x20, 0x31), { maxLength: 12 }).map((b) => Buffer.from(b));
+  const code = fc.constantFrom(0x31, 0x32, 0x6e, 0x43, 0x53, 0x5a, 0x44);
+  let accepted = 0;
+  fc.assert(
+    fc.property(code, body, fc.integer({ min: -3, max: 3 }), fc.boolean(), body, (kind, content, skew, own, after) => {
+      const whole = Buffer.concat([message(kind, content), after]);
+      const size = own ? 4 + content.length : Math.max(0, 4 + content.length + skew);
+      const ok = plainAnswer(whole, 0, kind, size);
+      assert.equal(ok, oracle(whole, kind, size), `code ${kind}, size ${size}, bytes ${whole.toString('hex')}`);
+      if (ok) accepted++;
+    }),
+    { seed: 7, numRuns: 3000 },
+  );
+  assert.ok(accepted > 100, `well-formed messages seen: ${accepted}`);
 });
 
 /** A PgBackground that reaches this file's database through `proxy`, on one connection. */

@@ -46,6 +46,21 @@ function readyMessage(status: number): { readonly name: string; readonly length:
 type Listener = (message: unknown) => void;
 
 /**
+ * The big-endian uint32 at `at` (a message's length field): the bytes read where they are, not
+ * through Buffer's readUInt32BE (a call and its bounds checks, ~20 times a task). The four bytes
+ * must be within `chunk`.
+ */
+function uint32(chunk: Buffer, at: number): number {
+  return ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
+}
+
+/** Where the first NUL byte of `chunk` from `from` to before `end` is, or -1 (a JS loop: the strings here are short, a native indexOf costs more than the scan). */
+function nulIndex(chunk: Buffer, from: number, end: number): number {
+  for (let i = from; i < end; i++) if (chunk[i] === 0) return i;
+  return -1;
+}
+
+/**
  * The short strings answers repeat (command tags such as 'INSERT 0 1', 'SET', 'DISCARD ALL';
  * setting names), decoded once: a small direct-mapped cache of ASCII strings, each hit checked
  * byte for byte against the string's characters. A string of ASCII characters only is exactly
@@ -138,6 +153,8 @@ export function shortcutAnswers(client: pg.Client): void {
   let clientAlone = false;
   /** Only our own listeners hear ParameterStatus (see LazyParameterStatus). Both are set by the first check. */
   let ownStatus = false;
+  /** With ownStatus, those listeners as the check found them: called as emit would call them, without its lookup. */
+  let statusListeners: Listener[] = [];
   const changed = (): void => {
     listenersChanged = true;
   };
@@ -148,7 +165,8 @@ export function shortcutAnswers(client: pg.Client): void {
     if (listenersChanged) {
       listenersChanged = false;
       clientAlone = connection.listenerCount('bindComplete') === 0 && connection.listenerCount('noData') === 0;
-      ownStatus = onlyOwnStatusListeners(connection);
+      statusListeners = connection.listeners('parameterStatus') as Listener[];
+      ownStatus = statusListeners.every((listener) => ownStatusListeners.has(listener));
       if (
         onlyListener(connection, 'parseComplete') !== onParse ||
         onlyListener(connection, 'commandComplete') !== onCommand ||
@@ -161,7 +179,7 @@ export function shortcutAnswers(client: pg.Client): void {
     if (connection._emitMessage || !clientAlone) return false;
     for (let at = 0; at < chunk.length;) {
       const code = chunk[at]!;
-      const length = chunk.readUInt32BE(at + 1);
+      const length = uint32(chunk, at + 1);
       const body = at + 5;
       const end = at + 1 + length;
       switch (code) {
@@ -175,14 +193,16 @@ export function shortcutAnswers(client: pg.Client): void {
           onCommand({ name: 'commandComplete', length, text: decodeShort(chunk, body, end - 1) });
           break;
         case PARAMETER_STATUS: {
-          const nul = chunk.indexOf(0, body);
+          const nul = nulIndex(chunk, body, end);
           const parameterName = decodeShort(chunk, body, nul);
           // A listener added while this chunk is handed out (by one of pg's handlers) gets a plain message.
-          const message =
-            ownStatus && !listenersChanged
-              ? new LazyParameterStatus(length, parameterName, chunk, nul + 1, end - 1)
-              : { name: 'parameterStatus', length, parameterName, parameterValue: chunk.toString('utf8', nul + 1, end - 1) };
-          connection.emit('parameterStatus', message);
+          if (ownStatus && !listenersChanged) {
+            const message = new LazyParameterStatus(length, parameterName, chunk, nul + 1, end - 1);
+            for (const heard of statusListeners) heard.call(connection, message);
+          } else {
+            const parameterValue = chunk.toString('utf8', nul + 1, end - 1);
+            connection.emit('parameterStatus', { name: 'parameterStatus', length, parameterName, parameterValue });
+          }
           break;
         }
         case READY_FOR_QUERY:
@@ -217,11 +237,6 @@ export function stopShortcut(client: pg.Client): void {
   offSwitches.get(client)?.();
 }
 
-/** Every listener on 'parameterStatus' is one of ours (or there is none). */
-function onlyOwnStatusListeners(connection: ConnectionEmitter): boolean {
-  return (connection.listeners('parameterStatus') as Listener[]).every((listener) => ownStatusListeners.has(listener));
-}
-
 function onlyListener(connection: ConnectionEmitter, event: string): Listener | null {
   const listeners = connection.listeners(event) as Listener[];
   return listeners.length === 1 ? listeners[0]! : null;
@@ -232,7 +247,7 @@ function onlyListener(connection: ConnectionEmitter, event: string): Listener | 
  * read the short way, well formed (a CommandComplete and a ParameterStatus made of their
  * strings, a ReadyForQuery of its one byte) and not cut by the end of the chunk.
  */
-function plainAnswer(chunk: Buffer, at: number, code: number, size: number): boolean {
+export function plainAnswer(chunk: Buffer, at: number, code: number, size: number): boolean {
   const end = at + 1 + size;
   if (end > chunk.length) return false;
   switch (code) {
@@ -241,10 +256,10 @@ function plainAnswer(chunk: Buffer, at: number, code: number, size: number): boo
     case NO_DATA:
       return size === 4;
     case COMMAND_COMPLETE:
-      return size >= 5 && chunk.indexOf(0, at + 5) === end - 1;
+      return size >= 5 && nulIndex(chunk, at + 5, end) === end - 1;
     case PARAMETER_STATUS: {
-      const nul = chunk.indexOf(0, at + 5);
-      return size >= 6 && nul !== -1 && nul < end - 1 && chunk.indexOf(0, nul + 1) === end - 1;
+      const nul = nulIndex(chunk, at + 5, end);
+      return size >= 6 && nul !== -1 && nul < end - 1 && nulIndex(chunk, nul + 1, end) === end - 1;
     }
     case READY_FOR_QUERY:
       return size === 5;
@@ -282,7 +297,7 @@ export class Framing {
         continue;
       }
       if (this.#headerBytes === 0 && at + 5 <= length) {
-        const size = chunk.readUInt32BE(at + 1);
+        const size = uint32(chunk, at + 1);
         if (plain) plain = plainAnswer(chunk, at, chunk[at]!, size);
         this.#rest = Math.max(0, size - 4);
         at += 5;

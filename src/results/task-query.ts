@@ -88,6 +88,22 @@ export interface TaskEnd {
  */
 const dueEnds = new SoonBatch<TaskQuery>((query) => query.hearEnd());
 
+/** The last command tag parsed, and what it gave: tags repeat ('INSERT 0 1' task after task). */
+const parsedTag = { text: '', command: '', count: null as number | null };
+
+/** 'INSERT 0 5' -> INSERT, 5; 'SELECT 1000' -> SELECT, 1000; 'CREATE TABLE' -> CREATE TABLE, null. */
+function parseTag(text: string): void {
+  let end = text.length;
+  let count: number | null = null;
+  for (let space = text.lastIndexOf(' '); space !== -1 && isDigits(text, space + 1, end); space = text.lastIndexOf(' ', end - 1)) {
+    count ??= Number(text.slice(space + 1, end));
+    end = space;
+  }
+  parsedTag.text = text;
+  parsedTag.command = text.slice(0, end);
+  parsedTag.count = count;
+}
+
 export class TaskQuery implements WireReader {
   /** Made when first asked for (the launcher hears the end through whenDone instead). */
   #done: Promise<TaskOutcome> | null = null;
@@ -335,16 +351,9 @@ export class TaskQuery implements WireReader {
       this.#escaped ??= tag;
     }
     if (this.#isLast()) {
-      // 'INSERT 0 5' -> INSERT, 5; 'SELECT 1000' -> SELECT, 1000; 'CREATE TABLE' -> CREATE TABLE.
-      const text = tag;
-      let end = text.length;
-      let count: number | null = null;
-      for (let space = text.lastIndexOf(' '); space !== -1 && isDigits(text, space + 1, end); space = text.lastIndexOf(' ', end - 1)) {
-        count ??= Number(text.slice(space + 1, end));
-        end = space;
-      }
-      this.#commandTag = text.slice(0, end);
-      this.#tagCount = count;
+      if (tag !== parsedTag.text) parseTag(tag);
+      this.#commandTag = parsedTag.command;
+      this.#tagCount = parsedTag.count;
     }
     this.#statement++;
   }
