@@ -49,6 +49,8 @@ export interface Admission {
   acquire(start: Abortable): Promise<Slot>;
   /** acquire() without the promise: `waiter` hears the slot, or the cancel, a microtask later. */
   request(start: Abortable, waiter: SlotWaiter): void;
+  /** request() where the waiter is its own wait (a SlotRequest): no object of the queue's per start. */
+  enqueue(request: SlotRequest): void;
   /** Holds every start not admitted yet (those with a slot go on) until resume(). */
   pause(): void;
   resume(): void;
@@ -59,32 +61,56 @@ export interface Admission {
   reconsider(): void;
 }
 
-/** A start waiting for a slot; it hears the start's cancel itself (no closure per wait). */
-class Entry implements AbortListener {
+/**
+ * A start's wait for a slot, which is also its waiter: it hears the start's cancel itself (no
+ * closure per wait). The launcher's start extends it, so that a queued start is one object, not
+ * a start and an entry of the queue's (thousands wait at once in fire and forget, and every byte
+ * of each is copied by the scavenges that come while they wait).
+ */
+export abstract class SlotRequest implements AbortListener, SlotWaiter {
   readonly start: Abortable;
-  readonly waiter: SlotWaiter;
-  readonly slots: WorkerSlots;
-  /** Once handed out (granted, or cancelled: null with `reason`), until its waiter hears it. */
+  /** The queue it was requested from (set by enqueue). */
+  slots: WorkerSlots | null = null;
+  /** Once handed out (granted, or cancelled: null with `reason`), until it hears it. */
   slot: Slot | null = null;
   reason: unknown = null;
   /** Came while the whole queue was paused: it waits for resume() (those before it go on). */
-  heldByPause: boolean;
+  heldByPause = false;
   /** Granted or cancelled: no longer waiting (left in the array, skipped). */
   gone = false;
 
-  constructor(slots: WorkerSlots, start: Abortable, waiter: SlotWaiter, heldByPause: boolean) {
-    this.slots = slots;
+  constructor(start: Abortable) {
     this.start = start;
-    this.waiter = waiter;
-    this.heldByPause = heldByPause;
   }
+
+  abstract granted(slot: Slot): void;
+  abstract refused(reason: unknown): void;
 
   /** Cancelled while queued: its turn goes to the next at once. */
   aborted(reason: unknown): void {
-    this.slots.left(this);
+    const slots = this.slots!;
+    slots.left(this);
     this.reason = reason;
-    this.slots.handOut(this);
-    this.slots.reconsider();
+    slots.handOut(this);
+    slots.reconsider();
+  }
+}
+
+/** request()'s wait: a SlotRequest that passes what it hears to its waiter. */
+class Entry extends SlotRequest {
+  readonly #waiter: SlotWaiter;
+
+  constructor(start: Abortable, waiter: SlotWaiter) {
+    super(start);
+    this.#waiter = waiter;
+  }
+
+  granted(slot: Slot): void {
+    this.#waiter.granted(slot);
+  }
+
+  refused(reason: unknown): void {
+    this.#waiter.refused(reason);
   }
 }
 
@@ -98,7 +124,7 @@ export class WorkerSlots implements Admission {
    * the queue it left (thousands wait and start in fire and forget, and every one kept would be
    * copied by the next scavenge).
    */
-  #queue: (Entry | null)[] = [];
+  #queue: (SlotRequest | null)[] = [];
   #head = 0;
   /**
    * Entries still waiting (in the queue, not gone). A start finds its own entry as its
@@ -107,9 +133,9 @@ export class WorkerSlots implements Admission {
   #waiting = 0;
   #paused = false;
   /** Entries handed out (granted or cancelled): their waiters hear it a microtask later, in order. */
-  readonly #due = new SoonBatch<Entry>((entry) => {
-    if (entry.slot) entry.waiter.granted(entry.slot);
-    else entry.waiter.refused(entry.reason);
+  readonly #due = new SoonBatch<SlotRequest>((entry) => {
+    if (entry.slot) entry.granted(entry.slot);
+    else entry.refused(entry.reason);
   });
 
   constructor(maxWorkers: number) {
@@ -130,7 +156,13 @@ export class WorkerSlots implements Admission {
   }
 
   request(start: Abortable, waiter: SlotWaiter): void {
-    const entry = new Entry(this, start, waiter, this.#paused);
+    this.enqueue(new Entry(start, waiter));
+  }
+
+  enqueue(entry: SlotRequest): void {
+    const { start } = entry;
+    entry.slots = this;
+    entry.heldByPause = this.#paused;
     if (start.aborted) {
       entry.reason = start.abortReason;
       this.handOut(entry);
@@ -154,13 +186,13 @@ export class WorkerSlots implements Admission {
   }
 
   /** The entry's waiter hears its slot (or its cancel) in the next microtask (see #due). */
-  handOut(entry: Entry): void {
+  handOut(entry: SlotRequest): void {
     this.#due.add(entry);
   }
 
   waiting(start: Abortable): boolean {
     const entry = start.abortListener;
-    return !start.aborted && entry instanceof Entry && entry.slots === this && !entry.gone;
+    return !start.aborted && entry instanceof SlotRequest && entry.slots === this && !entry.gone;
   }
 
   reconsider(): void {
@@ -179,11 +211,11 @@ export class WorkerSlots implements Admission {
   }
 
   /** A queued entry was cancelled (Entry.aborted). */
-  left(entry: Entry): void {
+  left(entry: SlotRequest): void {
     this.#leave(entry);
   }
 
-  #leave(entry: Entry): void {
+  #leave(entry: SlotRequest): void {
     if (entry.gone) return;
     entry.gone = true;
     this.#waiting--;
@@ -205,7 +237,7 @@ export class WorkerSlots implements Admission {
     while (this.#inUse < this.#max) {
       // Entries gone at the front go for good; held ones stay where they are.
       while (this.#head < this.#queue.length && this.#queue[this.#head]!.gone) this.#queue[this.#head++] = null;
-      let next: Entry | null = null;
+      let next: SlotRequest | null = null;
       for (let i = this.#head; i < this.#queue.length; i++) {
         const entry = this.#queue[i]!;
         if (entry.gone || entry.heldByPause || entry.start.held === true) continue;

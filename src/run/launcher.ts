@@ -17,7 +17,7 @@ import type { ControlConnection } from '../pool/control-connection.js';
 import type { LivenessMonitor } from '../pool/liveness-monitor.js';
 import { poolerUnsupported, refusesTransactions } from '../pool/pooler.js';
 import type { NoticeSink, ServerNotice, WorkerConnection } from '../pool/worker-connection.js';
-import type { Admission, Slot, SlotWaiter } from '../pool/worker-slots.js';
+import { SlotRequest, type Admission, type Slot } from '../pool/worker-slots.js';
 import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '../results/error-info.js';
 import { TaskQuery, type TaskEnd, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
@@ -172,8 +172,12 @@ export class Launcher {
       return Promise.reject(error);
     }
     const start = new Start(this.#starts, worker, reserved);
-    this.#deps.slots.request(worker, start);
-    return start.promise;
+    const launching = new Promise<WorkerHandle>((resolve, reject) => {
+      start.resolve = resolve;
+      start.reject = reject;
+    });
+    this.#deps.slots.enqueue(start);
+    return launching;
   }
 
   /** What a Start hears of its slot (one object per instance, so that each Start is small). */
@@ -625,23 +629,25 @@ interface StartSteps {
   refused(start: Start, reason: unknown): void;
 }
 
-/** A worker's start waiting for its slot: the slot queue calls it back (pool/worker-slots.ts). */
-class Start implements SlotWaiter {
+/**
+ * A worker's start waiting for its slot: its own wait in the slot queue, which calls it back
+ * (pool/worker-slots.ts); `resolve` and `reject` settle the launch's promise.
+ */
+class Start extends SlotRequest {
   readonly #steps: StartSteps;
-  readonly worker: Worker;
   readonly reserved: Slot | null;
-  readonly promise: Promise<WorkerHandle>;
   resolve!: (handle: WorkerHandle) => void;
   reject!: (reason: unknown) => void;
 
   constructor(steps: StartSteps, worker: Worker, reserved: Slot | null) {
+    super(worker);
     this.#steps = steps;
-    this.worker = worker;
     this.reserved = reserved;
-    this.promise = new Promise((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
+  }
+
+  /** The worker that starts (the request's start). */
+  get worker(): Worker {
+    return this.start as Worker;
   }
 
   granted(slot: Slot): void {
