@@ -248,6 +248,32 @@ test('arguments whose getters or proxies throw are PGBG_INVALID_ARGUMENT naming 
   await bg.close();
 });
 
+test("a launch reads each part of the caller's sql once: text, values, and every value; a later change of them changes nothing", async () => {
+  const reads: string[] = [];
+  const values = new Proxy([41, 'x'], {
+    get(target, key, receiver) {
+      if (typeof key === 'string') reads.push(`values.${key}`);
+      return Reflect.get(target, key, receiver) as unknown;
+    },
+  });
+  const sql = {
+    get text() {
+      reads.push('text');
+      return 'SELECT $1::int + 1 AS n, $2::text AS s';
+    },
+    get values() {
+      reads.push('values');
+      return values;
+    },
+  };
+  const bg = db.background();
+  const h = await bg.launch(sql);
+  values[0] = 99; // after the launch: the worker sends what it read
+  assert.deepEqual(await bg.result(h).toArray(), [{ n: 42, s: 'x' }]);
+  assert.deepEqual(reads, ['text', 'values', 'values.length', 'values.0', 'values.1']);
+  await bg.close();
+});
+
 test('a rejected call opens no connection', async () => {
   const before = (await db.backends()).length;
   const bg = db.background();

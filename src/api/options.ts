@@ -272,18 +272,12 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
   };
 }
 
-/** The plan of a launch's `sql`: { text, values } read once, here (a getter or a proxy of the caller's is not asked twice). */
+/**
+ * The plan of a launch's `sql`: planTask reads { text, values } once (a getter or a proxy of the
+ * caller's is not asked twice); the plan keeps the text and the prepared values, all that a
+ * second planning needs.
+ */
 function sqlPlan(sql: unknown): TaskPlan {
-  if (sql !== null && typeof sql === 'object') sql = readable('sql', sql, ['text', 'values']);
-  const values = (sql as { values?: unknown } | null)?.values;
-  if (Array.isArray(values)) {
-    try {
-      (sql as { values: unknown[] }).values = Array.from(values);
-    } catch (error) {
-      throw unreadable('sql.values', error);
-    }
-  }
-  // The plan keeps the text and the prepared values: all that a second planning needs.
   return planTask(sql as TaskSql);
 }
 

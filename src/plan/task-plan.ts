@@ -3,7 +3,7 @@
 // bound, and whether the SQL must be refused (transaction control, COPY to/from the client).
 import type { WorkerSql } from '../api/types.js';
 import { invalidArgument } from '../errors.js';
-import { describe } from '../util/validate.js';
+import { describe, unreadable } from '../util/validate.js';
 import { prepareValue } from '../pg/index.js';
 import { splitStatements, type SqlStatement } from './statement-splitter.js';
 
@@ -54,20 +54,17 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
   let values: readonly (string | Buffer | null)[] | null = null;
   if (typeof sql === 'string') {
     text = sql;
-  } else if (sql !== null && typeof sql === 'object' && typeof sql.text === 'string') {
-    // Its own keys (no array of them per launch: every launch with parameters comes here).
-    for (const key in sql) {
-      if (key !== 'text' && key !== 'values' && Object.hasOwn(sql, key)) throw invalidArgument(`Unknown key \`${key}\` in \`sql\`; expected { text, values }`);
-    }
-    text = sql.text;
-    if (sql.values !== undefined) {
-      if (!Array.isArray(sql.values)) {
-        throw invalidArgument(`Expected \`sql.values\` to be an array, got ${describe(sql.values)}`);
+  } else if (sql !== null && typeof sql === 'object' && typeof (text = readOnce(sql, 'text') as string) === 'string') {
+    // Each of the caller's properties is read once, here (a getter or a proxy is not asked
+    // twice), and nothing of theirs is copied first: every launch with parameters comes here.
+    const unknown = unknownKey(sql);
+    if (unknown !== null) throw invalidArgument(`Unknown key \`${unknown}\` in \`sql\`; expected { text, values }`);
+    const given = readOnce(sql, 'values');
+    if (given !== undefined) {
+      if (!Array.isArray(given)) {
+        throw invalidArgument(`Expected \`sql.values\` to be an array, got ${describe(given)}`);
       }
-      if (sql.values.length > 65535) {
-        throw invalidArgument(`Expected \`sql.values\` to hold at most 65535 parameters, got ${sql.values.length}`);
-      }
-      if (sql.values.length > 0) values = sql.values.map(prepare);
+      values = preparedValues(given);
     }
   } else {
     throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
@@ -234,6 +231,48 @@ export function copyDirection(text: string): 'to' | 'from' | null {
   if (words[direction] === 'to' && target === 'stdout') return 'to';
   if (words[direction] === 'from' && target === 'stdin') return 'from';
   return null;
+}
+
+/** `sql[key]`, read once; a getter or a proxy that throws is PGBG_INVALID_ARGUMENT naming it. */
+function readOnce(sql: object, key: 'text' | 'values'): unknown {
+  try {
+    return (sql as Record<string, unknown>)[key];
+  } catch (error) {
+    throw unreadable(`sql.${key}`, error);
+  }
+}
+
+/** The first own enumerable key of `sql` but text and values, or null (no array of its keys). */
+function unknownKey(sql: object): string | null {
+  try {
+    for (const key in sql) if (key !== 'text' && key !== 'values' && Object.hasOwn(sql, key)) return key;
+    return null;
+  } catch (error) {
+    throw unreadable('sql', error);
+  }
+}
+
+/** The caller's values, each element read once and prepared; null for none. */
+function preparedValues(given: readonly unknown[]): (string | Buffer | null)[] | null {
+  let length: number;
+  try {
+    length = given.length;
+  } catch (error) {
+    throw unreadable('sql.values', error);
+  }
+  if (length > 65535) throw invalidArgument(`Expected \`sql.values\` to hold at most 65535 parameters, got ${length}`);
+  if (length === 0) return null;
+  const prepared = new Array<string | Buffer | null>(length);
+  for (let i = 0; i < length; i++) {
+    let value: unknown;
+    try {
+      value = given[i];
+    } catch (error) {
+      throw unreadable('sql.values', error);
+    }
+    prepared[i] = prepare(value, i);
+  }
+  return prepared;
 }
 
 function prepare(value: unknown, index: number): string | Buffer | null {
