@@ -7,14 +7,25 @@ import assert from 'node:assert/strict';
 import { instanceOptions, launchPlan } from '../src/api/options.js';
 import { WORKER_STATES } from '../src/core/states.js';
 import { WorkerSlots, type AbortListener } from '../src/pool/worker-slots.js';
-import type { PriorFacts, WorkerChange } from '../src/store/worker-change.js';
+import type { WorkerChange } from '../src/store/worker-change.js';
+import type { WorkerState } from '../src/core/states.js';
+
+/** What the store heard a worker was just before a change. */
+interface PriorFacts {
+  readonly state: WorkerState;
+  readonly pid: number;
+  readonly tracked: boolean;
+}
 import { Worker } from '../src/store/worker.js';
 
 const instance = instanceOptions({ user: 'alice', maxWorkers: 2 });
 
-function recorded(): { heard: [string, PriorFacts][]; store: { changed(w: Worker, c: WorkerChange, p: PriorFacts): void } } {
+function recorded(): {
+  heard: [string, PriorFacts][];
+  store: { changed(w: Worker, c: WorkerChange, state: WorkerState, pid: number, tracked: boolean): void };
+} {
   const heard: [string, PriorFacts][] = [];
-  return { heard, store: { changed: (_worker, change, prior) => void heard.push([change.kind, prior]) } };
+  return { heard, store: { changed: (_worker, change, state, pid, tracked) => void heard.push([change.kind, { state, pid, tracked }]) } };
 }
 
 test('the state vocabulary is one frozen constant, and the package exports it', async () => {

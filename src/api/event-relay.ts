@@ -7,7 +7,8 @@ import type { EventEmitter } from 'node:events';
 import type { ServerNotice } from '../pool/worker-connection.js';
 import type { LaunchEvents } from '../run/launcher.js';
 import type { TerminalState, Worker } from '../store/worker.js';
-import type { PriorFacts, WorkerChange } from '../store/worker-change.js';
+import type { WorkerChange } from '../store/worker-change.js';
+import type { WorkerState } from '../core/states.js';
 import type { StoreListener } from '../store/worker-registry.js';
 import { progressFromNotice } from './progress-function.js';
 import type { PgBackgroundEvents } from './types.js';
@@ -33,7 +34,7 @@ export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEven
       const { scope, parent } = worker;
       emitSafely('launched', { handle: worker.handle, label: worker.label, scope, parent: parent?.cookie ?? null });
     },
-    changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
+    changed(worker: Worker, change: WorkerChange, priorState: WorkerState): void {
       // The handle is read only for an event someone listens to: a pending worker's would be
       // made for nothing (its pid changes at the start) and kept while it waits.
       switch (change.kind) {
@@ -58,8 +59,8 @@ export function eventRelay(target: EventEmitter<PgBackgroundEvents>): LaunchEven
         case 'finished':
           return; // the launcher's (or the job runner's) 'finished', with its error info
       }
-      if (worker.state !== prior.state && listens('state')) {
-        emitSafely('state', { handle: worker.handle, label: worker.label, state: worker.state, previous: prior.state });
+      if (worker.state !== priorState && listens('state')) {
+        emitSafely('state', { handle: worker.handle, label: worker.label, state: worker.state, previous: priorState });
       }
     },
     finished(worker: Worker, state: TerminalState): void {

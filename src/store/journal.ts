@@ -6,8 +6,10 @@
 // records at the time of the write (so a burst of changes to one worker is one row of one batch),
 // as one array per column (the write unnests them).
 import type { WorkerStats } from '../api/types.js';
-import type { PriorFacts, WorkerChange } from './worker-change.js';
+import type { WorkerChange } from './worker-change.js';
+import type { WorkerState } from '../core/states.js';
 import type { WorkerStore } from './worker-store.js';
+import type { ActiveWorkerList } from './active-workers.js';
 import type { Worker } from './worker.js';
 
 /** The process that launched the workers, as every row of the instance names it. */
@@ -218,8 +220,8 @@ export class JournalStore implements WorkerStore {
     this.#sink.changed(worker, worker.launchedAt);
   }
 
-  changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
-    this.#inner.changed(worker, change, prior);
+  changed(worker: Worker, change: WorkerChange, priorState: WorkerState, priorPid: number, priorTracked: boolean): void {
+    this.#inner.changed(worker, change, priorState, priorPid, priorTracked);
     if (JOURNALED.has(change.kind)) this.#sink.changed(worker, Date.now());
   }
 
@@ -231,7 +233,7 @@ export class JournalStore implements WorkerStore {
     return this.#inner.list();
   }
 
-  get active(): ReadonlySet<Worker> {
+  get active(): ActiveWorkerList {
     return this.#inner.active;
   }
 

@@ -50,10 +50,3 @@ export type WorkerChange =
       readonly commandTag: string | null;
       readonly rowCount: number;
     };
-
-/** What the worker was just before a change (what a store's indexes may be keyed by). */
-export interface PriorFacts {
-  readonly state: WorkerState;
-  readonly pid: number;
-  readonly tracked: boolean;
-}

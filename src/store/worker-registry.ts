@@ -11,13 +11,15 @@ import type { WorkerHandle, WorkerStats } from '../api/types.js';
 import { timedOut } from './outcome.js';
 import { describe, MAX_TIMER_MS } from '../util/validate.js';
 import type { Worker } from './worker.js';
-import type { PriorFacts, WorkerChange } from './worker-change.js';
+import type { WorkerChange } from './worker-change.js';
+import type { WorkerState } from '../core/states.js';
 import type { WorkerStore } from './worker-store.js';
+import { ActiveWorkers, type ActiveWorkerList } from './active-workers.js';
 
 /** Hears every worker added and every change applied to one (the facade's events). */
 export interface StoreListener {
   added(worker: Worker): void;
-  changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void;
+  changed(worker: Worker, change: WorkerChange, priorState: WorkerState): void;
 }
 
 export class WorkerRegistry implements WorkerStore {
@@ -30,7 +32,7 @@ export class WorkerRegistry implements WorkerStore {
   readonly #tracked = new Map<bigint, Worker>(); // by cookie, oldest first
   readonly #pids = new Map<number, number>(); // tracked workers per pid (connections are reused)
   #pendingPids = 0; // tracked workers with pid 0 (not started, or a job's root)
-  readonly #active = new Set<Worker>();
+  readonly #active = new ActiveWorkers();
   #activeRoots = 0;
   #finished: (Worker | null)[] = []; // in finishing order, for retention; read from #finishedHead (those before it are null)
   #finishedHead = 0;
@@ -65,12 +67,12 @@ export class WorkerRegistry implements WorkerStore {
     this.#listener?.added(worker);
   }
 
-  changed(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
-    this.#record(worker, change, prior);
-    this.#listener?.changed(worker, change, prior);
+  changed(worker: Worker, change: WorkerChange, priorState: WorkerState, priorPid: number, priorTracked: boolean): void {
+    this.#record(worker, change, priorPid, priorTracked);
+    this.#listener?.changed(worker, change, priorState);
   }
 
-  #record(worker: Worker, change: WorkerChange, prior: PriorFacts): void {
+  #record(worker: Worker, change: WorkerChange, priorPid: number, priorTracked: boolean): void {
     switch (change.kind) {
       case 'retrying':
         this.#attempts++;
@@ -79,14 +81,14 @@ export class WorkerRegistry implements WorkerStore {
       case 'started':
         this.#attempts++;
         // Its handle now names that backend pid (a handle given out before names the first).
-        if (prior.tracked) {
-          this.#countPid(prior.pid, -1);
+        if (priorTracked) {
+          this.#countPid(priorPid, -1);
           this.#countPid(worker.pid, 1);
         }
         this.#onStarted?.(worker);
         return;
       case 'untracked':
-        if (!prior.tracked) return;
+        if (!priorTracked) return;
         if (!worker.active && this.#queuesFinished && worker.parent === null) this.#retained--;
         this.#tracked.delete(worker.cookie);
         this.#countPid(worker.pid, -1);
@@ -162,7 +164,7 @@ export class WorkerRegistry implements WorkerStore {
   }
 
   /** Workers not yet terminal, detached ones included. */
-  get active(): ReadonlySet<Worker> {
+  get active(): ActiveWorkerList {
     return this.#active;
   }
 

@@ -101,6 +101,9 @@ export class Worker {
   /** Made at first use (see queue): a pending worker of fire and forget keeps none while it waits. */
   #queue: RowQueue | null = null;
   #flags = TRACKED;
+  /** Links of the active workers' list (store/active-workers.ts writes them, nothing else). */
+  activePrev: Worker | null = null;
+  activeNext: Worker | null = null;
 
   constructor(launch: LaunchPlan, defaultUser: string, store: Pick<WorkerStore, 'changed'>) {
     this.cookie = newCookie();
@@ -128,7 +131,7 @@ export class Worker {
       const kind = change.kind;
       this.#updatedAt = kind === 'finished' ? this.#finishedAt! : kind === 'started' || kind === 'body-started' ? this.#startedAt! : Date.now();
     }
-    this.#store.changed(this, change, { state, pid, tracked });
+    this.#store.changed(this, change, state, pid, tracked);
     if (change.kind === 'cancel-requested') {
       // Last, once the facts are in place: listeners (a wait for a slot or a connection) see them.
       const message = this.children === null ? `worker was cancelled (${change.reason}) before it started` : `the job was cancelled (${change.reason})`;
