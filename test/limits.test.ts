@@ -274,6 +274,19 @@ test("a launch reads each part of the caller's sql once: text, values, and every
   await bg.close();
 });
 
+test('a proxy of an array that lies about its length is PGBG_INVALID_ARGUMENT naming sql.values, never a raw RangeError', async () => {
+  const bg = db.background();
+  for (const length of [-1, 2.5, Number.NaN, undefined, '2', { valueOf: () => 2 }]) {
+    const values = new Proxy([1, 2], { get: (target, key, receiver) => (key === 'length' ? length : (Reflect.get(target, key, receiver) as unknown)) });
+    await assert.rejects(bg.launch({ text: 'SELECT $1::int, $2::int', values }), {
+      code: 'PGBG_INVALID_ARGUMENT',
+      message: /^Expected `sql.values` to have an integer length from 0, got /,
+    });
+  }
+  assert.equal((await bg.stats()).workersLaunched, 0);
+  await bg.close();
+});
+
 test('a rejected call opens no connection', async () => {
   const before = (await db.backends()).length;
   const bg = db.background();

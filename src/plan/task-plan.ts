@@ -254,11 +254,15 @@ function unknownKey(sql: object): string | null {
 
 /** The caller's values, each element read once and prepared; null for none. */
 function preparedValues(given: readonly unknown[]): (string | Buffer | null)[] | null {
-  let length: number;
+  let length: unknown;
   try {
     length = given.length;
   } catch (error) {
     throw unreadable('sql.values', error);
+  }
+  // Only a proxy of an array can say anything else; its word is not taken for a length.
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
+    throw invalidArgument(`Expected \`sql.values\` to have an integer length from 0, got ${describe(length)}`);
   }
   if (length > 65535) throw invalidArgument(`Expected \`sql.values\` to hold at most 65535 parameters, got ${length}`);
   if (length === 0) return null;
