@@ -74,3 +74,24 @@ test('a long run of adds and deletes agrees with a Set of the same workers', () 
   }
   assert.deepEqual(contents(list), [...model]);
 });
+
+test('the worker being visited may leave the list: the walk goes on to the next one', () => {
+  const list = new ActiveWorkers();
+  const all = workers(4);
+  for (const worker of all) list.add(worker);
+  const seen: Worker[] = [];
+  list.forEach((worker) => {
+    seen.push(worker);
+    list.delete(worker);
+  });
+  assert.deepEqual(seen, all);
+  assert.deepEqual(contents(list), []);
+  for (const worker of all) list.add(worker);
+  const iterated: Worker[] = [];
+  for (const worker of list) {
+    iterated.push(worker);
+    if (worker === all[1]) list.delete(worker);
+  }
+  assert.deepEqual(iterated, all);
+  assert.deepEqual(contents(list), [all[0], all[2], all[3]]);
+});

@@ -4,7 +4,7 @@
 // of garbage per task, measured), and its delete was among the largest costs left on a task's end.
 import type { Worker } from './worker.js';
 
-/** What readers of the active workers see: how many, and each in turn (none may end a worker while visited). */
+/** What readers of the active workers see: how many, and each in turn (the one visited may leave; no other may while visiting). */
 export interface ActiveWorkerList extends Iterable<Worker> {
   readonly size: number;
   forEach(visit: (worker: Worker) => void): void;
@@ -51,11 +51,20 @@ export class ActiveWorkers implements ActiveWorkerList {
     return true;
   }
 
+  // The next worker is taken before each visit: the visited one may leave the list meanwhile.
   forEach(visit: (worker: Worker) => void): void {
-    for (let worker = this.#head; worker !== null; worker = worker.activeNext) visit(worker);
+    for (let worker = this.#head; worker !== null;) {
+      const next: Worker | null = worker.activeNext;
+      visit(worker);
+      worker = next;
+    }
   }
 
   *[Symbol.iterator](): Iterator<Worker> {
-    for (let worker = this.#head; worker !== null; worker = worker.activeNext) yield worker;
+    for (let worker = this.#head; worker !== null;) {
+      const next: Worker | null = worker.activeNext;
+      yield worker;
+      worker = next;
+    }
   }
 }
