@@ -238,13 +238,13 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     // No options (fire and forget's usual launch): every option is the instance's, kept once on
     // a prototype, and the launch holds only its own facts; a pending worker is that much smaller.
     const launch = Object.create(instanceDefaults(instance)) as { -readonly [K in keyof LaunchPlan]: LaunchPlan[K] };
-    launch.plan = sqlPlan(sql);
+    launch.plan = planTask(sql as TaskSql);
     launch.submitted = submitted;
     launch.parent = parent;
     return launch;
   }
   const options = methodOptions(input, launchKeys) as LaunchOptions & Record<string, unknown>;
-  const plan = sqlPlan(sql);
+  const plan = planTask(sql as TaskSql);
   const label = options.label === undefined ? null : labelOption(options.label);
   const own = options.settings !== undefined || options.role !== undefined;
   const role = options.role === undefined ? instance.role : nonEmptyString('role', options.role, 63);
@@ -270,15 +270,6 @@ export function launchPlan(sql: unknown, input: unknown, instance: InstanceOptio
     cursor: options.cursor === undefined ? null : cursorOption(options.cursor, plan, submitted),
     copy: null,
   };
-}
-
-/**
- * The plan of a launch's `sql`: planTask reads { text, values } once (a getter or a proxy of the
- * caller's is not asked twice); the plan keeps the text and the prepared values, all that a
- * second planning needs.
- */
-function sqlPlan(sql: unknown): TaskPlan {
-  return planTask(sql as TaskSql);
 }
 
 /** What a launch without options has of the instance (every field of LaunchPlan but its own three), made on first use. */

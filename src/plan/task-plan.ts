@@ -3,7 +3,7 @@
 // bound, and whether the SQL must be refused (transaction control, COPY to/from the client).
 import type { WorkerSql } from '../api/types.js';
 import { invalidArgument } from '../errors.js';
-import { describe, unreadable } from '../util/validate.js';
+import { describe, readKey, unreadable } from '../util/validate.js';
 import { prepareValue } from '../pg/index.js';
 import { splitStatements, type SqlStatement } from './statement-splitter.js';
 
@@ -54,20 +54,21 @@ export function planTask(sql: TaskSql, standardConformingStrings = true): TaskPl
   let values: readonly (string | Buffer | null)[] | null = null;
   if (typeof sql === 'string') {
     text = sql;
-  } else if (sql !== null && typeof sql === 'object' && typeof (text = readOnce(sql, 'text') as string) === 'string') {
+  } else {
     // Each of the caller's properties is read once, here (a getter or a proxy is not asked
     // twice), and nothing of theirs is copied first: every launch with parameters comes here.
+    const given = sql !== null && typeof sql === 'object' ? readKey('sql', sql, 'text') : undefined;
+    if (typeof given !== 'string') throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
+    text = given;
     const unknown = unknownKey(sql);
     if (unknown !== null) throw invalidArgument(`Unknown key \`${unknown}\` in \`sql\`; expected { text, values }`);
-    const given = readOnce(sql, 'values');
-    if (given !== undefined) {
-      if (!Array.isArray(given)) {
-        throw invalidArgument(`Expected \`sql.values\` to be an array, got ${describe(given)}`);
+    const givenValues = readKey('sql', sql, 'values');
+    if (givenValues !== undefined) {
+      if (!Array.isArray(givenValues)) {
+        throw invalidArgument(`Expected \`sql.values\` to be an array, got ${describe(givenValues)}`);
       }
-      values = preparedValues(given);
+      values = preparedValues(givenValues);
     }
-  } else {
-    throw invalidArgument(`Expected \`sql\` to be a string or { text, values }, got ${describe(sql)}`);
   }
 
   const { statementCount, refusal, pieces, transactional, inBlock } = analyse(text, standardConformingStrings);
@@ -231,15 +232,6 @@ export function copyDirection(text: string): 'to' | 'from' | null {
   if (words[direction] === 'to' && target === 'stdout') return 'to';
   if (words[direction] === 'from' && target === 'stdin') return 'from';
   return null;
-}
-
-/** `sql[key]`, read once; a getter or a proxy that throws is PGBG_INVALID_ARGUMENT naming it. */
-function readOnce(sql: object, key: 'text' | 'values'): unknown {
-  try {
-    return (sql as Record<string, unknown>)[key];
-  } catch (error) {
-    throw unreadable(`sql.${key}`, error);
-  }
 }
 
 /** The first own enumerable key of `sql` but text and values, or null (no array of its keys). */

@@ -87,7 +87,8 @@ export function readable(name: string, value: object, known: readonly string[]):
   return copy;
 }
 
-function readKey(name: string, value: object, key: string): unknown {
+/** `value[key]`, read once; a getter or a proxy that throws is PGBG_INVALID_ARGUMENT naming `name.key` (or `key` for options). */
+export function readKey(name: string, value: object, key: string): unknown {
   try {
     return (value as Record<string, unknown>)[key];
   } catch (error) {
