@@ -295,6 +295,22 @@ test('a role that could not pg_cancel_backend the worker is refused with 42501, 
   await forge(own!.id);
   await until(() => owner.stderr().includes("was ignored: its requester may not signal the worker's backend"), 'the owner to refuse the stranger’s request');
   assert.equal(await isActive(owner.pids[0]!), true);
+  // A request naming the stranger's own backend, which carries a copy of the worker's tag: the
+  // owner judges the right against its worker's backend, not the one the notification names.
+  const refusals = () => owner.stderr().split("its requester may not signal the worker's backend").length - 1;
+  await outsider.query(`SET application_name = '${tagPrefix(owner.cookies[0]!)}copy'`);
+  const ownPid = (await outsider.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const [copied] = (
+    await outsider.query<{ id: string }>(`INSERT INTO pg_background_control_requests (action, cookie, grace_ms) VALUES ('cancel', $1, 0) RETURNING id`, [
+      owner.cookies[0]!.toString(),
+    ])
+  ).rows;
+  await outsider.query('SELECT pg_notify($1, $2)', [
+    CONTROL_CHANNEL,
+    JSON.stringify({ v: 1, id: copied!.id, schema: 'public', action: 'cancel', cookie: owner.cookies[0]!.toString(), pid: ownPid, handler: 0 }),
+  ]);
+  await until(() => refusals() === 2, 'the owner to refuse the request naming a backend with a copied tag');
+  assert.equal(await isActive(owner.pids[0]!), true);
   await outsider.end();
   // pg_signal_backend's members may: the owner's worker ends canceled.
   const member = await as(signaller, 'signaller');

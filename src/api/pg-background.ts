@@ -95,6 +95,7 @@ export class PgBackground extends EventEmitter<PgBackgroundEvents> {
     const tracked = (cookie: bigint) => this.#store.list().find((worker) => worker.cookie === cookie && worker.active);
     return {
       owns: (cookie) => !this.#closing && tracked(cookie) !== undefined,
+      backendPid: (cookie) => tracked(cookie)?.pid ?? 0,
       cancel: async (cookie, grace) => {
         const worker = tracked(cookie);
         if (worker) await this.cancel(worker.handle, { graceMs: Math.min(grace, MAX_GRACE_MS) });

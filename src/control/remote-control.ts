@@ -31,6 +31,8 @@ import { workerTag } from '../store/worker-identity.js';
 export interface ControlActions {
   /** This instance tracks an active worker with that cookie. */
   owns(cookie: bigint): boolean;
+  /** The backend pid of the active worker with that cookie (0 while it is pending). */
+  backendPid(cookie: bigint): number;
   /** Like cancel(handle, { graceMs }). */
   cancel(cookie: bigint, graceMs: number): Promise<unknown>;
   /** Like pause(handle) / resume(handle); false where the facade cannot yet. */
@@ -138,7 +140,12 @@ export class RemoteControl implements ControlSubscriber {
     if (!owned && (request.action !== 'cancel' || request.pid === 0)) return;
     const tag = tagPrefix(request.cookie);
     const schema = pg.escapeIdentifier(request.schema);
-    const { rows } = await this.#control.query<RequestRow>(controlRequestSql(schema), [request.id, request.pid, tag, `${schema}.${CONTROL_REQUESTS_TABLE}`]);
+    // The requester's right is judged against the backend that is acted on. The owner acts on its
+    // worker by cookie, so against that worker's own backend, never the pid the notification
+    // names: anyone may send one naming a backend of their own that carries a copy of the tag.
+    // A handler that is not the owner acts on the named pid itself (by pid and tag, below).
+    const pid = owned ? this.#actions.backendPid(request.cookie) : request.pid;
+    const { rows } = await this.#control.query<RequestRow>(controlRequestSql(schema), [request.id, pid, tag, `${schema}.${CONTROL_REQUESTS_TABLE}`]);
     const row = rows[0];
     if (!row || !row.allowed || row.action !== request.action || row.cookie !== request.cookie.toString()) {
       const why = row ? `its requester may not signal the worker's backend` : `it names no request of a table pg-background trusts`;
