@@ -390,9 +390,15 @@ ON CONFLICT (cookie) DO UPDATE SET ${all
  WHERE j.finished_at IS NULL OR EXCLUDED.finished_at IS NOT NULL`;
 }
 
-/** $1 = retention in ms. Rows of workers finished (or committed) longer ago than that go. `schema` quoted. */
+/**
+ * $1 = retention in ms. Rows of workers finished (or committed) longer ago than that go. `schema`
+ * quoted. An end stays while a row not finished names it: that row's owner died before it
+ * recorded the end, and the end is all that says the work committed (without it the view would
+ * call committed work "nothing committed").
+ */
 export const journalPruneSql = (schema: string) =>
-  `WITH ends AS (DELETE FROM ${schema}.pg_background_journal_ends WHERE committed_at < pg_catalog.now() - $1::float8 * interval '1 millisecond')
+  `WITH ends AS (DELETE FROM ${schema}.pg_background_journal_ends e WHERE e.committed_at < pg_catalog.now() - $1::float8 * interval '1 millisecond'
+   AND NOT EXISTS (SELECT 1 FROM ${schema}.pg_background_journal j WHERE j.cookie = e.cookie AND j.finished_at IS NULL))
 DELETE FROM ${schema}.pg_background_journal WHERE finished_at < pg_catalog.now() - $1::float8 * interval '1 millisecond'`;
 
 /**

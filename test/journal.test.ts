@@ -273,16 +273,32 @@ test('rows of workers finished longer ago than the retention are pruned (default
     );
   await old(20, 9001);
   await old(1, 9002);
+  // An orphan: its owner died before it recorded the end, which its own transaction wrote 20 days
+  // ago. That end is all that says it committed: it stays, and so does the verdict. An end of 20
+  // days that no unfinished row names goes.
+  await db.query(
+    `INSERT INTO pg_background_journal (cookie, pid, backend_started, scope, state, launched_at, updated_at, proven, owner_control_pid, owner_control_started)
+     VALUES (9003, 1, 1, 'root', 'running', now() - interval '20 days', now() - interval '20 days', true, 1, 1)`,
+  );
+  await db.query("INSERT INTO pg_background_journal_ends VALUES (9003, now() - interval '20 days'), (9004, now() - interval '20 days')");
+  const orphan = async () => (await db.query('SELECT state, sqlstate FROM pg_background_workers WHERE cookie = 9003'))[0];
+  assert.deepEqual(await orphan(), { state: 'stopped', sqlstate: null });
+  const ends = async () => (await db.query('SELECT cookie FROM pg_background_journal_ends WHERE cookie IN (9003, 9004) ORDER BY cookie')).map((r) => r.cookie);
   const present = async () => (await db.query('SELECT cookie FROM pg_background_journal WHERE cookie IN (9001, 9002) ORDER BY cookie')).map((r) => r.cookie);
   const bg = db.background({ journal: true });
   await bg.wait(await bg.launch('SELECT 1'));
   await until(async () => (await present()).length === 1, 'the 20-day-old row to go');
   assert.deepEqual(await present(), ['9002']);
+  assert.deepEqual(await ends(), ['9003']);
+  assert.deepEqual(await orphan(), { state: 'stopped', sqlstate: null });
   await bg.close();
   const short = db.background({ journal: true, journalRetentionMs: 12 * 3_600_000 });
   await short.wait(await short.launch('SELECT 1'));
   await until(async () => (await present()).length === 0, 'the 1-day-old row to go with a 12 h retention');
   await short.close();
+  assert.deepEqual(await orphan(), { state: 'stopped', sqlstate: null });
+  await db.query('DELETE FROM pg_background_journal WHERE cookie = 9003');
+  await db.query('DELETE FROM pg_background_journal_ends WHERE cookie = 9003');
 });
 
 // ---- kill -9 of the launching process ------------------------------------------------------
