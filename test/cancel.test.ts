@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { until, useDatabase, type TestDatabase } from './support/database.js';
+import { PARTIAL } from '../src/run/classify.js';
 
 const db = useDatabase(import.meta.filename);
 
@@ -39,8 +40,11 @@ test('cancelling a finished worker is not an error and changes nothing; its resu
 
 test('a worker that ignores the cancel request is terminated after graceMs (57P01)', async () => {
   const bg = db.background();
-  // This block swallows query_canceled and keeps sleeping: only a terminate stops it.
-  const h = await bg.launch(`DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(0.05); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`);
+  // This function swallows query_canceled and keeps sleeping: only a terminate stops it. (Called
+  // from a SELECT: a DO block could commit as it goes, and its cancel would not be `canceled`.)
+  await db.query(`CREATE FUNCTION swallow_cancels() RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN LOOP BEGIN PERFORM pg_sleep(0.05); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`);
+  const h = await bg.launch('SELECT swallow_cancels()');
   await sleeping(h.pid);
   await bg.cancel(h, { graceMs: 200 });
   const [info] = await bg.list();
@@ -172,5 +176,43 @@ test('a toArray waiting for the rows of a worker that is then cancelled rejects 
   await reading;
   assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM cancel_reading'), [{ n: 0 }]);
   assert.deepEqual(await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [h.pid]), []);
+  await bg.close();
+});
+
+test('a cancelled statement that commits as it goes (a procedure that commits, CREATE INDEX CONCURRENTLY) ends error, never canceled, and says what stays', async () => {
+  await db.query('CREATE TABLE cancel_batches (n int)');
+  await db.query(`CREATE PROCEDURE cancel_batches_fill() LANGUAGE plpgsql AS $$
+    BEGIN FOR k IN 1..600 LOOP INSERT INTO cancel_batches VALUES (k); COMMIT; PERFORM pg_sleep(0.05); END LOOP; END $$`);
+  const committed = async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM cancel_batches'))[0]!.n;
+  const bg = db.background();
+  const call = await bg.launch('CALL cancel_batches_fill()');
+  await until(async () => (await committed()) >= 2, 'the procedure to commit two batches');
+  await bg.cancel(call);
+  const kept = await committed();
+  assert.ok(kept >= 2 && kept < 600, `${kept} rows committed`);
+  assert.equal((await bg.info(call)).state, 'error');
+  assert.deepEqual(await bg.errorInfo(call).then((e) => [e?.sqlstate, e?.message]), ['57014', `canceling statement due to user request${PARTIAL}`]);
+  await assert.rejects(bg.result(call).toArray(), { code: 'PGBG_WORKER_FAILED', sqlstate: '57014' });
+  // CONCURRENTLY commits its catalog entry first, then waits for the open writer: an invalid index stays.
+  await db.query('CREATE TABLE cancel_concurrently (n int)');
+  const writer = await db.client();
+  await writer.query('BEGIN');
+  await writer.query('INSERT INTO cancel_concurrently VALUES (1)');
+  const index = await bg.launch('CREATE INDEX CONCURRENTLY cancel_concurrently_n ON cancel_concurrently (n)');
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [index.pid])).length,
+    'the index build to wait for the writer',
+  );
+  await bg.cancel(index);
+  await writer.query('ROLLBACK');
+  await writer.end();
+  assert.equal((await bg.info(index)).state, 'error');
+  assert.equal((await bg.errorInfo(index))?.message, `canceling statement due to user request${PARTIAL}`);
+  assert.deepEqual(await db.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'cancel_concurrently_n'::regclass"), [{ indisvalid: false }]);
+  // A plain statement cancelled the same way is canceled, as ever.
+  const plain = await bg.launch('SELECT pg_sleep(30)');
+  await sleeping(plain.pid);
+  await bg.cancel(plain);
+  assert.equal((await bg.info(plain)).state, 'canceled');
   await bg.close();
 });

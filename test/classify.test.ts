@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { classify, neverRan } from '../src/run/classify.js';
+import { classify, neverRan, PARTIAL } from '../src/run/classify.js';
 import { WorkerFailure } from '../src/results/error-info.js';
 
 function serverError(code: string, severity: 'ERROR' | 'FATAL' = 'ERROR', message = `error ${code}`): pg.DatabaseError {
@@ -14,7 +14,7 @@ function serverError(code: string, severity: 'ERROR' | 'FATAL' = 'ERROR', messag
   return error;
 }
 
-const base = { cancelRequested: false, connectionFailure: null, pooled: false };
+const base = { cancelRequested: false, connectionFailure: null, pooled: false, commitsAlone: false };
 const E = 0x45; // 'E' ErrorResponse
 const N = 0x4e; // 'N' NoticeResponse
 const ONE = 0x31; // '1' ParseComplete
@@ -41,6 +41,18 @@ test('canceled only when a cancel was asked and the server confirmed it (57014, 
     assert.equal(classify({ ...base, cancelRequested: true, error }).state, state, String(error));
     assert.equal(classify({ ...base, error }).state, 'error', `${error} without a cancel request`);
   }
+});
+
+test('a confirmed cancel of a statement that commits as it goes is an error whose message says what stays, never canceled', () => {
+  for (const error of [serverError('57014', 'ERROR', 'canceling statement due to user request'), serverError('57P01', 'FATAL', 'terminating connection')]) {
+    const { state, info } = classify({ ...base, cancelRequested: true, commitsAlone: true, error });
+    assert.equal(state, 'error');
+    assert.deepEqual([info?.sqlstate, info?.message], [error.code, `${error.message}${PARTIAL}`]);
+  }
+  // Ours (the task never reached the server), or an ERROR that is no cancel: as before.
+  assert.equal(classify({ ...base, cancelRequested: true, commitsAlone: true, error: new WorkerFailure('57014', 'before it ran') }).state, 'canceled');
+  assert.deepEqual(classify({ ...base, cancelRequested: true, commitsAlone: true, error: serverError('22012') }).info?.message, 'error 22012');
+  assert.equal(classify({ ...base, cancelRequested: true, commitsAlone: true, error: null }).state, 'stopped');
 });
 
 test('a lost connection is 08006 with the reason we gave when we dropped it ourselves', () => {

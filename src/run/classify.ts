@@ -15,6 +15,11 @@ export interface TaskEnd {
   readonly connectionFailure: Error | null;
   /** Behind a pooler: never reused (a reset of ours could land on another client's session). */
   readonly pooled: boolean;
+  /**
+   * The task is one statement that can commit on its own before it ends (CALL, DO, VACUUM,
+   * CREATE INDEX CONCURRENTLY...: plan/commit-points.ts commitsOnItsOwn).
+   */
+  readonly commitsAlone: boolean;
 }
 
 export interface Classified {
@@ -24,15 +29,26 @@ export interface Classified {
   readonly reusable: boolean;
 }
 
-export function classify({ error, cancelRequested, connectionFailure, pooled }: TaskEnd): Classified {
+export function classify({ error, cancelRequested, connectionFailure, pooled, commitsAlone }: TaskEnd): Classified {
   // Without an ErrorResponse the connection broke: say why, if we broke it ourselves.
-  const info = error && errorInfo(error instanceof pg.DatabaseError || error instanceof WorkerFailure ? error : (connectionFailure ?? error));
-  const state: TerminalState = !error ? 'stopped' : cancelRequested && confirmsCancel(error) ? 'canceled' : 'error';
+  let info = error && errorInfo(error instanceof pg.DatabaseError || error instanceof WorkerFailure ? error : (connectionFailure ?? error));
+  let state: TerminalState = !error ? 'stopped' : cancelRequested && confirmsCancel(error) ? 'canceled' : 'error';
+  // `canceled` says nothing committed. The server stopped a statement that commits as it goes
+  // (a procedure's COMMIT, VACUUM table by table, CONCURRENTLY's first transactions): what it
+  // committed before the cancel stays. (A WorkerFailure is ours: the task never reached the server.)
+  if (state === 'canceled' && commitsAlone && error instanceof pg.DatabaseError) {
+    state = 'error';
+    info = { ...info!, message: `${info!.message}${PARTIAL}` };
+  }
   // A connection that saw a cancel request is never reused: the request could still land on its
   // next task. One whose session ended (FATAL, terminate, lost socket) cannot be.
   const reusable = !cancelRequested && connectionFailure === null && !(error && endsSession(error)) && !pooled;
   return { state, info, reusable };
 }
+
+/** What a cancelled statement that commits on its own adds to the server's message. */
+export const PARTIAL =
+  ": the statement was stopped, but it commits as it goes (a procedure or DO block that commits, VACUUM, CONCURRENTLY and the like), so what it committed before the cancel stays: not 'canceled', its outcome is partial";
 
 /** What was on the wire when the task ended: our settings round trip, or the task itself. */
 export type Sent = { readonly kind: 'settings' } | { readonly kind: 'reset' } | { readonly kind: 'task'; readonly startsWithParse: boolean } | null;

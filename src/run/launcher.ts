@@ -22,6 +22,7 @@ import { CONNECTION_FAILURE, errorInfo, syntheticError, WorkerFailure } from '..
 import { TaskQuery, type TaskEnd, type TaskOutcome } from '../results/task-query.js';
 import { endPinnedTask } from './pinned-task.js';
 import { pooledRefusal, streamTask } from './stream-tasks.js';
+import { commitsOnItsOwn } from '../plan/commit-points.js';
 import { planAgain, type TaskPlan } from '../plan/task-plan.js';
 import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
@@ -586,6 +587,7 @@ export class Launcher {
       cancelRequested: worker.cancelRequested,
       connectionFailure: connection.failure,
       pooled: connection.pooled,
+      commitsAlone: worker.cancelRequested && commitsOnItsOwn(worker.launch.plan),
     });
     // Give back the connection and the slot first: a 'finished' listener may launch again.
     this.#deps.pool.release(connection, reusable);
