@@ -146,6 +146,25 @@ test('cancel(root) aborts ctx.signal and cancels every subtask with the same gra
   await bg.close();
 });
 
+test('cancel(root) of a tree whose subtask commits as it goes: the root ends error, naming it, never canceled', async () => {
+  await db.query('CREATE TABLE job_batches (n int)');
+  await db.query(`CREATE PROCEDURE job_batches_fill() LANGUAGE plpgsql AS $$
+    BEGIN FOR k IN 1..600 LOOP INSERT INTO job_batches VALUES (k); COMMIT; PERFORM pg_sleep(0.05); END LOOP; END $$`);
+  const bg = db.background();
+  const job = await bg.job(async (ctx) => {
+    await bg.wait(await ctx.launch('CALL job_batches_fill()', { label: 'batches' }));
+  });
+  await until(async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM job_batches'))[0]!.n >= 2, 'two batches to commit');
+  await bg.cancel(job);
+  const batches = (await bg.list()).find((w) => w.label === 'batches')!;
+  assert.deepEqual([batches.state, (await bg.info(job)).state], ['error', 'error']);
+  assert.equal(
+    (await bg.errorInfo(job))?.message,
+    `the job was cancelled (cancel): 1 of its 1 subtasks may have committed ("batches" (pid ${batches.pid})): their outcome is unknown`,
+  );
+  await bg.close();
+});
+
 test('pause(root) holds unstarted subtasks and those launched while paused; running ones finish; resume lets them go', async () => {
   await db.query('SELECT pg_advisory_lock(202)');
   const bg = db.background({ maxWorkers: 1, whenFull: 'queue' });

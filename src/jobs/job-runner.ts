@@ -15,6 +15,7 @@ import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
 import type { WorkerStore } from '../store/worker-store.js';
+import { commitsOnItsOwn } from '../plan/commit-points.js';
 import { syntheticError } from '../results/error-info.js';
 import { describe } from '../util/validate.js';
 import { invalidArgument } from '../errors.js';
@@ -111,12 +112,15 @@ async function run(host: JobHost, root: Worker, body: JobBody, ctx: JobContext, 
 
 function decide(root: Worker, children: readonly Worker[], failure: { error: unknown } | null): [TerminalState, WorkerErrorInfo | null] {
   if (root.cancelRequested) {
+    // `canceled` says nothing of the tree committed: not where a subtask did, or may have.
     const committed = children.filter((child) => child.state === 'stopped');
+    const unknown = children.filter(mayHaveCommitted);
     const cancelled = `the job was cancelled (${root.canceledBy})`;
-    if (committed.length === 0) return ['canceled', syntheticError('57014', cancelled)];
-    const names = committed.slice(0, 3).map(name).join(', ') + (committed.length > 3 ? ', ...' : '');
-    const message = `${cancelled} after ${committed.length} of its ${children.length} subtasks had committed (${names}); their work stays`;
-    return ['error', syntheticError('57014', message)];
+    if (committed.length === 0 && unknown.length === 0) return ['canceled', syntheticError('57014', cancelled)];
+    const parts = [];
+    if (committed.length > 0) parts.push(`after ${committed.length} of its ${children.length} subtasks had committed (${names(committed)}); their work stays`);
+    if (unknown.length > 0) parts.push(`${unknown.length} of its ${children.length} subtasks may have committed (${names(unknown)}): their outcome is unknown`);
+    return ['error', syntheticError('57014', `${cancelled}${committed.length > 0 ? ' ' : ': '}${parts.join('; ')}`)];
   }
   // The first subtask to fail, by its finish, is the root's error (the body often rejects because of it).
   const failed = children.filter((child) => child.state === 'error' || child.state === 'canceled').sort((a, b) => a.finishedAt! - b.finishedAt!)[0];
@@ -133,6 +137,21 @@ function decide(root: Worker, children: readonly Worker[], failure: { error: unk
     return ['error', syntheticError(sqlstate, message)];
   }
   return ['stopped', null];
+}
+
+/**
+ * A subtask that failed yet may have committed something: its outcome is unknown (the connection
+ * broke: class 08), or its statement commits as it goes (a CALL, VACUUM, CONCURRENTLY...). Any
+ * other failure rolled its transaction back.
+ */
+function mayHaveCommitted(child: Worker): boolean {
+  if (child.state !== 'error') return false;
+  return (child.error?.sqlstate.startsWith('08') ?? false) || commitsOnItsOwn(child.launch.plan);
+}
+
+/** The first three of `children`, named. */
+function names(children: readonly Worker[]): string {
+  return children.slice(0, 3).map(name).join(', ') + (children.length > 3 ? ', ...' : '');
 }
 
 /** How a subtask is named in its root's lastError: its label (or sqlPreview) and pid. */
