@@ -9,8 +9,8 @@
 // statement we are unsure of counts as one that can commit.
 import type { TaskPlan } from './task-plan.js';
 
-/** Plain queries and DML: they run in one transaction, and a function they call cannot commit. */
-const ATOMIC = new Set(['select', 'insert', 'update', 'delete', 'merge', 'with', 'values', 'table', '(']);
+/** Plain queries, DML and COPY: they run in one transaction, and a function they call cannot commit. */
+const ATOMIC = new Set(['select', 'insert', 'update', 'delete', 'merge', 'with', 'values', 'table', 'copy', '(']);
 /** DDL and the like: transactional, unless one of NOT_TRANSACTIONAL appears in it. */
 const DDL = new Set(['create', 'alter', 'drop', 'truncate', 'comment', 'grant', 'revoke', 'lock']);
 const NOT_TRANSACTIONAL = /\b(concurrently|database|tablespace|system|subscription)\b/i;
