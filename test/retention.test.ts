@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
 import { until, useDatabase } from './support/database.js';
+import type { WorkerHandle } from 'pg-background';
 
 const db = useDatabase(import.meta.filename);
 
@@ -65,5 +68,53 @@ test('maxRetained keeps at most that many finished workers listed, oldest forgot
     (await bg.list()).map((w) => w.label),
     ['d', 'running'],
   );
+  await bg.close();
+});
+
+/** A full collection, twice (weak references cleared, then their targets' holders). */
+function collectGarbage(): void {
+  const gc = (globalThis as { gc?: () => void }).gc ?? (setFlagsFromString('--expose-gc'), runInNewContext('gc') as () => void);
+  gc();
+  gc();
+}
+
+test('a finished worker holds on to none of its parameter values: neither one detached behind a kept one, nor one kept', async () => {
+  const bg = db.background({ retentionMs: Infinity, maxRetained: 10 });
+  const SQL = 'SELECT length($1::bytea) AS n';
+  /** Runs a task with a new Buffer as its parameter; returns a weak reference to it (the test keeps no other). */
+  const withValue = async (text: string, run: (value: Buffer) => Promise<unknown>) => {
+    const value = Buffer.from(text);
+    await run(value);
+    return new WeakRef(value);
+  };
+  const withSignal = async (run: (signal: AbortSignal) => Promise<unknown>) => {
+    const { signal } = new AbortController();
+    await run(signal);
+    return new WeakRef(signal);
+  };
+  // One finished worker kept at the head of the retention list (its handle is listed, forever).
+  const head = await bg.launch('SELECT 1');
+  await bg.wait(head);
+  // Detached workers (run() detaches): nothing of theirs stays, values nor their launch's signal.
+  const detached: WeakRef<object>[] = [];
+  for (let i = 0; i < 200; i++) {
+    detached.push(await withValue(`value ${i}`, (value) => bg.run({ text: SQL, values: [value] })));
+    detached.push(await withSignal((signal) => bg.run({ text: SQL, values: ['x'] }, { signal })));
+  }
+  let listed!: WorkerHandle;
+  const kept = await withValue('kept', async (value) => bg.wait((listed = await bg.launch({ text: SQL, values: [value] }))));
+  await new Promise((resolve) => setImmediate(resolve)); // a later job than the last deref
+  collectGarbage();
+  // The retention list drops detached entries once they outnumber the kept ones: at most one
+  // (the one kept worker's worth) may still wait there.
+  const alive = detached.filter((ref) => ref.deref() !== undefined).length;
+  assert.ok(alive <= 1, `${alive} of the detached workers' values and signals are still referenced`);
+  assert.equal(kept.deref(), undefined);
+  assert.deepEqual(
+    (await bg.list()).map((w) => w.cookie),
+    [listed.cookie, head.cookie],
+  );
+  assert.equal(await bg.fullSql(listed), SQL);
+  assert.deepEqual(await bg.result(listed).toArray(), [{ n: 4 }]);
   await bg.close();
 });

@@ -44,3 +44,13 @@ export interface LaunchPlan {
   /** A COPY with the client (results/copy-task.ts): bg.copyTo's export, or bg.copyFrom's load and its source; null: none. */
   readonly copy: { readonly direction: 'to' } | { readonly direction: 'from'; readonly source: Readable } | null;
 }
+
+/**
+ * `launch` without its parameter values, once its worker finished: a worker kept for the
+ * retention keeps its text (fullSql, the journal's preview), not the values (they could be
+ * large buffers), which only a retry reads. The same object when it has none.
+ */
+export function withoutValues(launch: LaunchPlan): LaunchPlan {
+  if (launch.plan.values === null) return launch;
+  return Object.freeze({ ...launch, plan: Object.freeze({ ...launch.plan, values: null }) });
+}

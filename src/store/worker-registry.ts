@@ -89,7 +89,10 @@ export class WorkerRegistry implements WorkerStore {
         return;
       case 'untracked':
         if (!priorTracked) return;
-        if (!worker.active && this.#queuesFinished && worker.parent === null) this.#retained--;
+        if (!worker.active && this.#queuesFinished && worker.parent === null) {
+          this.#retained--;
+          this.#compactFinished();
+        }
         this.#tracked.delete(worker.cookie);
         this.#countPid(worker.pid, -1);
         // A tree goes as one: its subtasks with their root (running ones keep running, untracked).
@@ -215,6 +218,25 @@ export class WorkerRegistry implements WorkerStore {
       this.#finished = this.#finished.slice(this.#finishedHead);
       this.#finishedHead = 0;
     }
+  }
+
+  /**
+   * A worker detached after it finished stays in #finished, where prune() reaches it only once
+   * every older one went (one kept handle of a retained worker would hold all later ones, with
+   * their SQL, for the retention; forever with retentionMs Infinity and maxRetained). When most
+   * entries are such, the list is rebuilt without them: it copies the retained ones, once per as
+   * many entries gone, and never holds more such entries than retained workers.
+   */
+  #compactFinished(): void {
+    const entries = this.#finished.length - this.#finishedHead;
+    if (entries - this.#retained <= this.#retained) return;
+    const kept: Worker[] = [];
+    for (let i = this.#finishedHead; i < this.#finished.length; i++) {
+      const worker = this.#finished[i];
+      if (worker?.tracked) kept.push(worker);
+    }
+    this.#finished = kept;
+    this.#finishedHead = 0;
   }
 
   dispose(): void {

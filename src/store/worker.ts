@@ -10,7 +10,7 @@ import { PgBackgroundError, WorkerError, type WorkerErrorInfo } from '../errors.
 import { sameObservation, type Observation } from '../core/observation.js';
 import { isActive, NEXT_STATES, type CancelReason, type TerminalState, type WorkerState } from '../core/states.js';
 import { untilSettled, type AbortListener } from '../core/abort.js';
-import type { LaunchPlan } from './launch-plan.js';
+import { withoutValues, type LaunchPlan } from './launch-plan.js';
 import { newCookie, preview } from './worker-identity.js';
 import type { WorkerChange } from './worker-change.js';
 import type { WorkerStore } from './worker-store.js';
@@ -66,7 +66,8 @@ const CONSUMED = 4;
 
 export class Worker {
   readonly cookie: bigint;
-  readonly launch: LaunchPlan;
+  /** The launch as validated; once finished, without its parameter values (see #finish). */
+  #launch: LaunchPlan;
   readonly launchedAt = Date.now();
   /** The job's root, for a subtask. */
   readonly parent: Worker | null;
@@ -107,7 +108,7 @@ export class Worker {
 
   constructor(launch: LaunchPlan, defaultUser: string, store: Pick<WorkerStore, 'changed'>) {
     this.cookie = newCookie();
-    this.launch = launch;
+    this.#launch = launch;
     this.#user = launch.role ?? defaultUser;
     this.#store = store;
     this.parent = launch.parent;
@@ -250,6 +251,9 @@ export class Worker {
         this.#rowCount = change.rowCount;
         this.#task = null;
         this.#finishedAt = Date.now();
+        // Its parameters were kept for a retry; nothing reads them now, and a tracked worker is
+        // kept for the retention (a detached one is dropped, values and all).
+        if (this.tracked) this.#launch = withoutValues(this.#launch);
         // A finished worker waits for nothing; its last phase and fraction say how far it got.
         const observed = this.#extras?.observed;
         if (observed) this.#extras!.observed = { ...observed, waitEvent: null, blockedBy: [] };
@@ -285,6 +289,10 @@ export class Worker {
       this.#queue = queue;
     }
     return this.#queue;
+  }
+
+  get launch(): LaunchPlan {
+    return this.#launch;
   }
 
   get label(): string | null {
