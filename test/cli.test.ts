@@ -319,9 +319,13 @@ test('no password is ever printed: not of a URL that fails to parse, to connect 
     inProcess(['--url', wrongPassword.toString(), 'list', '--schema', 'nowhere']),
     cli(['list'], { DATABASE_URL: undefined, PGHOST: '127.0.0.1', PGPORT: '1', PGUSER: 'alice', PGPASSWORD: secret }),
     inProcess(['cancel', '1'], { DATABASE_URL: `postgres://alice:${secret}@127.0.0.1:1/db` }),
+    // Unparsable, with what an unencoded password may hold: a space, a tab, an `@`.
+    inProcess(['--url', `postgres://alice:my ${secret}@localhost:54x32/db`, 'list']),
+    inProcess(['list'], { DATABASE_URL: `postgres://alice:tab\t${secret}@localhost:54x32/db` }),
+    inProcess(['--url', `postgres://alice:at@${secret}@localhost:54x32/db`, 'list']),
   ]);
   const statuses = runs.map((ran) => ran.status);
-  assert.deepEqual(statuses, [2, 1, 1, 1, 1, 1, 1, 1]);
+  assert.deepEqual(statuses, [2, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2]);
   for (const ran of runs) {
     assert.equal(ran.stdout, '');
     assert.match(ran.stderr, /^pg-background: [^\n]+\n$/);
@@ -334,6 +338,16 @@ test('no password is ever printed: not of a URL that fails to parse, to connect 
     `pg-background: --url is not a valid connection string (postgres://alice:***@[::1/db): Invalid URL (pg-background --help for usage)\n`,
   );
   assert.match(runs[4]!.stderr, /database "no_such_database" does not exist/);
+  for (const [i, source] of [
+    [8, '--url'],
+    [9, 'DATABASE_URL'],
+    [10, '--url'],
+  ] as const) {
+    assert.equal(
+      runs[i]!.stderr,
+      `pg-background: ${source} is not a valid connection string (postgres://alice:***@localhost:54x32/db): Invalid URL (pg-background --help for usage)\n`,
+    );
+  }
 });
 
 test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 0 and restores the screen', async (t) => {

@@ -30,7 +30,9 @@ export function resolveConnection(url: string | undefined, env: NodeJS.ProcessEn
     parsed = parseConnectionString(connectionString);
   } catch (error) {
     // The string itself may hold the password: only its redacted form is shown.
-    throw new UsageError(`${source} is not a valid connection string (${redact(connectionString, secrets)}): ${(error as Error).message}`);
+    throw new UsageError(
+      `${source} is not a valid connection string (${redact(hideUserinfoPassword(connectionString), secrets)}): ${(error as Error).message}`,
+    );
   }
   if (parsed.password) secrets.push(parsed.password);
   const raw = /^[a-z][a-z0-9+.-]*:\/\/[^/@]*?:([^@/]*)@/i.exec(connectionString)?.[1];
@@ -38,6 +40,15 @@ export function resolveConnection(url: string | undefined, env: NodeJS.ProcessEn
   const user = parsed.user ?? env.PGUSER ?? env.USER ?? '';
   const target = `${user}@${parsed.host ?? env.PGHOST ?? 'localhost'}:${parsed.port ?? env.PGPORT ?? '5432'}/${parsed.database ?? env.PGDATABASE ?? user}`;
   return { options: { connectionString }, target, secrets };
+}
+
+/**
+ * A connection string that failed to parse, with everything between its user's `:` and its last
+ * `@` hidden: unparsed, its password may hold spaces, tabs or `@` (pg-connection-string accepts
+ * them unencoded), which the URL rule of redact() stops at.
+ */
+function hideUserinfoPassword(connectionString: string): string {
+  return connectionString.replace(/^([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):.*@([^@]*)$/is, '$1:***@$2');
 }
 
 /** `text` with every URL's password, every `password=` parameter and every known secret replaced by ***. */
