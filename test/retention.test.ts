@@ -116,5 +116,10 @@ test('a finished worker holds on to none of its parameter values: neither one de
   );
   assert.equal(await bg.fullSql(listed), SQL);
   assert.deepEqual(await bg.result(listed).toArray(), [{ n: 4 }]);
+  // What it was launched with stays, as the instance's defaults (no options) or its own.
+  assert.deepEqual([(await bg.info(listed)).label, (await bg.info(listed)).sqlPreview], [null, SQL]);
+  const labelled = await bg.launch({ text: SQL, values: ['abc'] }, { label: 'kept/label' });
+  await bg.wait(labelled);
+  assert.equal((await bg.info(labelled)).label, 'kept/label');
   await bg.close();
 });

@@ -52,5 +52,7 @@ export interface LaunchPlan {
  */
 export function withoutValues(launch: LaunchPlan): LaunchPlan {
   if (launch.plan.values === null) return launch;
-  return Object.freeze({ ...launch, plan: Object.freeze({ ...launch.plan, values: null }) });
+  // A launch without options keeps the instance's on its prototype (api/options.ts launchPlan): kept.
+  const plan = Object.freeze({ ...launch.plan, values: null });
+  return Object.freeze(Object.assign(Object.create(Object.getPrototypeOf(launch) as object) as LaunchPlan, launch, { plan }));
 }
