@@ -51,8 +51,8 @@ const marks = async (mark: string) => (await db.query<{ n: number }>('SELECT cou
  * A journaling instance whose one slot is held: its blocker waits on advisory lock `key`, held by
  * a session of the test until `release()`, so what is launched after it stays pending.
  */
-async function heldSlot(t: TestContext, key: number) {
-  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue' });
+async function heldSlot(t: TestContext, key: number, tagConnections = true) {
+  const bg = db.background({ journal: true, maxWorkers: 1, whenFull: 'queue', tagConnections });
   const holder = new pg.Client({ connectionString: db.url });
   await holder.connect();
   t.after(() => holder.end());
@@ -462,6 +462,24 @@ test('a pending worker is journaled as proven when its SQL will carry the proof 
   await Promise.all([bg.wait(await pendingInsert), bg.wait(await pendingVacuum)]);
   await db.query("DELETE FROM marks WHERE mark = 'pending'");
   await bg.close();
+  // Untagged, a backend running a task its dead owner had just sent carries no tag to find it by:
+  // its pending row is not proven (the view says "outcome unknown", never "nothing committed").
+  const untagged = await heldSlot(t, 5152, false);
+  const pendingUntagged = untagged.bg.launch("INSERT INTO marks VALUES ('pending')", { label: 'journal/pending-untagged' });
+  await until(async () => (await rows()).some((row) => row.label === 'journal/pending-untagged'), 'the untagged pending row');
+  assert.deepEqual(
+    (await rows()).find((row) => row.label === 'journal/pending-untagged'),
+    { label: 'journal/pending-untagged', state: 'pending', proven: false },
+  );
+  await untagged.release();
+  await untagged.bg.wait(await pendingUntagged);
+  // Once it ran, its task carried the proof: its row says so.
+  await until(
+    async () => (await db.query("SELECT 1 FROM pg_background_journal WHERE label = 'journal/pending-untagged' AND state = 'stopped' AND proven")).length,
+    'the untagged row to be written stopped and proven',
+  );
+  await db.query("DELETE FROM marks WHERE mark = 'pending'");
+  await untagged.bg.close();
 });
 
 test('when its control session ends, a pending worker’s row names the next one as its owner: the view keeps it pending, not orphaned', async (t) => {

@@ -45,6 +45,12 @@ export class JournalWriter implements JournalSink {
   readonly #owner: JournalOwner;
   readonly #warn: (warning: PgBackgroundError) => void;
   /**
+   * The instance tags its connections: a pending row whose owner is gone is judged by whether a
+   * backend carries its tag. Untagged, a task sent just before the owner died runs unseen while
+   * its row still says pending, so such a row cannot be called "nothing committed".
+   */
+  readonly #tagged: boolean;
+  /**
    * Workers whose row is due, in the order of their first unwritten change (oldest first: the
    * hold is counted from it), with the time of their last (the row's updated_at).
    */
@@ -71,8 +77,9 @@ export class JournalWriter implements JournalSink {
   #prunedAt = -Infinity;
   #closed = false;
 
-  constructor(control: ControlConnection, retentionMs: number, application: string | null, warn: (warning: PgBackgroundError) => void) {
+  constructor(control: ControlConnection, retentionMs: number, application: string | null, warn: (warning: PgBackgroundError) => void, tagged = true) {
     this.#control = control;
+    this.#tagged = tagged;
     this.#retentionMs = retentionMs;
     this.#owner = Object.freeze({ host: hostname(), pid: process.pid, application });
     this.#warn = warn;
@@ -136,6 +143,7 @@ export class JournalWriter implements JournalSink {
   #willProve(worker: Worker): boolean {
     if (this.#proven.has(worker)) return true;
     return (
+      this.#tagged &&
       (worker.state === 'pending' || worker.state === 'paused') &&
       !worker.launch.job &&
       !worker.launch.cursor &&

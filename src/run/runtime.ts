@@ -59,7 +59,9 @@ export function createRuntime(options: InstanceOptions, events: LaunchEvents & S
   const control = new ControlConnection({ ...connection, application_name: controlName }, controlTimeoutMs, listenWaitMs);
   // Each start arms the observer's poll (once a second, only while a worker has run for a second).
   const registry = new WorkerRegistry(options.retentionMs, () => observer.started(), options.maxRetained, events);
-  const journal = options.journal && new JournalWriter(control, options.journal.retentionMs, options.journal.application, (warning) => events.warning(warning));
+  const journal =
+    options.journal &&
+    new JournalWriter(control, options.journal.retentionMs, options.journal.application, (warning) => events.warning(warning), options.tagConnections);
   // With the journal, the registry is wrapped: every change Worker.apply makes reaches it too.
   const store: WorkerStore = journal ? new JournalStore(registry, journal) : registry;
   const observer = new BackendObserver(control, store);
