@@ -42,6 +42,36 @@ test('journal: a worker whose settings or SQL make its transaction read-only run
   );
 });
 
+test('journal: SQL that switches role (SET ROLE, SET SESSION AUTHORIZATION, set_config) runs, unproven, not refused by the proof', async () => {
+  const role = `pgbg_review_reader_${process.pid}`;
+  await db.query(`CREATE ROLE ${role}`);
+  await db.query(`GRANT SELECT ON marks TO ${role}`);
+  try {
+    const bg = db.background({ journal: true });
+    const handles = [];
+    for (const sql of [
+      `SET LOCAL ROLE ${role}; SELECT count(*)::int AS n FROM marks WHERE mark = 'none'`,
+      `SET ROLE ${role}`,
+      `SET SESSION AUTHORIZATION ${role}`,
+      `SELECT pg_catalog.set_config('role', '${role}', true), 0 AS n`,
+    ]) {
+      const h = await bg.launch(sql);
+      await bg.wait(h);
+      assert.deepEqual([(await bg.info(h)).state, await bg.errorInfo(h)], ['stopped', null], sql);
+      handles.push(h);
+    }
+    await bg.close();
+    const proven = await db.query('SELECT proven FROM pg_background_journal WHERE cookie = ANY ($1::int8[])', [handles.map((h) => String(h.cookie))]);
+    assert.deepEqual(
+      proven.map((row) => row.proven),
+      [false, false, false, false],
+    );
+  } finally {
+    await db.query(`DROP OWNED BY ${role}`);
+    await db.query(`DROP ROLE ${role}`);
+  }
+});
+
 test('journal: a single statement whose function makes its transaction read-only fails 25006 with a hint that names the proof and the way out, nothing committed; with the setting it runs', async () => {
   await db.query(`CREATE FUNCTION ro_then_read() RETURNS int LANGUAGE plpgsql AS $$
 BEGIN

@@ -130,7 +130,10 @@ export class JournalWriter implements JournalSink {
     if (worker.launch.settings.some(readOnly)) return false;
     // So does one the SQL makes read-only (SET TRANSACTION READ ONLY; ...): only a statement ahead of
     // the last can, so a single statement is not searched (a false match only costs the proof).
-    return !(plan.pieces !== null && READ_ONLY_SQL.test(plan.text));
+    if (plan.pieces !== null && READ_ONLY_SQL.test(plan.text)) return false;
+    // SQL that switches role (SET [LOCAL] ROLE, SET SESSION AUTHORIZATION, their set_config forms),
+    // a single statement too: the insert would run as that role, and be refused (42501).
+    return !ROLE_SQL.test(plan.text);
   }
 
   /**
@@ -307,6 +310,7 @@ interface Due {
 
 /** Words of SQL that may make its own transaction read-only. */
 const READ_ONLY_SQL = /read[ \t\n\r\f\v]+only|transaction_read_only/i;
+const ROLE_SQL = /\bset[ \t\n\r\f\v]+(?:(?:session|local)[ \t\n\r\f\v]+)?(?:role|session[ \t\n\r\f\v]+authorization)\b|'(?:role|session_authorization)'/i;
 
 /** A setting that makes the worker's transaction read-only (PostgreSQL's booleans: on, true, yes, 1, and prefixes). */
 function readOnly([name, value]: readonly [string, string]): boolean {
