@@ -230,6 +230,43 @@ test('a journal write that fails (INSERT revoked) fails no worker, warns once, a
   await bg.close();
 });
 
+test('the right to prove an end revoked after the instance looked: the worker that meets it fails, nothing committed, saying why; later ones run unproven', async () => {
+  const bg = db.background({ journal: true, options: `-c role=${writer}` });
+  await bg.wait(await bg.launch('SELECT 1'));
+  await db.query(`REVOKE INSERT ON pg_background_journal_ends FROM ${pg.escapeIdentifier(writer)}`);
+  try {
+    const refused = await bg.launch("INSERT INTO marks VALUES ('refused proof')");
+    await bg.wait(refused);
+    const error = await bg.errorInfo(refused);
+    assert.deepEqual([(await bg.info(refused)).state, error?.sqlstate], ['error', '42501']);
+    assert.match(
+      error!.hint!,
+      /^The worker's SQL ran, then the journal's record of its end .* was refused, so nothing committed\. .*\(42501: permission denied for table pg_background_journal_ends\)$/,
+    );
+    assert.equal(await marks('refused proof'), 0);
+    // The instance looked at its right again: the next workers run, without the proof.
+    await until(async () => {
+      const h = await bg.launch('SELECT 1');
+      await bg.wait(h);
+      return (await bg.info(h)).state === 'stopped';
+    }, 'a worker to run unproven');
+    const unproven = await bg.launch("INSERT INTO marks VALUES ('unproven')");
+    await bg.wait(unproven);
+    assert.equal((await bg.info(unproven)).state, 'stopped');
+    assert.equal(await marks('unproven'), 1);
+    await until(
+      async () =>
+        (await db.query("SELECT 1 FROM pg_background_journal WHERE cookie = $1 AND state = 'stopped' AND NOT proven", [String(unproven.cookie)])).length,
+      'its row, stopped and unproven',
+    );
+    assert.deepEqual(await db.query('SELECT 1 FROM pg_background_journal_ends WHERE cookie = $1', [String(unproven.cookie)]), []);
+  } finally {
+    await db.query(`GRANT INSERT ON pg_background_journal_ends TO ${pg.escapeIdentifier(writer)}`);
+    await db.query("DELETE FROM marks WHERE mark IN ('refused proof', 'unproven')");
+    await bg.close();
+  }
+});
+
 test('a journaling launch on a database without the journal rejects with PGBG_NOT_INSTALLED, every time, starting nothing', async () => {
   await db.query('CREATE SCHEMA nowhere');
   const bg = db.background({ journal: true, options: '-c search_path=nowhere' });

@@ -107,6 +107,31 @@ export class JournalWriter implements JournalSink {
     return this.#locating;
   }
 
+  /**
+   * A worker's proof was refused at its end (the task failed, nothing committed): the right to
+   * the insert is looked at again, once at a time, so that a login that lost it (INSERT revoked,
+   * a database made read-only, the table dropped) runs its later workers unproven, not failed.
+   */
+  proofRefused(): void {
+    if (this.#closed || this.#rechecking) return;
+    this.#rechecking = true;
+    this.#control
+      .query<{ provable: boolean }>(JOURNAL_LOCATE_SQL)
+      .then(
+        ({ rows }) => {
+          this.#provable = rows[0]?.provable ?? false;
+        },
+        () => {
+          this.#provable = false; // no answer: unproven from now on, rather than fail more workers
+        },
+      )
+      .finally(() => {
+        this.#rechecking = false;
+      });
+  }
+
+  #rechecking = false;
+
   /** install() ran: a failed check is made again at the next launch. */
   reset(): void {
     if (this.#schema === null) this.#locating = null;

@@ -28,6 +28,11 @@ export interface TaskOutcome {
    * behind it (everything up to the Sync), so it never ran, and the session is not clean.
    */
   readonly resetFailed?: boolean;
+  /**
+   * Every statement of the task ran; the journal's proof behind them (the last statement of its
+   * transaction) was refused, so nothing committed (see control/journal-writer.ts proofRefused).
+   */
+  readonly proofRefused?: boolean;
 }
 
 /** Where the last statement's column descriptions go (the worker). */
@@ -76,6 +81,10 @@ const JOURNAL_READ_ONLY_HINT =
   "The worker's SQL ran, then the journal's record of its end (an insert into pg_background_journal_ends, in the same transaction) was refused: " +
   'the SQL made its transaction read-only where its text does not show it (SET TRANSACTION READ ONLY in a function, say), so nothing committed. ' +
   "Launch it with settings: { default_transaction_read_only: 'on' } (it then runs without the proof), or from an instance without the journal.";
+
+const JOURNAL_REFUSED_HINT =
+  "The worker's SQL ran, then the journal's record of its end (an insert into pg_background_journal_ends, in the same transaction) was refused, so nothing committed. " +
+  'The instance checks its right to that insert again: if the login lost it, its later workers run without the proof. The refusal was';
 
 /** Hears a task's end (TaskQuery.whenDone): an object, so that the end costs no promise. */
 export interface TaskEnd {
@@ -136,6 +145,7 @@ export class TaskQuery implements WireReader {
   #tagCount: number | null = null;
   #finished = false;
   #resetFailed = false;
+  #proofRefused = false;
   /** The tag's SET, or null: none is sent. */
   readonly #tag: OwnStatement | null;
   /** The journal's record of the end, run last in the task's transaction (see control/journal-writer.ts), or null. */
@@ -403,10 +413,13 @@ export class TaskQuery implements WireReader {
         error.position = String(Number(error.position) + codePoints(this.#plan.text, offset));
       }
     }
-    if (fromServer && error.code === READ_ONLY_TRANSACTION && this.#journal !== null && this.#statement === statementCount + (this.#wrapped ? 1 : 0)) {
-      // Every statement of the task ran; the journal's proof behind them failed: the SQL made its
-      // transaction read-only in a way its text does not show (a function, say). Say so, and how.
-      error.hint ??= JOURNAL_READ_ONLY_HINT;
+    if (fromServer && error.severity === 'ERROR' && this.#journal !== null && this.#statement === statementCount + (this.#wrapped ? 1 : 0)) {
+      // Every statement of the task ran; the journal's proof behind them failed. Read-only: the
+      // SQL made its transaction so in a way its text does not show (a function, say). Anything
+      // else (the right to insert revoked, the table dropped, a role the SQL switched to): say
+      // that too. Either way the transaction rolled back, and the writer looks at the right again.
+      error.hint ??= error.code === READ_ONLY_TRANSACTION ? JOURNAL_READ_ONLY_HINT : `${JOURNAL_REFUSED_HINT} (${error.code}: ${error.message})`;
+      this.#proofRefused = true;
     }
     if (this.#wrapped && fromServer) {
       this.#failure = error;
@@ -499,7 +512,7 @@ export class TaskQuery implements WireReader {
     if (this.#defer) this.#session?.resetDeferred();
     else this.#session?.taskEnded();
     const outcome: TaskOutcome = { error, commandTag: this.#commandTag, rowCount: this.#tagCount ?? this.#rows };
-    const final = this.#resetFailed ? { ...outcome, resetFailed: true } : outcome;
+    const final = this.#resetFailed ? { ...outcome, resetFailed: true } : this.#proofRefused ? { ...outcome, proofRefused: true } : outcome;
     this.#outcome = final;
     this.#resolve?.(final);
     if (this.#end) dueEnds.add(this);

@@ -493,6 +493,9 @@ export class Launcher {
         return this.#retry(worker, connection, slot, error, worker.startedAt ?? Date.now());
       }
     }
+    // The journal's proof was refused (its right revoked since the instance looked, say): the
+    // writer looks again, so that its later workers run without the proof rather than fail.
+    if (outcome.proofRefused) this.#deps.journal?.proofRefused();
     if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
     void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
   }
