@@ -167,6 +167,30 @@ test('a freeze during a cancel: cancel rejects (PGBG_CANCEL_FAILED), the worker 
   }
 });
 
+test('cursor mode, a freeze during a cancel: cancel rejects (PGBG_CANCEL_FAILED), the worker ends in error, never canceled', async () => {
+  const proxy = await startProxy();
+  const bg = behind(proxy);
+  try {
+    const h = await bg.launch('SELECT pg_sleep(30) AS slept', { cursor: { batchRows: 100 } });
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [h.pid])).length,
+      'the worker to sleep',
+    );
+    proxy.freeze();
+    // The stop cannot be confirmed, so cancel() cannot resolve: the backend may run on.
+    await assert.rejects(within(bg.cancel(h, { graceMs: 200 }), 15_000, 'cancel()'), { code: 'PGBG_CANCEL_FAILED', pid: h.pid, sqlstate: '08006' });
+    const info = await bg.info(h);
+    assert.equal(info.state, 'error');
+    assert.match(info.lastError!, /before the transaction committed .*: nothing of it committed, but its backend was not seen to stop$/);
+    proxy.resume();
+    await until(async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [h.pid])).length === 0, 'the old backend to exit', 15_000);
+    await closeAndCheck(bg, proxy);
+  } finally {
+    await bg.close();
+    await proxy.close();
+  }
+});
+
 test('close() while the network is frozen resolves, and leaves no socket and no backend behind', async () => {
   const proxy = await startProxy();
   const bg = behind(proxy);

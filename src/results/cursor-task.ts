@@ -136,12 +136,14 @@ export class CursorTask {
     const failure = this.#cursorEnd ?? null;
     if (failure && !(failure instanceof pg.DatabaseError && failure.severity === 'ERROR')) {
       // The session ended (a terminate's FATAL 57P01, a lost connection) before our COMMIT was
-      // sent: nothing committed. A cancel asked for is then confirmed.
+      // sent: nothing committed. A lost connection confirms no stop, though: the backend may run
+      // on (its locks held) until it notices. So no `canceled` (cancel() would resolve while it
+      // runs): an error of the connection, as on the default path, that says what is known.
       if (stop === 'cancel' && !(failure instanceof pg.DatabaseError)) {
         return this.#finish(
           new WorkerFailure(
-            '57014',
-            `canceling statement due to user request (the connection then ended before the transaction committed: ${failure.message})`,
+            CONNECTION_FAILURE,
+            `the connection was lost during the cancel, before the transaction committed (${failure.message}): nothing of it committed, but its backend was not seen to stop`,
           ),
         );
       }
