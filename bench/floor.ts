@@ -69,7 +69,7 @@ interface FireSample {
 }
 
 /** utime + stime of those processes, in µs (clock ticks: 10 ms at 100 Hz, hence many tasks). */
-function serverCpuUs(pids: readonly number[]): number {
+export function serverCpuUs(pids: readonly number[]): number {
   let ticks = 0;
   for (const pid of pids) {
     try {
@@ -98,7 +98,7 @@ interface FireDriver {
   close(): Promise<void>;
 }
 
-async function rawClients(url: string, pipeline: boolean, count = CONCURRENCY): Promise<pg.Client[]> {
+export async function rawClients(url: string, pipeline: boolean, count = CONCURRENCY): Promise<pg.Client[]> {
   const clients = Array.from(
     { length: count },
     () => new pg.Client({ connectionString: url, application_name: 'pgbg-bench-raw', pipeline } as pg.ClientConfig),
@@ -121,7 +121,7 @@ function withReset(client: pg.Client, text: string, values: unknown[]): Promise<
  * A pipeline encoded beforehand (ending in Sync) as pg's active query: written at its turn,
  * settled at its ReadyForQuery with the count of its rows (pg drops it at an ErrorResponse).
  */
-class RawPipeline {
+export class RawPipeline {
   readonly done: Promise<number>;
   #resolve!: (rows: number) => void;
   #reject!: (error: Error) => void;
