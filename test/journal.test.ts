@@ -421,6 +421,34 @@ test('kill -9 of the launching process, then its worker terminated: error 08006 
   assert.deepEqual(await db.query('SELECT 1 FROM pg_background_journal_ends WHERE cookie = $1', [cookie]), []);
 });
 
+test('a viewer whose snapshot is older than the commit of a dead owner’s worker never reads "nothing committed"', async () => {
+  let cookie = '';
+  let pid = 0;
+  const viewer = await db.client();
+  try {
+    await gated(async () => {
+      ({ cookie, pid } = await launchJournaledAndKill(`INSERT INTO marks VALUES ('late commit'); SELECT pg_advisory_xact_lock(${GATE})`));
+      // A snapshot taken now, before the worker commits; pg_stat_activity not read yet.
+      await viewer.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await viewer.query('SELECT 1 FROM pg_background_journal_ends LIMIT 1');
+    });
+    // The worker commits, its client is gone: its backend exits.
+    await until(async () => (await marks('late commit')) === 1, 'the orphaned worker to commit', 15_000);
+    await until(async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).length === 0, 'its backend to exit');
+    // That snapshot sees no end, and the backend gone: no verdict from it (the row as its owner
+    // last wrote it), never "nothing committed".
+    const [row] = (await viewer.query('SELECT state, sqlstate FROM pg_background_workers WHERE cookie = $1', [cookie])).rows;
+    assert.deepEqual(row, { state: 'running', sqlstate: null });
+    await viewer.query('COMMIT');
+    // A fresh statement sees the end.
+    assert.deepEqual(await viewRow(cookie), { state: 'stopped', sqlstate: null, error_message: null, label: 'orphan' });
+  } finally {
+    await viewer.query('ROLLBACK').catch(() => {});
+    await viewer.end();
+    await db.query("DELETE FROM marks WHERE mark = 'late commit'");
+  }
+});
+
 test('a cancelled worker whose end is not journaled yet is not shown as gone while its owner and backend live', async () => {
   const bg = db.background({ journal: true });
   const h = await bg.launch('SELECT pg_sleep(30)', { label: 'journal/late-end' });

@@ -16,6 +16,9 @@ const q = pg.escapeIdentifier;
 const BASE = MIGRATIONS.filter((m) => !m.feature).map(({ id, name }) => ({ id, name }));
 /** An id after every migration this pg-background knows. */
 const NEXT = Math.max(...MIGRATIONS.map((m) => m.id)) + 1;
+const LAST = NEXT - 1;
+/** The journal's migrations (install({ journal: true })): 4 and 5. */
+const JOURNAL = MIGRATIONS.filter((m) => m.feature === 'journal').map((m) => m.id);
 const other = `pgbg_migrations_other_${randomBytes(3).toString('hex')}`;
 const db = useDatabase(import.meta.filename, {
   async setup(db) {
@@ -289,12 +292,12 @@ test('an optional migration: skipped by a plain install(), applied later by inst
   const client = await db.client();
   assert.deepEqual(await migrate(client, 'optional', q), { applied: BASE.map((m) => m.id), repaired: [], version: Math.max(...BASE.map((m) => m.id)) });
   assert.deepEqual(await db.query("SELECT to_regclass('optional.pg_background_journal') AS t"), [{ t: null }]);
-  assert.deepEqual(await migrate(client, 'optional', q, () => {}, MIGRATIONS, new Set(['journal'])), { applied: [4], repaired: [], version: 4 });
+  assert.deepEqual(await migrate(client, 'optional', q, () => {}, MIGRATIONS, new Set(['journal'])), { applied: JOURNAL, repaired: [], version: LAST });
   // The schema has the journal now: a plain install() neither drops nor re-creates anything…
-  assert.deepEqual(await migrate(client, 'optional', q), { applied: [], repaired: [], version: 4 });
+  assert.deepEqual(await migrate(client, 'optional', q), { applied: [], repaired: [], version: LAST });
   // …and repairs the journal's objects as its own (the table dropped by hand, with the view).
   await db.query('DROP TABLE optional.pg_background_journal CASCADE');
-  assert.deepEqual(await migrate(client, 'optional', q), { applied: [], repaired: [2, 4], version: 4 });
+  assert.deepEqual(await migrate(client, 'optional', q), { applied: [], repaired: [2, ...JOURNAL], version: LAST });
   assert.deepEqual(
     (
       await db.query(
@@ -327,7 +330,7 @@ test('an optional migration applied after a later base migration that redefines 
   await migrate(client, 'late', q, () => {}, all);
   const comment = async () => (await db.query("SELECT obj_description('late.pg_background_workers'::regclass, 'pg_class') AS c"))[0]!.c;
   assert.equal(await comment(), `pg-background workers view v${NEXT} without the journal`);
-  assert.deepEqual(await migrate(client, 'late', q, () => {}, all, new Set(['journal'])), { applied: [4], repaired: [NEXT], version: NEXT });
+  assert.deepEqual(await migrate(client, 'late', q, () => {}, all, new Set(['journal'])), { applied: JOURNAL, repaired: [NEXT], version: NEXT });
   assert.equal(await comment(), `pg-background workers view v${NEXT} with the journal`);
   await db.query(`INSERT INTO late.pg_background_journal (cookie, scope, state, updated_at) VALUES (77, 'root', 'stopped', now())`);
   assert.deepEqual(await db.query('SELECT cookie, state FROM late.pg_background_workers WHERE cookie = 77'), [{ cookie: '77', state: 'stopped' }]);

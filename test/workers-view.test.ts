@@ -74,14 +74,14 @@ test('install() creates the view with SPEC columns and types, and no journal tab
   await bg.close();
 });
 
-test('install({ journal: true }) keeps the same columns and types, and adds the journal (migration 4)', async () => {
+test('install({ journal: true }) keeps the same columns and types, and adds the journal (migrations 4 and 5)', async () => {
   await db.query('CREATE SCHEMA journaled');
   const bg = db.background();
   await bg.install({ schema: 'journaled', journal: true });
   assert.deepEqual(await viewColumns('journaled'), COLUMNS);
   assert.deepEqual(
     (await db.query('SELECT id FROM journaled.pg_background_migrations ORDER BY id')).map((r) => r.id),
-    [1, 2, 3, 4],
+    [1, 2, 3, 4, 5],
   );
   await bg.close();
 });
@@ -243,7 +243,7 @@ test('a plain install() after the journal keeps it; a view dropped by hand comes
   assert.deepEqual(await db.query('SELECT cookie, state FROM repaired.pg_background_workers WHERE cookie = 42'), [{ cookie: '42', state: 'stopped' }]);
   assert.deepEqual(
     (await db.query('SELECT id FROM repaired.pg_background_migrations ORDER BY id')).map((r) => r.id),
-    [1, 2, 3, 4],
+    [1, 2, 3, 4, 5],
   );
   await bg.close();
 });

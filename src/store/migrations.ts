@@ -97,7 +97,12 @@ export const NOTHING_COMMITTED_PENDING = 'the process that launched the worker i
 export const JOB_OWNER_GONE = "outcome unknown: the process that ran the job is gone; each subtask's row says what it did";
 
 export const OUTCOME_UNKNOWN_GONE =
+  "outcome unknown: the worker's backend ended and the process that launched it did not record how; its SQL ran without the proof of its commit (it cannot run in a transaction block, or its role or a read-only transaction could not write the proof), so it may have committed";
+/** Migration 4's wording of OUTCOME_UNKNOWN_GONE (its view stays as it was installed). */
+const OUTCOME_UNKNOWN_GONE_V4 =
   "outcome unknown: the worker's backend ended and the process that launched it did not record how; its SQL cannot run in a transaction block, so it may have committed";
+/** Migration 5's function: whether a worker's end is recorded, seen with a snapshot of its own (see there). */
+export const JOURNAL_COMMITTED_FUNCTION = 'pg_background_journal_committed';
 
 /** The journal row `j`'s owner still runs: its control connection (pid and start) is there. */
 const ownerAlive = `EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
@@ -221,10 +226,26 @@ const journal: Migration = {
     `COMMENT ON TABLE ${schema}.${JOURNAL_ENDS_TABLE} IS '${JOURNAL_MARKER} v4: the workers whose own transaction committed, written by it'`,
     // The view, now with every journaled worker: its live columns from its backend while it
     // runs, and the truth about one whose backend is gone while its row says it was not done.
-    `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
+    journalView(schema, false),
+    viewComment(schema, 'v4'),
+  ],
+};
+
+/**
+ * The view over the journal: migration 4's (`fresh` false, as it was installed), and migration
+ * 5's. The statement's snapshot, which reads pg_background_journal_ends, is taken before
+ * pg_stat_activity is read: a worker of a dead owner that commits and exits in between would be
+ * found gone with no end, "nothing committed". So 5 looks again, for each row it would judge
+ * gone, with a snapshot of its own taken after (the VOLATILE function JOURNAL_COMMITTED_FUNCTION:
+ * under READ COMMITTED each of its queries takes a new one); under REPEATABLE READ or
+ * SERIALIZABLE no later snapshot exists, so it gives no such verdict at all (the row says what
+ * its owner last wrote).
+ */
+function journalView(schema: string, fresh: boolean): string {
+  return `CREATE OR REPLACE VIEW ${schema}.${WORKERS_VIEW} AS
 WITH ${liveBackends(`a.application_name LIKE 'pgbg:%' OR a.pid IN (SELECT pid FROM ${schema}.${JOURNAL_TABLE} WHERE finished_at IS NULL)`)},
-journaled AS (
-  SELECT j.*, e.committed_at, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
+${fresh ? 'seen' : 'journaled'} AS (
+  SELECT j.*, e.committed_at${fresh ? ' AS seen_committed_at' : ''}, l.pid AS live_pid, l.phase AS live_phase, l.fraction AS live_fraction, l.wait_event AS live_wait_event, l.blocked_by AS live_blocked_by,
          CASE
            WHEN e.cookie IS NOT NULL OR j.finished_at IS NOT NULL OR j.state NOT IN ('pending', 'paused', 'running', 'cancelling') THEN false
            -- Started: its backend (pid and start; a start the viewer may not see counts as it) no
@@ -235,13 +256,13 @@ journaled AS (
            -- Not started: its owner's control connection is gone and no backend carries its tag.
            ELSE j.owner_control_pid IS NOT NULL AND NOT ${ownerAlive}
                 AND NOT EXISTS (SELECT 1 FROM live t WHERE t.cookie = j.cookie)
-         END AS gone
+         END AS ${fresh ? 'seen_gone' : 'gone'}
     FROM ${schema}.${JOURNAL_TABLE} j
     LEFT JOIN ${schema}.${JOURNAL_ENDS_TABLE} e ON e.cookie = j.cookie
     LEFT JOIN live l ON j.finished_at IS NULL AND e.cookie IS NULL AND l.pid = j.pid
                     AND (l.started IS NULL OR l.started = j.backend_started)
                     AND (l.cookie = j.cookie OR l.application_name NOT LIKE 'pgbg:%')
-)
+)${fresh ? FRESH_VERDICT(schema) : ''}
 SELECT j.cookie, j.pid, j.label, j.scope, j.parent,
        -- Its own transaction said it committed: stopped, whatever the owner could tell.
        CASE WHEN j.committed_at IS NOT NULL THEN 'stopped' WHEN j.gone THEN 'error' ELSE j.state END AS state,
@@ -256,7 +277,7 @@ SELECT j.cookie, j.pid, j.label, j.scope, j.parent,
        CASE WHEN j.committed_at IS NOT NULL THEN NULL
             WHEN NOT j.gone THEN j.error_message
             WHEN j.job THEN '${JOB_OWNER_GONE.replaceAll("'", "''")}'
-            WHEN NOT j.proven THEN '${OUTCOME_UNKNOWN_GONE.replaceAll("'", "''")}'
+            WHEN NOT j.proven THEN '${(fresh ? OUTCOME_UNKNOWN_GONE : OUTCOME_UNKNOWN_GONE_V4).replaceAll("'", "''")}'
             WHEN j.pid IS NOT NULL AND j.pid <> 0 THEN '${NOTHING_COMMITTED_RUNNING.replaceAll("'", "''")}'
             ELSE '${NOTHING_COMMITTED_PENDING.replaceAll("'", "''")}' END AS error_message,
        j.command_tag, j.row_count
@@ -264,8 +285,35 @@ SELECT j.cookie, j.pid, j.label, j.scope, j.parent,
 UNION ALL
 SELECT ${TAGGED_COLUMNS}
   FROM live l
- WHERE l.cookie IS NOT NULL AND l.state IS DISTINCT FROM 'idle' AND NOT EXISTS (SELECT 1 FROM ${schema}.${JOURNAL_TABLE} j WHERE j.cookie = l.cookie)`,
-    viewComment(schema, 'v4'),
+ WHERE l.cookie IS NOT NULL AND l.state IS DISTINCT FROM 'idle' AND NOT EXISTS (SELECT 1 FROM ${schema}.${JOURNAL_TABLE} j WHERE j.cookie = l.cookie)`;
+}
+
+/** Migration 5's verdict, from `seen`: gone only if a fresh look finds no end either. */
+const FRESH_VERDICT = (schema: string) => `,
+journaled AS (
+  SELECT s.*, coalesce(s.seen_committed_at, f.late_committed_at) AS committed_at, s.seen_gone AND f.fresh AND f.late_committed_at IS NULL AS gone
+    FROM seen s
+   CROSS JOIN LATERAL (SELECT pg_catalog.current_setting('transaction_isolation') = 'read committed' AS fresh) r
+   CROSS JOIN LATERAL (SELECT r.fresh, CASE WHEN s.seen_gone AND r.fresh THEN ${schema}.${JOURNAL_COMMITTED_FUNCTION}(s.cookie) END AS late_committed_at) f
+)`;
+
+const journalFresh: Migration = {
+  id: 5,
+  name: 'journal view with a fresh look at ends',
+  feature: 'journal',
+  functions: [JOURNAL_COMMITTED_FUNCTION],
+  relations: [{ name: WORKERS_VIEW, kind: 'v', marker: VIEW_MARKER }],
+  statements: (schema) => [
+    // SECURITY DEFINER: the view reads the ends table with its owner's rights, and so must its
+    // second look (a viewer may read the view without reading the table). It says only when a
+    // worker's end was recorded, which the view shows anyway.
+    `CREATE OR REPLACE FUNCTION ${schema}.${JOURNAL_COMMITTED_FUNCTION}(cookie int8)
+RETURNS timestamptz LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $pgbg$ SELECT e.committed_at FROM ${schema}.${JOURNAL_ENDS_TABLE} e WHERE e.cookie = $1 $pgbg$`,
+    `COMMENT ON FUNCTION ${schema}.${JOURNAL_COMMITTED_FUNCTION}(int8)
+  IS '${FUNCTION_MARKER} v1: whether a worker recorded its end, seen with a new snapshot (internal, for the view)'`,
+    journalView(schema, true),
+    viewComment(schema, 'v5'),
   ],
 };
 
@@ -478,7 +526,7 @@ AS $pgbg$ SELECT ${schema}.pg_background_control('resume', $1, 0) $pgbg$`,
 };
 
 /** Every migration, by ascending id (1, 2, … without gaps). */
-export const MIGRATIONS: readonly Migration[] = Object.freeze([progressFunction, workersView, controlFunctions, journal]);
+export const MIGRATIONS: readonly Migration[] = Object.freeze([progressFunction, workersView, controlFunctions, journal, journalFresh]);
 
 /** The functions any of `migrations` creates: install() checks each on every run. */
 export function guardedFunctions(migrations: readonly Migration[] = MIGRATIONS): string[] {
