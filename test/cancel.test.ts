@@ -209,10 +209,13 @@ test('a cancelled statement that commits as it goes (a procedure that commits, C
   assert.equal((await bg.info(index)).state, 'error');
   assert.equal((await bg.errorInfo(index))?.message, `canceling statement due to user request${PARTIAL}`);
   assert.deepEqual(await db.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'cancel_concurrently_n'::regclass"), [{ indisvalid: false }]);
-  // A plain statement cancelled the same way is canceled, as ever.
-  const plain = await bg.launch('SELECT pg_sleep(30)');
-  await sleeping(plain.pid);
-  await bg.cancel(plain);
-  assert.equal((await bg.info(plain)).state, 'canceled');
+  // A plain statement cancelled the same way is canceled, as ever; so is a utility statement
+  // that commits nothing on its own.
+  for (const sql of ['SELECT pg_sleep(30)', 'EXPLAIN ANALYZE SELECT pg_sleep(30)']) {
+    const plain = await bg.launch(sql);
+    await sleeping(plain.pid);
+    await bg.cancel(plain);
+    assert.equal((await bg.info(plain)).state, 'canceled', sql);
+  }
   await bg.close();
 });

@@ -158,6 +158,15 @@ describe('behind PgBouncer in transaction mode', () => {
     // Its backend is not handed to anyone after a cancel: the pooler closes it.
     await until(async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [h.pid])).length === 0, 'the backend to go');
     assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM tx_cancel'), [{ n: 0 }]);
+    // A single DO block runs in our BEGIN here, where it cannot commit: its cancel is canceled.
+    const block = await bg.launch('DO $$ BEGIN INSERT INTO tx_cancel VALUES (9); PERFORM pg_sleep(30); END $$');
+    await until(
+      async () => (await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [block.pid])).length,
+      'the block to sleep',
+    );
+    await bg.cancel(block);
+    assert.deepEqual([(await bg.info(block)).state, (await bg.errorInfo(block))?.sqlstate], ['canceled', '57014']);
+    assert.deepEqual(await db.query('SELECT count(*)::int AS n FROM tx_cancel'), [{ n: 0 }]);
 
     // A failure rolls back; a COMMIT that fails (a deferred constraint) is the worker's error.
     await db.query('CREATE TABLE tx_deferred (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)');

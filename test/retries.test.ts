@@ -195,7 +195,6 @@ test('which SQL can commit on its own before it fails (offline): only those refu
     'CREATE DATABASE d',
     'DROP INDEX CONCURRENTLY i',
     'checkpoint',
-    'EXPLAIN ANALYZE CALL p()',
   ]) {
     assert.equal(can(sql), true, sql);
   }
@@ -207,6 +206,14 @@ test('which SQL can commit on its own before it fails (offline): only those refu
     'CREATE TABLE t (n int)',
     'ALTER TABLE t ADD c int',
     'SELECT 1; VACUUM',
+    'EXPLAIN ANALYZE SELECT pg_sleep(1)',
+    'REFRESH MATERIALIZED VIEW CONCURRENTLY v',
+    'SHOW work_mem',
+    'SET work_mem = 1024',
+    "NOTIFY c, 'x'",
+    'EXECUTE p(1)',
+    'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
+    'FETCH 10 FROM c',
   ]) {
     assert.equal(can(sql), false, sql);
   }

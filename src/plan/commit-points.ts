@@ -9,8 +9,43 @@
 // statement we are unsure of counts as one that can commit.
 import type { TaskPlan } from './task-plan.js';
 
-/** Plain queries, DML and COPY: they run in one transaction, and a function they call cannot commit. */
-const ATOMIC = new Set(['select', 'insert', 'update', 'delete', 'merge', 'with', 'values', 'table', 'copy', '(']);
+/**
+ * Plain queries, DML and COPY: they run in one transaction, and a function they call cannot
+ * commit. So do the utility statements that change nothing durable or only within the
+ * transaction: EXPLAIN (of a query or DML: EXPLAIN takes no CALL), SHOW, SET and RESET, LISTEN
+ * and NOTIFY, PREPARE and EXECUTE (a prepared statement is a query or DML), cursors,
+ * REFRESH MATERIALIZED VIEW (CONCURRENTLY too), IMPORT FOREIGN SCHEMA, SECURITY LABEL, REASSIGN.
+ */
+const ATOMIC = new Set([
+  'select',
+  'insert',
+  'update',
+  'delete',
+  'merge',
+  'with',
+  'values',
+  'table',
+  'copy',
+  '(',
+  'explain',
+  'show',
+  'set',
+  'reset',
+  'listen',
+  'unlisten',
+  'notify',
+  'prepare',
+  'execute',
+  'deallocate',
+  'declare',
+  'fetch',
+  'move',
+  'close',
+  'refresh',
+  'import',
+  'security',
+  'reassign',
+]);
 /** DDL and the like: transactional, unless one of NOT_TRANSACTIONAL appears in it. */
 const DDL = new Set(['create', 'alter', 'drop', 'truncate', 'comment', 'grant', 'revoke', 'lock']);
 const NOT_TRANSACTIONAL = /\b(concurrently|database|tablespace|system|subscription)\b/i;

@@ -496,8 +496,12 @@ export class Launcher {
     // The journal's proof was refused (its right revoked since the instance looked, say): the
     // writer looks again, so that its later workers run without the proof rather than fail.
     if (outcome.proofRefused) this.#deps.journal?.proofRefused();
-    if (!connection.pinned) return this.#complete(worker, connection, slot, outcome);
-    void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final));
+    // Only the task's own statement can have committed part of its work before a cancel: not a
+    // cancel that landed on our settings, reset or tag round trip before it, nor a task in our own
+    // BEGIN behind a pooler (a CALL or DO cannot commit there).
+    const partial = worker.cancelRequested && run.sent?.kind === 'task' && !connection.pooled && commitsOnItsOwn(worker.launch.plan);
+    if (!connection.pinned) return this.#complete(worker, connection, slot, outcome, partial);
+    void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final, partial));
   }
 
   /**
@@ -582,7 +586,7 @@ export class Launcher {
     await this.#run(worker, connection, slot, worker.startedAt, true).catch(() => {});
   }
 
-  #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome): void {
+  #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome, commitsAlone = false): void {
     this.#deps.running.delete(worker);
     connection.onNotice = null;
     const { state, info, reusable } = classify({
@@ -590,7 +594,7 @@ export class Launcher {
       cancelRequested: worker.cancelRequested,
       connectionFailure: connection.failure,
       pooled: connection.pooled,
-      commitsAlone: worker.cancelRequested && commitsOnItsOwn(worker.launch.plan),
+      commitsAlone,
     });
     // Give back the connection and the slot first: a 'finished' listener may launch again.
     this.#deps.pool.release(connection, reusable);
