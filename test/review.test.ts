@@ -60,15 +60,24 @@ test('journal: SQL that switches role (SET ROLE, SET SESSION AUTHORIZATION, set_
       assert.deepEqual([(await bg.info(h)).state, await bg.errorInfo(h)], ['stopped', null], sql);
       handles.push(h);
     }
+    // A column or a literal named role is no switch: those keep the proof.
+    await db.query('CREATE TABLE review_people (role text)');
+    const kept = [];
+    for (const sql of ["UPDATE review_people SET role = 'admin'", "SELECT count(*) FROM review_people WHERE role = 'role'"]) {
+      const h = await bg.launch(sql);
+      await bg.wait(h);
+      assert.equal((await bg.info(h)).state, 'stopped', sql);
+      kept.push(h);
+    }
     await bg.close();
-    const proven = await db.query('SELECT proven FROM pg_background_journal WHERE cookie = ANY ($1::int8[])', [handles.map((h) => String(h.cookie))]);
-    assert.deepEqual(
-      proven.map((row) => row.proven),
-      [false, false, false, false],
-    );
+    const proven = async (hs: WorkerHandle[]) =>
+      (await db.query('SELECT proven FROM pg_background_journal WHERE cookie = ANY ($1::int8[])', [hs.map((h) => String(h.cookie))])).map((row) => row.proven);
+    assert.deepEqual(await proven(handles), [false, false, false, false]);
+    assert.deepEqual(await proven(kept), [true, true]);
   } finally {
     await db.query(`DROP OWNED BY ${role}`);
     await db.query(`DROP ROLE ${role}`);
+    await db.query('DROP TABLE IF EXISTS review_people');
   }
 });
 

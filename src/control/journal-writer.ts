@@ -122,7 +122,7 @@ export class JournalWriter implements JournalSink {
           this.#provable = rows[0]?.provable ?? false;
         },
         () => {
-          this.#provable = false; // no answer: unproven from now on, rather than fail more workers
+          // No answer (the control connection failed): as it was; the next refusal asks again.
         },
       )
       .finally(() => {
@@ -335,7 +335,14 @@ interface Due {
 
 /** Words of SQL that may make its own transaction read-only. */
 const READ_ONLY_SQL = /read[ \t\n\r\f\v]+only|transaction_read_only/i;
-const ROLE_SQL = /\bset[ \t\n\r\f\v]+(?:(?:session|local)[ \t\n\r\f\v]+)?(?:role|session[ \t\n\r\f\v]+authorization)\b|'(?:role|session_authorization)'/i;
+/**
+ * A statement that switches role (SET [SESSION | LOCAL] ROLE, SET SESSION AUTHORIZATION: at the
+ * start of the text or after a `;`) or set_config of either. `UPDATE t SET role = ...` and a
+ * column or literal named role are not. (A function that switches role is not found: its proof is
+ * refused, and the worker fails saying so.)
+ */
+const ROLE_SQL =
+  /(?:^|;)\s*set\s+(?:(?:session|local)\s+)?(?:"?role"?|"?session_authorization"?|session\s+authorization)(?:\s|=|$)|set_config\s*\(\s*'(?:role|session_authorization)'/i;
 
 /** A setting that makes the worker's transaction read-only (PostgreSQL's booleans: on, true, yes, 1, and prefixes). */
 function readOnly([name, value]: readonly [string, string]): boolean {

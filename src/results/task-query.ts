@@ -82,6 +82,12 @@ const JOURNAL_READ_ONLY_HINT =
   'the SQL made its transaction read-only where its text does not show it (SET TRANSACTION READ ONLY in a function, say), so nothing committed. ' +
   "Launch it with settings: { default_transaction_read_only: 'on' } (it then runs without the proof), or from an instance without the journal.";
 
+/**
+ * What refuses the proof's insert itself: the right to it (42501), a read-only transaction
+ * (25006), the table or its schema gone (42P01, 3F000). Anything else at that point (a cancel,
+ * a timeout, a serialization failure) is the transaction's, not the proof's.
+ */
+const PROOF_REFUSALS: ReadonlySet<string> = new Set(['42501', READ_ONLY_TRANSACTION, '42P01', '3F000']);
 const JOURNAL_REFUSED_HINT =
   "The worker's SQL ran, then the journal's record of its end (an insert into pg_background_journal_ends, in the same transaction) was refused, so nothing committed. " +
   'The instance checks its right to that insert again: if the login lost it, its later workers run without the proof. The refusal was';
@@ -413,7 +419,7 @@ export class TaskQuery implements WireReader {
         error.position = String(Number(error.position) + codePoints(this.#plan.text, offset));
       }
     }
-    if (fromServer && error.severity === 'ERROR' && this.#journal !== null && this.#statement === statementCount + (this.#wrapped ? 1 : 0)) {
+    if (fromServer && PROOF_REFUSALS.has(error.code!) && this.#journal !== null && this.#statement === statementCount + (this.#wrapped ? 1 : 0)) {
       // Every statement of the task ran; the journal's proof behind them failed. Read-only: the
       // SQL made its transaction so in a way its text does not show (a function, say). Anything
       // else (the right to insert revoked, the table dropped, a role the SQL switched to): say
