@@ -323,9 +323,11 @@ test('no password is ever printed: not of a URL that fails to parse, to connect 
     inProcess(['--url', `postgres://alice:my ${secret}@localhost:54x32/db`, 'list']),
     inProcess(['list'], { DATABASE_URL: `postgres://alice:tab\t${secret}@localhost:54x32/db` }),
     inProcess(['--url', `postgres://alice:at@${secret}@localhost:54x32/db`, 'list']),
+    inProcess(['--url', `postgres://al ice:my ${secret}@localhost:54x32/db`, 'list']),
+    inProcess(['--url', `postgres://alice@localhost:54x32/db?password=my ${secret}&sslmode=disable`, 'list']),
   ]);
   const statuses = runs.map((ran) => ran.status);
-  assert.deepEqual(statuses, [2, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2]);
+  assert.deepEqual(statuses, [2, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
   for (const ran of runs) {
     assert.equal(ran.stdout, '');
     assert.match(ran.stderr, /^pg-background: [^\n]+\n$/);
@@ -348,6 +350,8 @@ test('no password is ever printed: not of a URL that fails to parse, to connect 
       `pg-background: ${source} is not a valid connection string (postgres://alice:***@localhost:54x32/db): Invalid URL (pg-background --help for usage)\n`,
     );
   }
+  assert.match(runs[11]!.stderr, /\(postgres:\/\/al ice:\*\*\*@localhost:54x32\/db\)/);
+  assert.match(runs[12]!.stderr, /\(postgres:\/\/alice@localhost:54x32\/db\?password=\*\*\*&sslmode=disable\)/);
 });
 
 test('list --watch redraws in place in a real terminal, and Ctrl-C ends it with 0 and restores the screen', async (t) => {

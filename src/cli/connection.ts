@@ -48,7 +48,7 @@ export function resolveConnection(url: string | undefined, env: NodeJS.ProcessEn
  * them unencoded), which the URL rule of redact() stops at.
  */
 function hideUserinfoPassword(connectionString: string): string {
-  return connectionString.replace(/^([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):.*@([^@]*)$/is, '$1:***@$2');
+  return connectionString.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):.*@([^@]*)$/is, '$1:***@$2').replace(/([?&]password=)[^&]*/gi, '$1***');
 }
 
 /** `text` with every URL's password, every `password=` parameter and every known secret replaced by ***. */
