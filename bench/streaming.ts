@@ -212,6 +212,7 @@ async function runOnce(libFirst: boolean): Promise<RunReport> {
     metric('cursor 1000 first row vs default', 'ms', figures['cursor-1000'].firstRowMs, lib.firstRowMs),
     metric('raw floor RSS growth', 'MiB', lib.rssGrowth / MiB, figures.raw.rssGrowth / MiB),
     metric('time to first row', 'ms', lib.firstRowMs, base.firstRowMs),
+    metric('first row vs raw floor (wire)', 'ms', lib.firstRowMs, figures.raw.firstRowMs),
     ...QUERY_STREAM_BATCHES.filter((batch) => batch !== 100).map((batch) =>
       metric(`first row vs batch ${batch}`, 'ms', lib.firstRowMs, figures[`pg-${batch}`].firstRowMs),
     ),
@@ -243,13 +244,14 @@ export async function streaming(ctx: BenchContext): Promise<ScenarioReport> {
     const c1000 = findMetric(run, 'cursor 1000 vs pg-query-stream 1000');
     const c10000 = findMetric(run, 'cursor 10000 vs pg-query-stream 10000');
     const raw = findMetric(run, 'default path vs raw floor (wire)');
+    const rawFirst = findMetric(run, 'first row vs raw floor (wire)');
     const k = (n: number) => `${(n / 1000).toFixed(0)}k`;
     ctx.log(
       `streaming run ${i + 1}: lib ${k(t.lib)} rows/s (stream() via pipeline ${k(s.lib)}), pg-query-stream batch 100/1000/10000 ` +
         `${k(t.baseline!)}/${k(t1000.baseline!)}/${k(t10000.baseline!)} rows/s (ratios ${t.ratio!.toFixed(2)}/${t1000.ratio!.toFixed(2)}/${t10000.ratio!.toFixed(2)}); ` +
         `first row ${f.lib.toFixed(1)} vs ${f.baseline!.toFixed(1)} ms; RSS +${r.lib.toFixed(1)} vs +${r.baseline!.toFixed(1)} MiB; ` +
         `cursor 1000/10000 ${k(c1000.lib)}/${k(c10000.lib)} rows/s (vs pg-query-stream ${c1000.ratio!.toFixed(2)}/${c10000.ratio!.toFixed(2)}); ` +
-        `raw floor ${k(raw.baseline!)} rows/s (default path at ${raw.ratio!.toFixed(2)})`,
+        `raw floor ${k(raw.baseline!)} rows/s (default path at ${raw.ratio!.toFixed(2)}), its first row ${rawFirst.baseline!.toFixed(1)} ms (lib at ${rawFirst.ratio!.toFixed(2)})`,
     );
     runs.push(run);
   }
