@@ -14,7 +14,7 @@ function serverError(code: string, severity: 'ERROR' | 'FATAL' = 'ERROR', messag
   return error;
 }
 
-const base = { cancelRequested: false, connectionFailure: null, pooled: false, commitsAlone: false };
+const base = { cancelRequested: false, connectionFailure: null, pooled: false, partial: false };
 const E = 0x45; // 'E' ErrorResponse
 const N = 0x4e; // 'N' NoticeResponse
 const ONE = 0x31; // '1' ParseComplete
@@ -45,14 +45,14 @@ test('canceled only when a cancel was asked and the server confirmed it (57014, 
 
 test('a confirmed cancel of a statement that commits as it goes is an error whose message says what stays, never canceled', () => {
   for (const error of [serverError('57014', 'ERROR', 'canceling statement due to user request'), serverError('57P01', 'FATAL', 'terminating connection')]) {
-    const { state, info } = classify({ ...base, cancelRequested: true, commitsAlone: true, error });
+    const { state, info } = classify({ ...base, cancelRequested: true, partial: true, error });
     assert.equal(state, 'error');
     assert.deepEqual([info?.sqlstate, info?.message], [error.code, `${error.message}${PARTIAL}`]);
   }
   // Ours (the task never reached the server), or an ERROR that is no cancel: as before.
-  assert.equal(classify({ ...base, cancelRequested: true, commitsAlone: true, error: new WorkerFailure('57014', 'before it ran') }).state, 'canceled');
-  assert.deepEqual(classify({ ...base, cancelRequested: true, commitsAlone: true, error: serverError('22012') }).info?.message, 'error 22012');
-  assert.equal(classify({ ...base, cancelRequested: true, commitsAlone: true, error: null }).state, 'stopped');
+  assert.equal(classify({ ...base, cancelRequested: true, partial: true, error: new WorkerFailure('57014', 'before it ran') }).state, 'canceled');
+  assert.deepEqual(classify({ ...base, cancelRequested: true, partial: true, error: serverError('22012') }).info?.message, 'error 22012');
+  assert.equal(classify({ ...base, cancelRequested: true, partial: true, error: null }).state, 'stopped');
 });
 
 test('a lost connection is 08006 with the reason we gave when we dropped it ourselves', () => {

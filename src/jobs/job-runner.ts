@@ -15,7 +15,6 @@ import type { InstanceOptions } from '../store/instance-options.js';
 import type { LaunchPlan } from '../store/launch-plan.js';
 import { Worker, type TerminalState } from '../store/worker.js';
 import type { WorkerStore } from '../store/worker-store.js';
-import { commitsOnItsOwn } from '../plan/commit-points.js';
 import { syntheticError } from '../results/error-info.js';
 import { describe } from '../util/validate.js';
 import { invalidArgument } from '../errors.js';
@@ -141,12 +140,11 @@ function decide(root: Worker, children: readonly Worker[], failure: { error: unk
 
 /**
  * A subtask that failed yet may have committed something: its outcome is unknown (the connection
- * broke: class 08), or its statement commits as it goes (a CALL, VACUUM, CONCURRENTLY...). Any
+ * broke: class 08), or its statement ran and commits as it goes (the launcher's `partial`). Any
  * other failure rolled its transaction back.
  */
 function mayHaveCommitted(child: Worker): boolean {
-  if (child.state !== 'error') return false;
-  return (child.error?.sqlstate.startsWith('08') ?? false) || commitsOnItsOwn(child.launch.plan);
+  return child.state === 'error' && (child.partial || (child.error?.sqlstate.startsWith('08') ?? false));
 }
 
 /** The first three of `children`, named. */

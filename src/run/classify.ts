@@ -16,10 +16,10 @@ export interface TaskEnd {
   /** Behind a pooler: never reused (a reset of ours could land on another client's session). */
   readonly pooled: boolean;
   /**
-   * The task is one statement that can commit on its own before it ends (CALL, DO, VACUUM,
-   * CREATE INDEX CONCURRENTLY...: plan/commit-points.ts commitsOnItsOwn).
+   * The task's own statement failed, and it commits as it goes (CALL, DO, VACUUM, CREATE INDEX
+   * CONCURRENTLY...: plan/commit-points.ts commitsOnItsOwn): part of it may have committed.
    */
-  readonly commitsAlone: boolean;
+  readonly partial: boolean;
 }
 
 export interface Classified {
@@ -29,14 +29,14 @@ export interface Classified {
   readonly reusable: boolean;
 }
 
-export function classify({ error, cancelRequested, connectionFailure, pooled, commitsAlone }: TaskEnd): Classified {
+export function classify({ error, cancelRequested, connectionFailure, pooled, partial }: TaskEnd): Classified {
   // Without an ErrorResponse the connection broke: say why, if we broke it ourselves.
   let info = error && errorInfo(error instanceof pg.DatabaseError || error instanceof WorkerFailure ? error : (connectionFailure ?? error));
   let state: TerminalState = !error ? 'stopped' : cancelRequested && confirmsCancel(error) ? 'canceled' : 'error';
   // `canceled` says nothing committed. The server stopped a statement that commits as it goes
   // (a procedure's COMMIT, VACUUM table by table, CONCURRENTLY's first transactions): what it
   // committed before the cancel stays. (A WorkerFailure is ours: the task never reached the server.)
-  if (state === 'canceled' && commitsAlone && error instanceof pg.DatabaseError) {
+  if (state === 'canceled' && partial && error instanceof pg.DatabaseError) {
     state = 'error';
     info = { ...info!, message: `${info!.message}${PARTIAL}` };
   }

@@ -496,10 +496,11 @@ export class Launcher {
     // The journal's proof was refused (its right revoked since the instance looked, say): the
     // writer looks again, so that its later workers run without the proof rather than fail.
     if (outcome.proofRefused) this.#deps.journal?.proofRefused();
-    // Only the task's own statement can have committed part of its work before a cancel: not a
-    // cancel that landed on our settings, reset or tag round trip before it, nor a task in our own
-    // BEGIN behind a pooler (a CALL or DO cannot commit there).
-    const partial = worker.cancelRequested && run.sent?.kind === 'task' && !connection.pooled && commitsOnItsOwn(worker.launch.plan);
+    // Whether a failure may leave part of the work committed, decided here once (the worker keeps
+    // it: a cancel is then no `canceled`, and a job's root hears of it). Only the task's own
+    // statement, if it commits as it goes: not an error of our settings, reset or tag round trip
+    // before it, nor a task in our own BEGIN behind a pooler (a CALL or DO cannot commit there).
+    const partial = outcome.error !== null && run.sent?.kind === 'task' && !connection.pooled && commitsOnItsOwn(worker.launch.plan);
     if (!connection.pinned) return this.#complete(worker, connection, slot, outcome, partial);
     void endPinnedTask(worker, connection, outcome).then((final) => this.#complete(worker, connection, slot, final, partial));
   }
@@ -586,7 +587,7 @@ export class Launcher {
     await this.#run(worker, connection, slot, worker.startedAt, true).catch(() => {});
   }
 
-  #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome, commitsAlone = false): void {
+  #complete(worker: Worker, connection: WorkerConnection, slot: Slot, outcome: TaskOutcome, partial: boolean): void {
     this.#deps.running.delete(worker);
     connection.onNotice = null;
     const { state, info, reusable } = classify({
@@ -594,16 +595,16 @@ export class Launcher {
       cancelRequested: worker.cancelRequested,
       connectionFailure: connection.failure,
       pooled: connection.pooled,
-      commitsAlone,
+      partial,
     });
     // Give back the connection and the slot first: a 'finished' listener may launch again.
     this.#deps.pool.release(connection, reusable);
     slot.release();
-    this.#finish(worker, state, info, outcome.commandTag, outcome.rowCount);
+    this.#finish(worker, state, info, outcome.commandTag, outcome.rowCount, partial && state === 'error');
   }
 
-  #finish(worker: Worker, state: TerminalState, info: WorkerErrorInfo | null, commandTag: string | null, rowCount: number): void {
-    if (!worker.apply({ kind: 'finished', state, error: info, commandTag, rowCount })) return;
+  #finish(worker: Worker, state: TerminalState, info: WorkerErrorInfo | null, commandTag: string | null, rowCount: number, partial = false): void {
+    if (!worker.apply({ kind: 'finished', state, error: info, commandTag, rowCount, partial })) return;
     this.#deps.events.finished(worker, state);
   }
 }

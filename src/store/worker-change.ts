@@ -49,4 +49,9 @@ export type WorkerChange =
       readonly error: WorkerErrorInfo | null;
       readonly commandTag: string | null;
       readonly rowCount: number;
+      /**
+       * It failed after its own statement ran, and that statement commits as it goes (a CALL or
+       * DO that commits, VACUUM, CONCURRENTLY...): part of its work may have committed.
+       */
+      readonly partial?: boolean;
     };

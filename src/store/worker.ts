@@ -59,10 +59,12 @@ class WorkerExtras {
   observed: Observation | null = null;
 }
 
-/** #flags: listed and addressable by handle; its result claimed by a reader; its rows all read. */
+/** #flags: listed and addressable by handle; its result claimed by a reader; its rows all read; failed with part of its work perhaps committed. */
 const TRACKED = 1;
 const CLAIMED = 2;
 const CONSUMED = 4;
+/** Failed with part of its work perhaps committed (the 'finished' change's `partial`). */
+const PARTIAL = 8;
 
 export class Worker {
   readonly cookie: bigint;
@@ -249,6 +251,7 @@ export class Worker {
         this.#error = change.error;
         this.#commandTag = change.commandTag;
         this.#rowCount = change.rowCount;
+        if (change.partial) this.#flags |= PARTIAL;
         this.#task = null;
         this.#finishedAt = Date.now();
         // Its parameters were kept for a retry; nothing reads them now, and a tracked worker is
@@ -358,6 +361,10 @@ export class Worker {
   }
   get error(): WorkerErrorInfo | null {
     return this.#error;
+  }
+  /** It failed, and part of its work may have committed (see the 'finished' change). */
+  get partial(): boolean {
+    return (this.#flags & PARTIAL) !== 0;
   }
   get commandTag(): string | null {
     return this.#commandTag;
