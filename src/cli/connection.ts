@@ -25,37 +25,38 @@ export function resolveConnection(url: string | undefined, env: NodeJS.ProcessEn
     const target = `${user}@${env.PGHOST ?? 'localhost'}:${env.PGPORT ?? '5432'}/${env.PGDATABASE ?? user}`;
     return { options: {}, target, secrets };
   }
+  // The string's passwords as written (raw: percent-encoded, or unencoded with spaces or `@` in
+  // them), known secrets before anything is printed, even that the string does not parse.
+  secrets.push(...rawPasswords(connectionString));
   let parsed: ReturnType<typeof parseConnectionString>;
   try {
     parsed = parseConnectionString(connectionString);
   } catch (error) {
-    // The string itself may hold the password: only its redacted form is shown.
-    throw new UsageError(
-      `${source} is not a valid connection string (${redact(hideUserinfoPassword(connectionString), secrets)}): ${(error as Error).message}`,
-    );
+    throw new UsageError(`${source} is not a valid connection string (${redact(connectionString, secrets)}): ${(error as Error).message}`);
   }
   if (parsed.password) secrets.push(parsed.password);
-  const raw = /^[a-z][a-z0-9+.-]*:\/\/[^/@]*?:([^@/]*)@/i.exec(connectionString)?.[1];
-  if (raw) secrets.push(raw);
   const user = parsed.user ?? env.PGUSER ?? env.USER ?? '';
   const target = `${user}@${parsed.host ?? env.PGHOST ?? 'localhost'}:${parsed.port ?? env.PGPORT ?? '5432'}/${parsed.database ?? env.PGDATABASE ?? user}`;
   return { options: { connectionString }, target, secrets };
 }
 
 /**
- * A connection string that failed to parse, with everything between its user's `:` and its last
- * `@` hidden: unparsed, its password may hold spaces, tabs or `@` (pg-connection-string accepts
- * them unencoded), which the URL rule of redact() stops at.
+ * The passwords a connection string holds as written: its userinfo's (everything between the
+ * user's `:` and the last `@`) and its `password=` parameter's (up to the next `&`).
  */
-function hideUserinfoPassword(connectionString: string): string {
-  return connectionString.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):.*@([^@]*)$/is, '$1:***@$2').replace(/([?&]password=)[^&]*/gi, '$1***');
+function rawPasswords(connectionString: string): string[] {
+  const userinfo = /^[a-z][a-z0-9+.-]*:\/\/[^:@/]*:(.*)@[^@]*$/is.exec(connectionString)?.[1];
+  const parameter = /[?&]password=([^&]*)/i.exec(connectionString)?.[1];
+  return [userinfo, parameter].filter((secret): secret is string => !!secret);
 }
 
 /** `text` with every URL's password, every `password=` parameter and every known secret replaced by ***. */
 export function redact(text: string, secrets: readonly string[]): string {
-  let out = text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s/@:]*):[^\s@]*@/gi, '$1:***@').replace(/(\bpassword\s*=\s*)('[^']*'|[^\s&]+)/gi, '$1***');
+  // The known secrets first, whole: the URL rule below stops at whitespace and at the first `@`,
+  // and would cut one that holds either, leaving its rest to be shown.
+  let out = text;
   for (const secret of secrets) {
     if (secret.length > 0) out = out.split(secret).join('***');
   }
-  return out;
+  return out.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s/@:]*):[^\s@]*@/gi, '$1:***@').replace(/(\bpassword\s*=\s*)('[^']*'|[^\s&]+)/gi, '$1***');
 }
