@@ -77,7 +77,7 @@ export class JournalWriter implements JournalSink {
   #prunedAt = -Infinity;
   #closed = false;
 
-  constructor(control: ControlConnection, retentionMs: number, application: string | null, warn: (warning: PgBackgroundError) => void, tagged = true) {
+  constructor(control: ControlConnection, retentionMs: number, application: string | null, warn: (warning: PgBackgroundError) => void, tagged: boolean) {
     this.#control = control;
     this.#tagged = tagged;
     this.#retentionMs = retentionMs;
