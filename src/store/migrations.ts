@@ -102,7 +102,7 @@ export const OUTCOME_UNKNOWN_GONE =
 const OUTCOME_UNKNOWN_GONE_V4 =
   "outcome unknown: the worker's backend ended and the process that launched it did not record how; its SQL cannot run in a transaction block, so it may have committed";
 /** Migration 5's function: whether a worker's end is recorded, seen with a snapshot of its own (see there). */
-export const JOURNAL_COMMITTED_FUNCTION = 'pg_background_journal_committed';
+const JOURNAL_COMMITTED_FUNCTION = 'pg_background_journal_committed';
 
 /** The journal row `j`'s owner still runs: its control connection (pid and start) is there. */
 const ownerAlive = `EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity o
@@ -291,10 +291,10 @@ SELECT ${TAGGED_COLUMNS}
 /** Migration 5's verdict, from `seen`: gone only if a fresh look finds no end either. */
 const FRESH_VERDICT = (schema: string) => `,
 journaled AS (
-  SELECT s.*, coalesce(s.seen_committed_at, f.late_committed_at) AS committed_at, s.seen_gone AND f.fresh AND f.late_committed_at IS NULL AS gone
+  SELECT s.*, coalesce(s.seen_committed_at, f.late_committed_at) AS committed_at, s.seen_gone AND r.fresh AND f.late_committed_at IS NULL AS gone
     FROM seen s
-   CROSS JOIN LATERAL (SELECT pg_catalog.current_setting('transaction_isolation') = 'read committed' AS fresh) r
-   CROSS JOIN LATERAL (SELECT r.fresh, CASE WHEN s.seen_gone AND r.fresh THEN ${schema}.${JOURNAL_COMMITTED_FUNCTION}(s.cookie) END AS late_committed_at) f
+   CROSS JOIN (SELECT pg_catalog.current_setting('transaction_isolation') = 'read committed' AS fresh) r
+   CROSS JOIN LATERAL (SELECT CASE WHEN s.seen_gone AND r.fresh THEN ${schema}.${JOURNAL_COMMITTED_FUNCTION}(s.cookie) END AS late_committed_at) f
 )`;
 
 const journalFresh: Migration = {
